@@ -1,0 +1,336 @@
+//! The local catalog: JSON files beside the data, loaded into memory at start-up.
+//!
+//! Layout, under the data root:
+//! ```text
+//! <db>/<table>/schema.json                                 the table's columns
+//! <db>/<table>/date=YYYY-MM-DD/hour=HH/metadata.json       the partition's files
+//! ```
+//! Both are rewritten whole and atomically on every change.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::names::{check_name, NameKind};
+use super::schema::SchemaFile;
+use super::{Catalog, CatalogError, Column, Commit, FileEntry, PartitionFiles, PartitionKey, TableSchema};
+use crate::storage::fs::{write_atomic_bytes, TEMP_PREFIX};
+
+/// Name of the per-partition catalog file.
+pub const PARTITION_FILE: &str = "metadata.json";
+
+/// Name of the per-table schema file.
+pub const SCHEMA_FILE: &str = "schema.json";
+
+const LOCK_SHARDS: usize = 64;
+
+/// A file entry as stored in `metadata.json`, with GigAPI's extra fields so that
+/// GigAPI tooling can read the partition.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredFile {
+    #[serde(flatten)]
+    entry: FileEntry,
+    #[serde(default)]
+    database: String,
+    #[serde(default)]
+    table: String,
+    #[serde(default)]
+    writer_id: String,
+    #[serde(default = "one_hour")]
+    range: String,
+    #[serde(rename = "type", default = "compacted")]
+    kind: String,
+}
+
+fn one_hour() -> String {
+    "1h".into()
+}
+
+fn compacted() -> String {
+    "compacted".into()
+}
+
+/// The contents of `metadata.json`, in GigAPI's shape.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredPartition {
+    #[serde(rename = "type")]
+    table: String,
+    parquet_size_bytes: u64,
+    row_count: u64,
+    min_time: i64,
+    max_time: i64,
+    wal_sequence: u64,
+    #[serde(default)]
+    drop_queue: Vec<serde_json::Value>,
+    files: Vec<StoredFile>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct PartitionState {
+    files: Vec<FileEntry>,
+    wal_sequence: u64,
+}
+
+#[derive(Debug, Default)]
+struct TableState {
+    schema: Arc<TableSchema>,
+    partitions: BTreeMap<PartitionKey, PartitionState>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    databases: BTreeMap<String, BTreeMap<String, TableState>>,
+    max_wal_sequence: u64,
+}
+
+/// The catalog kept in JSON files under the data root.
+#[derive(Debug)]
+pub struct LocalCatalog {
+    root: PathBuf,
+    state: RwLock<State>,
+    schema_lock: tokio::sync::Mutex<()>,
+    partition_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CatalogError + '_ {
+    move |source| CatalogError::Io { path: path.display().to_string(), source }
+}
+
+fn read_dir_names(dir: &Path) -> Result<Vec<String>, CatalogError> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+        let entry = entry.map_err(io_error(dir))?;
+        if entry.file_type().map_err(io_error(dir))?.is_dir() {
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, CatalogError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(path)(e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| CatalogError::Corrupt { path: path.display().to_string(), message: e.to_string() })
+}
+
+impl LocalCatalog {
+    /// Loads the catalog under `root` (creating nothing).
+    pub fn open(root: &Path) -> Result<Self, CatalogError> {
+        let mut state = State::default();
+        if root.is_dir() {
+            for database in read_dir_names(root)? {
+                if check_name(NameKind::Database, &database).is_err() {
+                    continue;
+                }
+                let db_dir = root.join(&database);
+                let mut tables = BTreeMap::new();
+                for table in read_dir_names(&db_dir)? {
+                    let table_dir = db_dir.join(&table);
+                    let Some(schema) = read_json::<SchemaFile>(&table_dir.join(SCHEMA_FILE))? else {
+                        if !table.starts_with(TEMP_PREFIX) {
+                            tracing::warn!(dir = %table_dir.display(), "directory has no {SCHEMA_FILE}; not a table");
+                        }
+                        continue;
+                    };
+                    let mut table_state =
+                        TableState { schema: Arc::new(schema.into_schema()), partitions: BTreeMap::new() };
+                    for date in read_dir_names(&table_dir)?.iter().filter(|d| d.starts_with("date=")) {
+                        for hour in read_dir_names(&table_dir.join(date))? {
+                            let Some(key) = PartitionKey::from_dir_names(date, &hour) else { continue };
+                            let path = table_dir.join(date).join(&hour).join(PARTITION_FILE);
+                            let Some(stored) = read_json::<StoredPartition>(&path)? else { continue };
+                            let partition = PartitionState {
+                                files: stored.files.into_iter().map(|f| f.entry).collect(),
+                                wal_sequence: stored.wal_sequence,
+                            };
+                            state.max_wal_sequence = state.max_wal_sequence.max(partition.wal_sequence);
+                            table_state.partitions.insert(key, partition);
+                        }
+                    }
+                    tables.insert(table, table_state);
+                }
+                if !tables.is_empty() {
+                    state.databases.insert(database, tables);
+                }
+            }
+        }
+        Ok(LocalCatalog {
+            root: root.to_path_buf(),
+            state: RwLock::new(state),
+            schema_lock: tokio::sync::Mutex::new(()),
+            partition_locks: (0..LOCK_SHARDS).map(|_| tokio::sync::Mutex::new(())).collect(),
+        })
+    }
+
+    /// The directory of a table.
+    pub fn table_dir(&self, database: &str, table: &str) -> PathBuf {
+        self.root.join(database).join(table)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn partition_lock(&self, database: &str, table: &str, partition: PartitionKey) -> &tokio::sync::Mutex<()> {
+        use std::hash::BuildHasher;
+        let hash = hashbrown::DefaultHashBuilder::default().hash_one((database, table, partition));
+        &self.partition_locks[(hash as usize) % LOCK_SHARDS]
+    }
+}
+
+async fn write_file(path: PathBuf, bytes: Vec<u8>) -> Result<(), CatalogError> {
+    let display = path.display().to_string();
+    tokio::task::spawn_blocking(move || write_atomic_bytes(&path, &bytes))
+        .await
+        .map_err(|e| CatalogError::Io { path: display.clone(), source: std::io::Error::other(e) })?
+        .map_err(|source| CatalogError::Io { path: display, source })
+}
+
+#[async_trait]
+impl Catalog for LocalCatalog {
+    fn databases(&self) -> Vec<String> {
+        self.read().databases.keys().cloned().collect()
+    }
+
+    fn tables(&self, database: &str) -> Vec<String> {
+        self.read().databases.get(database).map(|t| t.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    fn table_schema(&self, database: &str, table: &str) -> Option<Arc<TableSchema>> {
+        self.read().databases.get(database)?.get(table).map(|t| Arc::clone(&t.schema))
+    }
+
+    async fn add_columns(
+        &self,
+        database: &str,
+        table: &str,
+        columns: &[Column],
+        max_columns: usize,
+    ) -> Result<Arc<TableSchema>, CatalogError> {
+        let _guard = self.schema_lock.lock().await;
+        let current = self.table_schema(database, table);
+        let base = current.clone().unwrap_or_default();
+        let merged = match base.merged_with(table, columns, max_columns)? {
+            Some(merged) => merged,
+            None if current.is_some() => return Ok(base),
+            None => TableSchema::clone(&base),
+        };
+        let bytes = serde_json::to_vec_pretty(&SchemaFile::from_schema(table, &merged))
+            .map_err(|e| CatalogError::Corrupt { path: SCHEMA_FILE.into(), message: e.to_string() })?;
+        write_file(self.table_dir(database, table).join(SCHEMA_FILE), bytes).await?;
+        let merged = Arc::new(merged);
+        let mut state = self.write();
+        let entry = state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default();
+        entry.schema = Arc::clone(&merged);
+        Ok(merged)
+    }
+
+    fn files(&self, database: &str, table: &str, min_ns: i64, max_ns: i64) -> Vec<PartitionFiles> {
+        if min_ns > max_ns {
+            return Vec::new();
+        }
+        let state = self.read();
+        let Some(table) = state.databases.get(database).and_then(|t| t.get(table)) else {
+            return Vec::new();
+        };
+        table
+            .partitions
+            .range(PartitionKey::for_time(min_ns)..=PartitionKey::for_time(max_ns))
+            .map(|(key, p)| PartitionFiles {
+                partition: Some(*key),
+                files: p.files.iter().filter(|f| f.max_time >= min_ns && f.min_time <= max_ns).cloned().collect(),
+                wal_sequence: p.wal_sequence,
+            })
+            .collect()
+    }
+
+    fn partition_wal_sequence(&self, database: &str, table: &str, partition: PartitionKey) -> u64 {
+        self.read()
+            .databases
+            .get(database)
+            .and_then(|t| t.get(table))
+            .and_then(|t| t.partitions.get(&partition))
+            .map_or(0, |p| p.wal_sequence)
+    }
+
+    fn max_wal_sequence(&self) -> u64 {
+        self.read().max_wal_sequence
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<(), CatalogError> {
+        let _guard = self.partition_lock(&commit.database, &commit.table, commit.partition).lock().await;
+        let mut partition = {
+            let state = self.read();
+            state
+                .databases
+                .get(&commit.database)
+                .and_then(|t| t.get(&commit.table))
+                .and_then(|t| t.partitions.get(&commit.partition))
+                .cloned()
+                .unwrap_or_default()
+        };
+        for id in &commit.remove {
+            let before = partition.files.len();
+            partition.files.retain(|f| &f.id != id);
+            if partition.files.len() == before {
+                return Err(CatalogError::MissingFile {
+                    database: commit.database.clone(),
+                    table: commit.table.clone(),
+                    partition: commit.partition,
+                    id: id.clone(),
+                });
+            }
+        }
+        partition.files.extend(commit.add.iter().cloned());
+        partition.wal_sequence = partition.wal_sequence.max(commit.wal_sequence);
+
+        let stored = StoredPartition {
+            table: commit.table.clone(),
+            parquet_size_bytes: partition.files.iter().map(|f| f.size_bytes).sum(),
+            row_count: partition.files.iter().map(|f| f.row_count).sum(),
+            min_time: partition.files.iter().map(|f| f.min_time).min().unwrap_or(0),
+            max_time: partition.files.iter().map(|f| f.max_time).max().unwrap_or(0),
+            wal_sequence: partition.wal_sequence,
+            drop_queue: Vec::new(),
+            files: partition
+                .files
+                .iter()
+                .map(|entry| StoredFile {
+                    entry: entry.clone(),
+                    database: commit.database.clone(),
+                    table: commit.table.clone(),
+                    writer_id: String::new(),
+                    range: one_hour(),
+                    kind: compacted(),
+                })
+                .collect(),
+        };
+        let bytes = serde_json::to_vec(&stored)
+            .map_err(|e| CatalogError::Corrupt { path: PARTITION_FILE.into(), message: e.to_string() })?;
+        let path =
+            self.table_dir(&commit.database, &commit.table).join(commit.partition.dir_name()).join(PARTITION_FILE);
+        write_file(path, bytes).await?;
+
+        let mut state = self.write();
+        state.max_wal_sequence = state.max_wal_sequence.max(partition.wal_sequence);
+        let table =
+            state.databases.entry(commit.database.clone()).or_default().entry(commit.table.clone()).or_default();
+        table.partitions.insert(commit.partition, partition);
+        Ok(())
+    }
+}

@@ -1,0 +1,205 @@
+//! The metadata catalog: which databases and tables exist, their schemas, and
+//! which Parquet files hold each hour partition.
+//!
+//! The catalog is the truth about which files exist: a file it does not list is
+//! not part of any table. It is served from memory; every change goes to disk
+//! first (for the local catalog: `metadata.json` per hour partition and
+//! `schema.json` per table, each written atomically) and is published in memory
+//! only after that. [`Catalog::commit`] adds and removes files of one partition in
+//! one atomic step, which is what lets the compactor swap files under readers.
+
+pub mod local;
+pub mod names;
+mod schema;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use local::LocalCatalog;
+pub use schema::{
+    tag_data_type, time_data_type, Column, ColumnType, SchemaConflict, TableSchema, TIME_COLUMN, TIME_ZONE,
+};
+
+/// The database used when a client names none.
+pub const DEFAULT_DATABASE: &str = "default";
+
+/// Nanoseconds in an hour.
+pub const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+
+/// One hour of event time: the unit of partitioning. Ordered by time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionKey(pub i64);
+
+impl PartitionKey {
+    /// The partition that holds the event time `ns` (nanoseconds since the epoch).
+    pub fn for_time(ns: i64) -> Self {
+        PartitionKey(ns.div_euclid(NANOS_PER_HOUR))
+    }
+
+    /// The first nanosecond of the partition.
+    pub fn start_ns(self) -> i64 {
+        self.0.saturating_mul(NANOS_PER_HOUR)
+    }
+
+    /// The last nanosecond of the partition.
+    pub fn end_ns(self) -> i64 {
+        self.start_ns().saturating_add(NANOS_PER_HOUR - 1)
+    }
+
+    fn datetime(self) -> DateTime<Utc> {
+        DateTime::from_timestamp_nanos(self.start_ns())
+    }
+
+    /// The partition's directory relative to its table: `date=YYYY-MM-DD/hour=HH`.
+    pub fn dir_name(self) -> String {
+        let t = self.datetime();
+        format!("date={:04}-{:02}-{:02}/hour={:02}", t.year(), t.month(), t.day(), t.hour())
+    }
+
+    /// Parses the two directory names `date=YYYY-MM-DD` and `hour=HH`.
+    pub fn from_dir_names(date: &str, hour: &str) -> Option<Self> {
+        let date = chrono::NaiveDate::parse_from_str(date.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
+        let hour: u32 = hour.strip_prefix("hour=")?.parse().ok()?;
+        let t = date.and_hms_opt(hour, 0, 0)?.and_utc();
+        Some(PartitionKey::for_time(t.timestamp_nanos_opt()?))
+    }
+}
+
+impl fmt::Display for PartitionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.dir_name())
+    }
+}
+
+/// A Parquet file the catalog knows. Field names follow GigAPI's `metadata.json`,
+/// plus `id`, `level` and `wal_sequence`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Unique id of the file (the UUID in its name).
+    pub id: String,
+    /// The storage layer that holds the file.
+    pub layer: String,
+    /// The file's path relative to its table's directory on that layer:
+    /// `date=YYYY-MM-DD/hour=HH/<uuid>.<level>.parquet`.
+    pub path: String,
+    /// Compaction level: 1 for files written from the write buffer.
+    pub level: u8,
+    /// File size in bytes.
+    pub size_bytes: u64,
+    /// Rows in the file.
+    pub row_count: u64,
+    /// Smallest event time in the file (ns).
+    pub min_time: i64,
+    /// Largest event time in the file (ns).
+    pub max_time: i64,
+    /// The highest WAL sequence whose rows the file may hold.
+    pub wal_sequence: u64,
+    /// When the file was written (ns); drives merges and layer TTLs.
+    pub chunk_time: i64,
+}
+
+/// The files of one hour partition and the WAL sequence the partition covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionFiles {
+    /// The partition.
+    pub partition: Option<PartitionKey>,
+    /// Its files.
+    pub files: Vec<FileEntry>,
+    /// Every WAL record up to this sequence is in the files, as far as it touched
+    /// this partition; replay skips those records here.
+    pub wal_sequence: u64,
+}
+
+/// A change to one partition, applied atomically.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The database.
+    pub database: String,
+    /// The table.
+    pub table: String,
+    /// The partition.
+    pub partition: PartitionKey,
+    /// Files to add.
+    pub add: Vec<FileEntry>,
+    /// Ids of files to remove.
+    pub remove: Vec<String>,
+    /// Raise the partition's WAL sequence to this (it never goes down).
+    pub wal_sequence: u64,
+}
+
+/// What can go wrong in the catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// A schema change conflicts with the schema.
+    #[error(transparent)]
+    Conflict(#[from] SchemaConflict),
+    /// A file to remove is not in the partition (someone else removed it).
+    #[error("file {id} is not in {database}.{table} {partition}")]
+    MissingFile {
+        /// The database.
+        database: String,
+        /// The table.
+        table: String,
+        /// The partition.
+        partition: PartitionKey,
+        /// The file id.
+        id: String,
+    },
+    /// The catalog could not be read or written.
+    #[error("catalog I/O on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A catalog file on disk is not what it should be.
+    #[error("catalog file {path} is corrupt: {message}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The catalog interface. The local JSON catalog implements it, and so will a
+/// shared Redis catalog; reads are answered from memory.
+#[async_trait]
+pub trait Catalog: Send + Sync + fmt::Debug {
+    /// Every database, sorted.
+    fn databases(&self) -> Vec<String>;
+
+    /// Every table of a database, sorted (empty for an unknown database).
+    fn tables(&self, database: &str) -> Vec<String>;
+
+    /// The schema of a table.
+    fn table_schema(&self, database: &str, table: &str) -> Option<Arc<TableSchema>>;
+
+    /// Adds columns to a table, creating the database and the table if needed,
+    /// and returns the new schema. Fails without changing anything on a conflict.
+    async fn add_columns(
+        &self,
+        database: &str,
+        table: &str,
+        columns: &[Column],
+        max_columns: usize,
+    ) -> Result<Arc<TableSchema>, CatalogError>;
+
+    /// The partitions of a table that overlap `[min_ns, max_ns]`, each with only
+    /// the files whose time range overlaps it, in time order.
+    fn files(&self, database: &str, table: &str, min_ns: i64, max_ns: i64) -> Vec<PartitionFiles>;
+
+    /// The WAL sequence a partition's files cover (0 for an unknown partition).
+    fn partition_wal_sequence(&self, database: &str, table: &str, partition: PartitionKey) -> u64;
+
+    /// The highest WAL sequence any partition covers.
+    fn max_wal_sequence(&self) -> u64;
+
+    /// Applies a change to one partition: on disk, then in memory.
+    async fn commit(&self, commit: Commit) -> Result<(), CatalogError>;
+}

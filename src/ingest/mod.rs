@@ -1,0 +1,319 @@
+//! The write path: parse, check against the schema, append to the WAL, buffer,
+//! and persist to Parquet.
+//!
+//! Every front (HTTP line protocol, Postgres INSERT/COPY, FlightSQL ingest) writes
+//! through [`Ingester`], so every write gets the same schema rules, the same WAL
+//! and the same acknowledgement: after the fsync of its WAL record.
+
+pub mod buffer;
+pub mod columns;
+pub mod line_protocol;
+pub mod persister;
+pub mod wal;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, RecordBatch, TimestampNanosecondArray, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::error::ArrowError;
+use bytes::Bytes;
+use tokio::sync::{watch, Semaphore};
+
+use crate::catalog::{Catalog, CatalogError, PartitionKey, TIME_COLUMN};
+use crate::metrics::Metrics;
+use crate::storage::{ParquetOptions, Storage};
+use buffer::WriteBuffer;
+use line_protocol::{LineError, LineProtocolParser, ParseOptions, Precision, SchemaSource, TableWrite};
+use persister::{PersistOptions, PersistReport, Persister};
+use wal::{ReplayReport, Wal, WalError, WalOptions, WalWrite};
+
+/// Settings of the write path.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Lines longer than this are rejected.
+    pub max_line_bytes: usize,
+    /// Tables may not grow past this many columns.
+    pub max_columns_per_table: usize,
+    /// Writes are refused (503) while the buffer holds this many bytes.
+    pub max_buffer_bytes: usize,
+    /// The buffer is persisted early once it holds this many bytes.
+    pub flush_buffer_bytes: usize,
+    /// How often the buffer is persisted.
+    pub save_interval: Duration,
+    /// Most write requests being parsed or waiting for the WAL at once.
+    pub max_concurrent_writes: usize,
+    /// How long a write may wait for a slot before it is refused (503).
+    pub write_queue_timeout: Duration,
+    /// WAL segment size.
+    pub wal_segment_bytes: u64,
+    /// Partitions persisted at once.
+    pub persist_concurrency: usize,
+    /// Level-1 Parquet encoding.
+    pub parquet: ParquetOptions,
+}
+
+/// What can go wrong with a write, by what the client should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The buffer is full: retry later (HTTP 503 with Retry-After).
+    #[error("the write buffer is full ({buffered} of {limit} bytes, HOURGLASS_MAX_BUFFER_BYTES); retry shortly")]
+    BufferFull {
+        /// Bytes buffered.
+        buffered: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Too many writes in flight: retry later (503).
+    #[error("too many concurrent writes (HOURGLASS_MAX_CONCURRENT_WRITES); retry shortly")]
+    Busy,
+    /// The write conflicts with the schema (400).
+    #[error("{0}")]
+    Schema(String),
+    /// The WAL failed (500) or is closed (503).
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// The catalog failed (500).
+    #[error(transparent)]
+    Catalog(CatalogError),
+    /// Encoding the write failed (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<CatalogError> for IngestError {
+    fn from(error: CatalogError) -> Self {
+        match error {
+            CatalogError::Conflict(conflict) => IngestError::Schema(conflict.to_string()),
+            other => IngestError::Catalog(other),
+        }
+    }
+}
+
+/// How a line protocol write is to be taken.
+#[derive(Debug, Clone, Copy)]
+pub struct LineProtocolWrite {
+    /// The unit of the timestamps.
+    pub precision: Precision,
+    /// Write the good lines even when some are bad (InfluxDB 3 `accept_partial`).
+    pub accept_partial: bool,
+    /// Acknowledge before the WAL fsync.
+    pub no_sync: bool,
+    /// When the request arrived (ns): the timestamp of lines without one.
+    pub received_at_ns: i64,
+}
+
+/// The result of a line protocol write that was processed.
+#[derive(Debug, Default)]
+pub struct WriteOutcome {
+    /// Lines written.
+    pub accepted_lines: usize,
+    /// Lines rejected (all of them).
+    pub rejected_lines: usize,
+    /// The first rejected lines, with reasons.
+    pub errors: Vec<LineError>,
+    /// Rows acknowledged (0 when an all-or-nothing write had a bad line).
+    pub rows_written: usize,
+}
+
+/// Splits a batch into one batch per hour partition of its `time` column.
+pub fn split_by_partition(batch: &RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>, ArrowError> {
+    let time = batch
+        .column_by_name(TIME_COLUMN)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| ArrowError::SchemaError("batch has no nanosecond time column".into()))?;
+    if time.null_count() > 0 {
+        return Err(ArrowError::InvalidArgumentError("time column has nulls".into()));
+    }
+    let values = time.values();
+    let Some(&first) = values.first() else {
+        return Ok(Vec::new());
+    };
+    let first = PartitionKey::for_time(first);
+    if values.iter().all(|&t| PartitionKey::for_time(t) == first) {
+        return Ok(vec![(first, batch.clone())]);
+    }
+    let mut groups: std::collections::BTreeMap<PartitionKey, Vec<u32>> = Default::default();
+    for (row, &t) in values.iter().enumerate() {
+        groups.entry(PartitionKey::for_time(t)).or_default().push(row as u32);
+    }
+    groups.into_iter().map(|(key, rows)| Ok((key, take_record_batch(batch, &UInt32Array::from(rows))?))).collect()
+}
+
+/// Looks schemas up in the catalog for one database.
+struct CatalogSchemas<'a> {
+    catalog: &'a dyn Catalog,
+    database: &'a str,
+}
+
+impl SchemaSource for CatalogSchemas<'_> {
+    fn table_schema(&self, table: &str) -> Option<Arc<crate::catalog::TableSchema>> {
+        self.catalog.table_schema(self.database, table)
+    }
+}
+
+/// The write path, shared by every front.
+#[derive(Debug)]
+pub struct Ingester {
+    catalog: Arc<dyn Catalog>,
+    buffer: Arc<WriteBuffer>,
+    wal: Arc<Wal>,
+    persister: Arc<Persister>,
+    metrics: Arc<Metrics>,
+    options: IngestOptions,
+    slots: Semaphore,
+    stop: watch::Sender<bool>,
+}
+
+impl Ingester {
+    /// Replays the WAL under `root` and starts the WAL thread and the persister.
+    pub async fn open(
+        root: &Path,
+        catalog: Arc<dyn Catalog>,
+        storage: Arc<Storage>,
+        metrics: Arc<Metrics>,
+        options: IngestOptions,
+    ) -> Result<(Arc<Ingester>, ReplayReport), IngestError> {
+        let buffer = Arc::new(WriteBuffer::new(options.max_buffer_bytes, options.flush_buffer_bytes));
+        let (wal, report) = Wal::open(
+            &root.join("_wal"),
+            catalog.as_ref(),
+            Arc::clone(&buffer),
+            Arc::clone(&metrics),
+            WalOptions { segment_bytes: options.wal_segment_bytes, queue_depth: options.max_concurrent_writes },
+        )
+        .await?;
+        let wal = Arc::new(wal);
+        let persister = Arc::new(Persister::new(
+            Arc::clone(&catalog),
+            storage,
+            Arc::clone(&buffer),
+            Arc::clone(&wal),
+            Arc::clone(&metrics),
+            PersistOptions {
+                interval: options.save_interval,
+                concurrency: options.persist_concurrency,
+                parquet: options.parquet,
+            },
+        ));
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(Arc::clone(&persister).run(stopped));
+        let slots = Semaphore::new(options.max_concurrent_writes.max(1));
+        Ok((Arc::new(Ingester { catalog, buffer, wal, persister, metrics, options, slots, stop }), report))
+    }
+
+    /// The write buffer, which queries read for rows not yet in Parquet.
+    pub fn buffer(&self) -> &Arc<WriteBuffer> {
+        &self.buffer
+    }
+
+    /// The metrics this path updates.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    fn check_buffer(&self) -> Result<(), IngestError> {
+        if self.buffer.is_full() {
+            self.metrics.writes_refused_buffer_full.add(1);
+            return Err(IngestError::BufferFull { buffered: self.buffer.bytes(), limit: self.buffer.max_bytes() });
+        }
+        Ok(())
+    }
+
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, IngestError> {
+        match tokio::time::timeout(self.options.write_queue_timeout, self.slots.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(IngestError::Wal(WalError::Closed)),
+            Err(_) => Err(IngestError::Busy),
+        }
+    }
+
+    /// Writes line protocol into `database`. Returns the outcome, with the
+    /// rejected lines; nothing is written when a line is bad and `accept_partial`
+    /// is off.
+    pub async fn write_line_protocol(
+        &self,
+        database: &str,
+        body: Bytes,
+        write: LineProtocolWrite,
+    ) -> Result<WriteOutcome, IngestError> {
+        self.check_buffer()?;
+        let _slot = self.slot().await?;
+        self.metrics.write_bytes.add(body.len() as u64);
+        let options = ParseOptions {
+            precision: write.precision,
+            default_time_ns: write.precision.truncate(write.received_at_ns),
+            max_line_bytes: self.options.max_line_bytes,
+            max_columns_per_table: self.options.max_columns_per_table,
+        };
+        let catalog = Arc::clone(&self.catalog);
+        let db = database.to_owned();
+        let parsed = tokio::task::spawn_blocking(move || {
+            let schemas = CatalogSchemas { catalog: catalog.as_ref(), database: &db };
+            let mut parser = LineProtocolParser::new(&schemas, options);
+            parser.parse(&body);
+            parser.finish_with_errors()
+        })
+        .await
+        .map_err(|e| IngestError::Internal(e.to_string()))?
+        .map_err(|e| IngestError::Internal(e.to_string()))?;
+
+        self.metrics.lines_rejected.add(parsed.rejected_lines as u64);
+        let mut outcome = WriteOutcome {
+            accepted_lines: parsed.accepted_lines,
+            rejected_lines: parsed.rejected_lines,
+            errors: parsed.errors,
+            rows_written: 0,
+        };
+        if parsed.rejected_lines > 0 && !write.accept_partial {
+            outcome.accepted_lines = 0;
+            return Ok(outcome);
+        }
+        outcome.rows_written = self.write_tables(database, parsed.writes, !write.no_sync).await?;
+        self.metrics.lines_accepted.add(outcome.accepted_lines as u64);
+        Ok(outcome)
+    }
+
+    /// Writes already-typed tables (from Postgres or FlightSQL) into `database`:
+    /// schema commit, WAL, buffer. Returns the rows written.
+    pub async fn write_tables(
+        &self,
+        database: &str,
+        writes: Vec<TableWrite>,
+        sync: bool,
+    ) -> Result<usize, IngestError> {
+        if writes.is_empty() {
+            return Ok(0);
+        }
+        self.check_buffer()?;
+        for write in &writes {
+            self.catalog
+                .add_columns(database, &write.table, &write.new_columns, self.options.max_columns_per_table)
+                .await?;
+        }
+        let rows: usize = writes.iter().map(|w| w.batch.num_rows()).sum();
+        let database: Arc<str> = database.into();
+        let tables: Vec<(Arc<str>, RecordBatch)> = writes.into_iter().map(|w| (w.table, w.batch)).collect();
+        let record = tokio::task::spawn_blocking(move || WalWrite::encode(&database, &tables, sync))
+            .await
+            .map_err(|e| IngestError::Internal(e.to_string()))??;
+        self.wal.write(record).await?;
+        self.metrics.rows_written.add(rows as u64);
+        Ok(rows)
+    }
+
+    /// Writes the buffer out now (also used by tests and the admin API).
+    pub async fn persist_now(&self) -> Result<PersistReport, IngestError> {
+        Ok(self.persister.persist().await?)
+    }
+
+    /// Stops the persister, writes the buffer out, and closes the WAL.
+    pub async fn shutdown(&self) -> Result<PersistReport, IngestError> {
+        let _ = self.stop.send(true);
+        self.slots.close();
+        let report = self.persister.persist().await;
+        self.wal.close().await;
+        Ok(report?)
+    }
+}

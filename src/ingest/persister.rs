@@ -1,0 +1,193 @@
+//! The persister: turns the write buffer into level-1 Parquet files.
+//!
+//! Every save interval, or sooner when the buffer passes its flush size, it asks
+//! the WAL for a snapshot and writes one file per table and hour partition: rows
+//! sorted by tags then time and deduplicated, written crash-safely to layer 0,
+//! then committed to the catalog with the snapshot's WAL sequence. Only when every
+//! partition of a snapshot is committed are the WAL segments behind it deleted.
+//! A partition that fails is retried on the next round; nothing is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+
+use super::buffer::{Snapshot, WriteBuffer};
+use super::wal::{Wal, WalError};
+use crate::catalog::{Catalog, Commit, FileEntry};
+use crate::metrics::Metrics;
+use crate::storage::{
+    file_path_in_layer, file_path_in_table, sort_and_deduplicate, time_range, ParquetOptions, Storage,
+};
+
+/// Settings of the persister.
+#[derive(Debug, Clone, Copy)]
+pub struct PersistOptions {
+    /// How often the buffer is written out (`GIGAPI_SAVE_TIMEOUT_S`).
+    pub interval: Duration,
+    /// Partitions written at once.
+    pub concurrency: usize,
+    /// How level-1 files are encoded.
+    pub parquet: ParquetOptions,
+}
+
+/// What one persist round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PersistReport {
+    /// Files written and committed.
+    pub files: u64,
+    /// Rows in them.
+    pub rows: u64,
+    /// Partitions that failed and wait for the next round.
+    pub failed: u64,
+}
+
+/// Writes buffer snapshots to Parquet.
+#[derive(Debug)]
+pub struct Persister {
+    catalog: Arc<dyn Catalog>,
+    storage: Arc<Storage>,
+    buffer: Arc<WriteBuffer>,
+    wal: Arc<Wal>,
+    metrics: Arc<Metrics>,
+    options: PersistOptions,
+    pending: tokio::sync::Mutex<Vec<Arc<Snapshot>>>,
+}
+
+impl Persister {
+    /// A persister over the given parts.
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        storage: Arc<Storage>,
+        buffer: Arc<WriteBuffer>,
+        wal: Arc<Wal>,
+        metrics: Arc<Metrics>,
+        options: PersistOptions,
+    ) -> Self {
+        Persister { catalog, storage, buffer, wal, metrics, options, pending: tokio::sync::Mutex::new(Vec::new()) }
+    }
+
+    /// Persists on the interval and whenever the buffer asks, until `stop` fires.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(self.options.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = self.buffer.flush_wanted() => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(error) = self.persist().await {
+                if !matches!(error, WalError::Closed) {
+                    tracing::error!(%error, "persisting the write buffer failed");
+                }
+            }
+        }
+    }
+
+    /// One round: snapshot the buffer and write every pending snapshot, oldest first.
+    pub async fn persist(&self) -> Result<PersistReport, WalError> {
+        let mut pending = self.pending.lock().await;
+        if let Some(snapshot) = self.wal.snapshot().await? {
+            pending.push(snapshot);
+        }
+        let mut report = PersistReport::default();
+        while let Some(snapshot) = pending.first().cloned() {
+            self.persist_snapshot(&snapshot, &mut report).await;
+            if !snapshot.is_done() {
+                break;
+            }
+            self.buffer.remove_snapshot(&snapshot);
+            self.wal.truncate_through(snapshot.sequence).await?;
+            pending.remove(0);
+        }
+        Ok(report)
+    }
+
+    async fn persist_snapshot(&self, snapshot: &Arc<Snapshot>, report: &mut PersistReport) {
+        let todo: Vec<usize> = (0..snapshot.partitions.len()).filter(|&i| !snapshot.partitions[i].is_done()).collect();
+        let results: Vec<(usize, Result<FileEntry, String>)> = stream::iter(todo)
+            .map(|index| async move { (index, self.persist_partition(snapshot, index).await) })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        for (index, result) in results {
+            let partition = &snapshot.partitions[index];
+            match result {
+                Ok(file) => {
+                    report.files += 1;
+                    report.rows += file.row_count;
+                    self.metrics.persisted_files.add(1);
+                    self.metrics.persisted_bytes.add(file.size_bytes);
+                    self.metrics.persisted_rows.add(file.row_count);
+                }
+                Err(error) => {
+                    report.failed += 1;
+                    self.metrics.persist_errors.add(1);
+                    tracing::error!(
+                        database = %partition.database,
+                        table = %partition.table,
+                        partition = %partition.partition,
+                        %error,
+                        "could not persist a partition; it stays in the buffer and the WAL and is retried"
+                    );
+                }
+            }
+        }
+    }
+
+    async fn persist_partition(&self, snapshot: &Snapshot, index: usize) -> Result<FileEntry, String> {
+        let partition = &snapshot.partitions[index];
+        let schema = self
+            .catalog
+            .table_schema(&partition.database, &partition.table)
+            .ok_or_else(|| "the table is missing from the catalog".to_string())?;
+        let order = schema.row_order();
+        let batches = partition.batches.clone();
+        let sort_order = order.clone();
+        let batch = tokio::task::spawn_blocking(move || sort_and_deduplicate(&batches, &sort_order))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("sorting: {e}"))?;
+        let (min_time, max_time) = time_range(&batch, order.time).ok_or("no rows")?;
+        let row_count = batch.num_rows() as u64;
+
+        let id = uuid::Uuid::new_v4().to_string();
+        let path = file_path_in_table(&partition.partition.dir_name(), &id, 1);
+        let layer = self.storage.first();
+        let size_bytes = layer
+            .write_parquet(
+                &file_path_in_layer(&partition.database, &partition.table, &path),
+                batch,
+                order,
+                self.options.parquet,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let entry = FileEntry {
+            id,
+            layer: layer.name().to_owned(),
+            path,
+            level: 1,
+            size_bytes,
+            row_count,
+            min_time,
+            max_time,
+            wal_sequence: snapshot.sequence,
+            chunk_time: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
+        };
+        self.catalog
+            .commit(Commit {
+                database: partition.database.to_string(),
+                table: partition.table.to_string(),
+                partition: partition.partition,
+                add: vec![entry.clone()],
+                remove: Vec::new(),
+                wal_sequence: snapshot.sequence,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        self.buffer.partition_persisted(snapshot, index);
+        Ok(entry)
+    }
+}

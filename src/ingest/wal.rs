@@ -1,0 +1,634 @@
+//! The write-ahead log: every acknowledged write is here until its rows are in
+//! Parquet files that the catalog lists.
+//!
+//! One thread owns the log. It takes every write that arrived while it was busy,
+//! appends them with one `write`, applies them to the write buffer in sequence
+//! order, fsyncs once for the whole group (group commit), and then answers each
+//! request. A `no_sync` write is answered before the fsync.
+//!
+//! On disk, under `<root>/_wal/`: segment files named by the first sequence they
+//! may hold (`00000000000000000042.wal`), each a header then records:
+//! ```text
+//! header: b"HGWAL\0\0\x01"
+//! record: len u32 LE | crc32 u32 LE (of seq and payload) | seq u64 LE | payload[len]
+//! payload: db_len u16 | db | tables u32 | (table_len u16 | table | ipc_len u32 | Arrow IPC stream)*
+//! ```
+//! The persister asks for a snapshot: the thread rotates to a new segment and
+//! takes the buffer, so the segments before it hold only records of that snapshot
+//! or older; once the snapshot is in the catalog they are deleted.
+//!
+//! Replay at start-up reads every segment in order. A torn record at the end of
+//! the last segment (a crash mid-write; never acknowledged) is cut off. Rows of a
+//! record whose partition's files already cover its sequence are skipped, so
+//! replay is exact: nothing lost, nothing twice.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Cursor, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use tokio::sync::{mpsc, oneshot};
+
+use super::buffer::{BufferedWrite, Snapshot, WriteBuffer};
+use super::split_by_partition;
+use crate::catalog::{Catalog, Column, ColumnType};
+use crate::metrics::Metrics;
+use crate::storage::fs::{create_dir_all_synced, sync_dir};
+
+const HEADER: &[u8; 8] = b"HGWAL\0\0\x01";
+const RECORD_HEADER: usize = 16;
+/// Writes gathered into one group commit at most.
+const MAX_GROUP: usize = 4096;
+
+/// What can go wrong with the WAL.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WalError {
+    /// Disk I/O failed; writes stop until the server restarts.
+    #[error("WAL I/O error on {path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        message: String,
+    },
+    /// A segment is damaged somewhere other than its end.
+    #[error(
+        "WAL segment {path} is corrupt at byte {offset}: {message}. Move the file away to start without it \
+         (the rows in it that are not yet in Parquet will be lost)"
+    )]
+    Corrupt {
+        /// The segment.
+        path: String,
+        /// Where.
+        offset: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// An earlier I/O error stopped the WAL.
+    #[error("the WAL stopped after an I/O error ({0}); restart the server to replay it")]
+    Failed(String),
+    /// The WAL is closed (the server is shutting down).
+    #[error("the server is shutting down")]
+    Closed,
+    /// Replaying a record failed.
+    #[error("WAL replay: {0}")]
+    Replay(String),
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> WalError {
+    WalError::Io { path: path.display().to_string(), message: e.to_string() }
+}
+
+/// A write, encoded and split, waiting for its place in the log.
+#[derive(Debug)]
+pub struct WalWrite {
+    /// The rows, per table and partition, for the buffer.
+    pub writes: Vec<BufferedWrite>,
+    /// The encoded record payload.
+    pub payload: Vec<u8>,
+    /// CRC of the payload.
+    pub payload_crc: crc32fast::Hasher,
+    /// Acknowledge only after the fsync.
+    pub sync: bool,
+}
+
+impl WalWrite {
+    /// Encodes the tables of one database as a WAL record and splits their rows by
+    /// hour partition for the buffer.
+    pub fn encode(database: &Arc<str>, tables: &[(Arc<str>, RecordBatch)], sync: bool) -> Result<WalWrite, WalError> {
+        let encode_error = |e: arrow::error::ArrowError| WalError::Replay(format!("encoding a WAL record: {e}"));
+        let mut payload = Vec::with_capacity(
+            tables.iter().map(|(_, b)| b.get_array_memory_size()).sum::<usize>() + 64 + database.len(),
+        );
+        put_str(&mut payload, database)?;
+        payload.extend_from_slice(&(tables.len() as u32).to_le_bytes());
+        let mut writes = Vec::new();
+        for (table, batch) in tables {
+            put_str(&mut payload, table)?;
+            let length_at = payload.len();
+            payload.extend_from_slice(&[0; 4]);
+            let mut writer = StreamWriter::try_new(&mut payload, &batch.schema()).map_err(encode_error)?;
+            writer.write(batch).map_err(encode_error)?;
+            writer.finish().map_err(encode_error)?;
+            drop(writer);
+            let ipc_len = (payload.len() - length_at - 4) as u32;
+            payload[length_at..length_at + 4].copy_from_slice(&ipc_len.to_le_bytes());
+            for (partition, part) in split_by_partition(batch).map_err(encode_error)? {
+                writes.push(BufferedWrite {
+                    database: Arc::clone(database),
+                    table: Arc::clone(table),
+                    partition,
+                    batch: part,
+                });
+            }
+        }
+        let mut payload_crc = crc32fast::Hasher::new();
+        payload_crc.update(&payload);
+        Ok(WalWrite { writes, payload, payload_crc, sync })
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), WalError> {
+    let len = u16::try_from(s.len()).map_err(|_| WalError::Replay(format!("name too long: {s}")))?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+/// A decoded WAL record payload.
+struct DecodedRecord {
+    database: Arc<str>,
+    tables: Vec<(Arc<str>, Vec<RecordBatch>)>,
+}
+
+fn decode_payload(payload: &[u8]) -> Result<DecodedRecord, String> {
+    let mut cursor = Cursor::new(payload);
+    let read_str = |cursor: &mut Cursor<&[u8]>| -> Result<Arc<str>, String> {
+        let mut len = [0u8; 2];
+        cursor.read_exact(&mut len).map_err(|e| e.to_string())?;
+        let mut bytes = vec![0u8; u16::from_le_bytes(len) as usize];
+        cursor.read_exact(&mut bytes).map_err(|e| e.to_string())?;
+        String::from_utf8(bytes).map(Arc::from).map_err(|e| e.to_string())
+    };
+    let database = read_str(&mut cursor)?;
+    let mut count = [0u8; 4];
+    cursor.read_exact(&mut count).map_err(|e| e.to_string())?;
+    let mut tables = Vec::new();
+    for _ in 0..u32::from_le_bytes(count) {
+        let table = read_str(&mut cursor)?;
+        let mut len = [0u8; 4];
+        cursor.read_exact(&mut len).map_err(|e| e.to_string())?;
+        let start = cursor.position() as usize;
+        let end = start + u32::from_le_bytes(len) as usize;
+        let ipc = payload.get(start..end).ok_or("IPC stream runs past the record")?;
+        let reader = StreamReader::try_new(Cursor::new(ipc), None).map_err(|e| e.to_string())?;
+        let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+        tables.push((table, batches));
+        cursor.set_position(end as u64);
+    }
+    Ok(DecodedRecord { database, tables })
+}
+
+enum Command {
+    Write(WalWrite, oneshot::Sender<Result<u64, WalError>>),
+    Snapshot(oneshot::Sender<Result<Option<Arc<Snapshot>>, WalError>>),
+    Truncate(u64),
+    Close(oneshot::Sender<()>),
+}
+
+struct Segment {
+    first_sequence: u64,
+    path: PathBuf,
+}
+
+fn segment_path(dir: &Path, first_sequence: u64) -> PathBuf {
+    dir.join(format!("{first_sequence:020}.wal"))
+}
+
+/// What replay found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReplayReport {
+    /// Segments read.
+    pub segments: usize,
+    /// Records read.
+    pub records: u64,
+    /// Rows put back into the buffer.
+    pub rows_replayed: u64,
+    /// Rows skipped because Parquet files already hold them.
+    pub rows_skipped: u64,
+    /// Bytes of a torn last record that were cut off.
+    pub torn_bytes: u64,
+}
+
+/// Settings of the WAL.
+#[derive(Debug, Clone, Copy)]
+pub struct WalOptions {
+    /// A segment is closed once it grows past this many bytes.
+    pub segment_bytes: u64,
+    /// Most writes waiting for the WAL thread at once; further writers wait.
+    pub queue_depth: usize,
+}
+
+/// The handle through which writes reach the WAL thread.
+#[derive(Debug)]
+pub struct Wal {
+    sender: mpsc::Sender<Command>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Wal {
+    /// Replays the WAL under `dir` into `buffer`, then starts the WAL thread.
+    pub async fn open(
+        dir: &Path,
+        catalog: &dyn Catalog,
+        buffer: Arc<WriteBuffer>,
+        metrics: Arc<Metrics>,
+        options: WalOptions,
+    ) -> Result<(Wal, ReplayReport), WalError> {
+        create_dir_all_synced(dir).map_err(|e| io_error(dir, e))?;
+        let mut segments = list_segments(dir)?;
+        let mut report = ReplayReport { segments: segments.len(), ..Default::default() };
+        let mut last_sequence = 0;
+        let segment_count = segments.len();
+        for (index, segment) in segments.iter().enumerate() {
+            let is_last = index + 1 == segment_count;
+            let records = read_segment(&segment.path, is_last, &mut report)?;
+            for (sequence, payload) in records {
+                replay_record(sequence, &payload, catalog, &buffer, &mut report).await.map_err(|message| {
+                    WalError::Corrupt { path: segment.path.display().to_string(), offset: 0, message }
+                })?;
+                last_sequence = last_sequence.max(sequence);
+                report.records += 1;
+            }
+        }
+        // Never reuse a sequence a catalog entry already claims to cover.
+        let next_sequence = last_sequence
+            .max(catalog.max_wal_sequence())
+            .max(segments.last().map_or(0, |s| s.first_sequence.saturating_sub(1)))
+            + 1;
+        if segments.last().is_some_and(|s| s.first_sequence == next_sequence) {
+            // An empty last segment: it is reopened below.
+            segments.pop();
+        }
+        let active = open_segment(dir, next_sequence)?;
+        segments.push(Segment { first_sequence: next_sequence, path: active.1.clone() });
+
+        let (sender, receiver) = mpsc::channel(options.queue_depth.max(1));
+        let thread_state = WalThread {
+            dir: dir.to_path_buf(),
+            file: active.0,
+            file_path: active.1,
+            file_bytes: HEADER.len() as u64,
+            unsynced: false,
+            segments,
+            next_sequence,
+            buffer,
+            metrics,
+            options,
+            failed: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("hourglass-wal".into())
+            .spawn(move || thread_state.run(receiver))
+            .map_err(|e| io_error(dir, e))?;
+        Ok((Wal { sender, thread: std::sync::Mutex::new(Some(thread)) }, report))
+    }
+
+    /// Appends a write; resolves with its sequence once it is durable (or, for
+    /// `no_sync`, once it is written and buffered).
+    pub async fn write(&self, write: WalWrite) -> Result<u64, WalError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender.send(Command::Write(write, reply)).await.map_err(|_| WalError::Closed)?;
+        answer.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Rotates to a new segment and takes the buffer as a snapshot.
+    pub async fn snapshot(&self) -> Result<Option<Arc<Snapshot>>, WalError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender.send(Command::Snapshot(reply)).await.map_err(|_| WalError::Closed)?;
+        answer.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Deletes the segments whose records all have sequences up to `sequence`.
+    pub async fn truncate_through(&self, sequence: u64) -> Result<(), WalError> {
+        self.sender.send(Command::Truncate(sequence)).await.map_err(|_| WalError::Closed)
+    }
+
+    /// Answers every queued write, fsyncs, and stops the WAL thread. Later writes
+    /// fail with [`WalError::Closed`].
+    pub async fn close(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self.sender.send(Command::Close(reply)).await.is_ok() {
+            let _ = answer.await;
+        }
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<Segment>, WalError> {
+    let mut segments = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(first) = name.strip_suffix(".wal").and_then(|n| n.parse::<u64>().ok()) {
+            segments.push(Segment { first_sequence: first, path: entry.path() });
+        }
+    }
+    segments.sort_by_key(|s| s.first_sequence);
+    Ok(segments)
+}
+
+fn open_segment(dir: &Path, first_sequence: u64) -> Result<(File, PathBuf), WalError> {
+    let path = segment_path(dir, first_sequence);
+    let mut file =
+        OpenOptions::new().create(true).write(true).truncate(true).open(&path).map_err(|e| io_error(&path, e))?;
+    file.write_all(HEADER).map_err(|e| io_error(&path, e))?;
+    file.sync_all().map_err(|e| io_error(&path, e))?;
+    sync_dir(dir).map_err(|e| io_error(dir, e))?;
+    Ok((file, path))
+}
+
+/// Reads the records of one segment. A bad record ends the last segment (it is
+/// cut off there); anywhere else it is corruption.
+fn read_segment(path: &Path, is_last: bool, report: &mut ReplayReport) -> Result<Vec<(u64, Vec<u8>)>, WalError> {
+    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    let corrupt = |offset: usize, message: &str| WalError::Corrupt {
+        path: path.display().to_string(),
+        offset: offset as u64,
+        message: message.to_owned(),
+    };
+    if bytes.len() < HEADER.len() || &bytes[..HEADER.len()] != HEADER {
+        if is_last {
+            // Created but never written before a crash.
+            return Ok(Vec::new());
+        }
+        return Err(corrupt(0, "missing segment header"));
+    }
+    let mut records = Vec::new();
+    let mut offset = HEADER.len();
+    while offset < bytes.len() {
+        let problem = if bytes.len() - offset < RECORD_HEADER {
+            Some("truncated record header")
+        } else {
+            let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap_or_default()) as usize;
+            let crc = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().unwrap_or_default());
+            let sequence_bytes = &bytes[offset + 8..offset + 16];
+            if bytes.len() - offset - RECORD_HEADER < len {
+                Some("truncated record")
+            } else {
+                let payload = &bytes[offset + RECORD_HEADER..offset + RECORD_HEADER + len];
+                let mut hasher = crc32fast::Hasher::new();
+                hasher.update(sequence_bytes);
+                hasher.update(payload);
+                if hasher.finalize() != crc {
+                    Some("checksum mismatch")
+                } else {
+                    let sequence = u64::from_le_bytes(sequence_bytes.try_into().unwrap_or_default());
+                    records.push((sequence, payload.to_vec()));
+                    offset += RECORD_HEADER + len;
+                    None
+                }
+            }
+        };
+        if let Some(problem) = problem {
+            if !is_last {
+                return Err(corrupt(offset, problem));
+            }
+            let torn = (bytes.len() - offset) as u64;
+            tracing::warn!(
+                segment = %path.display(),
+                offset,
+                torn_bytes = torn,
+                "cutting off a torn record at the end of the WAL ({problem}); it was never acknowledged"
+            );
+            let file = OpenOptions::new().write(true).open(path).map_err(|e| io_error(path, e))?;
+            file.set_len(offset as u64).map_err(|e| io_error(path, e))?;
+            file.sync_all().map_err(|e| io_error(path, e))?;
+            report.torn_bytes += torn;
+            break;
+        }
+    }
+    Ok(records)
+}
+
+async fn replay_record(
+    sequence: u64,
+    payload: &[u8],
+    catalog: &dyn Catalog,
+    buffer: &WriteBuffer,
+    report: &mut ReplayReport,
+) -> Result<(), String> {
+    let record = decode_payload(payload)?;
+    let mut writes = Vec::new();
+    for (table, batches) in record.tables {
+        for batch in batches {
+            // The schema was committed before the record was written; adding the
+            // columns again is a no-op unless the schema file was lost.
+            let columns: Vec<Column> = batch
+                .schema()
+                .fields()
+                .iter()
+                .filter_map(|f| {
+                    let column_type = ColumnType::from_data_type(f.data_type())?;
+                    (column_type != ColumnType::Time).then(|| Column { name: f.name().as_str().into(), column_type })
+                })
+                .collect();
+            catalog.add_columns(&record.database, &table, &columns, usize::MAX).await.map_err(|e| e.to_string())?;
+            for (partition, part) in split_by_partition(&batch).map_err(|e| e.to_string())? {
+                if catalog.partition_wal_sequence(&record.database, &table, partition) >= sequence {
+                    report.rows_skipped += part.num_rows() as u64;
+                    continue;
+                }
+                report.rows_replayed += part.num_rows() as u64;
+                writes.push(BufferedWrite {
+                    database: Arc::clone(&record.database),
+                    table: Arc::clone(&table),
+                    partition,
+                    batch: part,
+                });
+            }
+        }
+    }
+    buffer.apply(sequence, &writes);
+    Ok(())
+}
+
+struct WalThread {
+    dir: PathBuf,
+    file: File,
+    file_path: PathBuf,
+    file_bytes: u64,
+    unsynced: bool,
+    segments: Vec<Segment>,
+    next_sequence: u64,
+    buffer: Arc<WriteBuffer>,
+    metrics: Arc<Metrics>,
+    options: WalOptions,
+    failed: Option<String>,
+}
+
+type PendingWrite = (WalWrite, oneshot::Sender<Result<u64, WalError>>);
+
+impl WalThread {
+    fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
+        let mut group: Vec<PendingWrite> = Vec::new();
+        let mut closing = None;
+        while let Some(first) = receiver.blocking_recv() {
+            let mut command = Some(first);
+            loop {
+                match command.take() {
+                    Some(Command::Write(write, reply)) => group.push((write, reply)),
+                    Some(Command::Close(reply)) => {
+                        closing = Some(reply);
+                        break;
+                    }
+                    Some(other) => {
+                        self.commit(&mut group);
+                        self.handle(other);
+                    }
+                    None => {}
+                }
+                if group.len() >= MAX_GROUP {
+                    break;
+                }
+                match receiver.try_recv() {
+                    Ok(next) => command = Some(next),
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut group);
+            if closing.is_some() {
+                break;
+            }
+        }
+        receiver.close();
+        while let Ok(command) = receiver.try_recv() {
+            if let Command::Write(_, reply) = command {
+                let _ = reply.send(Err(WalError::Closed));
+            }
+        }
+        if self.unsynced {
+            let _ = self.file.sync_data();
+        }
+        if let Some(reply) = closing {
+            let _ = reply.send(());
+        }
+    }
+
+    fn fail(&mut self, error: &WalError) {
+        tracing::error!(%error, "the WAL failed; writes are refused until restart");
+        self.failed = Some(error.to_string());
+    }
+
+    /// Appends, buffers, fsyncs and answers a group of writes.
+    fn commit(&mut self, group: &mut Vec<PendingWrite>) {
+        if group.is_empty() {
+            return;
+        }
+        if let Some(failed) = &self.failed {
+            for (_, reply) in group.drain(..) {
+                let _ = reply.send(Err(WalError::Failed(failed.clone())));
+            }
+            return;
+        }
+        let mut bytes = Vec::with_capacity(group.iter().map(|(w, _)| w.payload.len() + RECORD_HEADER).sum());
+        let mut sequences = Vec::with_capacity(group.len());
+        for (write, _) in group.iter() {
+            let sequence = self.next_sequence;
+            self.next_sequence += 1;
+            sequences.push(sequence);
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&sequence.to_le_bytes());
+            crc.combine(&write.payload_crc);
+            bytes.extend_from_slice(&(write.payload.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&crc.finalize().to_le_bytes());
+            bytes.extend_from_slice(&sequence.to_le_bytes());
+            bytes.extend_from_slice(&write.payload);
+        }
+        if let Err(e) = self.file.write_all(&bytes) {
+            let error = io_error(&self.file_path, e);
+            self.fail(&error);
+            for (_, reply) in group.drain(..) {
+                let _ = reply.send(Err(error.clone()));
+            }
+            return;
+        }
+        self.file_bytes += bytes.len() as u64;
+        self.unsynced = true;
+        self.metrics.wal_records.add(group.len() as u64);
+        self.metrics.wal_bytes.add(bytes.len() as u64);
+
+        for ((write, _), &sequence) in group.iter().zip(&sequences) {
+            self.buffer.apply(sequence, &write.writes);
+        }
+        let needs_sync = group.iter().any(|(w, _)| w.sync);
+        let mut waiting = Vec::with_capacity(group.len());
+        for ((write, reply), sequence) in group.drain(..).zip(sequences) {
+            if write.sync {
+                waiting.push((reply, sequence));
+            } else {
+                let _ = reply.send(Ok(sequence));
+            }
+        }
+        if needs_sync {
+            if let Err(e) = self.file.sync_data() {
+                let error = io_error(&self.file_path, e);
+                self.fail(&error);
+                for (reply, _) in waiting {
+                    let _ = reply.send(Err(error.clone()));
+                }
+                return;
+            }
+            self.unsynced = false;
+            self.metrics.wal_fsyncs.add(1);
+        }
+        for (reply, sequence) in waiting {
+            let _ = reply.send(Ok(sequence));
+        }
+        if self.file_bytes >= self.options.segment_bytes {
+            if let Err(error) = self.rotate() {
+                self.fail(&error);
+            }
+        }
+    }
+
+    fn rotate(&mut self) -> Result<(), WalError> {
+        if self.unsynced {
+            self.file.sync_data().map_err(|e| io_error(&self.file_path, e))?;
+            self.unsynced = false;
+            self.metrics.wal_fsyncs.add(1);
+        }
+        let (file, path) = open_segment(&self.dir, self.next_sequence)?;
+        self.segments.push(Segment { first_sequence: self.next_sequence, path: path.clone() });
+        self.file = file;
+        self.file_path = path;
+        self.file_bytes = HEADER.len() as u64;
+        Ok(())
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Write(..) | Command::Close(_) => unreachable!("run() handles writes and close"),
+            Command::Snapshot(reply) => {
+                if let Some(failed) = &self.failed {
+                    let _ = reply.send(Err(WalError::Failed(failed.clone())));
+                    return;
+                }
+                let result = (|| {
+                    if self.file_bytes > HEADER.len() as u64 {
+                        self.rotate()?;
+                    }
+                    Ok(self.buffer.take_snapshot())
+                })();
+                if let Err(error) = &result {
+                    self.fail(error);
+                }
+                let _ = reply.send(result);
+            }
+            Command::Truncate(sequence) => {
+                // Segment i holds sequences [first_i, first_{i+1}); the active one stays.
+                let mut keep_from = 0;
+                for i in 0..self.segments.len().saturating_sub(1) {
+                    if self.segments[i + 1].first_sequence.saturating_sub(1) <= sequence {
+                        if let Err(e) = std::fs::remove_file(&self.segments[i].path) {
+                            if e.kind() != std::io::ErrorKind::NotFound {
+                                tracing::warn!(segment = %self.segments[i].path.display(), error = %e, "could not delete WAL segment");
+                                break;
+                            }
+                        }
+                        keep_from = i + 1;
+                    } else {
+                        break;
+                    }
+                }
+                self.segments.drain(..keep_from);
+            }
+        }
+    }
+}

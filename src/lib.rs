@@ -1,0 +1,17 @@
+//! HourglassDB: a timeseries database that speaks InfluxDB line protocol over
+//! HTTP, the Postgres wire protocol and Arrow FlightSQL, and keeps its data as
+//! Parquet files partitioned by date and hour.
+//!
+//! Modules, top to bottom (a module only uses the ones below it):
+//! - [`server`]: the front doors (HTTP now); protocol code only.
+//! - [`ingest`]: parse, WAL, write buffer, persister.
+//! - [`catalog`]: schemas and the files of each hour partition.
+//! - [`storage`]: layers, Parquet, row order, crash-safe files.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod server;
+pub mod storage;

@@ -1,0 +1,93 @@
+//! Process-wide counters, served at `/metrics` in Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Every metric the server exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Line protocol lines accepted.
+    pub lines_accepted: Counter,
+    /// Line protocol lines rejected.
+    pub lines_rejected: Counter,
+    /// Request body bytes received by the write endpoints (after decompression).
+    pub write_bytes: Counter,
+    /// Rows acknowledged, from any front.
+    pub rows_written: Counter,
+    /// Write requests refused because the buffer was full.
+    pub writes_refused_buffer_full: Counter,
+    /// WAL records appended.
+    pub wal_records: Counter,
+    /// WAL bytes appended.
+    pub wal_bytes: Counter,
+    /// WAL fsyncs (one per group commit).
+    pub wal_fsyncs: Counter,
+    /// Parquet files written by the persister.
+    pub persisted_files: Counter,
+    /// Bytes of Parquet written by the persister.
+    pub persisted_bytes: Counter,
+    /// Rows written to Parquet by the persister.
+    pub persisted_rows: Counter,
+    /// Persist attempts that failed (and will be retried).
+    pub persist_errors: Counter,
+}
+
+impl Metrics {
+    /// Renders every metric, with `buffered_bytes` as the buffer gauge.
+    pub fn render(&self, buffered_bytes: u64) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        };
+        counter("hourglass_lines_accepted_total", "Line protocol lines accepted.", self.lines_accepted.get());
+        counter("hourglass_lines_rejected_total", "Line protocol lines rejected.", self.lines_rejected.get());
+        counter("hourglass_write_bytes_total", "Write request body bytes, decompressed.", self.write_bytes.get());
+        counter("hourglass_rows_written_total", "Rows acknowledged.", self.rows_written.get());
+        counter(
+            "hourglass_writes_refused_buffer_full_total",
+            "Writes refused with 503 because the write buffer was full.",
+            self.writes_refused_buffer_full.get(),
+        );
+        counter("hourglass_wal_records_total", "WAL records appended.", self.wal_records.get());
+        counter("hourglass_wal_bytes_total", "WAL bytes appended.", self.wal_bytes.get());
+        counter("hourglass_wal_fsyncs_total", "WAL fsyncs (group commits).", self.wal_fsyncs.get());
+        counter(
+            "hourglass_persisted_files_total",
+            "Parquet files written from the buffer.",
+            self.persisted_files.get(),
+        );
+        counter(
+            "hourglass_persisted_bytes_total",
+            "Parquet bytes written from the buffer.",
+            self.persisted_bytes.get(),
+        );
+        counter(
+            "hourglass_persisted_rows_total",
+            "Rows written to Parquet from the buffer.",
+            self.persisted_rows.get(),
+        );
+        counter("hourglass_persist_errors_total", "Failed persist attempts.", self.persist_errors.get());
+        let _ = writeln!(
+            out,
+            "# HELP hourglass_buffered_bytes Bytes in the write buffer, not yet in Parquet.\n\
+             # TYPE hourglass_buffered_bytes gauge\nhourglass_buffered_bytes {buffered_bytes}"
+        );
+        out
+    }
+}

@@ -1,0 +1,215 @@
+//! The front doors and the process around them: start-up checks, the HTTP front,
+//! and shutdown on SIGINT or SIGTERM.
+
+pub mod auth;
+pub mod http;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use crate::catalog::{Catalog, LocalCatalog};
+use crate::config::{resolve_layers, MetadataType, SettingError, Settings};
+use crate::ingest::{IngestOptions, Ingester};
+use crate::metrics::Metrics;
+use crate::storage::{ParquetOptions, Storage};
+use auth::Users;
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A setting cannot be used (exit code 2).
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    /// Something failed while running (exit code 1).
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// Checks that the data root exists (creating it) and is writable.
+fn prepare_root(root: &Path) -> Result<(), SettingError> {
+    let error = |message: String| SettingError::new("root", "GIGAPI_ROOT", format!("{}: {message}", root.display()));
+    std::fs::create_dir_all(root).map_err(|e| error(format!("cannot create the directory: {e}")))?;
+    let probe = root.join(format!(".tmp-write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"probe").map_err(|e| error(format!("cannot write in the directory: {e}")))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+async fn bind(host: &str, port: u16, flag: &str, env: &str) -> Result<TcpListener, SettingError> {
+    let address = format!("{host}:{port}");
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(&address)
+        .await
+        .map_err(|e| SettingError::new(flag, env, format!("cannot resolve {address}: {e}")))?
+        .collect();
+    let first =
+        resolved.first().ok_or_else(|| SettingError::new(flag, env, format!("{address} resolves to nothing")))?;
+    TcpListener::bind(first).await.map_err(|e| SettingError::new(flag, env, format!("cannot listen on {first}: {e}")))
+}
+
+fn ingest_options(settings: &Settings) -> IngestOptions {
+    IngestOptions {
+        max_line_bytes: settings.max_line_bytes.0 as usize,
+        max_columns_per_table: settings.max_columns_per_table,
+        max_buffer_bytes: settings.max_buffer_bytes.0 as usize,
+        flush_buffer_bytes: settings.flush_buffer_bytes.0 as usize,
+        save_interval: Duration::from_secs_f64(settings.save_timeout_s),
+        max_concurrent_writes: settings.max_concurrent_writes,
+        write_queue_timeout: Duration::from_secs(10),
+        wal_segment_bytes: settings.wal_segment_bytes.0,
+        persist_concurrency: settings.persist_concurrency,
+        parquet: ParquetOptions::default(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM, then persists the buffer and returns.
+pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result<(), ServeError> {
+    let env = |name: &str| std::env::var(name).ok();
+    let layers = resolve_layers(&settings, &env, toml_layers.as_ref())?;
+    if settings.metadata_type == MetadataType::Redis {
+        return Err(SettingError::new(
+            "metadata-type",
+            "GIGAPI_METADATA_TYPE",
+            "the Redis catalog is not available in this version; use json",
+        )
+        .into());
+    }
+    prepare_root(&settings.root)?;
+    let storage = Arc::new(
+        Storage::open(layers)
+            .map_err(|e| SettingError { setting: "GIGAPI_LAYERS_<i>_* (--layer)".into(), message: e.to_string() })?,
+    );
+    for layer in storage.layers() {
+        if let Some(dir) = layer.local_root() {
+            std::fs::create_dir_all(dir).map_err(|e| SettingError {
+                setting: "GIGAPI_LAYERS_<i>_URL (--layer)".into(),
+                message: format!("layer '{}': cannot create {}: {e}", layer.name(), dir.display()),
+            })?;
+        }
+    }
+    let http_listener = bind(&settings.http_host, settings.http_port, "http-port", "HTTP_PORT").await?;
+
+    let users = Users::new(settings.http_basic_auth_username.clone(), settings.http_basic_auth_password.clone());
+    if !users.enabled() {
+        tracing::warn!(
+            "no users are configured (HTTP_BASIC_AUTH_USERNAME): every front is open to anyone who can reach it"
+        );
+    }
+    let catalog: Arc<dyn Catalog> =
+        Arc::new(LocalCatalog::open(&settings.root).map_err(|e| ServeError::Runtime(e.to_string()))?);
+    let metrics = Arc::new(Metrics::default());
+
+    let ingester = if settings.mode.writes() {
+        let started = std::time::Instant::now();
+        let (ingester, replay) = Ingester::open(
+            &settings.root,
+            Arc::clone(&catalog),
+            Arc::clone(&storage),
+            Arc::clone(&metrics),
+            ingest_options(&settings),
+        )
+        .await
+        .map_err(|e| ServeError::Runtime(e.to_string()))?;
+        tracing::info!(
+            segments = replay.segments,
+            records = replay.records,
+            rows_replayed = replay.rows_replayed,
+            rows_already_persisted = replay.rows_skipped,
+            torn_bytes = replay.torn_bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "WAL replayed"
+        );
+        Some(ingester)
+    } else {
+        None
+    };
+    if settings.pg_enable || settings.flightsql_enable {
+        tracing::info!(
+            "the Postgres and FlightSQL fronts are not part of this version yet (PG_PORT {}, FLIGHTSQL_PORT {})",
+            settings.pg_port,
+            settings.flightsql_port
+        );
+    }
+
+    let state = http::HttpState {
+        ingester: ingester.clone(),
+        users,
+        metrics,
+        max_body_bytes: settings.max_body_bytes.0 as usize,
+        mode: settings.mode,
+    };
+    tracing::info!(
+        address = %http_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        root = %settings.root.display(),
+        mode = %settings.mode,
+        "HourglassDB HTTP API listening"
+    );
+    axum::serve(http_listener, http::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| ServeError::Runtime(format!("HTTP server: {e}")))?;
+
+    tracing::info!("shutting down: persisting the write buffer");
+    if let Some(ingester) = ingester {
+        let report = ingester.shutdown().await.map_err(|e| ServeError::Runtime(e.to_string()))?;
+        tracing::info!(files = report.files, rows = report.rows, "write buffer persisted");
+    }
+    Ok(())
+}
+
+/// Sets up logging and the runtime, runs the server, and maps the outcome to an
+/// exit code: 0 after a clean shutdown, 2 for a bad setting, 1 otherwise.
+pub fn serve_main(settings: Settings, toml_layers: Option<toml::Value>) -> ExitCode {
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,hourglassdb={}", settings.log_level.directive())));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("hourglass").build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings, toml_layers)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(ServeError::Setting(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(ServeError::Runtime(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Crash-safe file writing on local disk.
+//!
+//! A file that must survive a crash is written under a temporary name, fsynced,
+//! renamed into place, and then its directory is fsynced, so after power loss it
+//! is either absent or complete. New directories are fsynced into their parents.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Prefix of temporary files; anything starting with it is garbage after a crash.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// Fsyncs a directory, so that entries created, renamed or removed in it persist.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and any missing parents, fsyncing each new entry into its parent.
+pub fn create_dir_all_synced(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut current = dir;
+    while !current.is_dir() {
+        missing.push(current.to_path_buf());
+        match current.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => current = parent,
+            _ => break,
+        }
+    }
+    for path in missing.iter().rev() {
+        match fs::create_dir(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// A temporary path next to `path`, in the same directory (so the rename is atomic).
+pub fn temp_path_for(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!("{TEMP_PREFIX}{}-{name}", uuid::Uuid::new_v4().simple()))
+}
+
+/// Writes a file atomically and durably: `write` fills a temporary file, which is
+/// fsynced, renamed to `path`, and the directory fsynced. On error the temporary
+/// file is removed and `path` is untouched.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no directory"))?;
+    create_dir_all_synced(dir)?;
+    let temp = temp_path_for(path);
+    let result = (|| {
+        let mut file = File::create(&temp)?;
+        write(&mut file)?;
+        file.flush()?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// [`write_atomic`] for bytes already in memory.
+pub fn write_atomic_bytes(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic(path, |file| file.write_all(bytes))
+}

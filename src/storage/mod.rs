@@ -1,0 +1,321 @@
+//! Where Parquet files live: storage layers (local disk or S3, through
+//! object_store), file paths, and the Parquet and row-order kernels.
+//!
+//! Layer 0 receives new files; the compactor moves files down the layers as their
+//! TTL passes. On a local layer files are written crash-safely (see [`fs`]); an S3
+//! put is atomic by itself.
+
+pub mod fs;
+pub mod parquet;
+pub mod sort;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use object_store::aws::AmazonS3Builder;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+pub use self::parquet::ParquetOptions;
+pub use self::sort::{align_to_schema, sort_and_deduplicate, time_range, RowOrder};
+
+/// The kind of storage behind a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerType {
+    /// A directory on local disk.
+    Fs,
+    /// An S3-compatible bucket.
+    S3,
+}
+
+/// One storage layer as configured (`GIGAPI_LAYERS_<i>_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerConfig {
+    /// Unique name; the catalog records it for every file.
+    pub name: String,
+    /// Local disk or S3.
+    pub layer_type: LayerType,
+    /// `file:///path` or a path for fs; `s3://endpoint/bucket/prefix?secure=..&url-style=..` for S3.
+    pub url: String,
+    /// Whether every node of a cluster can reach the layer.
+    pub global: bool,
+    /// How long a file stays before it moves to the next layer (or, on the last
+    /// layer, is deleted); `None` keeps it for ever.
+    pub ttl: Option<Duration>,
+    /// S3 access key.
+    pub auth_key: Option<String>,
+    /// S3 secret key.
+    pub auth_secret: Option<String>,
+}
+
+/// What can go wrong in storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A layer's configuration is unusable.
+    #[error("layer '{layer}': {message}")]
+    Config {
+        /// The layer.
+        layer: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Local disk I/O failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The object store failed.
+    #[error("layer '{layer}': {source}")]
+    ObjectStore {
+        /// The layer.
+        layer: String,
+        /// The error.
+        source: object_store::Error,
+    },
+    /// Encoding Parquet failed.
+    #[error("writing Parquet: {0}")]
+    Parquet(#[from] ::parquet::errors::ParquetError),
+}
+
+#[derive(Debug)]
+enum Backend {
+    Fs { root: PathBuf },
+    ObjectStore { store: Arc<dyn ObjectStore>, prefix: String },
+}
+
+/// An opened storage layer.
+#[derive(Debug)]
+pub struct Layer {
+    config: LayerConfig,
+    backend: Backend,
+}
+
+/// The parts of an S3 layer URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Url {
+    /// `http(s)://host[:port]`.
+    pub endpoint: String,
+    /// The bucket.
+    pub bucket: String,
+    /// Key prefix inside the bucket (no leading or trailing `/`).
+    pub prefix: String,
+    /// Path-style (`host/bucket/key`) rather than virtual-host requests.
+    pub path_style: bool,
+    /// Credentials given in the URL (`s3://key:secret@host/...`).
+    pub credentials: Option<(String, String)>,
+}
+
+impl S3Url {
+    /// Parses `s3://[key:secret@]host[:port]/bucket[/prefix][?secure=true|false][&url-style=vhost|path]`.
+    pub fn parse(url: &str) -> Result<S3Url, String> {
+        let rest = url.strip_prefix("s3://").ok_or("an S3 layer URL starts with s3://")?;
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, path) = rest.split_once('/').ok_or("the S3 URL has no bucket: s3://host/bucket")?;
+        let (credentials, host) = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let (key, secret) = userinfo.split_once(':').ok_or("credentials in the URL are key:secret")?;
+                (Some((key.to_owned(), secret.to_owned())), host)
+            }
+            None => (None, authority),
+        };
+        if host.is_empty() {
+            return Err("the S3 URL has no endpoint host".into());
+        }
+        let path = path.trim_matches('/');
+        let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+        if bucket.is_empty() {
+            return Err("the S3 URL has no bucket: s3://host/bucket".into());
+        }
+        let mut secure = true;
+        let mut path_style = false;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "secure" => {
+                    secure = match value {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        other => return Err(format!("secure={other}: expected true or false")),
+                    }
+                }
+                "url-style" => {
+                    path_style = match value {
+                        "path" => true,
+                        "vhost" => false,
+                        other => return Err(format!("url-style={other}: expected path or vhost")),
+                    }
+                }
+                other => return Err(format!("unknown S3 URL parameter '{other}' (known: secure, url-style)")),
+            }
+        }
+        Ok(S3Url {
+            endpoint: format!("{}://{host}", if secure { "https" } else { "http" }),
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+            path_style,
+            credentials,
+        })
+    }
+}
+
+/// The local directory of an fs layer URL (`file:///data`, `/data` or `./data`).
+pub fn fs_layer_root(url: &str) -> PathBuf {
+    PathBuf::from(url.strip_prefix("file://").unwrap_or(url))
+}
+
+impl Layer {
+    /// Opens a layer; checks the configuration but does not touch the storage.
+    pub fn open(config: LayerConfig) -> Result<Layer, StorageError> {
+        let error = |message: String| StorageError::Config { layer: config.name.clone(), message };
+        let backend = match config.layer_type {
+            LayerType::Fs => Backend::Fs { root: fs_layer_root(&config.url) },
+            LayerType::S3 => {
+                let url = S3Url::parse(&config.url).map_err(error)?;
+                let (key, secret) = match (&config.auth_key, &config.auth_secret, &url.credentials) {
+                    (Some(k), Some(s), _) => (k.clone(), s.clone()),
+                    (None, None, Some((k, s))) => (k.clone(), s.clone()),
+                    _ => return Err(error("an S3 layer needs both AUTH_KEY and AUTH_SECRET".into())),
+                };
+                let store = AmazonS3Builder::new()
+                    .with_endpoint(&url.endpoint)
+                    .with_bucket_name(&url.bucket)
+                    .with_region("us-east-1")
+                    .with_access_key_id(key)
+                    .with_secret_access_key(secret)
+                    .with_virtual_hosted_style_request(!url.path_style)
+                    .with_allow_http(url.endpoint.starts_with("http://"))
+                    .build()
+                    .map_err(|e| error(e.to_string()))?;
+                Backend::ObjectStore { store: Arc::new(store), prefix: url.prefix }
+            }
+        };
+        Ok(Layer { config, backend })
+    }
+
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The layer's configuration.
+    pub fn config(&self) -> &LayerConfig {
+        &self.config
+    }
+
+    /// The local directory of an fs layer.
+    pub fn local_root(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Fs { root } => Some(root),
+            Backend::ObjectStore { .. } => None,
+        }
+    }
+
+    /// Writes `batch`, already in `order`, as a Parquet file at `relative` (a path
+    /// under the layer root). Returns the file size in bytes.
+    pub async fn write_parquet(
+        &self,
+        relative: &str,
+        batch: RecordBatch,
+        order: RowOrder,
+        options: ParquetOptions,
+    ) -> Result<u64, StorageError> {
+        match &self.backend {
+            Backend::Fs { root } => {
+                let path = root.join(relative);
+                let display = path.display().to_string();
+                let io = |source| StorageError::Io { path: display.clone(), source };
+                tokio::task::spawn_blocking(move || -> Result<u64, StorageError> {
+                    let io = |source| StorageError::Io { path: path.display().to_string(), source };
+                    let mut parquet_error = None;
+                    fs::write_atomic(&path, |file| {
+                        let sink = std::io::BufWriter::with_capacity(1 << 20, file);
+                        match parquet::write_batch(sink, &batch, &order, options) {
+                            Ok(mut sink) => std::io::Write::flush(&mut sink),
+                            Err(e) => {
+                                parquet_error = Some(e);
+                                Err(std::io::Error::other("parquet encoding failed"))
+                            }
+                        }
+                    })
+                    .map_err(|e| match parquet_error.take() {
+                        Some(p) => StorageError::Parquet(p),
+                        None => io(e),
+                    })?;
+                    Ok(std::fs::metadata(&path).map_err(io)?.len())
+                })
+                .await
+                .map_err(|e| io(std::io::Error::other(e)))?
+            }
+            Backend::ObjectStore { store, prefix } => {
+                let bytes =
+                    tokio::task::spawn_blocking(move || parquet::write_batch(Vec::new(), &batch, &order, options))
+                        .await
+                        .map_err(|e| StorageError::Io {
+                            path: relative.to_owned(),
+                            source: std::io::Error::other(e),
+                        })??;
+                let size = bytes.len() as u64;
+                let location = object_store::path::Path::from(join_key(prefix, relative));
+                store
+                    .put(&location, PutPayload::from(bytes))
+                    .await
+                    .map_err(|source| StorageError::ObjectStore { layer: self.config.name.clone(), source })?;
+                Ok(size)
+            }
+        }
+    }
+}
+
+fn join_key(prefix: &str, relative: &str) -> String {
+    if prefix.is_empty() {
+        relative.to_owned()
+    } else {
+        format!("{prefix}/{relative}")
+    }
+}
+
+/// The path of a table's file, relative to the table directory:
+/// `date=YYYY-MM-DD/hour=HH/<id>.<level>.parquet`.
+pub fn file_path_in_table(partition_dir: &str, id: &str, level: u8) -> String {
+    format!("{partition_dir}/{id}.{level}.parquet")
+}
+
+/// The path of a table's file relative to a layer root.
+pub fn file_path_in_layer(database: &str, table: &str, path_in_table: &str) -> String {
+    format!("{database}/{table}/{path_in_table}")
+}
+
+/// Every configured layer, in data-flow order.
+#[derive(Debug)]
+pub struct Storage {
+    layers: Vec<Layer>,
+}
+
+impl Storage {
+    /// Opens every layer; there must be at least one.
+    pub fn open(configs: Vec<LayerConfig>) -> Result<Storage, StorageError> {
+        if configs.is_empty() {
+            return Err(StorageError::Config { layer: String::new(), message: "no storage layer configured".into() });
+        }
+        Ok(Storage { layers: configs.into_iter().map(Layer::open).collect::<Result<_, _>>()? })
+    }
+
+    /// The layer that receives new files.
+    pub fn first(&self) -> &Layer {
+        &self.layers[0]
+    }
+
+    /// A layer by name.
+    pub fn layer(&self, name: &str) -> Option<&Layer> {
+        self.layers.iter().find(|l| l.name() == name)
+    }
+
+    /// Every layer, in order.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+}
