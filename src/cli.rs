@@ -44,6 +44,33 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve,
+    /// Print the effective settings as TOML, each with where it came from
+    /// (flag, environment variable, config file or default), and exit.
+    Config,
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingSource {
+    /// A command-line flag.
+    Flag,
+    /// An environment variable.
+    Env(String),
+    /// The `--config` file.
+    File(String),
+    /// The built-in default.
+    Default,
+}
+
+/// The parsed command line, with where each setting came from.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The command line.
+    pub cli: Cli,
+    /// `[[layers]]` from the config file.
+    pub toml_layers: Option<toml::Value>,
+    /// Each setting (by flag name) with its raw value and source; unset ones are absent.
+    pub sources: Vec<(String, String, SettingSource)>,
 }
 
 /// A command-line problem, already worded for the user.
@@ -84,13 +111,38 @@ fn parse_matches(args: &[OsString], origin: Option<&str>) -> Result<clap::ArgMat
     })
 }
 
+fn sources(matches: &clap::ArgMatches, from_file: &[String], file: &str) -> Vec<(String, String, SettingSource)> {
+    let matches = match matches.subcommand() {
+        Some((_, sub)) => sub,
+        None => matches,
+    };
+    Cli::command()
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long()?.to_owned();
+            let id = arg.get_id().as_str();
+            let raw: Vec<String> = matches.get_raw(id)?.map(|v| v.to_string_lossy().into_owned()).collect();
+            let source = match matches.value_source(id)? {
+                ValueSource::CommandLine if from_file.contains(&long) => SettingSource::File(file.to_owned()),
+                ValueSource::CommandLine => SettingSource::Flag,
+                ValueSource::EnvVariable => {
+                    SettingSource::Env(arg.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default())
+                }
+                _ => SettingSource::Default,
+            };
+            Some((long, raw.join(","), source))
+        })
+        .collect()
+}
+
 /// Parses the command line, filling settings that neither a flag nor the
-/// environment gave from the `--config` TOML file. Also returns the TOML layers.
-pub fn parse(args: Vec<OsString>) -> Result<(Cli, Option<toml::Value>), CliError> {
+/// environment gave from the `--config` TOML file.
+pub fn parse(args: Vec<OsString>) -> Result<Parsed, CliError> {
     let matches = parse_matches(&args, None)?;
     let cli = Cli::from_arg_matches(&matches).map_err(|e| CliError::Invalid(one_line(&e, None)))?;
     let Some(path) = cli.settings.config.clone() else {
-        return Ok((cli, None));
+        let sources = sources(&matches, &[], "");
+        return Ok(Parsed { cli, toml_layers: None, sources });
     };
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(&path)
@@ -99,6 +151,7 @@ pub fn parse(args: Vec<OsString>) -> Result<(Cli, Option<toml::Value>), CliError
         flatten_toml(&text).map_err(|e| CliError::Invalid(format!("error: {origin} is not valid TOML: {e}")))?;
     let command = Cli::command();
     let mut extended = args.clone();
+    let mut from_file = Vec::new();
     for (key, value) in pairs {
         let Some(arg) = command.get_arguments().find(|a| a.get_long() == Some(key.as_str())) else {
             return Err(CliError::Invalid(format!("error: unknown setting '{key}' in {origin}")));
@@ -107,18 +160,74 @@ pub fn parse(args: Vec<OsString>) -> Result<(Cli, Option<toml::Value>), CliError
             return Err(CliError::Invalid(format!("error: '{key}' cannot be set in {origin}")));
         }
         let id = arg.get_id().as_str();
-        if matches!(matches.value_source(id), None | Some(ValueSource::DefaultValue)) {
+        let given = match matches.subcommand() {
+            Some((_, sub)) => sub.value_source(id),
+            None => matches.value_source(id),
+        };
+        if matches!(given, None | Some(ValueSource::DefaultValue)) {
             extended.push(format!("--{key}={value}").into());
+            from_file.push(key);
         }
     }
     let matches = parse_matches(&extended, Some(&origin))?;
     let cli = Cli::from_arg_matches(&matches).map_err(|e| CliError::Invalid(one_line(&e, Some(&origin))))?;
-    Ok((cli, layers))
+    let sources = sources(&matches, &from_file, &origin);
+    Ok(Parsed { cli, toml_layers: layers, sources })
+}
+
+fn toml_value(text: &str) -> String {
+    let bare = text == "true" || text == "false" || (!text.is_empty() && text.parse::<f64>().is_ok());
+    if bare {
+        text.to_owned()
+    } else {
+        toml::Value::String(text.to_owned()).to_string()
+    }
+}
+
+/// The effective settings as TOML, one per line with its source as a comment.
+pub fn render_settings(parsed: &Parsed) -> String {
+    let mut out = String::from("# HourglassDB effective settings; each comment says where the value came from.\n");
+    let secret = |flag: &str| flag.contains("password") || flag.contains("secret");
+    for (flag, value, source) in &parsed.sources {
+        if flag == "layer" || flag == "config" {
+            continue;
+        }
+        let value = if secret(flag) { "********".to_owned() } else { value.clone() };
+        let origin = match source {
+            SettingSource::Flag => format!("flag --{flag}"),
+            SettingSource::Env(name) => format!("environment {name}"),
+            SettingSource::File(file) => format!("config file {file}"),
+            SettingSource::Default => "default".to_owned(),
+        };
+        out.push_str(&format!("{flag} = {}  # {origin}\n", toml_value(&value)));
+    }
+    let env = |name: &str| std::env::var(name).ok();
+    match crate::config::resolve_layers(&parsed.cli.settings, &env, parsed.toml_layers.as_ref()) {
+        Ok(layers) => {
+            for layer in layers {
+                out.push_str("\n[[layers]]\n");
+                out.push_str(&format!("name = {}\n", toml_value(&layer.name)));
+                let kind = match layer.layer_type {
+                    crate::storage::LayerType::Fs => "fs",
+                    crate::storage::LayerType::S3 => "s3",
+                };
+                out.push_str(&format!(
+                    "type = \"{kind}\"\nurl = {}\nglobal = {}\n",
+                    toml_value(&layer.url),
+                    layer.global
+                ));
+                let ttl = layer.ttl.map_or("0".to_owned(), |t| format!("{}s", t.as_secs_f64()));
+                out.push_str(&format!("ttl = \"{ttl}\"\n"));
+            }
+        }
+        Err(e) => out.push_str(&format!("# layers: {e}\n")),
+    }
+    out
 }
 
 /// Runs the command line; the process exit code.
 pub fn main() -> ExitCode {
-    let (cli, toml_layers) = match parse(std::env::args_os().collect()) {
+    let parsed = match parse(std::env::args_os().collect()) {
         Ok(parsed) => parsed,
         Err(CliError::Display(text)) => {
             print!("{text}");
@@ -129,7 +238,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => crate::server::serve_main(cli.settings, toml_layers),
+    match parsed.cli.command.clone().unwrap_or(Command::Serve) {
+        Command::Serve => crate::server::serve_main(parsed.cli.settings, parsed.toml_layers),
+        Command::Config => {
+            print!("{}", render_settings(&parsed));
+            ExitCode::SUCCESS
+        }
     }
 }

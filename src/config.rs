@@ -200,7 +200,7 @@ pub struct Settings {
     pub merge_timeout_s: f64,
 
     /// Turn compaction off.
-    #[arg(long, env = "GIGAPI_NO_MERGES", value_name = "BOOL", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, global = true)]
+    #[arg(long, env = "GIGAPI_NO_MERGES", value_name = "BOOL", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, global = true)]
     pub no_merges: bool,
 
     /// Where the catalog lives: json (files beside the data) or redis.
@@ -232,7 +232,7 @@ pub struct Settings {
     pub flightsql_port: u16,
 
     /// Run the FlightSQL front.
-    #[arg(long, env = "FLIGHTSQL_ENABLE", value_name = "BOOL", default_value = "true", value_parser = parse_bool, global = true)]
+    #[arg(long, env = "FLIGHTSQL_ENABLE", value_name = "BOOL", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, global = true)]
     pub flightsql_enable: bool,
 
     /// Port of the Postgres front.
@@ -240,7 +240,7 @@ pub struct Settings {
     pub pg_port: u16,
 
     /// Run the Postgres front.
-    #[arg(long, env = "PG_ENABLE", value_name = "BOOL", default_value = "true", value_parser = parse_bool, global = true)]
+    #[arg(long, env = "PG_ENABLE", value_name = "BOOL", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, global = true)]
     pub pg_enable: bool,
 
     /// Log level: debug, info, warn, error (or fatal).
@@ -428,7 +428,15 @@ pub struct TomlSettings {
 
 /// Flattens a TOML document into `(flag, value)` pairs; `layers` is returned apart.
 pub fn flatten_toml(document: &str) -> Result<TomlSettings, String> {
-    let table: toml::Table = document.parse().map_err(|e: toml::de::Error| e.message().to_owned())?;
+    let table: toml::Table = document.parse().map_err(|e: toml::de::Error| {
+        let message = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(", ");
+        match e.span() {
+            Some(span) => {
+                format!("line {}: {message}", document[..span.start.min(document.len())].lines().count().max(1))
+            }
+            None => message,
+        }
+    })?;
     let mut pairs = Vec::new();
     let mut layers = None;
     fn walk(prefix: &str, table: &toml::Table, pairs: &mut Vec<(String, String)>, layers: &mut Option<toml::Value>) {

@@ -67,29 +67,24 @@ fn ingest_options(settings: &Settings) -> IngestOptions {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on SIGINT or SIGTERM. Created first thing at start-up, so a signal
+/// that arrives while the WAL is replaying still ends in a clean shutdown.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, std::io::Error> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
+    })
 }
 
 /// Runs the server until SIGINT or SIGTERM, then persists the buffer and returns.
 pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result<(), ServeError> {
+    let shutdown =
+        shutdown_signal().map_err(|e| ServeError::Runtime(format!("cannot install signal handlers: {e}")))?;
     let env = |name: &str| std::env::var(name).ok();
     let layers = resolve_layers(&settings, &env, toml_layers.as_ref())?;
     if settings.metadata_type == MetadataType::Redis {
@@ -171,7 +166,7 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         "HourglassDB HTTP API listening"
     );
     axum::serve(http_listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| ServeError::Runtime(format!("HTTP server: {e}")))?;
 

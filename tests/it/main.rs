@@ -1,1 +1,7 @@
+//! The integration tests: one binary, because each test binary links all of DataFusion.
 
+mod config;
+mod crash;
+mod http_write;
+mod line_protocol;
+mod support;
