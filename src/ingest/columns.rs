@@ -13,8 +13,7 @@ use arrow::array::{
 use arrow::buffer::{BooleanBuffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::Int32Type;
 use arrow::error::ArrowError;
-use hashbrown::{DefaultHashBuilder, HashTable};
-use std::hash::BuildHasher;
+use hashbrown::HashTable;
 
 use crate::catalog::ColumnType;
 
@@ -128,43 +127,90 @@ impl Strings {
     }
 }
 
+/// A value's length and two overlapping words of it: for values of up to 16 bytes
+/// this is the value itself, so lookups compare it without touching the value
+/// buffer; longer values are checked byte by byte after it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    first: u64,
+    last: u64,
+    len: u32,
+}
+
+impl Fingerprint {
+    #[inline(always)]
+    fn of(v: &[u8]) -> Self {
+        #[inline(always)]
+        fn word(s: &[u8], at: usize) -> u64 {
+            u64::from_le_bytes([s[at], s[at + 1], s[at + 2], s[at + 3], s[at + 4], s[at + 5], s[at + 6], s[at + 7]])
+        }
+        #[inline(always)]
+        fn half(s: &[u8], at: usize) -> u64 {
+            u32::from_le_bytes([s[at], s[at + 1], s[at + 2], s[at + 3]]) as u64
+        }
+        let n = v.len();
+        let (first, last) = match n {
+            0 => (0, 0),
+            1..=3 => ((v[0] as u64) | (v[n / 2] as u64) << 8 | (v[n - 1] as u64) << 16, 0),
+            4..=7 => (half(v, 0) | half(v, n - 4) << 32, 0),
+            _ => (word(v, 0), word(v, n - 8)),
+        };
+        Fingerprint { first, last, len: n as u32 }
+    }
+
+    /// Whether equal fingerprints mean equal values.
+    #[inline(always)]
+    fn is_exact(&self) -> bool {
+        self.len <= 16
+    }
+
+    #[inline(always)]
+    fn hash(&self) -> u64 {
+        let a = self.first ^ (self.len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let b = self.last ^ 0x2545_F491_4F6C_DD1D;
+        let m = (a as u128).wrapping_mul(b as u128);
+        (m as u64) ^ ((m >> 64) as u64)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DictionaryEntry {
+    fingerprint: Fingerprint,
+    key: i32,
+}
+
 /// A dictionary-encoded string column: each distinct value stored once.
 #[derive(Debug)]
 struct Dictionary {
     keys: Primitive<i32>,
     values: Strings,
-    lookup: HashTable<i32>,
-    hasher: DefaultHashBuilder,
+    lookup: HashTable<DictionaryEntry>,
 }
 
 impl Dictionary {
     fn new() -> Self {
-        Dictionary {
-            keys: Primitive::default(),
-            values: Strings::new(),
-            lookup: HashTable::new(),
-            hasher: DefaultHashBuilder::default(),
-        }
+        Dictionary { keys: Primitive::default(), values: Strings::new(), lookup: HashTable::new() }
     }
 
+    #[inline]
     fn key_for(&mut self, value: &[u8]) -> Result<i32, ArrowError> {
-        let hash = self.hasher.hash_one(value);
-        let Dictionary { values, lookup, hasher, .. } = self;
-        let value_at = |k: i32| -> &[u8] {
-            let k = k as usize;
-            &values.bytes[values.offsets[k] as usize..values.offsets[k + 1] as usize]
-        };
-        if let Some(&key) = lookup.find(hash, |&k| value_at(k) == value) {
-            return Ok(key);
-        }
-        let key = i32::try_from(values.len())
-            .map_err(|_| ArrowError::ComputeError("too many distinct tag values in one batch".into()))?;
-        values.push(value, true)?;
-        let Dictionary { values, lookup, .. } = self;
-        lookup.insert_unique(hash, key, |&k| {
-            let k = k as usize;
-            hasher.hash_one(&values.bytes[values.offsets[k] as usize..values.offsets[k + 1] as usize])
+        let fingerprint = Fingerprint::of(value);
+        let hash = fingerprint.hash();
+        let values = &self.values;
+        let found = self.lookup.find(hash, |entry| {
+            entry.fingerprint == fingerprint
+                && (fingerprint.is_exact() || {
+                    let k = entry.key as usize;
+                    &values.bytes[values.offsets[k] as usize..values.offsets[k + 1] as usize] == value
+                })
         });
+        if let Some(entry) = found {
+            return Ok(entry.key);
+        }
+        let key = i32::try_from(self.values.len())
+            .map_err(|_| ArrowError::ComputeError("too many distinct tag values in one batch".into()))?;
+        self.values.push(value, true)?;
+        self.lookup.insert_unique(hash, DictionaryEntry { fingerprint, key }, |e| e.fingerprint.hash());
         Ok(key)
     }
 
@@ -218,6 +264,7 @@ enum Data {
 pub struct ColumnBuilder {
     column_type: ColumnType,
     data: Data,
+    len: usize,
     non_null: usize,
 }
 
@@ -234,7 +281,7 @@ impl ColumnBuilder {
             }
             ColumnType::String => Data::String(Strings::new()),
         };
-        ColumnBuilder { column_type, data, non_null: 0 }
+        ColumnBuilder { column_type, data, len: 0, non_null: 0 }
     }
 
     /// What the column holds.
@@ -249,15 +296,9 @@ impl ColumnBuilder {
     }
 
     /// How many rows the column has materialised (nulls included).
+    #[inline]
     pub fn len(&self) -> usize {
-        match &self.data {
-            Data::Tag(d) => d.keys.values.len(),
-            Data::Float(p) => p.values.len(),
-            Data::Integer(p) => p.values.len(),
-            Data::UInteger(p) => p.values.len(),
-            Data::Boolean(b) => b.values.len(),
-            Data::String(s) => s.len(),
-        }
+        self.len
     }
 
     /// True when nothing was materialised.
@@ -266,6 +307,7 @@ impl ColumnBuilder {
     }
 
     fn push_null(&mut self) {
+        self.len += 1;
         match &mut self.data {
             Data::Tag(d) => d.keys.push_null(),
             Data::Float(p) => p.push_null(),
@@ -283,8 +325,9 @@ impl ColumnBuilder {
     }
 
     /// Pads with nulls up to `rows`.
+    #[inline]
     pub fn pad_to(&mut self, rows: usize) {
-        for _ in self.len()..rows {
+        while self.len < rows {
             self.push_null();
         }
     }
@@ -306,6 +349,7 @@ impl ColumnBuilder {
             }
             Data::String(s) => s.truncate(len),
         }
+        self.len = len;
         self.non_null -= removed_non_null;
     }
 
@@ -332,14 +376,16 @@ impl ColumnBuilder {
         };
         let key = d.key_for(value)?;
         d.keys.push(key);
+        self.len += 1;
         self.non_null += 1;
         Ok(())
     }
 
     /// Appends a field value at row `row`, replacing the value already at that row
     /// (a later duplicate key in the same line wins). The caller checked the type.
+    #[inline]
     pub fn push_field(&mut self, row: usize, value: FieldValue<'_>) -> Result<(), ArrowError> {
-        if self.len() > row {
+        if self.len > row {
             self.truncate(row);
         }
         self.pad_to(row);
@@ -360,6 +406,7 @@ impl ColumnBuilder {
                 )))
             }
         }
+        self.len += 1;
         self.non_null += 1;
         Ok(())
     }

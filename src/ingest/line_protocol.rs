@@ -142,26 +142,38 @@ pub struct TableWrite {
     pub batch: RecordBatch,
 }
 
-/// A position in the input or, for escaped text, in the scratch arena.
+/// A range of the input or, for escaped text, of the scratch arena. Two plain
+/// words (the arena flag is the top bit of `start`), so that copying a token never
+/// mixes byte and word stores, which stalls store forwarding on the hot path.
 #[derive(Debug, Clone, Copy, Default)]
 struct Tok {
     start: usize,
     end: usize,
-    in_arena: bool,
 }
 
+const IN_ARENA: usize = 1 << (usize::BITS - 1);
+
 impl Tok {
-    #[inline]
+    #[inline(always)]
+    fn input(start: usize, end: usize) -> Tok {
+        Tok { start, end }
+    }
+
+    fn arena(start: usize, end: usize) -> Tok {
+        Tok { start: start | IN_ARENA, end }
+    }
+
+    #[inline(always)]
     fn bytes<'a>(&self, input: &'a [u8], arena: &'a [u8]) -> &'a [u8] {
-        if self.in_arena {
-            &arena[self.start..self.end]
+        if self.start & IN_ARENA != 0 {
+            &arena[self.start & !IN_ARENA..self.end]
         } else {
             &input[self.start..self.end]
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.start == self.end
+        self.start & !IN_ARENA == self.end
     }
 }
 
@@ -186,16 +198,15 @@ impl ValueTok {
     }
 }
 
-/// The tokens of the line being parsed, reused from line to line.
+/// The line being parsed, already resolved to columns, reused from line to line.
 #[derive(Debug, Default)]
 struct LineScratch {
+    /// Unescaped copies of tokens that had backslashes.
     arena: Vec<u8>,
-    measurement: Tok,
-    tags: Vec<(Tok, Tok)>,
-    fields: Vec<(Tok, ValueTok)>,
-    timestamp: Option<i64>,
-    tag_columns: Vec<usize>,
-    field_columns: Vec<usize>,
+    /// (column, value) of each tag.
+    tags: Vec<(usize, Tok)>,
+    /// (column, value) of each field.
+    fields: Vec<(usize, ValueTok)>,
 }
 
 impl LineScratch {
@@ -203,42 +214,87 @@ impl LineScratch {
         self.arena.clear();
         self.tags.clear();
         self.fields.clear();
-        self.timestamp = None;
-        self.tag_columns.clear();
-        self.field_columns.clear();
     }
 }
 
 /// A line-level error before it is tied to a line number.
 type LineResult<T> = Result<T, String>;
 
-const fn stop_table(stops: &[u8]) -> [bool; 256] {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < stops.len() {
-        table[stops[i] as usize] = true;
-        i += 1;
-    }
-    table
+/// The bytes that end one kind of token, as a lookup table for the byte loop and
+/// as a list for the word-at-a-time search.
+struct Stops<const N: usize> {
+    table: [bool; 256],
+    bytes: [u8; N],
 }
 
-static MEASUREMENT_STOPS: [bool; 256] = stop_table(b", \\\n");
-static KEY_STOPS: [bool; 256] = stop_table(b"=, \\\n");
-static TAG_VALUE_STOPS: [bool; 256] = stop_table(b"=, \\\n");
-static VALUE_STOPS: [bool; 256] = stop_table(b", \n\r");
+impl<const N: usize> Stops<N> {
+    const fn new(bytes: [u8; N]) -> Self {
+        let mut table = [false; 256];
+        let mut i = 0;
+        while i < N {
+            table[bytes[i] as usize] = true;
+            i += 1;
+        }
+        Stops { table, bytes }
+    }
+
+    #[inline(always)]
+    fn contains(&self, byte: u8) -> bool {
+        self.table[byte as usize]
+    }
+}
+
+static MEASUREMENT_STOPS: Stops<4> = Stops::new(*b", \\\n");
+static KEY_STOPS: Stops<5> = Stops::new(*b"=, \\\n");
+static VALUE_STOPS: Stops<4> = Stops::new(*b", \n\r");
+
+/// The position of the first stop byte at or after `pos` (or the end of input).
+/// Looks at eight bytes per step: tokens are short and vary in length, and a byte
+/// loop pays a mispredicted branch at the end of nearly every one.
+#[inline(always)]
+fn find_stop<const N: usize>(input: &[u8], mut pos: usize, stops: &Stops<N>) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = input.get(pos..pos + 8) {
+        let word = u64::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
+        let mut found = 0u64;
+        for &stop in &stops.bytes {
+            // A zero byte in `x` is a match; the lowest flagged byte is always a true one.
+            let x = word ^ (ONES * stop as u64);
+            found |= x.wrapping_sub(ONES) & !x & HIGHS;
+        }
+        if found != 0 {
+            return pos + (found.trailing_zeros() / 8) as usize;
+        }
+        pos += 8;
+    }
+    while pos < input.len() && !stops.contains(input[pos]) {
+        pos += 1;
+    }
+    pos
+}
 
 /// Reads a name or tag value up to the first unescaped stop byte. Returns the
 /// token and the position of the stop byte (or the end of the input).
-#[inline]
-fn scan_token(input: &[u8], start: usize, stops: &[bool; 256], arena: &mut Vec<u8>) -> (Tok, usize) {
-    let mut pos = start;
-    while pos < input.len() && !stops[input[pos] as usize] {
-        pos += 1;
+#[inline(always)]
+fn scan_token<const N: usize>(input: &[u8], start: usize, stops: &Stops<N>, arena: &mut Vec<u8>) -> (Tok, usize) {
+    let pos = find_stop(input, start, stops);
+    if pos < input.len() && input[pos] == b'\\' {
+        return scan_escaped(input, start, pos, stops, arena);
     }
-    if pos >= input.len() || input[pos] != b'\\' {
-        return (Tok { start, end: pos, in_arena: false }, pos);
-    }
-    // Slow path: an escape. Copy into the arena, removing escaping backslashes.
+    (Tok::input(start, pos), pos)
+}
+
+/// The slow path of [`scan_token`]: copy into the arena, removing escaping backslashes.
+#[cold]
+#[inline(never)]
+fn scan_escaped<const N: usize>(
+    input: &[u8],
+    start: usize,
+    mut pos: usize,
+    stops: &Stops<N>,
+    arena: &mut Vec<u8>,
+) -> (Tok, usize) {
     let arena_start = arena.len();
     arena.extend_from_slice(&input[start..pos]);
     while pos < input.len() {
@@ -254,14 +310,39 @@ fn scan_token(input: &[u8], start: usize, stops: &[bool; 256], arena: &mut Vec<u
                     pos += 1;
                 }
             }
-        } else if stops[b as usize] {
+        } else if stops.contains(b) {
             break;
         } else {
             arena.push(b);
             pos += 1;
         }
     }
-    (Tok { start: arena_start, end: arena.len(), in_arena: true }, pos)
+    (Tok::arena(arena_start, arena.len()), pos)
+}
+
+/// Byte equality for short names, inline: two overlapping loads cover up to 16
+/// bytes, where a call into libc's `bcmp` would cost more than the comparison.
+#[inline(always)]
+pub(crate) fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    #[inline(always)]
+    fn word(s: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes([s[at], s[at + 1], s[at + 2], s[at + 3], s[at + 4], s[at + 5], s[at + 6], s[at + 7]])
+    }
+    #[inline(always)]
+    fn half(s: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes([s[at], s[at + 1], s[at + 2], s[at + 3]])
+    }
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => word(a, 0) == word(b, 0) && a[8..] == b[8..],
+    }
 }
 
 fn parse_i64(digits: &[u8]) -> Option<i64> {
@@ -285,6 +366,18 @@ fn parse_i64(digits: &[u8]) -> Option<i64> {
 fn parse_u64(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;
+    }
+    if digits.len() <= 18 {
+        // Eighteen digits cannot overflow; most values are a few digits long.
+        let mut value: u64 = 0;
+        for &d in digits {
+            let digit = d.wrapping_sub(b'0');
+            if digit > 9 {
+                return None;
+            }
+            value = value * 10 + digit as u64;
+        }
+        return Some(value);
     }
     let mut value: u64 = 0;
     for &d in digits {
@@ -356,21 +449,18 @@ fn parse_field_value(
                         i += 1;
                     }
                 }
-                Tok { start: arena_start, end: arena.len(), in_arena: true }
+                Tok::arena(arena_start, arena.len())
             } else {
-                Tok { start, end, in_arena: false }
+                Tok::input(start, end)
             };
             Ok((ValueTok::String(tok), end + 1))
         }
         Some(_) => {
-            let mut end = pos;
-            while end < input.len() && !VALUE_STOPS[input[end] as usize] {
-                end += 1;
-            }
+            let end = pos;
+            let end = find_stop(input, end, &VALUE_STOPS);
             let text = &input[pos..end];
             let value = match text {
-                b"t" | b"T" | b"true" | b"True" | b"TRUE" => ValueTok::Boolean(true),
-                b"f" | b"F" | b"false" | b"False" | b"FALSE" => ValueTok::Boolean(false),
+                [b't' | b'T' | b'f' | b'F', ..] => ValueTok::Boolean(parse_bool(text)?),
                 [digits @ .., b'i'] => ValueTok::Integer(parse_i64(digits).ok_or_else(|| {
                     format!(
                         "invalid integer field value '{}' (out of range or not a number)",
@@ -390,6 +480,14 @@ fn parse_field_value(
     }
 }
 
+fn parse_bool(text: &[u8]) -> LineResult<bool> {
+    match text {
+        b"t" | b"T" | b"true" | b"True" | b"TRUE" => Ok(true),
+        b"f" | b"F" | b"false" | b"False" | b"FALSE" => Ok(false),
+        _ => Err(format!("invalid field value '{}'", String::from_utf8_lossy(text))),
+    }
+}
+
 fn skip_spaces(input: &[u8], mut pos: usize) -> usize {
     while pos < input.len() && input[pos] == b' ' {
         pos += 1;
@@ -405,83 +503,6 @@ fn next_line(input: &[u8], pos: usize) -> usize {
     }
 }
 
-/// Tokenises the line at `pos` into `s`. Returns the position after the line
-/// (past its `\n`).
-fn tokenize_line(input: &[u8], pos: usize, s: &mut LineScratch, newlines: &mut usize) -> LineResult<usize> {
-    let (measurement, mut pos) = scan_token(input, pos, &MEASUREMENT_STOPS, &mut s.arena);
-    if measurement.is_empty() {
-        return Err("missing measurement".into());
-    }
-    s.measurement = measurement;
-    // Tags.
-    while pos < input.len() && input[pos] == b',' {
-        let (key, p) = scan_token(input, pos + 1, &KEY_STOPS, &mut s.arena);
-        if key.is_empty() {
-            return Err("missing tag key".into());
-        }
-        if input.get(p) != Some(&b'=') {
-            return Err(format!("missing tag value for tag key '{}'", lossy(key, input, &s.arena)));
-        }
-        let (value, p) = scan_token(input, p + 1, &TAG_VALUE_STOPS, &mut s.arena);
-        if value.is_empty() {
-            return Err(format!("missing tag value for tag key '{}'", lossy(key, input, &s.arena)));
-        }
-        if input.get(p) == Some(&b'=') {
-            return Err(format!(
-                "unescaped '=' in the value of tag '{}' (write it as \\=)",
-                lossy(key, input, &s.arena)
-            ));
-        }
-        s.tags.push((key, value));
-        pos = p;
-    }
-    // Fields.
-    if input.get(pos) != Some(&b' ') {
-        return Err("missing fields".into());
-    }
-    pos = skip_spaces(input, pos);
-    loop {
-        let (key, p) = scan_token(input, pos, &KEY_STOPS, &mut s.arena);
-        if key.is_empty() {
-            return Err("missing fields".into());
-        }
-        if input.get(p) != Some(&b'=') {
-            return Err(format!("missing value for field '{}'", lossy(key, input, &s.arena)));
-        }
-        let (value, p) = parse_field_value(input, p + 1, &mut s.arena, newlines)?;
-        s.fields.push((key, value));
-        pos = p;
-        match input.get(pos) {
-            Some(b',') => pos += 1,
-            _ => break,
-        }
-    }
-    // Optional timestamp, then the end of the line.
-    pos = skip_spaces(input, pos);
-    if matches!(input.get(pos), Some(b'-' | b'0'..=b'9')) {
-        let start = pos;
-        while pos < input.len() && matches!(input[pos], b'-' | b'0'..=b'9') {
-            pos += 1;
-        }
-        let text = &input[start..pos];
-        s.timestamp =
-            Some(parse_i64(text).ok_or_else(|| format!("invalid timestamp '{}'", String::from_utf8_lossy(text)))?);
-        pos = skip_spaces(input, pos);
-    }
-    if input.get(pos) == Some(&b'\r') {
-        pos += 1;
-    }
-    match input.get(pos) {
-        None => Ok(pos),
-        Some(b'\n') => Ok(pos + 1),
-        Some(_) => {
-            let rest_end = next_line(input, pos);
-            let rest = String::from_utf8_lossy(&input[pos..rest_end]);
-            Err(format!("unexpected text after the fields: '{}'", rest.trim_end()))
-        }
-    }
-}
-
 fn lossy(tok: Tok, input: &[u8], arena: &[u8]) -> String {
     String::from_utf8_lossy(tok.bytes(input, arena)).into_owned()
 }
@@ -494,7 +515,7 @@ fn find_table<'t>(
     schemas: &dyn SchemaSource,
     name: &[u8],
 ) -> LineResult<&'t mut TableBuilder> {
-    if tables.get(*last).is_none_or(|t| t.name.as_bytes() != name) {
+    if tables.get(*last).is_none_or(|t| !short_eq(t.name.as_bytes(), name)) {
         *last = match lookup.get(name) {
             Some(&index) => index,
             None => {
@@ -507,6 +528,13 @@ fn find_table<'t>(
         };
     }
     Ok(&mut tables[*last])
+}
+
+/// A key expected at one position of a line, and its column.
+#[derive(Debug, Clone)]
+struct KeyHint {
+    column: usize,
+    name: Box<[u8]>,
 }
 
 /// One column of a table under construction.
@@ -527,10 +555,10 @@ struct TableBuilder {
     schema: Option<Arc<TableSchema>>,
     columns: Vec<BuilderColumn>,
     lookup: HashMap<Box<[u8]>, usize>,
-    /// Column positions seen at each tag and field position of the previous line;
-    /// lines of one source usually repeat their keys in the same order.
-    tag_position_cache: Vec<usize>,
-    field_position_cache: Vec<usize>,
+    /// The key seen at each tag and field position of the previous line; lines of
+    /// one source usually repeat their keys in the same order.
+    tag_hints: Vec<Option<KeyHint>>,
+    field_hints: Vec<Option<KeyHint>>,
     time: Vec<i64>,
     rows: usize,
     new_columns: usize,
@@ -543,38 +571,55 @@ impl TableBuilder {
             schema,
             columns: Vec::new(),
             lookup: HashMap::new(),
-            tag_position_cache: Vec::new(),
-            field_position_cache: Vec::new(),
+            tag_hints: Vec::new(),
+            field_hints: Vec::new(),
             time: Vec::new(),
             rows: 0,
             new_columns: 0,
         }
     }
 
-    /// Finds or creates the column for `key` and checks that it can take a value
-    /// of `wanted` type in line `line`.
+    /// The column whose key starts at `pos`, if it is the key this position had in
+    /// the previous line of this table: lines from one source repeat their keys in
+    /// the same order, and this check costs one comparison instead of a scan and a
+    /// lookup. Returns the column and the position of the `=` after the key.
+    #[inline(always)]
+    fn hint(&self, tag: bool, position: usize, input: &[u8], pos: usize) -> Option<(usize, usize)> {
+        let hints = if tag { &self.tag_hints } else { &self.field_hints };
+        let hint = hints.get(position)?.as_ref()?;
+        let end = pos + hint.name.len();
+        let matches = input.get(end) == Some(&b'=') && short_eq(&input[pos..end], &hint.name);
+        matches.then_some((hint.column, end))
+    }
+
+    /// Finds (or creates) the column for a key at `position` in line `line`, and
+    /// checks that it can take a value of type `wanted` there.
     fn resolve(
         &mut self,
+        hinted: Option<usize>,
         key: &[u8],
         wanted: ColumnType,
         position: usize,
         line: usize,
         options: &ParseOptions,
     ) -> LineResult<usize> {
-        let cache = if wanted == ColumnType::Tag { &self.tag_position_cache } else { &self.field_position_cache };
-        let cached =
-            cache.get(position).copied().filter(|&i| self.columns.get(i).is_some_and(|c| c.name.as_bytes() == key));
-        let index = match cached.or_else(|| self.lookup.get(key).copied()) {
+        let index = match hinted {
             Some(index) => index,
-            None => self.create_column(key, wanted, options)?,
+            None => {
+                let index = match self.lookup.get(key).copied() {
+                    Some(index) => index,
+                    None => self.create_column(key, wanted, options)?,
+                };
+                let hints = if wanted == ColumnType::Tag { &mut self.tag_hints } else { &mut self.field_hints };
+                if hints.len() <= position {
+                    hints.resize(position + 1, None);
+                }
+                // A name with a byte that line protocol escapes cannot be matched raw.
+                let plain = !key.iter().any(|b| matches!(b, b'\\' | b',' | b' ' | b'='));
+                hints[position] = plain.then(|| KeyHint { column: index, name: key.into() });
+                index
+            }
         };
-        let cache =
-            if wanted == ColumnType::Tag { &mut self.tag_position_cache } else { &mut self.field_position_cache };
-        if cache.len() <= position {
-            cache.resize(position + 1, usize::MAX);
-        }
-        cache[position] = index;
-
         let column = &mut self.columns[index];
         let same_line = column.line_stamp == line;
         column.line_stamp = line;
@@ -750,18 +795,8 @@ impl<'s> LineProtocolParser<'s> {
                 }
                 _ => {}
             }
-            self.scratch.clear();
             let mut extra_newlines = 0;
-            let result = tokenize_line(input, start, &mut self.scratch, &mut extra_newlines).and_then(|end| {
-                if end - pos > self.options.max_line_bytes {
-                    return Err(format!(
-                        "line is longer than {} bytes (HOURGLASS_MAX_LINE_BYTES)",
-                        self.options.max_line_bytes
-                    ));
-                }
-                self.append_line(input, line_number, utf8_checked).map(|()| end)
-            });
-            match result {
+            match self.parse_line(input, start, line_number, utf8_checked, &mut extra_newlines) {
                 Ok(end) => {
                     self.accepted_lines += 1;
                     pos = end;
@@ -796,54 +831,156 @@ impl<'s> LineProtocolParser<'s> {
         self.errors.push(LineError { original_line, line_number, error_message });
     }
 
-    /// Checks the tokenised line against its table and appends it.
-    fn append_line(&mut self, input: &[u8], line: usize, utf8_checked: bool) -> LineResult<()> {
+    /// Parses the line at `start`, checks it against its table's columns, and
+    /// appends it. Returns the position after the line. A rejected line appends
+    /// nothing (it may leave an empty new column behind, which `finish` drops).
+    fn parse_line(
+        &mut self,
+        input: &[u8],
+        start: usize,
+        line: usize,
+        utf8_checked: bool,
+        newlines: &mut usize,
+    ) -> LineResult<usize> {
         let LineProtocolParser { schemas, options, tables, table_lookup, last_table, scratch: s, .. } = self;
-        let name = s.measurement.bytes(input, &s.arena);
-        let table = find_table(tables, table_lookup, last_table, *schemas, name)?;
+        s.clear();
+        let (measurement, mut pos) = scan_token(input, start, &MEASUREMENT_STOPS, &mut s.arena);
+        if measurement.is_empty() {
+            return Err("missing measurement".into());
+        }
+        let table = find_table(tables, table_lookup, last_table, *schemas, measurement.bytes(input, &s.arena))?;
 
-        let timestamp = match s.timestamp {
-            None => options.default_time_ns,
-            Some(t) => options.precision.to_nanos(t).ok_or_else(|| format!("timestamp {t} is out of range"))?,
-        };
-
-        for (position, (key, value)) in s.tags.iter().enumerate() {
-            let key = key.bytes(input, &s.arena);
+        let mut position = 0;
+        while input.get(pos) == Some(&b',') {
+            pos += 1;
+            let (hint, key, p) = match table.hint(true, position, input, pos) {
+                Some((index, end)) => (Some(index), Tok::input(pos, end), end),
+                None => {
+                    let (key, p) = scan_token(input, pos, &KEY_STOPS, &mut s.arena);
+                    (None, key, p)
+                }
+            };
+            if key.is_empty() {
+                return Err("missing tag key".into());
+            }
+            if input.get(p) != Some(&b'=') {
+                return Err(format!("missing tag value for tag key '{}'", lossy(key, input, &s.arena)));
+            }
+            let (value, p) = scan_token(input, p + 1, &KEY_STOPS, &mut s.arena);
+            if value.is_empty() {
+                return Err(format!("missing tag value for tag key '{}'", lossy(key, input, &s.arena)));
+            }
+            if input.get(p) == Some(&b'=') {
+                return Err(format!(
+                    "unescaped '=' in the value of tag '{}' (write it as \\=)",
+                    lossy(key, input, &s.arena)
+                ));
+            }
             if !utf8_checked && std::str::from_utf8(value.bytes(input, &s.arena)).is_err() {
                 return Err("tag value is not valid UTF-8".into());
             }
-            let index = table.resolve(key, ColumnType::Tag, position, line, options)?;
-            s.tag_columns.push(index);
+            let column = table.resolve(hint, key.bytes(input, &s.arena), ColumnType::Tag, position, line, options)?;
+            s.tags.push((column, value));
+            pos = p;
+            position += 1;
         }
-        for (position, (key, value)) in s.fields.iter().enumerate() {
-            let key = key.bytes(input, &s.arena);
+
+        if input.get(pos) != Some(&b' ') {
+            return Err("missing fields".into());
+        }
+        pos = skip_spaces(input, pos);
+        let mut position = 0;
+        loop {
+            let (hint, key, p) = match table.hint(false, position, input, pos) {
+                Some((index, end)) => (Some(index), Tok::input(pos, end), end),
+                None => {
+                    let (key, p) = scan_token(input, pos, &KEY_STOPS, &mut s.arena);
+                    (None, key, p)
+                }
+            };
+            if key.is_empty() {
+                return Err("missing fields".into());
+            }
+            if input.get(p) != Some(&b'=') {
+                return Err(format!("missing value for field '{}'", lossy(key, input, &s.arena)));
+            }
+            let (value, p) = parse_field_value(input, p + 1, &mut s.arena, newlines)?;
             if let ValueTok::String(tok) = value {
                 if !utf8_checked && std::str::from_utf8(tok.bytes(input, &s.arena)).is_err() {
                     return Err("string field value is not valid UTF-8".into());
                 }
             }
-            let index = table.resolve(key, value.column_type(), position, line, options)?;
-            s.field_columns.push(index);
+            let key = key.bytes(input, &s.arena);
+            let column = table.resolve(hint, key, value.column_type(), position, line, options)?;
+            s.fields.push((column, value));
+            pos = p;
+            position += 1;
+            match input.get(pos) {
+                Some(b',') => pos += 1,
+                _ => break,
+            }
         }
 
+        pos = skip_spaces(input, pos);
+        let mut timestamp = None;
+        if matches!(input.get(pos), Some(b'-' | b'0'..=b'9')) {
+            let digits_start = pos;
+            while pos < input.len() && matches!(input[pos], b'-' | b'0'..=b'9') {
+                pos += 1;
+            }
+            let text = &input[digits_start..pos];
+            timestamp =
+                Some(parse_i64(text).ok_or_else(|| format!("invalid timestamp '{}'", String::from_utf8_lossy(text)))?);
+            pos = skip_spaces(input, pos);
+        }
+        if input.get(pos) == Some(&b'\r') {
+            pos += 1;
+        }
+        let end = match input.get(pos) {
+            None => pos,
+            Some(b'\n') => pos + 1,
+            Some(_) => {
+                let rest = String::from_utf8_lossy(&input[pos..next_line(input, pos)]);
+                return Err(format!("unexpected text after the fields: '{}'", rest.trim_end()));
+            }
+        };
+        if end - start > options.max_line_bytes {
+            return Err(format!("line is longer than {} bytes (HOURGLASS_MAX_LINE_BYTES)", options.max_line_bytes));
+        }
+        let time = match timestamp {
+            None => options.default_time_ns,
+            Some(t) => options.precision.to_nanos(t).ok_or_else(|| format!("timestamp {t} is out of range"))?,
+        };
+
         let row = table.rows;
-        let failed = |e: ArrowError| e.to_string();
-        for ((_, value), &index) in s.tags.iter().zip(&s.tag_columns) {
-            table.columns[index].builder.push_tag(row, value.bytes(input, &s.arena)).map_err(failed)?;
+        let appended = (|| -> Result<(), ArrowError> {
+            for &(column, value) in &s.tags {
+                table.columns[column].builder.push_tag(row, value.bytes(input, &s.arena))?;
+            }
+            for &(column, value) in &s.fields {
+                let value = match value {
+                    ValueTok::Float(v) => FieldValue::Float(v),
+                    ValueTok::Integer(v) => FieldValue::Integer(v),
+                    ValueTok::UInteger(v) => FieldValue::UInteger(v),
+                    ValueTok::Boolean(v) => FieldValue::Boolean(v),
+                    ValueTok::String(tok) => FieldValue::String(tok.bytes(input, &s.arena)),
+                };
+                table.columns[column].builder.push_field(row, value)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = appended {
+            for &(column, _) in &s.tags {
+                table.columns[column].builder.truncate(row);
+            }
+            for &(column, _) in &s.fields {
+                table.columns[column].builder.truncate(row);
+            }
+            return Err(e.to_string());
         }
-        for ((_, value), &index) in s.fields.iter().zip(&s.field_columns) {
-            let value = match *value {
-                ValueTok::Float(v) => FieldValue::Float(v),
-                ValueTok::Integer(v) => FieldValue::Integer(v),
-                ValueTok::UInteger(v) => FieldValue::UInteger(v),
-                ValueTok::Boolean(v) => FieldValue::Boolean(v),
-                ValueTok::String(tok) => FieldValue::String(tok.bytes(input, &s.arena)),
-            };
-            table.columns[index].builder.push_field(row, value).map_err(failed)?;
-        }
-        table.time.push(timestamp);
+        table.time.push(time);
         table.rows += 1;
-        Ok(())
+        Ok(end)
     }
 
     /// The accepted rows, one batch per table that got any.

@@ -426,3 +426,26 @@ fn mutated_input_never_panics() {
         assert_eq!(rows, accepted, "input {:?}", String::from_utf8_lossy(&input));
     }
 }
+
+#[test]
+fn long_tag_values_that_share_their_ends_stay_distinct() {
+    // Same length, same first and last eight bytes, different middles.
+    let input = "m,t=aaaaaaaaXXXXbbbbbbbb v=1 1\nm,t=aaaaaaaaYYYYbbbbbbbb v=2 2\nm,t=aaaaaaaaXXXXbbbbbbbb v=3 3\n\
+                 m,t=short v=4 4\nm,t=shor v=5 5\nm,t=sh v=6 6\nm,t=s v=7 7\nm,t=exactly16bytes! v=8 8\n";
+    let (tables, errors) = parse(input);
+    assert!(errors.is_empty(), "{errors:?}");
+    let tags: Vec<&str> = tables["m"].iter().map(|r| r["t"].as_str()).collect();
+    assert_eq!(
+        tags,
+        [
+            "aaaaaaaaXXXXbbbbbbbb",
+            "aaaaaaaaYYYYbbbbbbbb",
+            "aaaaaaaaXXXXbbbbbbbb",
+            "short",
+            "shor",
+            "sh",
+            "s",
+            "exactly16bytes!"
+        ]
+    );
+}

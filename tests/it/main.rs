@@ -2,6 +2,7 @@
 
 mod config;
 mod crash;
+mod docs;
 mod http_write;
 mod line_protocol;
 mod support;
