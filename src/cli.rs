@@ -19,12 +19,16 @@ over HTTP, Postgres wire and FlightSQL, with data in Parquet files partitioned b
 With no command, `hourglass` runs the server (`hourglass serve`): data under ./data, the HTTP API \
 on port 7971. Write with curl:
 
-    curl -i -XPOST 'http://localhost:7971/write?db=mydb' --data-binary 'weather,location=us temperature=82'
+    curl -i -XPOST 'localhost:7971/write?db=mydb' --data-binary 'weather,city=Paris temp=12.5'
 
 Every setting below can be given as a flag, as the environment variable shown beside it, or in the \
 TOML file named by --config (keys are flag names: `http-port = 7971`), in that order of precedence. \
-A write is acknowledged (204) only after its write-ahead-log record is on disk; see docs/ in the \
-source tree for the HTTP API, the configuration and the architecture.";
+A write is acknowledged (204) only after its write-ahead-log record is on disk. SIGINT or SIGTERM \
+stops the server after writing buffered rows to Parquet.
+
+Exit codes: 0 after a clean shutdown, 2 when a setting is unusable (one line on stderr names it), \
+1 when the server fails while running. The docs/ directory of the source tree describes the HTTP \
+API, every setting and the architecture.";
 
 /// The command line.
 #[derive(Debug, Parser)]

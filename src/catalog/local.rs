@@ -147,9 +147,15 @@ impl LocalCatalog {
                         TableState { schema: Arc::new(schema.into_schema()), partitions: BTreeMap::new() };
                     for date in read_dir_names(&table_dir)?.iter().filter(|d| d.starts_with("date=")) {
                         for hour in read_dir_names(&table_dir.join(date))? {
-                            let Some(key) = PartitionKey::from_dir_names(date, &hour) else { continue };
                             let path = table_dir.join(date).join(&hour).join(PARTITION_FILE);
                             let Some(stored) = read_json::<StoredPartition>(&path)? else { continue };
+                            // A catalog file in a directory that names no hour would be lost
+                            // silently if skipped.
+                            let key =
+                                PartitionKey::from_dir_names(date, &hour).ok_or_else(|| CatalogError::Corrupt {
+                                    path: path.display().to_string(),
+                                    message: "its directory is not a date=YYYY-MM-DD/hour=HH partition".into(),
+                                })?;
                             let partition = PartitionState {
                                 files: stored.files.into_iter().map(|f| f.entry).collect(),
                                 wal_sequence: stored.wal_sequence,

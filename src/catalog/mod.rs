@@ -50,22 +50,27 @@ impl PartitionKey {
         self.start_ns().saturating_add(NANOS_PER_HOUR - 1)
     }
 
-    fn datetime(self) -> DateTime<Utc> {
-        DateTime::from_timestamp_nanos(self.start_ns())
+    /// The start of the hour, in whole seconds: seconds do not saturate where
+    /// nanoseconds do (the first hour of the i64 range starts before it).
+    fn datetime(self) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(self.0.checked_mul(3600)?, 0)
     }
 
     /// The partition's directory relative to its table: `date=YYYY-MM-DD/hour=HH`.
     pub fn dir_name(self) -> String {
-        let t = self.datetime();
-        format!("date={:04}-{:02}-{:02}/hour={:02}", t.year(), t.month(), t.day(), t.hour())
+        match self.datetime() {
+            Some(t) => format!("date={:04}-{:02}-{:02}/hour={:02}", t.year(), t.month(), t.day(), t.hour()),
+            // Outside chrono's range, which no nanosecond timestamp reaches.
+            None => format!("date=hours-{}/hour=00", self.0),
+        }
     }
 
     /// Parses the two directory names `date=YYYY-MM-DD` and `hour=HH`.
     pub fn from_dir_names(date: &str, hour: &str) -> Option<Self> {
         let date = chrono::NaiveDate::parse_from_str(date.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
         let hour: u32 = hour.strip_prefix("hour=")?.parse().ok()?;
-        let t = date.and_hms_opt(hour, 0, 0)?.and_utc();
-        Some(PartitionKey::for_time(t.timestamp_nanos_opt()?))
+        let seconds = date.and_hms_opt(hour, 0, 0)?.and_utc().timestamp();
+        Some(PartitionKey(seconds.div_euclid(3600)))
     }
 }
 

@@ -47,8 +47,8 @@ pub struct SnapshotPartition {
     pub table: Arc<str>,
     /// The hour partition.
     pub partition: PartitionKey,
-    /// The rows, in write order.
-    pub batches: Vec<RecordBatch>,
+    /// The rows, in write order; emptied once the partition is in the catalog.
+    batches: Mutex<Vec<RecordBatch>>,
     bytes: usize,
     done: AtomicBool,
 }
@@ -59,9 +59,9 @@ impl SnapshotPartition {
         self.done.load(Ordering::Acquire)
     }
 
-    /// Rows in the partition.
-    pub fn rows(&self) -> usize {
-        self.batches.iter().map(|b| b.num_rows()).sum()
+    /// The rows, in write order (none once the partition is done).
+    pub fn batches(&self) -> Vec<RecordBatch> {
+        self.batches.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -172,7 +172,7 @@ impl WriteBuffer {
                     database: Arc::clone(&database),
                     table: Arc::clone(&table),
                     partition,
-                    batches,
+                    batches: Mutex::new(batches),
                     bytes,
                     done: AtomicBool::new(false),
                 });
@@ -185,12 +185,20 @@ impl WriteBuffer {
     }
 
     /// Marks a partition of a snapshot as committed: its rows are now read from
-    /// the catalog's files.
+    /// the catalog's files, and its memory is freed.
     pub fn partition_persisted(&self, snapshot: &Snapshot, index: usize) {
         let partition = &snapshot.partitions[index];
         if !partition.done.swap(true, Ordering::AcqRel) {
+            partition.batches.lock().unwrap_or_else(|p| p.into_inner()).clear();
             self.total_bytes.fetch_sub(partition.bytes, Ordering::Relaxed);
         }
+    }
+
+    /// Snapshots taken and not yet wholly persisted, oldest first. This list is
+    /// the one record of them: a persist round that is interrupted leaves its
+    /// snapshot here for the next round.
+    pub fn persisting(&self) -> Vec<Arc<Snapshot>> {
+        self.lock().persisting.clone()
     }
 
     /// Forgets a snapshot whose partitions are all persisted.
@@ -200,6 +208,10 @@ impl WriteBuffer {
 
     /// The buffered rows of a table whose partition overlaps `[min_ns, max_ns]`,
     /// oldest first, snapshots not yet persisted included.
+    ///
+    /// A reader must take these before it reads the catalog's files: a partition
+    /// leaves the buffer only after its file is in the catalog, so in that order a
+    /// row is always seen (possibly twice, which deduplication removes).
     pub fn batches(&self, database: &str, table: &str, min_ns: i64, max_ns: i64) -> Vec<RecordBatch> {
         if min_ns > max_ns {
             return Vec::new();
@@ -210,7 +222,7 @@ impl WriteBuffer {
         for snapshot in &state.persisting {
             for p in &snapshot.partitions {
                 if !p.is_done() && &*p.database == database && &*p.table == table && range.contains(&p.partition) {
-                    batches.extend(p.batches.iter().cloned());
+                    batches.extend(p.batches());
                 }
             }
         }

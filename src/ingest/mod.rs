@@ -134,6 +134,9 @@ pub fn split_by_partition(batch: &RecordBatch) -> Result<Vec<(PartitionKey, Reco
     if values.iter().all(|&t| PartitionKey::for_time(t) == first) {
         return Ok(vec![(first, batch.clone())]);
     }
+    if u32::try_from(values.len()).is_err() {
+        return Err(ArrowError::ComputeError("more than 4 Gi rows in one write".into()));
+    }
     let mut groups: std::collections::BTreeMap<PartitionKey, Vec<u32>> = Default::default();
     for (row, &t) in values.iter().enumerate() {
         groups.entry(PartitionKey::for_time(t)).or_default().push(row as u32);

@@ -51,7 +51,8 @@ pub struct Persister {
     wal: Arc<Wal>,
     metrics: Arc<Metrics>,
     options: PersistOptions,
-    pending: tokio::sync::Mutex<Vec<Arc<Snapshot>>>,
+    /// One round at a time.
+    round: tokio::sync::Mutex<()>,
 }
 
 impl Persister {
@@ -64,7 +65,7 @@ impl Persister {
         metrics: Arc<Metrics>,
         options: PersistOptions,
     ) -> Self {
-        Persister { catalog, storage, buffer, wal, metrics, options, pending: tokio::sync::Mutex::new(Vec::new()) }
+        Persister { catalog, storage, buffer, wal, metrics, options, round: tokio::sync::Mutex::new(()) }
     }
 
     /// Persists on the interval and whenever the buffer asks, until `stop` fires.
@@ -85,23 +86,29 @@ impl Persister {
         }
     }
 
-    /// One round: snapshot the buffer and write every pending snapshot, oldest first.
+    /// One round: finish the snapshots that earlier rounds left (oldest first),
+    /// then, if they are all done, snapshot the buffer and write that. While an
+    /// old snapshot keeps failing no new one is taken, so failures do not pile up.
     pub async fn persist(&self) -> Result<PersistReport, WalError> {
-        let mut pending = self.pending.lock().await;
-        if let Some(snapshot) = self.wal.snapshot().await? {
-            pending.push(snapshot);
-        }
+        let _round = self.round.lock().await;
         let mut report = PersistReport::default();
-        while let Some(snapshot) = pending.first().cloned() {
-            self.persist_snapshot(&snapshot, &mut report).await;
+        if self.persist_pending(&mut report).await? && self.wal.snapshot().await?.is_some() {
+            self.persist_pending(&mut report).await?;
+        }
+        Ok(report)
+    }
+
+    /// Writes the buffer's unfinished snapshots in order; true when none is left.
+    async fn persist_pending(&self, report: &mut PersistReport) -> Result<bool, WalError> {
+        for snapshot in self.buffer.persisting() {
+            self.persist_snapshot(&snapshot, report).await;
             if !snapshot.is_done() {
-                break;
+                return Ok(false);
             }
             self.buffer.remove_snapshot(&snapshot);
             self.wal.truncate_through(snapshot.sequence).await?;
-            pending.remove(0);
         }
-        Ok(report)
+        Ok(true)
     }
 
     async fn persist_snapshot(&self, snapshot: &Arc<Snapshot>, report: &mut PersistReport) {
@@ -143,7 +150,7 @@ impl Persister {
             .table_schema(&partition.database, &partition.table)
             .ok_or_else(|| "the table is missing from the catalog".to_string())?;
         let order = schema.row_order();
-        let batches = partition.batches.clone();
+        let batches = partition.batches();
         let sort_order = order.clone();
         let batch = tokio::task::spawn_blocking(move || sort_and_deduplicate(&batches, &sort_order))
             .await

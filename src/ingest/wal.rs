@@ -76,6 +76,9 @@ pub enum WalError {
     /// Replaying a record failed.
     #[error("WAL replay: {0}")]
     Replay(String),
+    /// A write cannot be encoded as one WAL record (it is too large).
+    #[error("{0}; split the write")]
+    TooLarge(String),
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> WalError {
@@ -99,12 +102,14 @@ impl WalWrite {
     /// Encodes the tables of one database as a WAL record and splits their rows by
     /// hour partition for the buffer.
     pub fn encode(database: &Arc<str>, tables: &[(Arc<str>, RecordBatch)], sync: bool) -> Result<WalWrite, WalError> {
-        let encode_error = |e: arrow::error::ArrowError| WalError::Replay(format!("encoding a WAL record: {e}"));
+        let encode_error = |e: arrow::error::ArrowError| WalError::TooLarge(format!("encoding a WAL record: {e}"));
         let mut payload = Vec::with_capacity(
             tables.iter().map(|(_, b)| b.get_array_memory_size()).sum::<usize>() + 64 + database.len(),
         );
         put_str(&mut payload, database)?;
-        payload.extend_from_slice(&(tables.len() as u32).to_le_bytes());
+        let too_large = |what: &str| WalError::TooLarge(format!("{what} does not fit in one WAL record"));
+        payload
+            .extend_from_slice(&u32::try_from(tables.len()).map_err(|_| too_large("the table count"))?.to_le_bytes());
         let mut writes = Vec::new();
         for (table, batch) in tables {
             put_str(&mut payload, table)?;
@@ -114,7 +119,7 @@ impl WalWrite {
             writer.write(batch).map_err(encode_error)?;
             writer.finish().map_err(encode_error)?;
             drop(writer);
-            let ipc_len = (payload.len() - length_at - 4) as u32;
+            let ipc_len = u32::try_from(payload.len() - length_at - 4).map_err(|_| too_large("a write over 4 GiB"))?;
             payload[length_at..length_at + 4].copy_from_slice(&ipc_len.to_le_bytes());
             for (partition, part) in split_by_partition(batch).map_err(encode_error)? {
                 writes.push(BufferedWrite {
@@ -125,6 +130,7 @@ impl WalWrite {
                 });
             }
         }
+        u32::try_from(payload.len()).map_err(|_| too_large("a write over 4 GiB"))?;
         let mut payload_crc = crc32fast::Hasher::new();
         payload_crc.update(&payload);
         Ok(WalWrite { writes, payload, payload_crc, sync })
@@ -132,7 +138,7 @@ impl WalWrite {
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), WalError> {
-    let len = u16::try_from(s.len()).map_err(|_| WalError::Replay(format!("name too long: {s}")))?;
+    let len = u16::try_from(s.len()).map_err(|_| WalError::TooLarge(format!("name too long: {s}")))?;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(s.as_bytes());
     Ok(())
@@ -236,11 +242,15 @@ impl Wal {
         for (index, segment) in segments.iter().enumerate() {
             let is_last = index + 1 == segment_count;
             let records = read_segment(&segment.path, is_last, &mut report)?;
-            for (sequence, payload) in records {
-                replay_record(sequence, &payload, catalog, &buffer, &mut report).await.map_err(|message| {
-                    WalError::Corrupt { path: segment.path.display().to_string(), offset: 0, message }
-                })?;
-                last_sequence = last_sequence.max(sequence);
+            for record in records {
+                replay_record(record.sequence, &record.payload, catalog, &buffer, &mut report).await.map_err(
+                    |message| WalError::Corrupt {
+                        path: segment.path.display().to_string(),
+                        offset: record.offset as u64,
+                        message,
+                    },
+                )?;
+                last_sequence = last_sequence.max(record.sequence);
                 report.records += 1;
             }
         }
@@ -248,7 +258,8 @@ impl Wal {
         let next_sequence = last_sequence
             .max(catalog.max_wal_sequence())
             .max(segments.last().map_or(0, |s| s.first_sequence.saturating_sub(1)))
-            + 1;
+            .checked_add(1)
+            .ok_or_else(|| WalError::Replay("WAL sequence numbers are exhausted".into()))?;
         if segments.last().is_some_and(|s| s.first_sequence == next_sequence) {
             // An empty last segment: it is reopened below.
             segments.pop();
@@ -334,64 +345,92 @@ fn open_segment(dir: &Path, first_sequence: u64) -> Result<(File, PathBuf), WalE
     Ok((file, path))
 }
 
-/// Reads the records of one segment. A bad record ends the last segment (it is
-/// cut off there); anywhere else it is corruption.
-fn read_segment(path: &Path, is_last: bool, report: &mut ReplayReport) -> Result<Vec<(u64, Vec<u8>)>, WalError> {
+/// One record read back from a segment.
+struct ReadRecord {
+    offset: usize,
+    sequence: u64,
+    payload: Vec<u8>,
+}
+
+/// The record at `offset`, if a whole one with a valid checksum is there.
+fn record_at(bytes: &[u8], offset: usize) -> Result<ReadRecord, &'static str> {
+    let header = bytes.get(offset..offset + RECORD_HEADER).ok_or("truncated record header")?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let sequence_bytes = &header[8..16];
+    let payload = bytes.get(offset + RECORD_HEADER..offset + RECORD_HEADER + len).ok_or("truncated record")?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(sequence_bytes);
+    hasher.update(payload);
+    if hasher.finalize() != crc {
+        return Err("checksum mismatch");
+    }
+    let mut sequence = [0u8; 8];
+    sequence.copy_from_slice(sequence_bytes);
+    Ok(ReadRecord { offset, sequence: u64::from_le_bytes(sequence), payload: payload.to_vec() })
+}
+
+/// Reads the records of one segment.
+///
+/// A bad record is a torn write only when it is in the last segment and no valid
+/// record follows it: a crash during the last `write`, which was never
+/// acknowledged. Then the tail is cut off, after its bytes are saved beside the
+/// segment as `<segment>.torn-<offset>`. Anything else is corruption, and replay
+/// stops with an error rather than drop acknowledged writes.
+fn read_segment(path: &Path, is_last: bool, report: &mut ReplayReport) -> Result<Vec<ReadRecord>, WalError> {
     let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
-    let corrupt = |offset: usize, message: &str| WalError::Corrupt {
+    let corrupt = |offset: usize, message: String| WalError::Corrupt {
         path: path.display().to_string(),
         offset: offset as u64,
-        message: message.to_owned(),
+        message,
     };
-    if bytes.len() < HEADER.len() || &bytes[..HEADER.len()] != HEADER {
-        if is_last {
-            // Created but never written before a crash.
-            return Ok(Vec::new());
-        }
-        return Err(corrupt(0, "missing segment header"));
+    if bytes.len() < HEADER.len() && is_last {
+        // Created, but the crash came before its header was on disk.
+        return Ok(Vec::new());
     }
-    let mut records = Vec::new();
+    if bytes.get(..HEADER.len()) != Some(HEADER.as_slice()) {
+        return Err(corrupt(0, "missing segment header".into()));
+    }
+    let mut records: Vec<ReadRecord> = Vec::new();
     let mut offset = HEADER.len();
     while offset < bytes.len() {
-        let problem = if bytes.len() - offset < RECORD_HEADER {
-            Some("truncated record header")
-        } else {
-            let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap_or_default()) as usize;
-            let crc = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().unwrap_or_default());
-            let sequence_bytes = &bytes[offset + 8..offset + 16];
-            if bytes.len() - offset - RECORD_HEADER < len {
-                Some("truncated record")
-            } else {
-                let payload = &bytes[offset + RECORD_HEADER..offset + RECORD_HEADER + len];
-                let mut hasher = crc32fast::Hasher::new();
-                hasher.update(sequence_bytes);
-                hasher.update(payload);
-                if hasher.finalize() != crc {
-                    Some("checksum mismatch")
-                } else {
-                    let sequence = u64::from_le_bytes(sequence_bytes.try_into().unwrap_or_default());
-                    records.push((sequence, payload.to_vec()));
-                    offset += RECORD_HEADER + len;
-                    None
+        match record_at(&bytes, offset) {
+            Ok(record) => {
+                offset += RECORD_HEADER + record.payload.len();
+                records.push(record);
+            }
+            Err(problem) => {
+                if !is_last {
+                    return Err(corrupt(offset, problem.into()));
                 }
+                let last_sequence = records.last().map_or(0, |r| r.sequence);
+                if let Some(next) = (offset + 1..bytes.len()).find(|&at| {
+                    // Cheap filters before the checksum: a plausible length and sequence.
+                    let plausible = bytes.get(at + 8..at + 16).is_some_and(|s| {
+                        let mut sequence = [0u8; 8];
+                        sequence.copy_from_slice(s);
+                        u64::from_le_bytes(sequence).wrapping_sub(last_sequence).wrapping_sub(1) < 1 << 32
+                    });
+                    plausible && record_at(&bytes, at).is_ok()
+                }) {
+                    return Err(corrupt(offset, format!("{problem}, and a valid record follows at byte {next}")));
+                }
+                let torn = &bytes[offset..];
+                let saved = path.with_extension(format!("wal.torn-{offset}"));
+                crate::storage::fs::write_atomic_bytes(&saved, torn).map_err(|e| io_error(&saved, e))?;
+                tracing::warn!(
+                    segment = %path.display(),
+                    offset,
+                    torn_bytes = torn.len(),
+                    saved = %saved.display(),
+                    "cutting off a torn record at the end of the WAL ({problem}); it was never acknowledged"
+                );
+                let file = OpenOptions::new().write(true).open(path).map_err(|e| io_error(path, e))?;
+                file.set_len(offset as u64).map_err(|e| io_error(path, e))?;
+                file.sync_all().map_err(|e| io_error(path, e))?;
+                report.torn_bytes += torn.len() as u64;
+                break;
             }
-        };
-        if let Some(problem) = problem {
-            if !is_last {
-                return Err(corrupt(offset, problem));
-            }
-            let torn = (bytes.len() - offset) as u64;
-            tracing::warn!(
-                segment = %path.display(),
-                offset,
-                torn_bytes = torn,
-                "cutting off a torn record at the end of the WAL ({problem}); it was never acknowledged"
-            );
-            let file = OpenOptions::new().write(true).open(path).map_err(|e| io_error(path, e))?;
-            file.set_len(offset as u64).map_err(|e| io_error(path, e))?;
-            file.sync_all().map_err(|e| io_error(path, e))?;
-            report.torn_bytes += torn;
-            break;
         }
     }
     Ok(records)
@@ -519,9 +558,18 @@ impl WalThread {
         }
         let mut bytes = Vec::with_capacity(group.iter().map(|(w, _)| w.payload.len() + RECORD_HEADER).sum());
         let mut sequences = Vec::with_capacity(group.len());
-        for (write, _) in group.iter() {
-            let sequence = self.next_sequence;
-            self.next_sequence += 1;
+        let first = self.next_sequence;
+        let Some(next) = first.checked_add(group.len() as u64) else {
+            let error = WalError::Failed("WAL sequence numbers are exhausted".into());
+            self.fail(&error);
+            for (_, reply) in group.drain(..) {
+                let _ = reply.send(Err(error.clone()));
+            }
+            return;
+        };
+        self.next_sequence = next;
+        for (index, (write, _)) in group.iter().enumerate() {
+            let sequence = first + index as u64;
             sequences.push(sequence);
             let mut crc = crc32fast::Hasher::new();
             crc.update(&sequence.to_le_bytes());

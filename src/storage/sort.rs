@@ -65,7 +65,8 @@ pub fn sort_and_deduplicate(batches: &[RecordBatch], order: &RowOrder) -> Result
     let keys =
         converter.convert_columns(&key_columns.iter().map(|&i| Arc::clone(batch.column(i))).collect::<Vec<_>>())?;
 
-    let mut permutation: Vec<u32> = (0..rows as u32).collect();
+    let rows_u32 = u32::try_from(rows).map_err(|_| ArrowError::ComputeError("more than 4 Gi rows to sort".into()))?;
+    let mut permutation: Vec<u32> = (0..rows_u32).collect();
     // Ties keep input order, so the last of equal keys is the latest write.
     permutation.sort_unstable_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)).then(a.cmp(&b)));
 

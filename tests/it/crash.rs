@@ -130,6 +130,40 @@ async fn a_torn_record_at_the_end_of_the_wal_is_cut_off() {
     let values: Vec<String> = table_rows(&root, "d", "m").iter().map(|r| r["v"].clone()).collect();
     assert_eq!(values, ["0.0", "1.0", "2.0", "3.0"]);
     assert!(server.log_text().contains("cutting off a torn record"), "{}", server.log_text());
+    let saved: Vec<_> = std::fs::read_dir(root.join("_wal"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".torn-"))
+        .collect();
+    assert_eq!(saved.len(), 1, "the cut bytes are kept beside the segment");
+    assert!(saved[0].metadata().unwrap().len() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_record_followed_by_good_ones_is_corruption_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let mut server = Server::start(&root, &["--save-timeout-s", "3600"]);
+    for i in 0..3 {
+        let body = format!("m v={i} {}", 1_700_000_000 + i);
+        assert_eq!(crate::support::post(&server.url("/write?db=d&precision=s"), body).await.0, 204);
+    }
+    server.kill9();
+    // Flip a byte inside the first record of the last (and only) segment.
+    let segment = wal_segments(&root).pop().unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[8 + 16 + 4] ^= 0x55;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let output = crate::support::command()
+        .args(["--root", root.to_str().unwrap(), "--http-host", "127.0.0.1"])
+        .args(["--http-port", &crate::support::free_port().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("checksum mismatch, and a valid record follows"), "{stderr}");
+    assert_eq!(std::fs::read(&segment).unwrap(), bytes, "the segment is left as it was");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -373,3 +373,20 @@ async fn rows_spanning_hours_go_to_one_file_per_hour_partition() {
         "1699999999 and 1700000000 share hour 22"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_and_last_representable_hours_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let mut server = Server::start(&root, &["--save-timeout-s", "3600"]);
+    let body = "m,end=first v=1 -9223372036854775808\nm,end=last v=2 9223372036854775807\n";
+    assert_eq!(post(&server.url("/write?db=d"), body).await.0, 204);
+    assert!(server.terminate().success());
+    server.restart();
+    assert!(server.terminate().success());
+    let mut paths: Vec<String> = listed_files(&root, "d", "m").iter().map(|f| f.path.clone()).collect();
+    paths.sort();
+    assert!(paths[0].starts_with("date=1677-09-21/hour=00/"), "{paths:?}");
+    assert!(paths[1].starts_with("date=2262-04-11/hour=23/"), "{paths:?}");
+    assert_eq!(table_rows(&root, "d", "m").len(), 2);
+}

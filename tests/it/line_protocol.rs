@@ -449,3 +449,17 @@ fn long_tag_values_that_share_their_ends_stay_distinct() {
         ]
     );
 }
+
+#[test]
+fn partition_directories_round_trip_across_the_whole_time_range() {
+    use hourglassdb::catalog::PartitionKey;
+    for ns in [i64::MIN, i64::MIN + 3_600_000_000_000, -1, 0, 1, 1_700_000_000_000_000_000, i64::MAX] {
+        let key = PartitionKey::for_time(ns);
+        let dir = key.dir_name();
+        let (date, hour) = dir.split_once('/').unwrap();
+        assert_eq!(PartitionKey::from_dir_names(date, hour), Some(key), "{ns} -> {dir}");
+    }
+    assert_eq!(PartitionKey::for_time(i64::MIN).dir_name(), "date=1677-09-21/hour=00");
+    assert_eq!(PartitionKey::for_time(-1).dir_name(), "date=1969-12-31/hour=23");
+    assert_eq!(PartitionKey::for_time(i64::MAX).dir_name(), "date=2262-04-11/hour=23");
+}

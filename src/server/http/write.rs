@@ -147,6 +147,7 @@ fn ingest_error_response(error: IngestError) -> Response {
             StatusCode::SERVICE_UNAVAILABLE
         }
         IngestError::Schema(_) => StatusCode::BAD_REQUEST,
+        IngestError::Wal(WalError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
         IngestError::Wal(_) | IngestError::Catalog(_) | IngestError::Internal(_) => {
             tracing::error!(%error, "write failed");
             StatusCode::INTERNAL_SERVER_ERROR
