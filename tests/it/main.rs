@@ -1,5 +1,6 @@
 //! The integration tests: one binary, because each test binary links all of DataFusion.
 
+mod catalog;
 mod config;
 mod crash;
 mod docs;
