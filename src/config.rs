@@ -34,6 +34,11 @@ impl Mode {
     pub fn writes(self) -> bool {
         matches!(self, Mode::Aio | Mode::Writeonly)
     }
+
+    /// Whether this mode answers queries.
+    pub fn queries(self) -> bool {
+        matches!(self, Mode::Aio | Mode::Readonly)
+    }
 }
 
 impl fmt::Display for Mode {
@@ -280,6 +285,19 @@ pub struct Settings {
     /// Size at which a WAL segment is closed and a new one started.
     #[arg(long, env = "HOURGLASS_WAL_SEGMENT_BYTES", value_name = "SIZE", default_value = "64MiB", global = true)]
     pub wal_segment_bytes: ByteSize,
+
+    /// Memory all running queries may use together; sorts and aggregations spill
+    /// to disk past it, and a query that still does not fit fails with a clear error.
+    #[arg(long, env = "HOURGLASS_QUERY_MEMORY_BYTES", value_name = "SIZE", default_value = "2GiB", global = true)]
+    pub query_memory_bytes: ByteSize,
+
+    /// Seconds a query may run before it is cancelled.
+    #[arg(long = "query-timeout-s", env = "HOURGLASS_QUERY_TIMEOUT_S", value_name = "SECONDS", default_value = "300", value_parser = positive_seconds, global = true)]
+    pub query_timeout_s: f64,
+
+    /// Threads one query may use (0: one per CPU).
+    #[arg(long, env = "HOURGLASS_QUERY_PARTITIONS", value_name = "N", default_value = "0", global = true)]
+    pub query_partitions: usize,
 
     /// Partitions written to Parquet at once by the persister.
     #[arg(long, env = "HOURGLASS_PERSIST_CONCURRENCY", value_name = "N", default_value = "2", value_parser = positive_count, global = true)]

@@ -5,6 +5,7 @@
 //! Modules, top to bottom (a module only uses the ones below it):
 //! - [`server`]: the front doors (HTTP now); protocol code only.
 //! - [`ingest`]: parse, WAL, write buffer, persister.
+//! - [`query`]: the DataFusion engine, its tables and functions.
 //! - [`catalog`]: schemas and the files of each hour partition.
 //! - [`storage`]: layers, Parquet, row order, crash-safe files.
 
@@ -13,5 +14,6 @@ pub mod cli;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
+pub mod query;
 pub mod server;
 pub mod storage;

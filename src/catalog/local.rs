@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::names::{check_name, NameKind};
 use super::schema::SchemaFile;
-use super::{Catalog, CatalogError, Column, Commit, FileEntry, PartitionFiles, PartitionKey, TableSchema};
+use super::{
+    Catalog, CatalogError, Column, Commit, FileEntry, PartitionFiles, PartitionKey, TableSchema, TableSummary,
+};
 use crate::storage::fs::{write_atomic_bytes, TEMP_PREFIX};
 
 /// Name of the per-partition catalog file.
@@ -263,6 +265,20 @@ impl Catalog for LocalCatalog {
                 wal_sequence: p.wal_sequence,
             })
             .collect()
+    }
+
+    fn table_summary(&self, database: &str, table: &str) -> TableSummary {
+        let state = self.read();
+        let Some(table) = state.databases.get(database).and_then(|t| t.get(table)) else {
+            return TableSummary::default();
+        };
+        let mut summary = TableSummary { partitions: table.partitions.len(), ..TableSummary::default() };
+        for partition in table.partitions.values() {
+            summary.files += partition.files.len();
+            summary.rows += partition.files.iter().map(|f| f.row_count).sum::<u64>();
+            summary.bytes += partition.files.iter().map(|f| f.size_bytes).sum::<u64>();
+        }
+        summary
     }
 
     fn partition_wal_sequence(&self, database: &str, table: &str, partition: PartitionKey) -> u64 {

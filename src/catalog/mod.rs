@@ -119,6 +119,19 @@ pub struct PartitionFiles {
     pub wal_sequence: u64,
 }
 
+/// How much a table holds, from the catalog alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSummary {
+    /// Hour partitions with a catalog entry.
+    pub partitions: usize,
+    /// Files in them.
+    pub files: usize,
+    /// Rows in those files.
+    pub rows: u64,
+    /// Bytes of those files.
+    pub bytes: u64,
+}
+
 /// A change to one partition, applied atomically.
 #[derive(Debug, Clone)]
 pub struct Commit {
@@ -198,6 +211,9 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// The partitions of a table that overlap `[min_ns, max_ns]`, each with only
     /// the files whose time range overlaps it, in time order.
     fn files(&self, database: &str, table: &str, min_ns: i64, max_ns: i64) -> Vec<PartitionFiles>;
+
+    /// Partition and file counts of a table (zero for an unknown table).
+    fn table_summary(&self, database: &str, table: &str) -> TableSummary;
 
     /// The WAL sequence a partition's files cover (0 for an unknown partition).
     fn partition_wal_sequence(&self, database: &str, table: &str, partition: PartitionKey) -> u64;

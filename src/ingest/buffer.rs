@@ -206,32 +206,40 @@ impl WriteBuffer {
         self.lock().persisting.retain(|s| !Arc::ptr_eq(s, snapshot));
     }
 
-    /// The buffered rows of a table whose partition overlaps `[min_ns, max_ns]`,
-    /// oldest first, snapshots not yet persisted included.
+    /// The buffered rows of a table, by hour partition, for the partitions that
+    /// overlap `[min_ns, max_ns]`; within a partition the batches are oldest first,
+    /// snapshots not yet persisted included.
     ///
     /// A reader must take these before it reads the catalog's files: a partition
     /// leaves the buffer only after its file is in the catalog, so in that order a
     /// row is always seen (possibly twice, which deduplication removes).
-    pub fn batches(&self, database: &str, table: &str, min_ns: i64, max_ns: i64) -> Vec<RecordBatch> {
+    pub fn partitions(
+        &self,
+        database: &str,
+        table: &str,
+        min_ns: i64,
+        max_ns: i64,
+    ) -> BTreeMap<PartitionKey, Vec<RecordBatch>> {
+        let mut out: BTreeMap<PartitionKey, Vec<RecordBatch>> = BTreeMap::new();
         if min_ns > max_ns {
-            return Vec::new();
+            return out;
         }
         let range = PartitionKey::for_time(min_ns)..=PartitionKey::for_time(max_ns);
         let state = self.lock();
-        let mut batches = Vec::new();
         for snapshot in &state.persisting {
             for p in &snapshot.partitions {
                 if !p.is_done() && &*p.database == database && &*p.table == table && range.contains(&p.partition) {
-                    batches.extend(p.batches());
+                    out.entry(p.partition).or_default().extend(p.batches());
                 }
             }
         }
         let key: TableKey = (database.into(), table.into());
         if let Some(hours) = state.tables.get(&key) {
-            for (_, hour) in hours.range(range) {
-                batches.extend(hour.iter().cloned());
+            for (partition, batches) in hours.range(range) {
+                out.entry(*partition).or_default().extend(batches.iter().cloned());
             }
         }
-        batches
+        out.retain(|_, batches| !batches.is_empty());
+        out
     }
 }

@@ -70,7 +70,14 @@ impl Persister {
 
     /// Persists on the interval and whenever the buffer asks, until `stop` fires.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(self.options.interval);
+        // Rows replayed from the WAL go to Parquet at once; then every interval.
+        if self.buffer.bytes() > 0 {
+            if let Err(error) = self.persist().await {
+                tracing::error!(%error, "persisting the replayed write buffer failed");
+            }
+        }
+        let start = tokio::time::Instant::now() + self.options.interval;
+        let mut ticker = tokio::time::interval_at(start, self.options.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

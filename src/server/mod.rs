@@ -13,10 +13,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+use crate::catalog::PartitionKey;
 use crate::catalog::{Catalog, LocalCatalog};
 use crate::config::{resolve_layers, MetadataType, SettingError, Settings};
+use crate::ingest::buffer::WriteBuffer;
 use crate::ingest::{IngestOptions, Ingester};
 use crate::metrics::Metrics;
+use crate::query::{BufferedRows, QueryEngine, QueryOptions};
 use crate::storage::{ParquetOptions, Storage};
 use auth::Users;
 
@@ -39,6 +42,36 @@ fn prepare_root(root: &Path) -> Result<(), SettingError> {
     std::fs::write(&probe, b"probe").map_err(|e| error(format!("cannot write in the directory: {e}")))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
+}
+
+/// The write buffer, as the query engine reads it.
+#[derive(Debug)]
+struct BufferForQueries(Arc<WriteBuffer>);
+
+impl BufferedRows for BufferForQueries {
+    fn partitions(
+        &self,
+        database: &str,
+        table: &str,
+        min_ns: i64,
+        max_ns: i64,
+    ) -> std::collections::BTreeMap<PartitionKey, Vec<arrow::array::RecordBatch>> {
+        self.0.partitions(database, table, min_ns, max_ns)
+    }
+}
+
+/// The query engine's settings.
+pub fn query_options(settings: &Settings) -> QueryOptions {
+    let partitions = match settings.query_partitions {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        n => n,
+    };
+    QueryOptions {
+        memory_bytes: settings.query_memory_bytes.0 as usize,
+        timeout: Duration::from_secs_f64(settings.query_timeout_s),
+        target_partitions: partitions,
+        spill_dir: settings.root.join("_tmp").join("spill"),
+    }
 }
 
 async fn bind(host: &str, port: u16, flag: &str, env: &str) -> Result<TcpListener, SettingError> {
@@ -82,68 +115,96 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, std::io::E
 }
 
 /// Runs the server until SIGINT or SIGTERM, then persists the buffer and returns.
+/// Everything behind the front doors, wired together: what `serve` runs, and
+/// what tests and tools can open in process.
+#[derive(Debug)]
+pub struct Components {
+    /// The catalog.
+    pub catalog: Arc<dyn Catalog>,
+    /// The storage layers.
+    pub storage: Arc<Storage>,
+    /// The process metrics.
+    pub metrics: Arc<Metrics>,
+    /// The write path, in modes that write.
+    pub ingester: Option<Arc<Ingester>>,
+    /// The query engine, in modes that query.
+    pub engine: Option<Arc<QueryEngine>>,
+}
+
+impl Components {
+    /// Opens the catalog and storage, replays the WAL, and starts the engine, as
+    /// the settings' mode asks.
+    pub async fn open(settings: &Settings, layers: Vec<crate::storage::LayerConfig>) -> Result<Components, ServeError> {
+        if settings.metadata_type == MetadataType::Redis {
+            return Err(SettingError::new(
+                "metadata-type",
+                "GIGAPI_METADATA_TYPE",
+                "the Redis catalog is not available in this version; use json",
+            )
+            .into());
+        }
+        prepare_root(&settings.root)?;
+        let storage =
+            Arc::new(Storage::open(layers).map_err(|e| SettingError {
+                setting: "GIGAPI_LAYERS_<i>_* (--layer)".into(),
+                message: e.to_string(),
+            })?);
+        let catalog: Arc<dyn Catalog> =
+            Arc::new(LocalCatalog::open(&settings.root).map_err(|e| ServeError::Runtime(e.to_string()))?);
+        let metrics = Arc::new(Metrics::default());
+        let ingester = if settings.mode.writes() {
+            let started = std::time::Instant::now();
+            let (ingester, replay) = Ingester::open(
+                &settings.root,
+                Arc::clone(&catalog),
+                Arc::clone(&storage),
+                Arc::clone(&metrics),
+                ingest_options(settings),
+            )
+            .await
+            .map_err(|e| ServeError::Runtime(e.to_string()))?;
+            tracing::info!(
+                segments = replay.segments,
+                records = replay.records,
+                rows_replayed = replay.rows_replayed,
+                rows_already_persisted = replay.rows_skipped,
+                torn_bytes = replay.torn_bytes,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "WAL replayed"
+            );
+            Some(ingester)
+        } else {
+            None
+        };
+        let engine = if settings.mode.queries() {
+            let buffer =
+                ingester.as_ref().map(|i| Arc::new(BufferForQueries(Arc::clone(i.buffer()))) as Arc<dyn BufferedRows>);
+            let engine = QueryEngine::new(Arc::clone(&catalog), Arc::clone(&storage), buffer, query_options(settings))
+                .map_err(|e| ServeError::Runtime(e.to_string()))?;
+            Some(Arc::new(engine))
+        } else {
+            None
+        };
+        Ok(Components { catalog, storage, metrics, ingester, engine })
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM, then persists the buffer and returns.
 pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result<(), ServeError> {
     let shutdown =
         shutdown_signal().map_err(|e| ServeError::Runtime(format!("cannot install signal handlers: {e}")))?;
     let env = |name: &str| std::env::var(name).ok();
     let layers = resolve_layers(&settings, &env, toml_layers.as_ref())?;
-    if settings.metadata_type == MetadataType::Redis {
-        return Err(SettingError::new(
-            "metadata-type",
-            "GIGAPI_METADATA_TYPE",
-            "the Redis catalog is not available in this version; use json",
-        )
-        .into());
-    }
     prepare_root(&settings.root)?;
-    let storage = Arc::new(
-        Storage::open(layers)
-            .map_err(|e| SettingError { setting: "GIGAPI_LAYERS_<i>_* (--layer)".into(), message: e.to_string() })?,
-    );
-    for layer in storage.layers() {
-        if let Some(dir) = layer.local_root() {
-            std::fs::create_dir_all(dir).map_err(|e| SettingError {
-                setting: "GIGAPI_LAYERS_<i>_URL (--layer)".into(),
-                message: format!("layer '{}': cannot create {}: {e}", layer.name(), dir.display()),
-            })?;
-        }
-    }
+    // Fail on a busy port before the (possibly long) WAL replay.
     let http_listener = bind(&settings.http_host, settings.http_port, "http-port", "HTTP_PORT").await?;
-
+    let components = Components::open(&settings, layers).await?;
     let users = Users::new(settings.http_basic_auth_username.clone(), settings.http_basic_auth_password.clone());
     if !users.enabled() {
         tracing::warn!(
             "no users are configured (HTTP_BASIC_AUTH_USERNAME): every front is open to anyone who can reach it"
         );
     }
-    let catalog: Arc<dyn Catalog> =
-        Arc::new(LocalCatalog::open(&settings.root).map_err(|e| ServeError::Runtime(e.to_string()))?);
-    let metrics = Arc::new(Metrics::default());
-
-    let ingester = if settings.mode.writes() {
-        let started = std::time::Instant::now();
-        let (ingester, replay) = Ingester::open(
-            &settings.root,
-            Arc::clone(&catalog),
-            Arc::clone(&storage),
-            Arc::clone(&metrics),
-            ingest_options(&settings),
-        )
-        .await
-        .map_err(|e| ServeError::Runtime(e.to_string()))?;
-        tracing::info!(
-            segments = replay.segments,
-            records = replay.records,
-            rows_replayed = replay.rows_replayed,
-            rows_already_persisted = replay.rows_skipped,
-            torn_bytes = replay.torn_bytes,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "WAL replayed"
-        );
-        Some(ingester)
-    } else {
-        None
-    };
     if settings.pg_enable || settings.flightsql_enable {
         tracing::info!(
             "the Postgres and FlightSQL fronts are not part of this version yet (PG_PORT {}, FLIGHTSQL_PORT {})",
@@ -151,11 +212,11 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
             settings.flightsql_port
         );
     }
-
     let state = http::HttpState {
-        ingester: ingester.clone(),
+        ingester: components.ingester.clone(),
+        engine: components.engine.clone(),
         users,
-        metrics,
+        metrics: Arc::clone(&components.metrics),
         max_body_bytes: settings.max_body_bytes.0 as usize,
         mode: settings.mode,
     };
@@ -171,7 +232,7 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         .map_err(|e| ServeError::Runtime(format!("HTTP server: {e}")))?;
 
     tracing::info!("shutting down: persisting the write buffer");
-    if let Some(ingester) = ingester {
+    if let Some(ingester) = components.ingester {
         let report = ingester.shutdown().await.map_err(|e| ServeError::Runtime(e.to_string()))?;
         tracing::info!(files = report.files, rows = report.rows, "write buffer persisted");
     }

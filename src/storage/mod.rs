@@ -18,7 +18,9 @@ use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 pub use self::parquet::ParquetOptions;
-pub use self::sort::{align_to_schema, sort_and_deduplicate, time_range, RowOrder};
+pub use self::sort::{
+    align_to_schema, group_starts, key_rows, sort_and_deduplicate, take_groups, time_range, RowOrder,
+};
 
 /// The kind of storage behind a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +86,7 @@ pub enum StorageError {
 #[derive(Debug)]
 enum Backend {
     Fs { root: PathBuf },
-    ObjectStore { store: Arc<dyn ObjectStore>, prefix: String },
+    ObjectStore,
 }
 
 /// An opened storage layer.
@@ -92,6 +94,10 @@ enum Backend {
 pub struct Layer {
     config: LayerConfig,
     backend: Backend,
+    /// The layer as an object store, rooted at the layer's root (or prefix).
+    store: Arc<dyn ObjectStore>,
+    /// The URL under which the query engine finds `store`.
+    url: String,
 }
 
 /// The parts of an S3 layer URL.
@@ -168,11 +174,19 @@ pub fn fs_layer_root(url: &str) -> PathBuf {
 }
 
 impl Layer {
-    /// Opens a layer; checks the configuration but does not touch the storage.
-    pub fn open(config: LayerConfig) -> Result<Layer, StorageError> {
+    /// Opens layer number `index`: checks the configuration and creates a local
+    /// layer's directory, but does not contact remote storage.
+    pub fn open(index: usize, config: LayerConfig) -> Result<Layer, StorageError> {
         let error = |message: String| StorageError::Config { layer: config.name.clone(), message };
-        let backend = match config.layer_type {
-            LayerType::Fs => Backend::Fs { root: fs_layer_root(&config.url) },
+        let url = format!("hourglass-layer-{index}://store");
+        let (backend, store): (Backend, Arc<dyn ObjectStore>) = match config.layer_type {
+            LayerType::Fs => {
+                let root = fs_layer_root(&config.url);
+                std::fs::create_dir_all(&root).map_err(|e| error(format!("cannot create {}: {e}", root.display())))?;
+                let local = object_store::local::LocalFileSystem::new_with_prefix(&root)
+                    .map_err(|e| error(format!("{}: {e}", root.display())))?;
+                (Backend::Fs { root }, Arc::new(local))
+            }
             LayerType::S3 => {
                 let url = S3Url::parse(&config.url).map_err(error)?;
                 let (key, secret) = match (&config.auth_key, &config.auth_secret, &url.credentials) {
@@ -190,10 +204,26 @@ impl Layer {
                     .with_allow_http(url.endpoint.starts_with("http://"))
                     .build()
                     .map_err(|e| error(e.to_string()))?;
-                Backend::ObjectStore { store: Arc::new(store), prefix: url.prefix }
+                let prefix = url.prefix;
+                let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                    Arc::new(store)
+                } else {
+                    Arc::new(object_store::prefix::PrefixStore::new(store, prefix.as_str()))
+                };
+                (Backend::ObjectStore, store)
             }
         };
-        Ok(Layer { config, backend })
+        Ok(Layer { config, backend, store, url })
+    }
+
+    /// The layer as an object store whose paths are relative to the layer root.
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// The URL the query engine registers [`Self::object_store`] under.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The layer's name.
@@ -210,7 +240,7 @@ impl Layer {
     pub fn local_root(&self) -> Option<&Path> {
         match &self.backend {
             Backend::Fs { root } => Some(root),
-            Backend::ObjectStore { .. } => None,
+            Backend::ObjectStore => None,
         }
     }
 
@@ -250,7 +280,7 @@ impl Layer {
                 .await
                 .map_err(|e| io(std::io::Error::other(e)))?
             }
-            Backend::ObjectStore { store, prefix } => {
+            Backend::ObjectStore => {
                 let bytes =
                     tokio::task::spawn_blocking(move || parquet::write_batch(Vec::new(), &batch, &order, options))
                         .await
@@ -259,22 +289,14 @@ impl Layer {
                             source: std::io::Error::other(e),
                         })??;
                 let size = bytes.len() as u64;
-                let location = object_store::path::Path::from(join_key(prefix, relative));
-                store
+                let location = object_store::path::Path::from(relative);
+                self.store
                     .put(&location, PutPayload::from(bytes))
                     .await
                     .map_err(|source| StorageError::ObjectStore { layer: self.config.name.clone(), source })?;
                 Ok(size)
             }
         }
-    }
-}
-
-fn join_key(prefix: &str, relative: &str) -> String {
-    if prefix.is_empty() {
-        relative.to_owned()
-    } else {
-        format!("{prefix}/{relative}")
     }
 }
 
@@ -301,7 +323,8 @@ impl Storage {
         if configs.is_empty() {
             return Err(StorageError::Config { layer: String::new(), message: "no storage layer configured".into() });
         }
-        Ok(Storage { layers: configs.into_iter().map(Layer::open).collect::<Result<_, _>>()? })
+        let layers = configs.into_iter().enumerate().map(|(i, c)| Layer::open(i, c)).collect::<Result<_, _>>()?;
+        Ok(Storage { layers })
     }
 
     /// The layer that receives new files.

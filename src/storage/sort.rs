@@ -11,7 +11,7 @@ use arrow::array::{new_null_array, Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, max, min, take};
 use arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use arrow::error::ArrowError;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{RowConverter, Rows, SortField};
 
 /// Reorders and fills `batch` to have exactly the columns of `schema`: columns it
 /// lacks become nulls (older files and writes predate newer columns).
@@ -59,37 +59,60 @@ pub fn sort_and_deduplicate(batches: &[RecordBatch], order: &RowOrder) -> Result
     if rows == 0 {
         return Ok(batch);
     }
-    let key_columns = &order.sort_key;
-    let converter =
-        RowConverter::new(key_columns.iter().map(|&i| SortField::new(batch.column(i).data_type().clone())).collect())?;
-    let keys =
-        converter.convert_columns(&key_columns.iter().map(|&i| Arc::clone(batch.column(i))).collect::<Vec<_>>())?;
-
+    let keys = key_rows(&batch, &order.sort_key)?;
     let rows_u32 = u32::try_from(rows).map_err(|_| ArrowError::ComputeError("more than 4 Gi rows to sort".into()))?;
     let mut permutation: Vec<u32> = (0..rows_u32).collect();
     // Ties keep input order, so the last of equal keys is the latest write.
     permutation.sort_unstable_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)).then(a.cmp(&b)));
+    let starts = group_starts(&keys, &permutation);
+    take_groups(&batch, &permutation, &starts, |column| order.is_key(column))
+}
 
-    // Group boundaries: starts[g] is the first position in `permutation` of group g.
-    let mut starts: Vec<usize> = Vec::with_capacity(rows);
+/// The key columns of `batch` in the row format, for comparing whole keys at once.
+pub fn key_rows(batch: &RecordBatch, key_columns: &[usize]) -> Result<Rows, ArrowError> {
+    let converter =
+        RowConverter::new(key_columns.iter().map(|&i| SortField::new(batch.column(i).data_type().clone())).collect())?;
+    converter.convert_columns(&key_columns.iter().map(|&i| Arc::clone(batch.column(i))).collect::<Vec<_>>())
+}
+
+/// Where each group of equal keys starts, for rows visited in `permutation`
+/// order (which must bring equal keys together).
+pub fn group_starts(keys: &Rows, permutation: &[u32]) -> Vec<usize> {
+    let mut starts = Vec::with_capacity(permutation.len());
+    if permutation.is_empty() {
+        return starts;
+    }
     starts.push(0);
-    for i in 1..rows {
+    for i in 1..permutation.len() {
         if keys.row(permutation[i] as usize) != keys.row(permutation[i - 1] as usize) {
             starts.push(i);
         }
     }
+    starts
+}
+
+/// One row per group: rows of `batch` are visited in `permutation` order and
+/// `starts` marks where each group of equal keys begins. Key columns take the
+/// group's first row; every other column takes the last non-null value of the
+/// group in visiting order (the latest write).
+pub fn take_groups(
+    batch: &RecordBatch,
+    permutation: &[u32],
+    starts: &[usize],
+    is_key: impl Fn(usize) -> bool,
+) -> Result<RecordBatch, ArrowError> {
+    let rows = permutation.len();
     if starts.len() == rows {
-        let indices = UInt32Array::from(permutation);
+        let indices = UInt32Array::from(permutation.to_vec());
         let columns = batch.columns().iter().map(|c| take(c, &indices, None)).collect::<Result<Vec<_>, _>>()?;
         return RecordBatch::try_new(batch.schema(), columns);
     }
-
     let groups = starts.len();
     let group_end = |g: usize| if g + 1 < groups { starts[g + 1] } else { rows };
     let first_of_groups = UInt32Array::from(starts.iter().map(|&s| permutation[s]).collect::<Vec<u32>>());
     let mut columns = Vec::with_capacity(batch.num_columns());
     for (index, column) in batch.columns().iter().enumerate() {
-        if order.is_key(index) {
+        if is_key(index) {
             columns.push(take(column, &first_of_groups, None)?);
             continue;
         }

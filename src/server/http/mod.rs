@@ -1,5 +1,6 @@
 //! The HTTP front: InfluxDB-compatible writes, health, ping and metrics.
 
+mod query;
 mod write;
 
 use std::sync::Arc;
@@ -15,12 +16,15 @@ use super::auth::{Credentials, Users};
 use crate::config::Mode;
 use crate::ingest::Ingester;
 use crate::metrics::Metrics;
+use crate::query::QueryEngine;
 
 /// What the HTTP handlers share.
 #[derive(Debug, Clone)]
 pub struct HttpState {
     /// The write path; `None` in modes that take no writes.
     pub ingester: Option<Arc<Ingester>>,
+    /// The query engine; `None` in modes that answer no queries.
+    pub engine: Option<Arc<QueryEngine>>,
     /// Who may connect.
     pub users: Users,
     /// The process metrics.
@@ -47,7 +51,8 @@ pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'
 }
 
 async fn require_auth(State(state): State<HttpState>, request: Request, next: Next) -> Response {
-    if !state.users.enabled() || matches!(request.uri().path(), "/health" | "/ping") {
+    let open = matches!(request.uri().path(), "/health" | "/ping") || request.method() == axum::http::Method::OPTIONS;
+    if !state.users.enabled() || open {
         return next.run(request).await;
     }
     let from_header =
@@ -105,6 +110,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/gigapi/write", post(write::write_gigapi))
         .route("/gigapi/write/{db}", post(write::write_gigapi_db))
         .route("/gigapi/insert", post(write::write_gigapi))
+        .route("/query", post(query::gigapi_query).options(query::preflight))
+        .route("/api/v3/query_sql", get(query::influx_query).post(query::influx_query).options(query::preflight))
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
         .route("/metrics", get(metrics))

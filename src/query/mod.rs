@@ -1,0 +1,439 @@
+//! The query engine: one DataFusion planner for every front door.
+//!
+//! Each database is a catalog with the schema `public` ([`catalog`]); each
+//! measurement a [`table::TimeseriesTable`] that prunes by time through the
+//! catalog and deduplicates overlapping sources. The engine adds TimescaleDB's,
+//! GigAPI's and DuckDB's functions ([`functions`]), answers `SHOW DATABASES`,
+//! `SHOW TABLES` and `DESCRIBE` with GigAPI's column names, keeps user SQL away
+//! from the file system and the network, and bounds every query's memory and
+//! time.
+
+pub mod bounds;
+mod catalog;
+pub mod dedup;
+pub mod functions;
+pub mod table;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::DataFusionError;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::{SQLOptions, SessionState};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::{FunctionRegistry, SendableRecordBatchStream};
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{ObjectName, ShowStatementIn, Statement as SqlStatement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use futures::Stream;
+
+pub use catalog::SCHEMA;
+pub use table::BufferedRows;
+
+use crate::catalog::{Catalog, ColumnType};
+use crate::storage::Storage;
+
+/// Limits and tuning of the engine.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    /// Memory all running queries may use together; operators that can spill
+    /// to disk do so past it, others fail their query.
+    pub memory_bytes: usize,
+    /// A query running longer is cancelled.
+    pub timeout: Duration,
+    /// Partitions (threads) a query may use.
+    pub target_partitions: usize,
+    /// Where operators spill.
+    pub spill_dir: PathBuf,
+}
+
+/// Why a query failed, by what the client should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The database does not exist.
+    #[error("database '{0}' not found")]
+    UnknownDatabase(String),
+    /// The statement would touch the file system or the network.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The statement is valid SQL that this engine does not run.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The SQL is wrong: syntax, a missing table or column, a type error.
+    #[error("{0}")]
+    Plan(String),
+    /// The query needed more memory than it may use.
+    #[error("the query needs more memory than HOURGLASS_QUERY_MEMORY_BYTES allows: {0}")]
+    ResourcesExhausted(String),
+    /// The query ran past its time limit.
+    #[error("the query ran longer than {0:?} (HOURGLASS_QUERY_TIMEOUT_S) and was cancelled")]
+    Timeout(Duration),
+    /// The query failed while running.
+    #[error("{0}")]
+    Execution(String),
+}
+
+impl QueryError {
+    /// Classifies an error from DataFusion.
+    pub fn from_datafusion(error: DataFusionError, planning: bool) -> QueryError {
+        let root = error.find_root();
+        match root {
+            DataFusionError::ResourcesExhausted(message) => QueryError::ResourcesExhausted(message.clone()),
+            DataFusionError::External(e) if e.downcast_ref::<QueryTimeout>().is_some() => {
+                QueryError::Timeout(e.downcast_ref::<QueryTimeout>().map(|t| t.0).unwrap_or_default())
+            }
+            DataFusionError::SQL(..) | DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => {
+                QueryError::Plan(strip_prefix(&root.to_string()))
+            }
+            DataFusionError::NotImplemented(message) => QueryError::Unsupported(message.clone()),
+            _ if planning => QueryError::Plan(strip_prefix(&error.to_string())),
+            _ => QueryError::Execution(strip_prefix(&error.to_string())),
+        }
+    }
+}
+
+/// DataFusion prefixes messages with the error kind ("Error during planning: ");
+/// clients want the problem.
+fn strip_prefix(message: &str) -> String {
+    for prefix in ["Error during planning: ", "SQL error: ", "Schema error: ", "Execution error: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            return rest.to_owned();
+        }
+    }
+    message.to_owned()
+}
+
+/// The marker error a timed-out stream ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the query ran longer than {0:?} (HOURGLASS_QUERY_TIMEOUT_S) and was cancelled")]
+struct QueryTimeout(Duration);
+
+/// A query's result: its schema and a stream of batches, which ends with an
+/// error if the query runs past its time limit.
+pub struct QueryOutput {
+    /// The columns.
+    pub schema: SchemaRef,
+    /// The rows.
+    pub stream: SendableRecordBatchStream,
+}
+
+impl std::fmt::Debug for QueryOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryOutput").field("schema", &self.schema).finish()
+    }
+}
+
+impl QueryOutput {
+    fn from_batch(batch: RecordBatch) -> Result<QueryOutput, QueryError> {
+        let schema = batch.schema();
+        let stream = MemoryStream::try_new(vec![batch], Arc::clone(&schema), None)
+            .map_err(|e| QueryError::from_datafusion(e, false))?;
+        Ok(QueryOutput { schema, stream: Box::pin(stream) })
+    }
+
+    /// Reads every batch (for small results and tests).
+    pub async fn collect(self) -> Result<Vec<RecordBatch>, QueryError> {
+        use futures::TryStreamExt;
+        self.stream.try_collect().await.map_err(|e| QueryError::from_datafusion(e, false))
+    }
+}
+
+/// A stream that ends with [`QueryTimeout`] at its deadline.
+struct DeadlineStream {
+    inner: SendableRecordBatchStream,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    expired: bool,
+}
+
+impl Stream for DeadlineStream {
+    type Item = datafusion::common::Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+            let timeout = self.timeout;
+            return Poll::Ready(Some(Err(DataFusionError::External(Box::new(QueryTimeout(timeout))))));
+        }
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+/// The query engine shared by every front.
+#[derive(Debug)]
+pub struct QueryEngine {
+    catalog: Arc<dyn Catalog>,
+    base: SessionState,
+    options: QueryOptions,
+}
+
+impl QueryEngine {
+    /// An engine over the catalog, storage and (in modes that write) the write buffer.
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        storage: Arc<Storage>,
+        buffer: Option<Arc<dyn BufferedRows>>,
+        options: QueryOptions,
+    ) -> Result<QueryEngine, QueryError> {
+        let setup = |e: DataFusionError| QueryError::Execution(format!("setting up the query engine: {e}"));
+        std::fs::create_dir_all(&options.spill_dir)
+            .map_err(|e| QueryError::Execution(format!("creating {}: {e}", options.spill_dir.display())))?;
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(options.memory_bytes),
+            std::num::NonZeroUsize::new(5).unwrap_or(std::num::NonZeroUsize::MIN),
+        );
+        let runtime: Arc<RuntimeEnv> = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(pool))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![options.spill_dir.clone()])),
+            )
+            .build_arc()
+            .map_err(setup)?;
+        for layer in storage.layers() {
+            let url = url::Url::parse(layer.url()).map_err(|e| QueryError::Execution(e.to_string()))?;
+            runtime.register_object_store(&url, layer.object_store());
+        }
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(options.target_partitions.max(1))
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema("default", SCHEMA);
+        config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        config.options_mut().execution.time_zone = Some("UTC".into());
+        let sources = catalog::Sources { catalog: Arc::clone(&catalog), storage, buffer };
+        let base = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_catalog_list(Arc::new(catalog::DatabaseList::new(sources)))
+            .build();
+        let mut engine = QueryEngine { catalog, base, options };
+        for function in functions::scalar_functions() {
+            engine.base.register_udf(function).map_err(setup)?;
+        }
+        for function in functions::aggregate_functions() {
+            engine.base.register_udaf(function).map_err(setup)?;
+        }
+        engine.base.register_function_rewrite(Arc::new(functions::IntegerTimeComparisons)).map_err(setup)?;
+        Ok(engine)
+    }
+
+    /// The engine's limits.
+    pub fn options(&self) -> &QueryOptions {
+        &self.options
+    }
+
+    /// Whether a database exists.
+    pub fn database_exists(&self, database: &str) -> bool {
+        self.catalog.databases().iter().any(|d| d == database)
+    }
+
+    /// A session whose unqualified table names resolve in `database`. Its query
+    /// start time is now: `now()` in every statement planned with it.
+    pub fn session(&self, database: &str) -> SessionState {
+        let mut state = self.base.clone();
+        state.config_mut().options_mut().catalog.default_catalog = database.to_owned();
+        let options = Arc::new(state.config().options().as_ref().clone());
+        state.execution_props_mut().mark_start_execution(options);
+        state
+    }
+
+    /// Runs one SQL statement against `database`.
+    pub async fn sql(&self, database: &str, sql: &str) -> Result<QueryOutput, QueryError> {
+        if !self.database_exists(database) {
+            return Err(QueryError::UnknownDatabase(database.to_owned()));
+        }
+        let timeout = self.options.timeout;
+        let planned = tokio::time::timeout(timeout, self.plan_and_start(database, sql)).await;
+        let output = planned.map_err(|_| QueryError::Timeout(timeout))??;
+        let deadline = DeadlineStream {
+            inner: output.stream,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+            expired: false,
+        };
+        Ok(QueryOutput {
+            schema: Arc::clone(&output.schema),
+            stream: Box::pin(RecordBatchStreamAdapter::new(output.schema, deadline)),
+        })
+    }
+
+    async fn plan_and_start(&self, database: &str, sql: &str) -> Result<QueryOutput, QueryError> {
+        let plan_error = |e: DataFusionError| QueryError::from_datafusion(e, true);
+        let mut statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}).map_err(plan_error)?;
+        let statement = match (statements.pop_front(), statements.is_empty()) {
+            (Some(statement), true) => statement,
+            (None, _) => return Err(QueryError::Plan("the query is empty".into())),
+            (Some(_), false) => return Err(QueryError::Plan("send one statement per query".into())),
+        };
+        let state = self.session(database);
+        let statement = match statement {
+            DfStatement::CopyTo(_) => {
+                return Err(QueryError::Forbidden(
+                    "COPY ... TO is refused: queries cannot write files. Fetch results in the format you need \
+                     (format=csv|parquet|arrow)"
+                        .into(),
+                ))
+            }
+            DfStatement::CreateExternalTable(_) => {
+                return Err(QueryError::Forbidden(
+                    "CREATE EXTERNAL TABLE is refused: queries cannot read files or URLs; write data through \
+                     the write endpoints"
+                        .into(),
+                ))
+            }
+            DfStatement::Statement(inner) => match *inner {
+                SqlStatement::ShowDatabases { .. } => return self.show_databases(),
+                SqlStatement::ShowTables { show_options, .. } => {
+                    let database = match show_options.show_in {
+                        Some(ShowStatementIn { parent_name: Some(name), .. }) => object_name(&name),
+                        _ => database.to_owned(),
+                    };
+                    return self.show_tables(&database);
+                }
+                SqlStatement::ExplainTable { table_name, .. } => {
+                    return self.describe_table(database, &object_name(&table_name));
+                }
+                SqlStatement::Explain { describe_alias, statement, .. }
+                    if !matches!(describe_alias, datafusion::sql::sqlparser::ast::DescribeAlias::Explain) =>
+                {
+                    return self.describe_query(&state, DfStatement::Statement(statement)).await;
+                }
+                SqlStatement::Copy { .. } => {
+                    return Err(QueryError::Forbidden("COPY is refused: queries cannot read or write files".into()))
+                }
+                other => DfStatement::Statement(Box::new(other)),
+            },
+            other => other,
+        };
+        let plan = state.statement_to_plan(statement).await.map_err(plan_error)?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| {
+            QueryError::Unsupported(format!(
+                "{}: only queries (SELECT, EXPLAIN, SHOW, DESCRIBE) run here; write data through the write \
+                     endpoints",
+                strip_prefix(&e.to_string())
+            ))
+        })?;
+        let frame = DataFrame::new(state, plan);
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let stream = frame.execute_stream().await.map_err(plan_error)?;
+        Ok(QueryOutput { schema, stream })
+    }
+
+    fn show_databases(&self) -> Result<QueryOutput, QueryError> {
+        let names = self.catalog.databases();
+        single_column("database_name", names)
+    }
+
+    fn show_tables(&self, database: &str) -> Result<QueryOutput, QueryError> {
+        if !self.database_exists(database) {
+            return Err(QueryError::UnknownDatabase(database.to_owned()));
+        }
+        single_column("table_name", self.catalog.tables(database))
+    }
+
+    fn describe_table(&self, database: &str, name: &str) -> Result<QueryOutput, QueryError> {
+        // `db.table` and `db.public.table` name a table in another database.
+        let parts: Vec<&str> = name.split('.').collect();
+        let (database, table) = match parts.as_slice() {
+            [table] => (database, *table),
+            [db, table] if *db != SCHEMA => (*db, *table),
+            [_, table] => (database, *table),
+            [db, _, table] => (*db, *table),
+            _ => return Err(QueryError::Plan(format!("cannot describe '{name}'"))),
+        };
+        let schema = self
+            .catalog
+            .table_schema(database, table)
+            .ok_or_else(|| QueryError::Plan(format!("table '{database}.{SCHEMA}.{table}' not found")))?;
+        let arrow = schema.arrow_schema();
+        let kinds = schema.columns().iter().map(|c| match c.column_type {
+            ColumnType::Tag => "tag",
+            ColumnType::Time => "time",
+            _ => "field",
+        });
+        describe_batch(&arrow, kinds.map(Some).collect())
+    }
+
+    async fn describe_query(&self, state: &SessionState, statement: DfStatement) -> Result<QueryOutput, QueryError> {
+        let plan = state.statement_to_plan(statement).await.map_err(|e| QueryError::from_datafusion(e, true))?;
+        let schema = plan.schema().as_arrow().clone();
+        let kinds = vec![None; schema.fields().len()];
+        describe_batch(&schema, kinds)
+    }
+}
+
+fn object_name(name: &ObjectName) -> String {
+    name.0.iter().map(|part| part.to_string().trim_matches('"').to_owned()).collect::<Vec<_>>().join(".")
+}
+
+fn single_column(name: &str, values: Vec<String>) -> Result<QueryOutput, QueryError> {
+    let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(values)) as ArrayRef])
+        .map_err(|e| QueryError::Execution(e.to_string()))?;
+    QueryOutput::from_batch(batch)
+}
+
+/// The SQL name of an Arrow type, as DESCRIBE shows it.
+pub fn sql_type_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Dictionary(_, value) => sql_type_name(value),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Float32 => "FLOAT".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Int32 => "INTEGER".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::UInt64 => "UBIGINT".into(),
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Timestamp(TimeUnit::Nanosecond, Some(_)) => "TIMESTAMP WITH TIME ZONE".into(),
+        DataType::Timestamp(_, Some(_)) => "TIMESTAMP WITH TIME ZONE".into(),
+        DataType::Timestamp(_, None) => "TIMESTAMP".into(),
+        DataType::Date32 | DataType::Date64 => "DATE".into(),
+        other => other.to_string().to_uppercase(),
+    }
+}
+
+/// DESCRIBE's rows, with DuckDB's (and so GigAPI's) column names plus `kind`.
+fn describe_batch(schema: &Schema, kinds: Vec<Option<&str>>) -> Result<QueryOutput, QueryError> {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let types: Vec<String> = schema.fields().iter().map(|f| sql_type_name(f.data_type())).collect();
+    let nulls: Vec<&str> = schema.fields().iter().map(|f| if f.is_nullable() { "YES" } else { "NO" }).collect();
+    let out = Arc::new(Schema::new(vec![
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("column_type", DataType::Utf8, false),
+        Field::new("null", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        out,
+        vec![
+            Arc::new(StringArray::from(names)) as ArrayRef,
+            Arc::new(StringArray::from(types)),
+            Arc::new(StringArray::from(nulls)),
+            Arc::new(StringArray::from(kinds)),
+        ],
+    )
+    .map_err(|e| QueryError::Execution(e.to_string()))?;
+    QueryOutput::from_batch(batch)
+}

@@ -1,0 +1,471 @@
+//! The query endpoints: GigAPI's `POST /query` and InfluxDB 3's
+//! `/api/v3/query_sql`, in JSON, NDJSON/JSONL, CSV, Arrow IPC, Parquet and a
+//! pretty text table.
+//!
+//! Results stream: the first batch is computed before the status line (so a
+//! failing query gets a proper error status), then each batch is encoded and sent
+//! as it arrives. Only `pretty` holds the whole result.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+
+use super::{json_error, param, query_params, HttpState};
+use crate::catalog::names::{check_name, NameKind};
+use crate::catalog::DEFAULT_DATABASE;
+use crate::query::{QueryEngine, QueryError, QueryOutput};
+
+/// The result encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// GigAPI's `{"results": [{...}, ...]}`.
+    GigapiJson,
+    /// InfluxDB 3's `[{...}, ...]`.
+    JsonArray,
+    /// One JSON object per line.
+    JsonLines,
+    /// CSV with a header line.
+    Csv,
+    /// An Arrow IPC stream.
+    Arrow,
+    /// A Parquet file.
+    Parquet,
+    /// A text table.
+    Pretty,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::GigapiJson | Format::JsonArray => "application/json",
+            Format::JsonLines => "application/x-ndjson",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Arrow => "application/vnd.apache.arrow.stream",
+            Format::Parquet => "application/vnd.apache.parquet",
+            Format::Pretty => "text/plain; charset=utf-8",
+        }
+    }
+}
+
+fn gigapi_format(name: Option<&str>) -> Result<Format, String> {
+    Ok(match name.unwrap_or("json") {
+        "json" | "" => Format::GigapiJson,
+        "ndjson" | "jsonl" => Format::JsonLines,
+        "csv" => Format::Csv,
+        "arrow" => Format::Arrow,
+        "parquet" => Format::Parquet,
+        "pretty" => Format::Pretty,
+        other => return Err(format!("Unsupported format: {other} (json, ndjson, csv, arrow, parquet)")),
+    })
+}
+
+fn influx_format(name: Option<&str>, headers: &HeaderMap) -> Result<Format, String> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let name = match name {
+        Some(name) => name,
+        None if accept.contains("application/jsonl") => "jsonl",
+        None if accept.contains("text/csv") => "csv",
+        None if accept.contains("application/vnd.apache.parquet") => "parquet",
+        None if accept.contains("text/plain") => "pretty",
+        None => "json",
+    };
+    Ok(match name {
+        "json" | "" => Format::JsonArray,
+        "jsonl" | "ndjson" => Format::JsonLines,
+        "csv" => Format::Csv,
+        "parquet" => Format::Parquet,
+        "pretty" => Format::Pretty,
+        "arrow" => Format::Arrow,
+        other => return Err(format!("unsupported format '{other}' (json, jsonl, csv, parquet, pretty)")),
+    })
+}
+
+/// The status for a failed query.
+fn error_response(error: &QueryError) -> Response {
+    let status = match error {
+        QueryError::UnknownDatabase(_) => StatusCode::NOT_FOUND,
+        QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
+        QueryError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        QueryError::Unsupported(_) | QueryError::Plan(_) | QueryError::ResourcesExhausted(_) => StatusCode::BAD_REQUEST,
+        QueryError::Execution(_) => StatusCode::BAD_REQUEST,
+    };
+    json_error(status, error.to_string())
+}
+
+/// Formats times as RFC 3339 in UTC with nanoseconds, and tags as plain strings,
+/// for the text encodings.
+fn text_friendly(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        match column.data_type() {
+            DataType::Timestamp(_, _) => {
+                let nanos = cast(column, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
+                let nanos = nanos
+                    .as_any()
+                    .downcast_ref::<arrow::array::TimestampNanosecondArray>()
+                    .ok_or_else(|| arrow::error::ArrowError::CastError("timestamp".into()))?;
+                let text: StringArray = nanos
+                    .iter()
+                    .map(|v| {
+                        v.map(|ns| {
+                            chrono::DateTime::from_timestamp_nanos(ns).format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+                        })
+                    })
+                    .collect();
+                fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()));
+                columns.push(Arc::new(text));
+            }
+            DataType::Dictionary(_, _) => {
+                fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()));
+                columns.push(cast(column, &DataType::Utf8)?);
+            }
+            _ => {
+                fields.push(field.as_ref().clone());
+                columns.push(Arc::clone(column));
+            }
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+/// Encodes batches one at a time.
+struct Encoder {
+    format: Format,
+    batches: usize,
+    arrow: Option<arrow::ipc::writer::StreamWriter<Vec<u8>>>,
+    parquet: Option<parquet::arrow::ArrowWriter<Vec<u8>>>,
+    pretty: Vec<RecordBatch>,
+}
+
+impl Encoder {
+    fn new(format: Format, schema: &SchemaRef) -> Result<Encoder, String> {
+        let mut encoder = Encoder { format, batches: 0, arrow: None, parquet: None, pretty: Vec::new() };
+        match format {
+            Format::Arrow => {
+                encoder.arrow =
+                    Some(arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema).map_err(|e| e.to_string())?)
+            }
+            Format::Parquet => {
+                encoder.parquet = Some(
+                    parquet::arrow::ArrowWriter::try_new(Vec::new(), Arc::clone(schema), None)
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            _ => {}
+        }
+        Ok(encoder)
+    }
+
+    fn json_lines(batch: &RecordBatch) -> Result<Vec<u8>, String> {
+        let batch = text_friendly(batch).map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(batch.get_array_memory_size());
+        let mut writer = arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, arrow::json::writer::LineDelimited>(&mut out);
+        writer.write(&batch).map_err(|e| e.to_string())?;
+        writer.finish().map_err(|e| e.to_string())?;
+        drop(writer);
+        Ok(out)
+    }
+
+    /// The bytes before the first row.
+    fn start(&self) -> &'static [u8] {
+        match self.format {
+            Format::GigapiJson => b"{\"results\":[",
+            Format::JsonArray => b"[",
+            _ => b"",
+        }
+    }
+
+    fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, String> {
+        if batch.num_rows() == 0 && !matches!(self.format, Format::Csv) {
+            return Ok(Vec::new());
+        }
+        let first = self.batches == 0;
+        self.batches += 1;
+        match self.format {
+            Format::GigapiJson | Format::JsonArray => {
+                let lines = Self::json_lines(batch)?;
+                let mut out = Vec::with_capacity(lines.len() + 1);
+                for (i, line) in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+                    if !(first && i == 0) {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(line);
+                }
+                Ok(out)
+            }
+            Format::JsonLines => Self::json_lines(batch),
+            Format::Csv => {
+                let batch = text_friendly(batch).map_err(|e| e.to_string())?;
+                let mut out = Vec::new();
+                let mut writer = arrow::csv::WriterBuilder::new().with_header(first).build(&mut out);
+                writer.write(&batch).map_err(|e| e.to_string())?;
+                drop(writer);
+                Ok(out)
+            }
+            Format::Arrow => {
+                let writer = self.arrow.as_mut().ok_or("arrow writer missing")?;
+                writer.write(batch).map_err(|e| e.to_string())?;
+                Ok(std::mem::take(writer.get_mut()))
+            }
+            Format::Parquet => {
+                let writer = self.parquet.as_mut().ok_or("parquet writer missing")?;
+                writer.write(batch).map_err(|e| e.to_string())?;
+                Ok(std::mem::take(writer.inner_mut()))
+            }
+            Format::Pretty => {
+                self.pretty.push(batch.clone());
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// The bytes after the last row.
+    fn finish(&mut self, schema: &SchemaRef) -> Result<Vec<u8>, String> {
+        match self.format {
+            Format::GigapiJson => Ok(b"]}".to_vec()),
+            Format::JsonArray => Ok(b"]".to_vec()),
+            Format::JsonLines => Ok(Vec::new()),
+            Format::Csv if self.batches == 0 => {
+                // A header even for an empty result.
+                let empty = RecordBatch::new_empty(Arc::clone(schema));
+                let empty = text_friendly(&empty).map_err(|e| e.to_string())?;
+                let mut out = Vec::new();
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut out)
+                    .write(&empty)
+                    .map_err(|e| e.to_string())?;
+                Ok(out)
+            }
+            Format::Csv => Ok(Vec::new()),
+            Format::Arrow => {
+                let mut writer = self.arrow.take().ok_or("arrow writer missing")?;
+                writer.finish().map_err(|e| e.to_string())?;
+                Ok(std::mem::take(writer.get_mut()))
+            }
+            Format::Parquet => {
+                let writer = self.parquet.take().ok_or("parquet writer missing")?;
+                writer.into_inner().map_err(|e| e.to_string())
+            }
+            Format::Pretty => {
+                let batches: Vec<RecordBatch> =
+                    self.pretty.iter().map(text_friendly).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+                let table = arrow::util::pretty::pretty_format_batches(&batches).map_err(|e| e.to_string())?;
+                Ok(format!("{table}\n").into_bytes())
+            }
+        }
+    }
+}
+
+type BodyChunk = Result<Bytes, std::io::Error>;
+
+/// Runs a query and streams its result in `format`.
+async fn respond(engine: Arc<QueryEngine>, database: String, sql: String, format: Format) -> Response {
+    let output: QueryOutput = match engine.sql(&database, &sql).await {
+        Ok(output) => output,
+        Err(error) => return error_response(&error),
+    };
+    let schema = Arc::clone(&output.schema);
+    let mut stream = output.stream;
+    // Compute the first batch before the status line, so that an error gets a status.
+    let first = match stream.next().await {
+        Some(Ok(batch)) => Some(batch),
+        Some(Err(error)) => return error_response(&QueryError::from_datafusion(error, false)),
+        None => None,
+    };
+    let mut encoder = match Encoder::new(format, &schema) {
+        Ok(encoder) => encoder,
+        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let head = {
+        let mut head = encoder.start().to_vec();
+        if let Some(batch) = &first {
+            match encoder.batch(batch) {
+                Ok(bytes) => head.extend(bytes),
+                Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            }
+        }
+        head
+    };
+    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) }).chain(rest_of_body(
+        stream,
+        encoder,
+        schema,
+        first.is_none(),
+    ));
+    let mut response = Response::new(Body::from_stream(body));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    response
+}
+
+fn rest_of_body(
+    stream: datafusion::execution::SendableRecordBatchStream,
+    encoder: Encoder,
+    schema: SchemaRef,
+    finished: bool,
+) -> impl Stream<Item = BodyChunk> {
+    futures::stream::unfold((Some(stream), Some(encoder), finished), move |(mut stream, mut encoder, finished)| {
+        let schema = Arc::clone(&schema);
+        async move {
+            let mut enc = encoder.take()?;
+            let failed = |message: String| std::io::Error::other(message);
+            if !finished {
+                if let Some(s) = stream.as_mut() {
+                    match s.next().await {
+                        Some(Ok(batch)) => {
+                            let chunk = enc.batch(&batch).map(Bytes::from).map_err(failed);
+                            return Some((chunk, (stream, Some(enc), false)));
+                        }
+                        Some(Err(error)) => {
+                            let error = QueryError::from_datafusion(error, false);
+                            tracing::warn!(%error, "query failed while its result was being sent");
+                            return Some((Err(failed(error.to_string())), (None, None, true)));
+                        }
+                        None => {}
+                    }
+                }
+            }
+            let tail = enc.finish(&schema).map(Bytes::from).map_err(failed);
+            Some((tail, (None, None, true)))
+        }
+    })
+}
+
+/// What the request body of `POST /query` may hold.
+#[derive(Debug, Default, serde::Deserialize)]
+struct QueryBody {
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    db: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<QueryBody, String> {
+    if body.is_empty() {
+        return Ok(QueryBody::default());
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|t| t.contains("json") || t.starts_with("application/x-www-form-urlencoded"));
+    match serde_json::from_slice::<QueryBody>(body) {
+        Ok(parsed) => Ok(parsed),
+        Err(_) if !is_json => {
+            // A plain-text body is the SQL itself.
+            let text = std::str::from_utf8(body).map_err(|_| "the request body is not UTF-8".to_string())?;
+            Ok(QueryBody { query: Some(text.to_owned()), ..QueryBody::default() })
+        }
+        Err(e) => Err(format!("Invalid request body: {e}; send {{\"query\": \"SELECT ...\", \"db\": \"mydb\"}}")),
+    }
+}
+
+/// The database named by the request (`default` when none), checked.
+fn database_name(name: Option<String>) -> Result<String, String> {
+    let name = name.filter(|d| !d.is_empty()).unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+    check_name(NameKind::Database, &name).map_err(|e| e.to_string())?;
+    Ok(name)
+}
+
+fn no_engine(state: &HttpState) -> Response {
+    json_error(
+        StatusCode::FORBIDDEN,
+        format!("this server runs in {} mode and answers no queries (GIGAPI_MODE)", state.mode),
+    )
+}
+
+async fn read_small_body(body: Body) -> Result<Bytes, String> {
+    // Queries are text; 16 MiB is plenty.
+    axum::body::to_bytes(body, 16 << 20).await.map_err(|e| format!("query body: {e}"))
+}
+
+/// `POST /query?db=...&format=...` with `{"query": "...", "db": "..."}` (GigAPI).
+pub(super) async fn gigapi_query(
+    State(state): State<HttpState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(engine) = state.engine.clone() else { return no_engine(&state) };
+    let params = query_params(query.as_deref());
+    let body = match read_small_body(body).await {
+        Ok(body) => body,
+        Err(e) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, e),
+    };
+    let parsed = match parse_body(&headers, &body) {
+        Ok(parsed) => parsed,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    };
+    let format = match gigapi_format(param(&params, "format").or(parsed.format.as_deref())) {
+        Ok(format) => format,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    };
+    let Some(sql) = parsed.query.or(parsed.q).or_else(|| param(&params, "query").map(str::to_owned)) else {
+        return json_error(StatusCode::BAD_REQUEST, "Missing query: send {\"query\": \"SELECT ...\"}");
+    };
+    let database = match database_name(param(&params, "db").map(str::to_owned).or(parsed.db)) {
+        Ok(database) => database,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    };
+    with_cors(respond(engine, database, sql, format).await)
+}
+
+/// `GET` or `POST /api/v3/query_sql` with `db`, `q` and `format` (InfluxDB 3).
+pub(super) async fn influx_query(
+    State(state): State<HttpState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(engine) = state.engine.clone() else { return no_engine(&state) };
+    let params = query_params(query.as_deref());
+    let body = match read_small_body(body).await {
+        Ok(body) => body,
+        Err(e) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, e),
+    };
+    let parsed = match parse_body(&headers, &body) {
+        Ok(parsed) => parsed,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    };
+    let format = match influx_format(param(&params, "format").or(parsed.format.as_deref()), &headers) {
+        Ok(format) => format,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    };
+    let Some(sql) = param(&params, "q").map(str::to_owned).or(parsed.q).or(parsed.query) else {
+        return json_error(StatusCode::BAD_REQUEST, "missing query parameter 'q'");
+    };
+    let database = match database_name(param(&params, "db").map(str::to_owned).or(parsed.db)) {
+        Ok(database) => database,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    };
+    with_cors(respond(engine, database, sql, format).await)
+}
+
+fn with_cors(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
+
+/// CORS preflight for browser clients (GigAPI's UI).
+pub(super) async fn preflight() -> Response {
+    let mut response = StatusCode::OK.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type, Authorization"));
+    response
+}
