@@ -18,6 +18,7 @@ use super::names::{check_name, NameKind};
 use super::schema::SchemaFile;
 use super::{
     Catalog, CatalogError, Column, Commit, FileEntry, PartitionFiles, PartitionKey, TableSchema, TableSummary,
+    DEFAULT_DATABASE,
 };
 use crate::storage::fs::{write_atomic_bytes, TEMP_PREFIX};
 
@@ -173,6 +174,9 @@ impl LocalCatalog {
                 }
             }
         }
+        // Clients that name no database use `default`; it exists, empty, from the first start so
+        // that `SHOW TABLES` and a Postgres connection to it work before anything is written.
+        state.databases.entry(DEFAULT_DATABASE.to_owned()).or_default();
         Ok(LocalCatalog {
             root: root.to_path_buf(),
             state: RwLock::new(state),

@@ -189,7 +189,7 @@ pub enum CatalogError {
 /// shared Redis catalog; reads are answered from memory.
 #[async_trait]
 pub trait Catalog: Send + Sync + fmt::Debug {
-    /// Every database, sorted.
+    /// Every database, sorted. `default` is always among them.
     fn databases(&self) -> Vec<String>;
 
     /// Every table of a database, sorted (empty for an unknown database).

@@ -154,6 +154,14 @@ struct ScanSummary {
     deduplicated_groups: usize,
 }
 
+impl ScanSummary {
+    /// Partitions of the table: those in the catalog, or more when the buffer holds
+    /// partitions that have no file yet.
+    fn partitions_total(&self) -> usize {
+        self.table.partitions.max(self.partitions_scanned)
+    }
+}
+
 impl TimeseriesTable {
     fn layer_url(&self, layer: &str) -> Result<ObjectStoreUrl> {
         let layer = self.storage.layer(layer).ok_or_else(|| {
@@ -508,8 +516,8 @@ impl DisplayAs for TimeseriesScanExec {
             self.table,
             self.time,
             s.partitions_scanned,
-            s.table.partitions.max(s.partitions_scanned),
-            s.table.partitions.saturating_sub(s.partitions_scanned),
+            s.partitions_total(),
+            s.partitions_total() - s.partitions_scanned,
             s.files_scanned,
             s.table.files,
             s.table.files.saturating_sub(s.files_scanned),
@@ -562,7 +570,7 @@ impl ExecutionPlan for TimeseriesScanExec {
             let counter = |name: &'static str, value: usize| {
                 MetricBuilder::new(&self.metrics).global_counter(name).add(value);
             };
-            counter("partitions_total", s.table.partitions);
+            counter("partitions_total", s.partitions_total());
             counter("partitions_scanned", s.partitions_scanned);
             counter("files_total", s.table.files);
             counter("files_scanned", s.files_scanned);

@@ -69,7 +69,7 @@ async fn commits_add_and_remove_atomically_and_survive_a_reload() {
     assert_eq!(catalog.max_wal_sequence(), 6);
 
     let reloaded = LocalCatalog::open(dir.path()).unwrap();
-    assert_eq!(reloaded.databases(), ["db"]);
+    assert_eq!(reloaded.databases(), ["db", "default"], "`default` always exists");
     assert_eq!(reloaded.tables("db"), ["cpu"]);
     assert_eq!(reloaded.table_schema("db", "cpu"), catalog.table_schema("db", "cpu"));
     assert_eq!(reloaded.files("db", "cpu", all.0, all.1), catalog.files("db", "cpu", all.0, all.1));

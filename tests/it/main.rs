@@ -6,4 +6,6 @@ mod crash;
 mod docs;
 mod http_write;
 mod line_protocol;
+mod query;
+mod sqllogic;
 mod support;

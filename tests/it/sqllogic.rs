@@ -1,0 +1,282 @@
+//! Runs `sql/*.slt` against the engine in process, over the fixtures of
+//! `sql/fixtures/<database>.lp`.
+//!
+//! Every file runs three times over the same rows held three ways, because the
+//! engine reads them along different paths: all in the write buffer, all in
+//! Parquet files (one file per `# persist` section, so sections overlap file
+//! over file), and the sections before the last `# persist` in files with the
+//! rest in the buffer (buffer over file).
+//!
+//! Values are printed the way the Postgres runner will print them: NULL as
+//! `NULL`, an empty string as `(empty)`, floats in their shortest round-trip
+//! form, timestamps in RFC 3339 UTC with only the fraction they need.
+//!
+//! `HOURGLASS_SLT_COMPLETE=1 tests/run sqllogic` rewrites the expected results
+//! from what the engine returns; review the diff before committing it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::DataType;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use hourglassdb::catalog::DEFAULT_DATABASE;
+use hourglassdb::ingest::line_protocol::Precision;
+use hourglassdb::ingest::{Ingester, LineProtocolWrite};
+use hourglassdb::query::{QueryEngine, QueryError};
+use hourglassdb::server::Components;
+use sqllogictest::{ColumnType, DBOutput};
+
+/// How the fixture rows are held when the files run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Holding {
+    Buffer,
+    Files,
+    FilesThenBuffer,
+}
+
+/// The column types of the `query` header: the letters DataFusion's own
+/// sqllogictest files use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Type {
+    Text,
+    Integer,
+    Float,
+    Boolean,
+    Timestamp,
+    Other,
+}
+
+impl ColumnType for Type {
+    fn from_char(value: char) -> Option<Self> {
+        Some(match value {
+            'T' => Type::Text,
+            'I' => Type::Integer,
+            'R' => Type::Float,
+            'B' => Type::Boolean,
+            'P' => Type::Timestamp,
+            _ => Type::Other,
+        })
+    }
+
+    fn to_char(&self) -> char {
+        match self {
+            Type::Text => 'T',
+            Type::Integer => 'I',
+            Type::Float => 'R',
+            Type::Boolean => 'B',
+            Type::Timestamp => 'P',
+            Type::Other => '?',
+        }
+    }
+}
+
+fn column_type(data_type: &DataType) -> Type {
+    match data_type {
+        DataType::Dictionary(_, value) => column_type(value),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::Text,
+        t if t.is_integer() => Type::Integer,
+        t if t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => Type::Float,
+        DataType::Boolean => Type::Boolean,
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => Type::Timestamp,
+        _ => Type::Other,
+    }
+}
+
+/// One cell, printed as the Postgres runner prints it.
+fn cell(array: &dyn Array, formatter: &ArrayFormatter<'_>, row: usize) -> String {
+    if array.is_null(row) {
+        return "NULL".into();
+    }
+    let float = match array.data_type() {
+        DataType::Float64 => Some(array.as_any().downcast_ref::<arrow::array::Float64Array>().map(|a| a.value(row))),
+        DataType::Float32 => {
+            Some(array.as_any().downcast_ref::<arrow::array::Float32Array>().map(|a| f64::from(a.value(row))))
+        }
+        _ => None,
+    };
+    let text = match float {
+        Some(Some(value)) => format!("{value}"),
+        _ => formatter.value(row).to_string(),
+    };
+    if text.is_empty() {
+        "(empty)".into()
+    } else {
+        text
+    }
+}
+
+fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let options = FormatOptions::default()
+        .with_null("NULL")
+        .with_timestamp_format(Some("%Y-%m-%dT%H:%M:%S%.f"))
+        .with_timestamp_tz_format(Some("%Y-%m-%dT%H:%M:%S%.fZ"));
+    let mut out = Vec::new();
+    for batch in batches {
+        let formatters: Vec<ArrayFormatter<'_>> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("every column type can be printed"))
+            .collect();
+        for row in 0..batch.num_rows() {
+            out.push(batch.columns().iter().zip(&formatters).map(|(c, f)| cell(c.as_ref(), f, row)).collect());
+        }
+    }
+    out
+}
+
+/// A connection: the engine with `default` as its database.
+struct Engine(Arc<QueryEngine>);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SqlError(String);
+
+impl From<QueryError> for SqlError {
+    fn from(e: QueryError) -> Self {
+        SqlError(e.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl sqllogictest::AsyncDB for Engine {
+    type Error = SqlError;
+    type ColumnType = Type;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<Type>, SqlError> {
+        let output = self.0.sql(DEFAULT_DATABASE, sql).await?;
+        let schema = Arc::clone(&output.schema);
+        let batches: Vec<RecordBatch> = output.stream.try_collect().await.map_err(|e| SqlError(e.to_string()))?;
+        if schema.fields().is_empty() {
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        Ok(DBOutput::Rows {
+            types: schema.fields().iter().map(|f| column_type(f.data_type())).collect(),
+            rows: rows(&batches),
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "hourglass"
+    }
+
+    async fn sleep(duration: std::time::Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+fn sql_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sql")
+}
+
+/// Sections of a fixture, split at `# persist` lines.
+fn sections(text: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for line in text.lines() {
+        if line.trim() == "# persist" {
+            out.push(String::new());
+        } else {
+            let last = out.last_mut().expect("one section at least");
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    out
+}
+
+async fn write(ingester: &Ingester, database: &str, body: String) {
+    let write = LineProtocolWrite {
+        precision: Precision::Nanosecond,
+        accept_partial: false,
+        no_sync: false,
+        received_at_ns: 0,
+    };
+    let outcome = ingester.write_line_protocol(database, Bytes::from(body), write).await.expect("fixture writes");
+    assert_eq!(outcome.rejected_lines, 0, "fixture {database}: {:?}", outcome.errors);
+}
+
+/// A fresh server's components under `root`, holding the fixtures as `holding` says.
+async fn load(root: &Path, holding: Holding) -> Components {
+    let args = ["hourglass", "--root", root.to_str().expect("utf-8 temp path"), "--save-timeout-s", "3600"];
+    let parsed = hourglassdb::cli::parse(args.iter().map(Into::into).collect()).expect("settings");
+    let settings = parsed.cli.settings;
+    let layers = hourglassdb::config::resolve_layers(&settings, &|_| None, None).expect("layers");
+    let components = Components::open(&settings, layers).await.expect("components open");
+    let ingester = components.ingester.as_ref().expect("aio mode writes");
+    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(sql_dir().join("fixtures"))
+        .expect("sql/fixtures")
+        .map(|e| e.expect("fixture entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "lp"))
+        .collect();
+    fixtures.sort();
+    for path in fixtures {
+        let database = path.file_stem().and_then(|s| s.to_str()).expect("fixture name").to_owned();
+        let sections = sections(&std::fs::read_to_string(&path).expect("fixture"));
+        let last = sections.len() - 1;
+        for (i, section) in sections.into_iter().enumerate() {
+            write(ingester, &database, section).await;
+            let persist = match holding {
+                Holding::Buffer => false,
+                Holding::Files => true,
+                Holding::FilesThenBuffer => i < last,
+            };
+            if persist {
+                let report = ingester.persist_now().await.expect("persist");
+                assert_eq!(report.failed, 0);
+            }
+        }
+    }
+    components
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_files_pass_over_buffer_files_and_both() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(sql_dir())
+        .expect("sql/")
+        .map(|e| e.expect("sql entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no sql/*.slt files");
+    let complete = std::env::var_os("HOURGLASS_SLT_COMPLETE").is_some();
+    let mut failures = Vec::new();
+    for holding in [Holding::Buffer, Holding::Files, Holding::FilesThenBuffer] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let components = load(&dir.path().join("data"), holding).await;
+        let engine = Arc::clone(components.engine.as_ref().expect("aio mode queries"));
+        for file in &files {
+            let connect = {
+                let engine = Arc::clone(&engine);
+                move || {
+                    let engine = Arc::clone(&engine);
+                    async move { Ok::<_, SqlError>(Engine(engine)) }
+                }
+            };
+            let mut runner = sqllogictest::Runner::new(connect);
+            runner.add_label("hourglass");
+            runner.with_column_validator(sqllogictest::strict_column_validator);
+            if complete && holding == Holding::Buffer {
+                runner
+                    .update_test_file(
+                        file,
+                        " ",
+                        sqllogictest::default_validator,
+                        sqllogictest::default_normalizer,
+                        sqllogictest::strict_column_validator,
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("completing {}: {e}", file.display()));
+            } else if let Err(e) = runner.run_file_async(file).await {
+                failures.push(format!("{} ({holding:?}):\n{}", file.display(), e.display(true)));
+            }
+        }
+        if let Some(ingester) = &components.ingester {
+            ingester.shutdown().await.expect("shutdown");
+        }
+    }
+    assert!(failures.is_empty(), "{} failure(s):\n\n{}", failures.len(), failures.join("\n\n"));
+}
