@@ -122,6 +122,28 @@ impl fmt::Display for ByteSize {
 }
 
 /// Parses a duration such as `30s`, `10m`, `12h`, `7d`, `4w`, `1h30m` or `0`.
+/// How a Postgres client proves its password (`HOURGLASS_PG_AUTH_METHOD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PgAuthMethod {
+    /// SCRAM-SHA-256: the password never crosses the wire (PostgreSQL's default).
+    #[value(name = "scram-sha-256")]
+    ScramSha256,
+    /// MD5 challenge and response, for old drivers.
+    Md5,
+    /// The password in clear text; use it only over TLS or on loopback.
+    Password,
+}
+
+impl std::fmt::Display for PgAuthMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PgAuthMethod::ScramSha256 => "scram-sha-256",
+            PgAuthMethod::Md5 => "md5",
+            PgAuthMethod::Password => "password",
+        })
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s == "0" {
@@ -247,6 +269,11 @@ pub struct Settings {
     /// Run the Postgres front.
     #[arg(long, env = "PG_ENABLE", value_name = "BOOL", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, global = true)]
     pub pg_enable: bool,
+
+    /// How Postgres clients prove their password when a user is configured:
+    /// scram-sha-256, md5 or password (clear text).
+    #[arg(long, env = "HOURGLASS_PG_AUTH_METHOD", value_enum, default_value = "scram-sha-256", global = true)]
+    pub pg_auth_method: PgAuthMethod,
 
     /// Log level: debug, info, warn, error (or fatal).
     #[arg(long, env = "LOGLEVEL", value_enum, default_value = "info", global = true)]

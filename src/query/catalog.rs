@@ -2,7 +2,8 @@
 //! table per measurement. Everything is looked up in the catalog when asked, so
 //! a table exists for queries as soon as its first row is acknowledged.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider};
@@ -22,6 +23,9 @@ pub(crate) struct Sources {
     pub(crate) catalog: Arc<dyn Catalog>,
     pub(crate) storage: Arc<Storage>,
     pub(crate) buffer: Option<Arc<dyn BufferedRows>>,
+    /// Schemas every database shows besides `public` (`pg_catalog`), registered
+    /// once at start-up.
+    pub(crate) shared_schemas: Arc<RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>>,
 }
 
 /// All databases.
@@ -61,16 +65,34 @@ struct DatabaseProvider {
     sources: Sources,
 }
 
+impl DatabaseProvider {
+    fn shared_schemas(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<dyn SchemaProvider>>> {
+        self.sources.shared_schemas.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 impl CatalogProvider for DatabaseProvider {
     fn schema_names(&self) -> Vec<String> {
-        vec![SCHEMA.to_owned()]
+        let mut names = vec![SCHEMA.to_owned()];
+        names.extend(self.shared_schemas().keys().cloned());
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == SCHEMA).then(|| {
-            Arc::new(TablesProvider { database: self.database.clone(), sources: self.sources.clone() })
-                as Arc<dyn SchemaProvider>
-        })
+        if name == SCHEMA {
+            return Some(Arc::new(TablesProvider { database: self.database.clone(), sources: self.sources.clone() }));
+        }
+        self.shared_schemas().get(name).cloned()
+    }
+
+    /// Only the engine's set-up registers schemas (`pg_catalog`); they are
+    /// shared by every database. Users cannot create schemas.
+    fn register_schema(&self, name: &str, schema: Arc<dyn SchemaProvider>) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        if name == SCHEMA {
+            return Err(DataFusionError::Plan(format!("the schema {SCHEMA} cannot be replaced")));
+        }
+        let mut shared = self.sources.shared_schemas.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(shared.insert(name.to_owned(), schema))
     }
 }
 

@@ -12,6 +12,7 @@ pub mod bounds;
 mod catalog;
 pub mod dedup;
 pub mod functions;
+pub mod postgres;
 pub mod table;
 
 use std::future::Future;
@@ -25,13 +26,14 @@ use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::DataFusionError;
 use datafusion::dataframe::DataFrame;
+use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::execution::context::{SQLOptions, SessionState};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::{FunctionRegistry, SendableRecordBatchStream};
-use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
@@ -71,9 +73,26 @@ pub enum QueryError {
     /// The statement is valid SQL that this engine does not run.
     #[error("{0}")]
     Unsupported(String),
-    /// The SQL is wrong: syntax, a missing table or column, a type error.
+    /// The SQL does not parse.
+    #[error("{0}")]
+    Syntax(String),
+    /// A table the SQL names does not exist.
+    #[error("{0}")]
+    UnknownTable(String),
+    /// A column the SQL names does not exist.
+    #[error("{0}")]
+    UnknownColumn(String),
+    /// The SQL is wrong in another way: a type error, a bad argument.
     #[error("{0}")]
     Plan(String),
+    /// A value cannot be converted or computed: a bad cast, division by zero.
+    #[error("{message}")]
+    InvalidData {
+        /// What went wrong.
+        message: String,
+        /// The SQLSTATE of the problem (class 22).
+        sqlstate: &'static str,
+    },
     /// The query needed more memory than it may use.
     #[error("the query needs more memory than HOURGLASS_QUERY_MEMORY_BYTES allows: {0}")]
     ResourcesExhausted(String),
@@ -88,18 +107,56 @@ pub enum QueryError {
 impl QueryError {
     /// Classifies an error from DataFusion.
     pub fn from_datafusion(error: DataFusionError, planning: bool) -> QueryError {
+        use arrow::error::ArrowError;
+        use datafusion::common::SchemaError;
         let root = error.find_root();
+        let data = |sqlstate| QueryError::InvalidData { message: strip_prefix(&root.to_string()), sqlstate };
         match root {
             DataFusionError::ResourcesExhausted(message) => QueryError::ResourcesExhausted(message.clone()),
             DataFusionError::External(e) if e.downcast_ref::<QueryTimeout>().is_some() => {
                 QueryError::Timeout(e.downcast_ref::<QueryTimeout>().map(|t| t.0).unwrap_or_default())
             }
-            DataFusionError::SQL(..) | DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => {
+            DataFusionError::SQL(..) => QueryError::Syntax(strip_prefix(&root.to_string())),
+            DataFusionError::SchemaError(e, _) if matches!(**e, SchemaError::FieldNotFound { .. }) => {
+                QueryError::UnknownColumn(strip_prefix(&root.to_string()))
+            }
+            // DataFusion has no typed error for a missing table; its message is stable.
+            DataFusionError::Plan(message) if message.starts_with("table '") && message.ends_with("' not found") => {
+                QueryError::UnknownTable(message.clone())
+            }
+            DataFusionError::ArrowError(e, _) => match **e {
+                ArrowError::CastError(_) | ArrowError::ParseError(_) => data("22P02"),
+                ArrowError::DivideByZero => data("22012"),
+                ArrowError::ArithmeticOverflow(_) => data("22003"),
+                _ if planning => QueryError::Plan(strip_prefix(&error.to_string())),
+                _ => QueryError::Execution(strip_prefix(&error.to_string())),
+            },
+            DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => {
                 QueryError::Plan(strip_prefix(&root.to_string()))
             }
             DataFusionError::NotImplemented(message) => QueryError::Unsupported(message.clone()),
             _ if planning => QueryError::Plan(strip_prefix(&error.to_string())),
             _ => QueryError::Execution(strip_prefix(&error.to_string())),
+        }
+    }
+}
+
+impl QueryError {
+    /// The Postgres SQLSTATE for this error: how Postgres clients tell a user's
+    /// mistake from a server's failure.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            QueryError::UnknownDatabase(_) => "3D000",
+            QueryError::Forbidden(_) => "42501",
+            QueryError::Unsupported(_) => "0A000",
+            QueryError::Syntax(_) => "42601",
+            QueryError::UnknownTable(_) => "42P01",
+            QueryError::UnknownColumn(_) => "42703",
+            QueryError::Plan(_) => "42000",
+            QueryError::InvalidData { sqlstate, .. } => sqlstate,
+            QueryError::ResourcesExhausted(_) => "53200",
+            QueryError::Timeout(_) => "57014",
+            QueryError::Execution(_) => "XX000",
         }
     }
 }
@@ -136,13 +193,6 @@ impl std::fmt::Debug for QueryOutput {
 }
 
 impl QueryOutput {
-    fn from_batch(batch: RecordBatch) -> Result<QueryOutput, QueryError> {
-        let schema = batch.schema();
-        let stream = MemoryStream::try_new(vec![batch], Arc::clone(&schema), None)
-            .map_err(|e| QueryError::from_datafusion(e, false))?;
-        Ok(QueryOutput { schema, stream: Box::pin(stream) })
-    }
-
     /// Reads every batch (for small results and tests).
     pub async fn collect(self) -> Result<Vec<RecordBatch>, QueryError> {
         use futures::TryStreamExt;
@@ -215,13 +265,19 @@ impl QueryEngine {
             .with_default_catalog_and_schema("default", SCHEMA);
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         config.options_mut().execution.time_zone = Some("UTC".into());
-        let sources = catalog::Sources { catalog: Arc::clone(&catalog), storage, buffer };
+        let sources =
+            catalog::Sources { catalog: Arc::clone(&catalog), storage, buffer, shared_schemas: Default::default() };
         let base = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
             .with_catalog_list(Arc::new(catalog::DatabaseList::new(sources)))
             .build();
+        // pg_catalog registers into the catalog `default`, which always exists;
+        // the catalog provider shares it with every database.
+        let context = datafusion::prelude::SessionContext::new_with_state(base);
+        postgres::install(&context, crate::catalog::DEFAULT_DATABASE).map_err(setup)?;
+        let base = context.state();
         let mut engine = QueryEngine { catalog, base, options };
         for function in functions::scalar_functions() {
             engine.base.register_udf(function).map_err(setup)?;
@@ -248,6 +304,8 @@ impl QueryEngine {
     pub fn session(&self, database: &str) -> SessionState {
         let mut state = self.base.clone();
         state.config_mut().options_mut().catalog.default_catalog = database.to_owned();
+        // Registering replaces the previous function of that name; it cannot fail.
+        let _ = state.register_udf(Arc::new(postgres::current_database(database)));
         let options = Arc::new(state.config().options().as_ref().clone());
         state.execution_props_mut().mark_start_execution(options);
         state
@@ -255,31 +313,29 @@ impl QueryEngine {
 
     /// Runs one SQL statement against `database`.
     pub async fn sql(&self, database: &str, sql: &str) -> Result<QueryOutput, QueryError> {
+        let timeout = self.options.timeout;
+        let started = async {
+            let plan = self.plan(database, sql).await?;
+            self.start(database, plan).await
+        };
+        let output = tokio::time::timeout(timeout, started).await.map_err(|_| QueryError::Timeout(timeout))??;
+        Ok(self.with_deadline(output))
+    }
+
+    /// Plans one SQL statement against `database` without running it, for
+    /// clients that prepare statements (Postgres' extended protocol): the plan
+    /// tells them the parameter and result types. Statements the engine answers
+    /// itself (SHOW, DESCRIBE) become plans over their result.
+    pub async fn plan(&self, database: &str, sql: &str) -> Result<LogicalPlan, QueryError> {
         if !self.database_exists(database) {
             return Err(QueryError::UnknownDatabase(database.to_owned()));
         }
-        let timeout = self.options.timeout;
-        let planned = tokio::time::timeout(timeout, self.plan_and_start(database, sql)).await;
-        let output = planned.map_err(|_| QueryError::Timeout(timeout))??;
-        let deadline = DeadlineStream {
-            inner: output.stream,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
-            timeout,
-            expired: false,
-        };
-        Ok(QueryOutput {
-            schema: Arc::clone(&output.schema),
-            stream: Box::pin(RecordBatchStreamAdapter::new(output.schema, deadline)),
-        })
-    }
-
-    async fn plan_and_start(&self, database: &str, sql: &str) -> Result<QueryOutput, QueryError> {
         let plan_error = |e: DataFusionError| QueryError::from_datafusion(e, true);
         let mut statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}).map_err(plan_error)?;
         let statement = match (statements.pop_front(), statements.is_empty()) {
             (Some(statement), true) => statement,
-            (None, _) => return Err(QueryError::Plan("the query is empty".into())),
-            (Some(_), false) => return Err(QueryError::Plan("send one statement per query".into())),
+            (None, _) => return Err(QueryError::Syntax("the query is empty".into())),
+            (Some(_), false) => return Err(QueryError::Syntax("send one statement per query".into())),
         };
         let state = self.session(database);
         let statement = match statement {
@@ -298,21 +354,21 @@ impl QueryEngine {
                 ))
             }
             DfStatement::Statement(inner) => match *inner {
-                SqlStatement::ShowDatabases { .. } => return self.show_databases(),
+                SqlStatement::ShowDatabases { .. } => return self.show_databases().and_then(result_plan),
                 SqlStatement::ShowTables { show_options, .. } => {
                     let database = match show_options.show_in {
                         Some(ShowStatementIn { parent_name: Some(name), .. }) => object_name(&name),
                         _ => database.to_owned(),
                     };
-                    return self.show_tables(&database);
+                    return self.show_tables(&database).and_then(result_plan);
                 }
                 SqlStatement::ExplainTable { table_name, .. } => {
-                    return self.describe_table(database, &object_name(&table_name));
+                    return self.describe_table(database, &object_name(&table_name)).and_then(result_plan);
                 }
                 SqlStatement::Explain { describe_alias, statement, .. }
                     if !matches!(describe_alias, datafusion::sql::sqlparser::ast::DescribeAlias::Explain) =>
                 {
-                    return self.describe_query(&state, DfStatement::Statement(statement)).await;
+                    return self.describe_query(&state, DfStatement::Statement(statement)).await.and_then(result_plan);
                 }
                 SqlStatement::Copy { .. } => {
                     return Err(QueryError::Forbidden("COPY is refused: queries cannot read or write files".into()))
@@ -334,25 +390,53 @@ impl QueryEngine {
                 strip_prefix(&e.to_string())
             ))
         })?;
-        let frame = DataFrame::new(state, plan);
+        Ok(plan)
+    }
+
+    /// Runs a plan from [`QueryEngine::plan`] (with its parameters filled in)
+    /// against `database`, within the engine's time limit.
+    pub async fn execute(&self, database: &str, plan: LogicalPlan) -> Result<QueryOutput, QueryError> {
+        let timeout = self.options.timeout;
+        let output = tokio::time::timeout(timeout, self.start(database, plan))
+            .await
+            .map_err(|_| QueryError::Timeout(timeout))??;
+        Ok(self.with_deadline(output))
+    }
+
+    async fn start(&self, database: &str, plan: LogicalPlan) -> Result<QueryOutput, QueryError> {
+        let frame = DataFrame::new(self.session(database), plan);
         let schema = Arc::new(frame.schema().as_arrow().clone());
-        let stream = frame.execute_stream().await.map_err(plan_error)?;
+        let stream = frame.execute_stream().await.map_err(|e| QueryError::from_datafusion(e, true))?;
         Ok(QueryOutput { schema, stream })
     }
 
-    fn show_databases(&self) -> Result<QueryOutput, QueryError> {
+    fn with_deadline(&self, output: QueryOutput) -> QueryOutput {
+        let timeout = self.options.timeout;
+        let deadline = DeadlineStream {
+            inner: output.stream,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+            expired: false,
+        };
+        QueryOutput {
+            schema: Arc::clone(&output.schema),
+            stream: Box::pin(RecordBatchStreamAdapter::new(output.schema, deadline)),
+        }
+    }
+
+    fn show_databases(&self) -> Result<RecordBatch, QueryError> {
         let names = self.catalog.databases();
         single_column("database_name", names)
     }
 
-    fn show_tables(&self, database: &str) -> Result<QueryOutput, QueryError> {
+    fn show_tables(&self, database: &str) -> Result<RecordBatch, QueryError> {
         if !self.database_exists(database) {
             return Err(QueryError::UnknownDatabase(database.to_owned()));
         }
         single_column("table_name", self.catalog.tables(database))
     }
 
-    fn describe_table(&self, database: &str, name: &str) -> Result<QueryOutput, QueryError> {
+    fn describe_table(&self, database: &str, name: &str) -> Result<RecordBatch, QueryError> {
         // `db.table` and `db.public.table` name a table in another database.
         let parts: Vec<&str> = name.split('.').collect();
         let (database, table) = match parts.as_slice() {
@@ -375,7 +459,7 @@ impl QueryEngine {
         describe_batch(&arrow, kinds.map(Some).collect())
     }
 
-    async fn describe_query(&self, state: &SessionState, statement: DfStatement) -> Result<QueryOutput, QueryError> {
+    async fn describe_query(&self, state: &SessionState, statement: DfStatement) -> Result<RecordBatch, QueryError> {
         let plan = state.statement_to_plan(statement).await.map_err(|e| QueryError::from_datafusion(e, true))?;
         let schema = plan.schema().as_arrow().clone();
         let kinds = vec![None; schema.fields().len()];
@@ -383,15 +467,23 @@ impl QueryEngine {
     }
 }
 
+/// A plan that returns the rows the engine computed itself (SHOW, DESCRIBE).
+fn result_plan(batch: RecordBatch) -> Result<LogicalPlan, QueryError> {
+    let table =
+        MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| QueryError::from_datafusion(e, true))?;
+    LogicalPlanBuilder::scan("result", provider_as_source(Arc::new(table)), None)
+        .and_then(|b| b.build())
+        .map_err(|e| QueryError::from_datafusion(e, true))
+}
+
 fn object_name(name: &ObjectName) -> String {
     name.0.iter().map(|part| part.to_string().trim_matches('"').to_owned()).collect::<Vec<_>>().join(".")
 }
 
-fn single_column(name: &str, values: Vec<String>) -> Result<QueryOutput, QueryError> {
+fn single_column(name: &str, values: Vec<String>) -> Result<RecordBatch, QueryError> {
     let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]));
-    let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(values)) as ArrayRef])
-        .map_err(|e| QueryError::Execution(e.to_string()))?;
-    QueryOutput::from_batch(batch)
+    RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(values)) as ArrayRef])
+        .map_err(|e| QueryError::Execution(e.to_string()))
 }
 
 /// The SQL name of an Arrow type, as DESCRIBE shows it.
@@ -415,7 +507,7 @@ pub fn sql_type_name(data_type: &DataType) -> String {
 }
 
 /// DESCRIBE's rows, with DuckDB's (and so GigAPI's) column names plus `kind`.
-fn describe_batch(schema: &Schema, kinds: Vec<Option<&str>>) -> Result<QueryOutput, QueryError> {
+fn describe_batch(schema: &Schema, kinds: Vec<Option<&str>>) -> Result<RecordBatch, QueryError> {
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let types: Vec<String> = schema.fields().iter().map(|f| sql_type_name(f.data_type())).collect();
     let nulls: Vec<&str> = schema.fields().iter().map(|f| if f.is_nullable() { "YES" } else { "NO" }).collect();
@@ -425,7 +517,7 @@ fn describe_batch(schema: &Schema, kinds: Vec<Option<&str>>) -> Result<QueryOutp
         Field::new("null", DataType::Utf8, false),
         Field::new("kind", DataType::Utf8, true),
     ]));
-    let batch = RecordBatch::try_new(
+    RecordBatch::try_new(
         out,
         vec![
             Arc::new(StringArray::from(names)) as ArrayRef,
@@ -434,6 +526,5 @@ fn describe_batch(schema: &Schema, kinds: Vec<Option<&str>>) -> Result<QueryOutp
             Arc::new(StringArray::from(kinds)),
         ],
     )
-    .map_err(|e| QueryError::Execution(e.to_string()))?;
-    QueryOutput::from_batch(batch)
+    .map_err(|e| QueryError::Execution(e.to_string()))
 }

@@ -43,6 +43,15 @@ impl Users {
         self.user.is_some()
     }
 
+    /// The password of `user`, for protocols that verify a hash of it (Postgres'
+    /// MD5 and SCRAM) rather than receive it.
+    pub fn password_of(&self, user: &str) -> Option<&str> {
+        match &self.user {
+            Some((name, password)) if name == user => Some(password),
+            _ => None,
+        }
+    }
+
     /// Whether `credentials` name a user and match its password.
     pub fn check(&self, credentials: &Credentials) -> bool {
         let Some((user, password)) = &self.user else {

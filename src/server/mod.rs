@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod http;
+mod postgres;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -198,6 +199,10 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
     prepare_root(&settings.root)?;
     // Fail on a busy port before the (possibly long) WAL replay.
     let http_listener = bind(&settings.http_host, settings.http_port, "http-port", "HTTP_PORT").await?;
+    if settings.pg_enable {
+        // datafusion-postgres binds its own listener; find a busy port now, with a clear message.
+        drop(bind(&settings.http_host, settings.pg_port, "pg-port", "PG_PORT").await?);
+    }
     let components = Components::open(&settings, layers).await?;
     let users = Users::new(settings.http_basic_auth_username.clone(), settings.http_basic_auth_password.clone());
     if !users.enabled() {
@@ -205,10 +210,28 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
             "no users are configured (HTTP_BASIC_AUTH_USERNAME): every front is open to anyone who can reach it"
         );
     }
-    if settings.pg_enable || settings.flightsql_enable {
+    let users = Arc::new(users);
+    match (&components.engine, settings.pg_enable) {
+        (Some(engine), true) => {
+            let options = postgres::PgOptions {
+                host: settings.http_host.clone(),
+                port: settings.pg_port,
+                auth: settings.pg_auth_method,
+            };
+            tracing::info!(address = %format!("{}:{}", options.host, options.port), auth = %options.auth, "Postgres front listening");
+            let (engine, users) = (Arc::clone(engine), Arc::clone(&users));
+            tokio::spawn(async move {
+                if let Err(e) = postgres::serve(engine, users, options).await {
+                    tracing::error!("the Postgres front stopped: {e}");
+                }
+            });
+        }
+        (None, true) => tracing::info!("the Postgres front is off: this mode answers no queries (GIGAPI_MODE)"),
+        _ => {}
+    }
+    if settings.flightsql_enable {
         tracing::info!(
-            "the Postgres and FlightSQL fronts are not part of this version yet (PG_PORT {}, FLIGHTSQL_PORT {})",
-            settings.pg_port,
+            "the FlightSQL front is not part of this version yet (FLIGHTSQL_PORT {})",
             settings.flightsql_port
         );
     }

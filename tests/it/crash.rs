@@ -176,7 +176,9 @@ async fn corruption_inside_the_wal_stops_start_up_with_a_clear_error() {
     assert_eq!(crate::support::post(&server.url("/write?db=d"), "m v=2 2").await.0, 204);
     server.kill9();
     let segments = wal_segments(&root);
-    assert_eq!(segments.len(), 3, "two full segments and the empty active one: {segments:?}");
+    // Two full segments; the empty next one may or may not exist yet when the
+    // process dies (the WAL opens it after acknowledging).
+    assert!(segments.len() >= 2, "two full segments: {segments:?}");
     let mut bytes = std::fs::read(&segments[0]).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;

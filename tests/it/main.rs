@@ -6,6 +6,7 @@ mod crash;
 mod docs;
 mod http_write;
 mod line_protocol;
+mod postgres;
 mod query;
 mod sqllogic;
 mod support;

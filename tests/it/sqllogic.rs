@@ -11,6 +11,11 @@
 //! `NULL`, an empty string as `(empty)`, floats in their shortest round-trip
 //! form, timestamps in RFC 3339 UTC with only the fraction they need.
 //!
+//! The same files run over the Postgres wire too, against the server process
+//! (fixture sections persisted by restarts, the last one in the buffer), with
+//! values printed from the text Postgres sends and types from the prepared
+//! statement's columns.
+//!
 //! `HOURGLASS_SLT_COMPLETE=1 tests/run sqllogic` rewrites the expected results
 //! from what the engine returns; review the diff before committing it.
 
@@ -233,8 +238,7 @@ async fn load(root: &Path, holding: Holding) -> Components {
     components
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sql_files_pass_over_buffer_files_and_both() {
+fn sql_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(sql_dir())
         .expect("sql/")
         .map(|e| e.expect("sql entry").path())
@@ -242,6 +246,12 @@ async fn sql_files_pass_over_buffer_files_and_both() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no sql/*.slt files");
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_files_pass_over_buffer_files_and_both() {
+    let files = sql_files();
     let complete = std::env::var_os("HOURGLASS_SLT_COMPLETE").is_some();
     let mut failures = Vec::new();
     for holding in [Holding::Buffer, Holding::Files, Holding::FilesThenBuffer] {
@@ -276,6 +286,131 @@ async fn sql_files_pass_over_buffer_files_and_both() {
         }
         if let Some(ingester) = &components.ingester {
             ingester.shutdown().await.expect("shutdown");
+        }
+    }
+    assert!(failures.is_empty(), "{} failure(s):\n\n{}", failures.len(), failures.join("\n\n"));
+}
+
+/// A connection over the Postgres wire.
+struct PgWire(tokio_postgres::Client);
+
+fn pg_column_type(pg: &tokio_postgres::types::Type) -> Type {
+    use tokio_postgres::types::Type as Pg;
+    match *pg {
+        Pg::TEXT | Pg::VARCHAR | Pg::BPCHAR | Pg::NAME => Type::Text,
+        Pg::INT2 | Pg::INT4 | Pg::INT8 | Pg::NUMERIC => Type::Integer,
+        Pg::FLOAT4 | Pg::FLOAT8 => Type::Float,
+        Pg::BOOL => Type::Boolean,
+        Pg::TIMESTAMPTZ | Pg::TIMESTAMP | Pg::DATE => Type::Timestamp,
+        _ => Type::Other,
+    }
+}
+
+/// A value as Postgres sent it in text, printed as the in-process runner prints it.
+fn pg_cell(value: Option<&str>, column: &Type) -> String {
+    let Some(text) = value else { return "NULL".into() };
+    match column {
+        _ if text.is_empty() => "(empty)".into(),
+        Type::Boolean => match text {
+            "t" => "true".into(),
+            "f" => "false".into(),
+            other => other.into(),
+        },
+        Type::Float => text.parse::<f64>().map_or_else(|_| text.to_owned(), |v| format!("{v}")),
+        Type::Timestamp => chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
+            .map(|t| t.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%S%.fZ").to_string())
+            .unwrap_or_else(|_| text.to_owned()),
+        _ => text.to_owned(),
+    }
+}
+
+#[async_trait::async_trait]
+impl sqllogictest::AsyncDB for PgWire {
+    type Error = SqlError;
+    type ColumnType = Type;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<Type>, SqlError> {
+        let error = |e: tokio_postgres::Error| {
+            SqlError(e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_owned()))
+        };
+        // Types from the prepared statement; values from the simple protocol's text.
+        let types: Vec<Type> = match self.0.prepare(sql).await {
+            Ok(statement) => statement.columns().iter().map(|c| pg_column_type(c.type_())).collect(),
+            Err(e) => return Err(error(e)),
+        };
+        let messages = self.0.simple_query(sql).await.map_err(error)?;
+        let rows: Vec<Vec<String>> = messages
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    Some((0..row.len()).map(|i| pg_cell(row.get(i), &types[i])).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        if types.is_empty() {
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        Ok(DBOutput::Rows { types, rows })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "postgres"
+    }
+
+    async fn sleep(duration: std::time::Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_files_pass_over_the_postgres_wire() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pg_port = crate::support::free_port();
+    let port = pg_port.to_string();
+    let mut server =
+        crate::support::Server::start(&dir.path().join("data"), &["--pg-port", &port, "--save-timeout-s", "3600"]);
+    let fixture = sections(&std::fs::read_to_string(sql_dir().join("fixtures/default.lp")).expect("fixture"));
+    let last = fixture.len() - 1;
+    for (i, section) in fixture.into_iter().enumerate() {
+        let (status, body) = crate::support::post(&server.url("/write?db=default&precision=ns"), section).await;
+        assert_eq!(status, 204, "{body}");
+        if i < last {
+            assert!(server.terminate().success());
+            server.restart();
+        }
+    }
+    let config = format!("host=127.0.0.1 port={pg_port} dbname=default user=slt connect_timeout=10");
+    let mut failures = Vec::new();
+    for file in sql_files() {
+        let connect = {
+            let config = config.clone();
+            move || {
+                let config = config.clone();
+                async move {
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    loop {
+                        match tokio_postgres::connect(&config, tokio_postgres::NoTls).await {
+                            Ok((client, connection)) => {
+                                tokio::spawn(connection);
+                                return Ok(PgWire(client));
+                            }
+                            Err(_) if std::time::Instant::now() < deadline => {
+                                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+                            }
+                            Err(e) => return Err(SqlError(e.to_string())),
+                        }
+                    }
+                }
+            }
+        };
+        let mut runner = sqllogictest::Runner::new(connect);
+        runner.add_label("postgres");
+        runner.with_column_validator(sqllogictest::strict_column_validator);
+        if let Err(e) = runner.run_file_async(&file).await {
+            failures.push(format!("{}:\n{}", file.display(), e.display(true)));
         }
     }
     assert!(failures.is_empty(), "{} failure(s):\n\n{}", failures.len(), failures.join("\n\n"));

@@ -26,7 +26,7 @@ pub struct HttpState {
     /// The query engine; `None` in modes that answer no queries.
     pub engine: Option<Arc<QueryEngine>>,
     /// Who may connect.
-    pub users: Users,
+    pub users: Arc<Users>,
     /// The process metrics.
     pub metrics: Arc<Metrics>,
     /// Largest request body, after decompression.

@@ -93,8 +93,16 @@ fn error_response(error: &QueryError) -> Response {
         QueryError::UnknownDatabase(_) => StatusCode::NOT_FOUND,
         QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
         QueryError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        QueryError::Unsupported(_) | QueryError::Plan(_) | QueryError::ResourcesExhausted(_) => StatusCode::BAD_REQUEST,
-        QueryError::Execution(_) => StatusCode::BAD_REQUEST,
+        // Runtime failures are nearly always caused by the query's own data or
+        // arguments; a 500 would send users looking for a server fault.
+        QueryError::Unsupported(_)
+        | QueryError::Syntax(_)
+        | QueryError::UnknownTable(_)
+        | QueryError::UnknownColumn(_)
+        | QueryError::Plan(_)
+        | QueryError::InvalidData { .. }
+        | QueryError::ResourcesExhausted(_)
+        | QueryError::Execution(_) => StatusCode::BAD_REQUEST,
     };
     json_error(status, error.to_string())
 }

@@ -1,0 +1,119 @@
+//! The Postgres wire front: pgwire (through datafusion-postgres'
+//! `serve_with_handlers`) in front of the one query engine.
+//!
+//! This module holds protocol code only. What SQL means, `pg_catalog` and the
+//! Postgres functions are the engine's ([`crate::query::postgres`]); this
+//! module chooses the database from the start-up packet, authenticates against
+//! the same users as the HTTP front, turns engine errors into SQLSTATEs and
+//! Arrow batches into rows.
+
+mod queries;
+mod startup;
+
+use std::sync::Arc;
+
+use datafusion_postgres::pgwire;
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
+use pgwire::error::{ErrorInfo, PgWireError};
+
+use super::auth::Users;
+use crate::query::{QueryEngine, QueryError};
+
+use crate::config::PgAuthMethod;
+
+/// How the Postgres front runs.
+#[derive(Debug, Clone)]
+pub(crate) struct PgOptions {
+    /// Interface to listen on.
+    pub(crate) host: String,
+    /// Port to listen on.
+    pub(crate) port: u16,
+    /// How passwords are checked when users are configured.
+    pub(crate) auth: PgAuthMethod,
+}
+
+/// The handlers of every connection.
+struct Handlers {
+    engine: Arc<QueryEngine>,
+    users: Arc<Users>,
+    auth: PgAuthMethod,
+    queries: Arc<queries::Queries>,
+    connections: Arc<ConnectionManager>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
+        Arc::clone(&self.queries)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
+        Arc::clone(&self.queries)
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        // A fresh handler per connection: pgwire's password handlers keep the
+        // state of one login in themselves.
+        Arc::new(startup::Startup::new(
+            Arc::clone(&self.engine),
+            Arc::clone(&self.users),
+            self.auth,
+            Arc::clone(&self.connections),
+        ))
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(Errors)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::new(DefaultCancelHandler::new(Arc::clone(&self.connections)))
+    }
+}
+
+/// Serves the Postgres protocol until the process ends.
+pub(crate) async fn serve(engine: Arc<QueryEngine>, users: Arc<Users>, options: PgOptions) -> std::io::Result<()> {
+    let handlers = Arc::new(Handlers {
+        queries: Arc::new(queries::Queries::new(Arc::clone(&engine))),
+        engine,
+        users,
+        auth: options.auth,
+        connections: Arc::new(ConnectionManager::new()),
+    });
+    let server = datafusion_postgres::ServerOptions::new().with_host(options.host).with_port(options.port);
+    datafusion_postgres::serve_with_handlers(handlers, &server).await
+}
+
+/// An engine error as the Postgres error a client can act on.
+pub(crate) fn query_error(error: QueryError) -> PgWireError {
+    let severity = if matches!(error, QueryError::UnknownDatabase(_)) { "FATAL" } else { "ERROR" };
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        severity.to_owned(),
+        error.sqlstate().to_owned(),
+        error.to_string(),
+    )))
+}
+
+/// Gives errors that reach pgwire without a SQLSTATE (from datafusion-postgres'
+/// hooks and parser) the code of what they are.
+struct Errors;
+
+impl ErrorHandler for Errors {
+    fn on_error<C: ClientInfo>(&self, _client: &C, error: &mut PgWireError) {
+        if matches!(error, PgWireError::ApiError(_)) {
+            if let PgWireError::ApiError(inner) = std::mem::replace(error, PgWireError::InvalidCancelRequest) {
+                let classified = match inner.downcast::<datafusion::common::DataFusionError>() {
+                    Ok(e) => QueryError::from_datafusion(*e, true),
+                    Err(other) if other.is::<datafusion::sql::sqlparser::parser::ParserError>() => {
+                        QueryError::Syntax(other.to_string())
+                    }
+                    Err(other) => QueryError::Plan(other.to_string()),
+                };
+                *error = query_error(classified);
+            }
+        }
+        if let PgWireError::UserError(info) = error {
+            tracing::debug!(code = %info.code, message = %info.message, "postgres error");
+        }
+    }
+}

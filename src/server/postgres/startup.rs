@@ -1,0 +1,199 @@
+//! The start-up of a Postgres connection: the database it asks for, then a
+//! password check (cleartext, MD5 or SCRAM-SHA-256) against the server's users,
+//! then the parameters the engine announces.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion_postgres::pgwire;
+use futures::Sink;
+use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
+use pgwire::api::auth::md5pass::{hash_md5_password, Md5PasswordAuthStartupHandler};
+use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramAuth};
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::{
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata, AuthSource, LoginInfo, Password,
+    ServerParameterProvider, StartupHandler,
+};
+use pgwire::api::{
+    ClientInfo, ConnectionManager, PgWireConnectionState, PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
+    METADATA_DATABASE, METADATA_USER,
+};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+
+use crate::catalog::DEFAULT_DATABASE;
+use crate::config::PgAuthMethod as AuthMethod;
+use crate::query::{postgres as pg, QueryEngine, QueryError};
+use crate::server::auth::Users;
+
+/// SCRAM's PBKDF2 rounds, as PostgreSQL's default.
+const SCRAM_ITERATIONS: usize = 4096;
+
+/// The parameters announced after authentication: the engine's, so that `SHOW`
+/// and `current_setting()` agree with them.
+pub(crate) struct ServerParameters;
+
+impl ServerParameterProvider for ServerParameters {
+    fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
+        let mut parameters: HashMap<String, String> = pg::settings()
+            .into_iter()
+            .filter(|(_, _, announced)| *announced)
+            .map(|(k, v, _)| (k.to_owned(), v))
+            .collect();
+        for key in ["application_name"] {
+            if let Some(value) = client.metadata().get(key) {
+                parameters.insert(key.to_owned(), value.clone());
+            }
+        }
+        if let Some(user) = client.metadata().get(METADATA_USER) {
+            parameters.insert("session_authorization".to_owned(), user.clone());
+        }
+        Some(parameters)
+    }
+}
+
+/// The password of a user in the form the chosen method checks.
+#[derive(Debug)]
+struct Passwords {
+    users: Arc<Users>,
+    method: AuthMethod,
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        out.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+#[async_trait]
+impl AuthSource for Passwords {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let user = login.user().unwrap_or_default();
+        // An unknown user gets a random password, so the answer is the same
+        // "password authentication failed" as for a wrong password.
+        let random = uuid::Uuid::new_v4().to_string();
+        let password = self.users.password_of(user).unwrap_or(&random);
+        Ok(match self.method {
+            AuthMethod::Password => Password::new(None, password.as_bytes().to_vec()),
+            AuthMethod::Md5 => {
+                let salt = random_bytes(4);
+                let hashed = hash_md5_password(user, password, &salt);
+                Password::new(Some(salt), hashed.into_bytes())
+            }
+            AuthMethod::ScramSha256 => {
+                let salt = random_bytes(16);
+                let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
+                Password::new(Some(salt), salted)
+            }
+        })
+    }
+}
+
+/// How this connection authenticates.
+enum Method {
+    Open { connections: Arc<ConnectionManager> },
+    Password(CleartextPasswordAuthStartupHandler<Passwords, ServerParameters>),
+    Md5(Md5PasswordAuthStartupHandler<Passwords, ServerParameters>),
+    Scram(SASLAuthStartupHandler<ServerParameters>),
+}
+
+/// The start-up handler of one connection.
+pub(crate) struct Startup {
+    engine: Arc<QueryEngine>,
+    method: Method,
+}
+
+impl Startup {
+    pub(crate) fn new(
+        engine: Arc<QueryEngine>,
+        users: Arc<Users>,
+        method: AuthMethod,
+        connections: Arc<ConnectionManager>,
+    ) -> Self {
+        let passwords = Passwords { users: Arc::clone(&users), method };
+        let method = if !users.enabled() {
+            Method::Open { connections }
+        } else {
+            match method {
+                AuthMethod::Password => Method::Password(
+                    CleartextPasswordAuthStartupHandler::new(passwords, ServerParameters)
+                        .with_connection_manager(connections),
+                ),
+                AuthMethod::Md5 => Method::Md5(
+                    Md5PasswordAuthStartupHandler::new(Arc::new(passwords), Arc::new(ServerParameters))
+                        .with_connection_manager(connections),
+                ),
+                AuthMethod::ScramSha256 => {
+                    let mut scram = ScramAuth::new(Arc::new(passwords));
+                    scram.set_iterations(SCRAM_ITERATIONS);
+                    Method::Scram(
+                        SASLAuthStartupHandler::new(Arc::new(ServerParameters))
+                            .with_scram(scram)
+                            .with_connection_manager(connections),
+                    )
+                }
+            }
+        };
+        Startup { engine, method }
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut database = None;
+        if let PgWireFrontendMessage::Startup(startup) = &message {
+            // No database named means `default`; a database named that does not
+            // exist is refused, as PostgreSQL does.
+            let name =
+                startup.parameters.get(METADATA_DATABASE).filter(|d| !d.is_empty()).map_or(DEFAULT_DATABASE, |d| d);
+            if !self.engine.database_exists(name) {
+                return Err(super::query_error(QueryError::UnknownDatabase(name.to_owned())));
+            }
+            database = Some(name.to_owned());
+        }
+        match &self.method {
+            Method::Open { connections } => {
+                if let PgWireFrontendMessage::Startup(startup) = &message {
+                    protocol_negotiation(client, startup).await?;
+                    save_startup_parameters_to_metadata(client, startup);
+                    if let Some(database) = database.take() {
+                        client.metadata_mut().insert(METADATA_DATABASE.to_owned(), database);
+                    }
+                    let (pid, secret_key) = RandomPidSecretKeyGenerator::default().generate(client);
+                    client.set_pid_and_secret_key(pid, secret_key);
+                    register_connection(client, connections);
+                    finish_authentication(client, &ServerParameters).await?;
+                    client.set_state(PgWireConnectionState::ReadyForQuery);
+                }
+            }
+            Method::Password(handler) => handler.on_startup(client, message).await?,
+            Method::Md5(handler) => handler.on_startup(client, message).await?,
+            Method::Scram(handler) => handler.on_startup(client, message).await?,
+        }
+        if let Some(database) = database {
+            client.metadata_mut().insert(METADATA_DATABASE.to_owned(), database);
+        }
+        Ok(())
+    }
+}
+
+/// Makes the connection known to the cancel handler (what pgwire's own
+/// handlers do through a crate-private function).
+fn register_connection<C: ClientInfo>(client: &C, connections: &Arc<ConnectionManager>) {
+    let (pid, secret_key) = client.pid_and_secret_key();
+    let (handle, guard) = connections.register(pid, secret_key);
+    client.session_extensions().insert::<Arc<pgwire::api::ConnectionHandle>>(handle);
+    client.session_extensions().insert::<pgwire::api::ConnectionGuard>(guard);
+}

@@ -1,0 +1,222 @@
+//! The Postgres front against real clients: tokio-postgres (simple and extended
+//! protocol, text and binary) and psql 15.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+use crate::support::{free_port, post, Server};
+
+const ROWS: &str = "cpu,host=a,region=eu usage=1.5,n=3i 1700000000000000000
+cpu,host=b,region=us usage=2.5,n=4i 1700000060000000000
+cpu,host=c,region=us usage=3.5,n=5i 1700000120000000000";
+
+/// A server with the Postgres front on a free port, holding [`ROWS`] in `d`.
+async fn server_with_rows(root: &Path, args: &[&str], env: &[(&str, &str)]) -> (Server, u16) {
+    let pg_port = free_port();
+    let port = pg_port.to_string();
+    let mut all = vec!["--pg-port", port.as_str()];
+    all.extend_from_slice(args);
+    let server = Server::start_with_env(root, &all, env);
+    let auth = env.iter().find(|(k, _)| *k == "HTTP_BASIC_AUTH_PASSWORD").map(|(_, p)| format!("&u=u&p={p}"));
+    let url = server.url(&format!("/write?db=d{}", auth.unwrap_or_default()));
+    assert_eq!(post(&url, ROWS.to_owned()).await.0, 204);
+    (server, pg_port)
+}
+
+/// Connects, retrying while the front starts; returns the last error otherwise.
+async fn connect(port: u16, database: &str, user: &str, password: &str) -> Result<Client, tokio_postgres::Error> {
+    let config =
+        format!("host=127.0.0.1 port={port} dbname={database} user={user} password={password} connect_timeout=5");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio_postgres::connect(&config, NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                return Ok(client);
+            }
+            Err(e) if e.as_db_error().is_none() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn refused(result: Result<Client, tokio_postgres::Error>) -> tokio_postgres::Error {
+    match result {
+        Ok(_) => panic!("the connection was accepted"),
+        Err(e) => e,
+    }
+}
+
+fn sqlstate(error: &tokio_postgres::Error) -> SqlState {
+    error.code().cloned().unwrap_or_else(|| panic!("no SQLSTATE in {error:?}"))
+}
+
+fn simple_rows(messages: Vec<SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokio_postgres_reads_typed_rows_over_simple_and_extended_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = server_with_rows(&dir.path().join("data"), &[], &[]).await;
+    let client = connect(port, "d", "anyone", "").await.expect("connect");
+
+    // Simple protocol: text.
+    let rows = simple_rows(client.simple_query("SELECT host, usage, n FROM cpu ORDER BY host").await.unwrap());
+    assert_eq!(rows[0], vec![Some("a".into()), Some("1.5".into()), Some("3".into())]);
+    assert_eq!(rows.len(), 3);
+
+    // Extended protocol: binary results, parameters typed by inference.
+    let statement = client
+        .prepare("SELECT host, usage, n, time FROM cpu WHERE region = $1 AND n > $2 ORDER BY time")
+        .await
+        .unwrap();
+    assert_eq!(statement.params(), &[Type::TEXT, Type::INT8]);
+    let types: Vec<Type> = statement.columns().iter().map(|c| c.type_().clone()).collect();
+    assert_eq!(types, vec![Type::TEXT, Type::FLOAT8, Type::INT8, Type::TIMESTAMPTZ]);
+    let rows = client.query(&statement, &[&"us", &4i64]).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), "c");
+    assert_eq!(rows[0].get::<_, f64>(1), 3.5);
+    assert_eq!(rows[0].get::<_, i64>(2), 5);
+    let time: DateTime<Utc> = rows[0].get(3);
+    assert_eq!(time, DateTime::from_timestamp(1_700_000_120, 0).unwrap());
+
+    // Parameters whose type the client declares.
+    let statement = client.prepare_typed("SELECT count(*) FROM cpu WHERE usage > $1", &[Type::FLOAT8]).await.unwrap();
+    assert_eq!(client.query_one(&statement, &[&2.0f64]).await.unwrap().get::<_, i64>(0), 2);
+
+    // A portal with a row limit gives the rows in pieces.
+    let mut transaction_client = connect(port, "d", "anyone", "").await.unwrap();
+    let transaction = transaction_client.transaction().await.unwrap();
+    let statement = transaction.prepare("SELECT host FROM cpu ORDER BY host").await.unwrap();
+    let portal = transaction.bind(&statement, &[]).await.unwrap();
+    let first = transaction.query_portal(&portal, 2).await.unwrap();
+    let rest = transaction.query_portal(&portal, 2).await.unwrap();
+    assert_eq!((first.len(), rest.len()), (2, 1));
+    assert_eq!(rest[0].get::<_, String>(0), "c");
+    transaction.commit().await.unwrap();
+
+    // The session agrees with the start-up parameters.
+    let row = client
+        .query_one("SELECT current_database(), current_schema(), version(), current_setting('server_version_num')", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "d");
+    assert_eq!(row.get::<_, String>(1), "public");
+    assert!(row.get::<_, String>(2).starts_with("PostgreSQL 15.0 (HourglassDB"), "{}", row.get::<_, String>(2));
+    assert_eq!(row.get::<_, String>(3), "150000");
+    let shown = simple_rows(client.simple_query("SHOW server_version").await.unwrap());
+    assert_eq!(shown, vec![vec![Some(format!("15.0 (HourglassDB {})", env!("CARGO_PKG_VERSION")))]]);
+
+    // Fully qualified names reach another database.
+    let count = client.query_one(r#"SELECT count(*) FROM "d"."public"."cpu""#, &[]).await.unwrap();
+    assert_eq!(count.get::<_, i64>(0), 3);
+
+    // A comment-only query (Grafana's ping) is an empty query, not an error.
+    assert!(simple_rows(client.simple_query("-- ping").await.unwrap()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mistakes_get_their_sqlstate_and_the_connection_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = server_with_rows(&dir.path().join("data"), &[], &[]).await;
+    let client = connect(port, "d", "anyone", "").await.unwrap();
+    let cases = [
+        ("SELECT * FROM nope", SqlState::UNDEFINED_TABLE),
+        ("SELECT nope FROM cpu", SqlState::UNDEFINED_COLUMN),
+        ("SELEC 1", SqlState::SYNTAX_ERROR),
+        ("SELECT CAST('x' AS BIGINT)", SqlState::INVALID_TEXT_REPRESENTATION),
+        ("COPY (SELECT 1) TO '/tmp/x'", SqlState::INSUFFICIENT_PRIVILEGE),
+    ];
+    for (sql, expected) in cases {
+        let error = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&error), expected, "{sql}: {error:?}");
+        let error = client.query(sql, &[]).await.expect_err(sql);
+        assert_eq!(sqlstate(&error), expected, "{sql} (extended): {error:?}");
+    }
+    assert_eq!(client.query_one("SELECT count(*) FROM cpu", &[]).await.unwrap().get::<_, i64>(0), 3);
+
+    let error = refused(connect(port, "no_such_db", "anyone", "").await);
+    assert_eq!(sqlstate(&error), SqlState::INVALID_CATALOG_NAME);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passwords_are_checked_with_scram_md5_and_cleartext() {
+    for method in ["scram-sha-256", "md5", "password"] {
+        let dir = tempfile::tempdir().unwrap();
+        let env = [
+            ("HTTP_BASIC_AUTH_USERNAME", "u"),
+            ("HTTP_BASIC_AUTH_PASSWORD", "secret"),
+            ("HOURGLASS_PG_AUTH_METHOD", method),
+        ];
+        let (_server, port) = server_with_rows(&dir.path().join("data"), &[], &env).await;
+        let client = connect(port, "d", "u", "secret").await.unwrap_or_else(|e| panic!("{method}: {e:?}"));
+        assert_eq!(client.query_one("SELECT count(*) FROM cpu", &[]).await.unwrap().get::<_, i64>(0), 3);
+        for (user, password) in [("u", "wrong"), ("nobody", "secret")] {
+            let error = refused(connect(port, "d", user, password).await);
+            assert_eq!(sqlstate(&error), SqlState::INVALID_PASSWORD, "{method} {user}/{password}");
+        }
+    }
+}
+
+fn psql(port: u16, command: &str) -> String {
+    let output = Command::new("psql")
+        .args(["-X", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "anyone", "-d", "d", "-c", command])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql is installed by tests/run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "psql -c '{command}': {stderr}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn psql_meta_commands_describe_databases_schemas_and_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = server_with_rows(&dir.path().join("data"), &[], &[]).await;
+    connect(port, "d", "anyone", "").await.expect("front is up");
+
+    let databases = psql(port, "\\l");
+    assert!(databases.lines().any(|l| l.trim_start().starts_with("d ")), "{databases}");
+    assert!(databases.lines().any(|l| l.trim_start().starts_with("default ")), "{databases}");
+
+    let schemas = psql(port, "\\dn");
+    assert!(schemas.contains("public"), "{schemas}");
+
+    for command in ["\\dt", "\\d"] {
+        let tables = psql(port, command);
+        assert!(tables.lines().any(|l| l.contains("public") && l.contains("cpu") && l.contains("table")), "{tables}");
+    }
+
+    let table = psql(port, "\\d cpu");
+    for (column, pg_type) in [
+        ("host", "text"),
+        ("region", "text"),
+        ("usage", "double precision"),
+        ("n", "bigint"),
+        ("time", "timestamp with time zone"),
+    ] {
+        assert!(
+            table.lines().any(|l| l.split('|').next().map(str::trim) == Some(column) && l.contains(pg_type)),
+            "{column} {pg_type}: {table}"
+        );
+    }
+
+    let rows = psql(port, "SELECT host, n FROM cpu WHERE n >= 4 ORDER BY host");
+    assert!(rows.contains(" b    | 4") && rows.contains(" c    | 5") && rows.contains("(2 rows)"), "{rows}");
+}
