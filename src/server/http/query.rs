@@ -400,6 +400,20 @@ async fn read_small_body(body: Body) -> Result<Bytes, String> {
     axum::body::to_bytes(body, 16 << 20).await.map_err(|e| format!("query body: {e}"))
 }
 
+/// What both query endpoints read first: the engine, the query string and the body.
+async fn read_request(
+    state: &HttpState,
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Arc<QueryEngine>, Vec<(String, String)>, QueryBody), Response> {
+    let engine = state.engine.clone().ok_or_else(|| no_engine(state))?;
+    let params = query_params(query.as_deref());
+    let body = read_small_body(body).await.map_err(|e| json_error(StatusCode::PAYLOAD_TOO_LARGE, e))?;
+    let parsed = parse_body(headers, &body).map_err(|e| json_error(StatusCode::BAD_REQUEST, e))?;
+    Ok((engine, params, parsed))
+}
+
 /// `POST /query?db=...&format=...` with `{"query": "...", "db": "..."}` (GigAPI).
 pub(super) async fn gigapi_query(
     State(state): State<HttpState>,
@@ -407,15 +421,9 @@ pub(super) async fn gigapi_query(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(engine) = state.engine.clone() else { return no_engine(&state) };
-    let params = query_params(query.as_deref());
-    let body = match read_small_body(body).await {
-        Ok(body) => body,
-        Err(e) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, e),
-    };
-    let parsed = match parse_body(&headers, &body) {
-        Ok(parsed) => parsed,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    let (engine, params, parsed) = match read_request(&state, query, &headers, body).await {
+        Ok(request) => request,
+        Err(response) => return response,
     };
     let format = match gigapi_format(param(&params, "format").or(parsed.format.as_deref())) {
         Ok(format) => format,
@@ -438,15 +446,9 @@ pub(super) async fn influx_query(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(engine) = state.engine.clone() else { return no_engine(&state) };
-    let params = query_params(query.as_deref());
-    let body = match read_small_body(body).await {
-        Ok(body) => body,
-        Err(e) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, e),
-    };
-    let parsed = match parse_body(&headers, &body) {
-        Ok(parsed) => parsed,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    let (engine, params, parsed) = match read_request(&state, query, &headers, body).await {
+        Ok(request) => request,
+        Err(response) => return response,
     };
     let format = match influx_format(param(&params, "format").or(parsed.format.as_deref()), &headers) {
         Ok(format) => format,
