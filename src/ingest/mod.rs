@@ -5,6 +5,7 @@
 //! through [`Ingester`], so every write gets the same schema rules, the same WAL
 //! and the same acknowledgement: after the fsync of its WAL record.
 
+pub mod batches;
 pub mod buffer;
 pub mod columns;
 pub mod line_protocol;
@@ -71,6 +72,26 @@ pub enum IngestError {
     /// The write conflicts with the schema (400).
     #[error("{0}")]
     Schema(String),
+    /// A column the write names is not in the table, and this kind of write
+    /// does not add columns (SQL `INSERT` and `COPY`).
+    #[error("{0}")]
+    UnknownColumn(String),
+    /// A row lacks what every point needs: a time, a field value.
+    #[error("row {row}: {message}")]
+    IncompletePoint {
+        /// The row of the write, from 1.
+        row: usize,
+        /// What it lacks.
+        message: String,
+    },
+    /// A value does not convert to its column's type.
+    #[error("row {row}: {message}")]
+    BadValue {
+        /// The row of the write, from 1.
+        row: usize,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The WAL failed (500) or is closed (503).
     #[error(transparent)]
     Wal(#[from] WalError),
@@ -304,6 +325,28 @@ impl Ingester {
         self.wal.write(record).await?;
         self.metrics.rows_written.add(rows as u64);
         Ok(rows)
+    }
+
+    /// Writes an Arrow batch into `table` of `database` (SQL `INSERT`, Postgres
+    /// `COPY`, FlightSQL ingest): converted by [`batches::table_write`], then
+    /// the same schema commit, WAL and buffer as line protocol. Returns the rows
+    /// written, acknowledged after the WAL fsync.
+    pub async fn write_batch(
+        &self,
+        database: &str,
+        table: &str,
+        batch: &RecordBatch,
+        allow_new_columns: bool,
+    ) -> Result<usize, IngestError> {
+        if batch.num_rows() == 0 {
+            return Ok(0);
+        }
+        self.check_buffer()?;
+        let _slot = self.slot().await?;
+        let current = self.catalog.table_schema(database, table);
+        let write = batches::table_write(table, current.as_deref(), batch, allow_new_columns)?;
+        self.metrics.write_bytes.add(batch.get_array_memory_size() as u64);
+        self.write_tables(database, vec![write], true).await
     }
 
     /// Writes the buffer out now (also used by tests and the admin API).

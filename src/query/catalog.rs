@@ -10,7 +10,7 @@ use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::TableProvider;
 
-use super::table::{BufferedRows, TimeseriesTable};
+use super::table::{BufferedRows, TableWriter, TimeseriesTable};
 use crate::catalog::Catalog;
 use crate::storage::Storage;
 
@@ -23,6 +23,7 @@ pub(crate) struct Sources {
     pub(crate) catalog: Arc<dyn Catalog>,
     pub(crate) storage: Arc<Storage>,
     pub(crate) buffer: Option<Arc<dyn BufferedRows>>,
+    pub(crate) writer: Option<Arc<dyn TableWriter>>,
     /// Schemas every database shows besides `public` (`pg_catalog`), registered
     /// once at start-up.
     pub(crate) shared_schemas: Arc<RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>>,
@@ -120,6 +121,7 @@ impl SchemaProvider for TablesProvider {
             Arc::clone(&self.sources.catalog),
             Arc::clone(&self.sources.storage),
             self.sources.buffer.clone(),
+            self.sources.writer.clone(),
         ))))
     }
 

@@ -33,7 +33,8 @@ use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::{FunctionRegistry, SendableRecordBatchStream};
-use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, WriteOp};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
@@ -42,7 +43,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use futures::Stream;
 
 pub use catalog::SCHEMA;
-pub use table::BufferedRows;
+pub use table::{BufferedRows, TableWriter};
 
 use crate::catalog::{Catalog, ColumnType};
 use crate::storage::Storage;
@@ -93,6 +94,15 @@ pub enum QueryError {
         /// The SQLSTATE of the problem (class 22).
         sqlstate: &'static str,
     },
+    /// A write (`INSERT`) was refused by the write path: a schema conflict, a
+    /// bad row, a full buffer. The SQLSTATE says which.
+    #[error("{message}")]
+    Write {
+        /// What went wrong.
+        message: String,
+        /// The SQLSTATE of the problem.
+        sqlstate: &'static str,
+    },
     /// The query needed more memory than it may use.
     #[error("the query needs more memory than HOURGLASS_QUERY_MEMORY_BYTES allows: {0}")]
     ResourcesExhausted(String),
@@ -115,6 +125,14 @@ impl QueryError {
             DataFusionError::ResourcesExhausted(message) => QueryError::ResourcesExhausted(message.clone()),
             DataFusionError::External(e) if e.downcast_ref::<QueryTimeout>().is_some() => {
                 QueryError::Timeout(e.downcast_ref::<QueryTimeout>().map(|t| t.0).unwrap_or_default())
+            }
+            // The table writer's own errors, passed through DataFusion's sink.
+            DataFusionError::External(e) if e.downcast_ref::<QueryError>().is_some() => {
+                let inner = e.downcast_ref::<QueryError>();
+                QueryError::Write {
+                    message: inner.map(ToString::to_string).unwrap_or_default(),
+                    sqlstate: inner.map_or("XX000", QueryError::sqlstate),
+                }
             }
             DataFusionError::SQL(..) => QueryError::Syntax(strip_prefix(&root.to_string())),
             DataFusionError::SchemaError(e, _) if matches!(**e, SchemaError::FieldNotFound { .. }) => {
@@ -153,7 +171,7 @@ impl QueryError {
             QueryError::UnknownTable(_) => "42P01",
             QueryError::UnknownColumn(_) => "42703",
             QueryError::Plan(_) => "42000",
-            QueryError::InvalidData { sqlstate, .. } => sqlstate,
+            QueryError::InvalidData { sqlstate, .. } | QueryError::Write { sqlstate, .. } => sqlstate,
             QueryError::ResourcesExhausted(_) => "53200",
             QueryError::Timeout(_) => "57014",
             QueryError::Execution(_) => "XX000",
@@ -164,7 +182,7 @@ impl QueryError {
 /// DataFusion prefixes messages with the error kind ("Error during planning: ");
 /// clients want the problem.
 fn strip_prefix(message: &str) -> String {
-    for prefix in ["Error during planning: ", "SQL error: ", "Schema error: ", "Execution error: "] {
+    for prefix in ["Error during planning: ", "SQL error: ", "Schema error: ", "Execution error: ", "Arrow error: "] {
         if let Some(rest) = message.strip_prefix(prefix) {
             return rest.to_owned();
         }
@@ -230,14 +248,18 @@ pub struct QueryEngine {
     catalog: Arc<dyn Catalog>,
     base: SessionState,
     options: QueryOptions,
+    /// Where `INSERT` and `COPY` rows go, in modes that write.
+    writer: Option<Arc<dyn TableWriter>>,
 }
 
 impl QueryEngine {
-    /// An engine over the catalog, storage and (in modes that write) the write buffer.
+    /// An engine over the catalog, storage and (in modes that write) the write
+    /// buffer and the write path that takes `INSERT`.
     pub fn new(
         catalog: Arc<dyn Catalog>,
         storage: Arc<Storage>,
         buffer: Option<Arc<dyn BufferedRows>>,
+        writer: Option<Arc<dyn TableWriter>>,
         options: QueryOptions,
     ) -> Result<QueryEngine, QueryError> {
         let setup = |e: DataFusionError| QueryError::Execution(format!("setting up the query engine: {e}"));
@@ -265,8 +287,13 @@ impl QueryEngine {
             .with_default_catalog_and_schema("default", SCHEMA);
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         config.options_mut().execution.time_zone = Some("UTC".into());
-        let sources =
-            catalog::Sources { catalog: Arc::clone(&catalog), storage, buffer, shared_schemas: Default::default() };
+        let sources = catalog::Sources {
+            catalog: Arc::clone(&catalog),
+            storage,
+            buffer,
+            writer: writer.clone(),
+            shared_schemas: Default::default(),
+        };
         let base = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
@@ -278,7 +305,7 @@ impl QueryEngine {
         let context = datafusion::prelude::SessionContext::new_with_state(base);
         postgres::install(&context, crate::catalog::DEFAULT_DATABASE).map_err(setup)?;
         let base = context.state();
-        let mut engine = QueryEngine { catalog, base, options };
+        let mut engine = QueryEngine { catalog, base, options, writer };
         for function in functions::scalar_functions() {
             engine.base.register_udf(function).map_err(setup)?;
         }
@@ -378,6 +405,18 @@ impl QueryEngine {
             other => other,
         };
         let plan = state.statement_to_plan(statement).await.map_err(plan_error)?;
+        if let LogicalPlan::Dml(dml) = &plan {
+            return match dml.op {
+                WriteOp::Insert(InsertOp::Append) if self.writer.is_some() => Ok(plan),
+                WriteOp::Insert(InsertOp::Append) => Err(QueryError::Unsupported(
+                    "INSERT is not available: this server does not take writes (GIGAPI_MODE)".into(),
+                )),
+                ref op => Err(QueryError::Unsupported(format!(
+                    "{op} is not supported: measurements are appended to with INSERT; a row with the same series \
+                     and time replaces the fields it names"
+                ))),
+            };
+        }
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -385,8 +424,7 @@ impl QueryEngine {
             .verify_plan(&plan)
             .map_err(|e| {
             QueryError::Unsupported(format!(
-                "{}: only queries (SELECT, EXPLAIN, SHOW, DESCRIBE) run here; write data through the write \
-                     endpoints",
+                "{}: only queries (SELECT, EXPLAIN, SHOW, DESCRIBE) and INSERT run here",
                 strip_prefix(&e.to_string())
             ))
         })?;
@@ -436,20 +474,40 @@ impl QueryEngine {
         single_column("table_name", self.catalog.tables(database))
     }
 
-    fn describe_table(&self, database: &str, name: &str) -> Result<RecordBatch, QueryError> {
-        // `db.table` and `db.public.table` name a table in another database.
+    /// The database, name and schema of the measurement `name` (`table`,
+    /// `public.table`, `db.table` or `db.public.table`) seen from `database`.
+    pub fn resolve_table(
+        &self,
+        database: &str,
+        name: &str,
+    ) -> Result<(String, String, Arc<crate::catalog::TableSchema>), QueryError> {
         let parts: Vec<&str> = name.split('.').collect();
         let (database, table) = match parts.as_slice() {
             [table] => (database, *table),
             [db, table] if *db != SCHEMA => (*db, *table),
             [_, table] => (database, *table),
             [db, _, table] => (*db, *table),
-            _ => return Err(QueryError::Plan(format!("cannot describe '{name}'"))),
+            _ => return Err(QueryError::Plan(format!("'{name}' is not a table name"))),
         };
         let schema = self
             .catalog
             .table_schema(database, table)
-            .ok_or_else(|| QueryError::Plan(format!("table '{database}.{SCHEMA}.{table}' not found")))?;
+            .ok_or_else(|| QueryError::UnknownTable(format!("table '{database}.{SCHEMA}.{table}' not found")))?;
+        Ok((database.to_owned(), table.to_owned(), schema))
+    }
+
+    /// Writes a batch into a measurement through the write path (Postgres
+    /// `COPY`): values are cast to the columns' types, and the same rules,
+    /// WAL and acknowledgement as every write apply.
+    pub async fn write_batch(&self, database: &str, table: &str, batch: RecordBatch) -> Result<usize, QueryError> {
+        match &self.writer {
+            Some(writer) => writer.write(database, table, batch).await,
+            None => Err(QueryError::Unsupported("this server does not take writes (GIGAPI_MODE)".into())),
+        }
+    }
+
+    fn describe_table(&self, database: &str, name: &str) -> Result<RecordBatch, QueryError> {
+        let (_, _, schema) = self.resolve_table(database, name)?;
         let arrow = schema.arrow_schema();
         let kinds = schema.columns().iter().map(|c| match c.column_type {
             ColumnType::Tag => "tag",

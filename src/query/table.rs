@@ -23,10 +23,12 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{internal_err, DFSchema, DataFusionError, Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::expressions::Column as PhysicalColumn;
@@ -42,6 +44,7 @@ use datafusion::physical_plan::{
 
 use super::bounds::{hull, overlaps, time_ranges, TimeRange, ALL_TIME};
 use super::dedup::DeduplicateExec;
+use super::QueryError;
 use crate::catalog::{Catalog, FileEntry, PartitionKey, TableSchema, TableSummary};
 use crate::storage::{file_path_in_layer, sort_and_deduplicate, time_range, RowOrder, Storage};
 
@@ -64,6 +67,15 @@ pub trait BufferedRows: Send + Sync + fmt::Debug {
     ) -> BTreeMap<PartitionKey, Vec<RecordBatch>>;
 }
 
+/// The write path, as the engine sees it: where the rows of SQL `INSERT` go,
+/// with the schema rules, WAL and acknowledgement of every other write.
+#[async_trait]
+pub trait TableWriter: Send + Sync + fmt::Debug {
+    /// Writes one batch (in the table's column types) into `database.table`;
+    /// returns the rows written once they are durable.
+    async fn write(&self, database: &str, table: &str, batch: RecordBatch) -> Result<usize, QueryError>;
+}
+
 /// One measurement as a DataFusion table.
 #[derive(Debug)]
 pub struct TimeseriesTable {
@@ -74,6 +86,9 @@ pub struct TimeseriesTable {
     catalog: Arc<dyn Catalog>,
     storage: Arc<Storage>,
     buffer: Option<Arc<dyn BufferedRows>>,
+    writer: Option<Arc<dyn TableWriter>>,
+    /// `now()`: the time of a row inserted without one, as line protocol does.
+    time_default: Expr,
 }
 
 impl TimeseriesTable {
@@ -85,8 +100,10 @@ impl TimeseriesTable {
         catalog: Arc<dyn Catalog>,
         storage: Arc<Storage>,
         buffer: Option<Arc<dyn BufferedRows>>,
+        writer: Option<Arc<dyn TableWriter>>,
     ) -> Self {
         let arrow_schema = schema.arrow_schema();
+        let now = datafusion::functions::datetime::now(&datafusion::config::ConfigOptions::default());
         TimeseriesTable {
             database: database.to_owned(),
             table: table.to_owned(),
@@ -95,7 +112,46 @@ impl TimeseriesTable {
             catalog,
             storage,
             buffer,
+            writer,
+            time_default: now.call(vec![]),
         }
+    }
+}
+
+/// The sink of `INSERT INTO <measurement>`: every batch the statement
+/// produces goes to the write path as it comes, acknowledged when durable.
+#[derive(Debug)]
+struct MeasurementSink {
+    database: String,
+    table: String,
+    schema: SchemaRef,
+    writer: Arc<dyn TableWriter>,
+}
+
+impl DisplayAs for MeasurementSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "MeasurementSink: {}.{}", self.database, self.table)
+    }
+}
+
+#[async_trait]
+impl DataSink for MeasurementSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(&self, mut data: SendableRecordBatchStream, _context: &Arc<TaskContext>) -> Result<u64> {
+        use futures::StreamExt;
+        let mut rows = 0u64;
+        while let Some(batch) = data.next().await {
+            let written = self
+                .writer
+                .write(&self.database, &self.table, batch?)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            rows += written as u64;
+        }
+        Ok(rows)
     }
 }
 
@@ -353,6 +409,36 @@ impl TableProvider for TimeseriesTable {
 
     fn table_type(&self) -> TableType {
         TableType::Base
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        (column == crate::catalog::TIME_COLUMN).then_some(&self.time_default)
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(writer) = &self.writer else {
+            return Err(DataFusionError::External(Box::new(QueryError::Unsupported(
+                "this server does not take writes (GIGAPI_MODE)".into(),
+            ))));
+        };
+        if insert_op != InsertOp::Append {
+            return Err(DataFusionError::NotImplemented(format!(
+                "{insert_op}: measurements are only appended to (a row with the same series and time replaces \
+                 the fields it names)"
+            )));
+        }
+        let sink = MeasurementSink {
+            database: self.database.clone(),
+            table: self.table.clone(),
+            schema: Arc::clone(&self.arrow_schema),
+            writer: Arc::clone(writer),
+        };
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {

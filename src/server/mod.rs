@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod http;
 mod postgres;
+mod write_path;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,15 +15,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-use crate::catalog::PartitionKey;
 use crate::catalog::{Catalog, LocalCatalog};
 use crate::config::{resolve_layers, MetadataType, SettingError, Settings};
-use crate::ingest::buffer::WriteBuffer;
 use crate::ingest::{IngestOptions, Ingester};
 use crate::metrics::Metrics;
-use crate::query::{BufferedRows, QueryEngine, QueryOptions};
+use crate::query::{BufferedRows, QueryEngine, QueryOptions, TableWriter};
 use crate::storage::{ParquetOptions, Storage};
 use auth::Users;
+use write_path::{BufferForQueries, InsertsToIngester};
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -43,22 +43,6 @@ fn prepare_root(root: &Path) -> Result<(), SettingError> {
     std::fs::write(&probe, b"probe").map_err(|e| error(format!("cannot write in the directory: {e}")))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
-}
-
-/// The write buffer, as the query engine reads it.
-#[derive(Debug)]
-struct BufferForQueries(Arc<WriteBuffer>);
-
-impl BufferedRows for BufferForQueries {
-    fn partitions(
-        &self,
-        database: &str,
-        table: &str,
-        min_ns: i64,
-        max_ns: i64,
-    ) -> std::collections::BTreeMap<PartitionKey, Vec<arrow::array::RecordBatch>> {
-        self.0.partitions(database, table, min_ns, max_ns)
-    }
 }
 
 /// The query engine's settings.
@@ -180,8 +164,10 @@ impl Components {
         let engine = if settings.mode.queries() {
             let buffer =
                 ingester.as_ref().map(|i| Arc::new(BufferForQueries(Arc::clone(i.buffer()))) as Arc<dyn BufferedRows>);
-            let engine = QueryEngine::new(Arc::clone(&catalog), Arc::clone(&storage), buffer, query_options(settings))
-                .map_err(|e| ServeError::Runtime(e.to_string()))?;
+            let writer = ingester.as_ref().map(|i| Arc::new(InsertsToIngester(Arc::clone(i))) as Arc<dyn TableWriter>);
+            let engine =
+                QueryEngine::new(Arc::clone(&catalog), Arc::clone(&storage), buffer, writer, query_options(settings))
+                    .map_err(|e| ServeError::Runtime(e.to_string()))?;
             Some(Arc::new(engine))
         } else {
             None

@@ -323,10 +323,18 @@ async fn health_ping_and_metrics() {
 #[tokio::test(flavor = "multi_thread")]
 async fn readonly_mode_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--mode", "readonly"]);
+    let root = dir.path().join("data");
+    let mut writer = Server::start(&root, &[]);
+    assert_eq!(post(&writer.url("/write?db=d"), "m v=1").await.0, 204);
+    assert!(writer.terminate().success());
+    let server = Server::start(&root, &["--mode", "readonly"]);
     let (status, text) = post(&server.url("/write?db=d"), "m v=1").await;
     assert_eq!(status, 403);
     assert!(text.contains("readonly"), "{text}");
+    // SQL INSERT is a write too.
+    let (status, text) = post(&server.url("/query?db=d"), r#"{"query": "INSERT INTO m (v) VALUES (2)"}"#).await;
+    assert_eq!(status, 400);
+    assert!(text.contains("does not take writes"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

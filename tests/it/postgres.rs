@@ -220,3 +220,127 @@ async fn psql_meta_commands_describe_databases_schemas_and_tables() {
     let rows = psql(port, "SELECT host, n FROM cpu WHERE n >= 4 ORDER BY host");
     assert!(rows.contains(" b    | 4") && rows.contains(" c    | 5") && rows.contains("(2 rows)"), "{rows}");
 }
+
+fn pg_error(result: Result<u64, tokio_postgres::Error>) -> (SqlState, String) {
+    let error = result.expect_err("the write was refused");
+    let message = error.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+    (sqlstate(&error), message)
+}
+
+async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.expect("count").get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn insert_and_copy_write_through_the_wal_and_survive_kill_9() {
+    use futures::SinkExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, port) = server_with_rows(&dir.path().join("data"), &[], &[]).await;
+    let client = connect(port, "d", "anyone", "").await.expect("connect");
+
+    // Simple protocol: the tag says how many rows.
+    let rows = client
+        .execute(
+            "INSERT INTO cpu (host, region, usage, time) VALUES ('d', 'eu', 4.5, '2023-11-14T22:15:00Z'), \
+             ('e', 'eu', 5.5, '2023-11-14 22:16:00+00')",
+            &[],
+        )
+        .await
+        .expect("insert literals");
+    assert_eq!(rows, 2);
+    // Extended protocol with parameters typed by the table's columns.
+    let statement = client
+        .prepare("INSERT INTO cpu (host, region, usage, n, time) VALUES ($1, $2, $3, $4, $5)")
+        .await
+        .expect("prepare insert");
+    assert_eq!(statement.params(), &[Type::TEXT, Type::TEXT, Type::FLOAT8, Type::INT8, Type::TIMESTAMPTZ]);
+    let at: DateTime<Utc> = "2023-11-14T22:17:00Z".parse().unwrap();
+    assert_eq!(client.execute(&statement, &[&"f", &"us", &6.5f64, &9i64, &at]).await.unwrap(), 1);
+    // A row without a time gets the server's now, as in line protocol.
+    let before = Utc::now();
+    assert_eq!(client.execute("INSERT INTO cpu (host, usage) VALUES ('now', 1)", &[]).await.unwrap(), 1);
+    let stamped: DateTime<Utc> = client.query_one("SELECT time FROM cpu WHERE host = 'now'", &[]).await.unwrap().get(0);
+    assert!(stamped >= before - chrono::Duration::seconds(1) && stamped <= Utc::now(), "{stamped}");
+    // Last write wins: the same series and time replaces the fields named.
+    client
+        .execute("INSERT INTO cpu (host, region, usage, time) VALUES ('d', 'eu', 40.5, '2023-11-14T22:15:00Z')", &[])
+        .await
+        .unwrap();
+    let usage: f64 = client.query_one("SELECT usage FROM cpu WHERE host = 'd'", &[]).await.unwrap().get(0);
+    assert_eq!(usage, 40.5);
+
+    // Refusals carry SQLSTATEs and write nothing.
+    let cases = [
+        ("INSERT INTO cpu (host, nope, time) VALUES ('x', 1, now())", SqlState::UNDEFINED_COLUMN, "nope"),
+        ("INSERT INTO cpu (host, time) VALUES ('x', now())", SqlState::NOT_NULL_VIOLATION, "at least one field"),
+        ("INSERT INTO cpu (host, usage) VALUES ('x', 'abc')", SqlState::INVALID_TEXT_REPRESENTATION, "abc"),
+        ("INSERT INTO nowhere (v) VALUES (1)", SqlState::UNDEFINED_TABLE, "nowhere"),
+        ("UPDATE cpu SET usage = 1", SqlState::FEATURE_NOT_SUPPORTED, "INSERT"),
+        ("DELETE FROM cpu", SqlState::FEATURE_NOT_SUPPORTED, "INSERT"),
+    ];
+    for (sql, state, text) in cases {
+        let (code, message) = pg_error(client.execute(sql, &[]).await);
+        assert_eq!(code, state, "{sql}: {message}");
+        assert!(message.contains(text), "{sql}: {message}");
+    }
+    assert_eq!(count(&client, "SELECT count(*) FROM cpu WHERE host = 'x'").await, 0);
+
+    // COPY FROM STDIN in CSV and text, through the driver's copy API.
+    let sink = client
+        .copy_in("COPY cpu (host, region, usage, time) FROM STDIN WITH (FORMAT csv, HEADER true)")
+        .await
+        .expect("copy csv");
+    futures::pin_mut!(sink);
+    let csv = "host,region,usage,time\ng,eu,7.5,2023-11-14T22:18:00Z\n\"h,1\",\"\",8.5,2023-11-14 22:19:00+00\r\n";
+    sink.send(bytes::Bytes::from(csv)).await.unwrap();
+    assert_eq!(sink.finish().await.expect("copy done"), 2);
+    let region: Option<String> =
+        client.query_one("SELECT region FROM cpu WHERE host = 'h,1'", &[]).await.unwrap().get(0);
+    assert_eq!(region.as_deref(), Some(""), "a quoted empty CSV value is a value, not NULL");
+
+    let sink = client.copy_in("COPY cpu (host, n, time) FROM STDIN").await.expect("copy text");
+    futures::pin_mut!(sink);
+    // Split across messages in the middle of a line, as drivers do.
+    for part in ["i\t11\t2023-11-14 22:20:00+00\nj\t1", "2\t2023-11-14 22:21:00+00\n\\.\n"] {
+        sink.send(bytes::Bytes::from(part)).await.unwrap();
+    }
+    assert_eq!(sink.finish().await.expect("copy done"), 2);
+    assert_eq!(count(&client, "SELECT n FROM cpu WHERE host = 'j'").await, 12);
+
+    // A bad line fails the COPY, names the line, and the connection goes on.
+    let sink = client.copy_in("COPY cpu (host, n, time) FROM STDIN (FORMAT csv)").await.expect("copy");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from("k,1,2023-11-14T22:22:00Z\nl,x,2023-11-14T22:23:00Z\n")).await.unwrap();
+    let error = sink.finish().await.expect_err("line 2 is bad");
+    assert_eq!(sqlstate(&error), SqlState::INVALID_TEXT_REPRESENTATION);
+    let message = error.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+    assert!(message.contains("line 2") && message.contains("\"x\""), "{message}");
+    let sink = client.copy_in("COPY cpu (host, n, time) FROM STDIN").await.expect("copy");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from("m\t1\tyesterday\nn\t1\n")).await.unwrap();
+    let error = sink.finish().await.expect_err("a bad time");
+    assert_eq!(sqlstate(&error), SqlState::INVALID_TEXT_REPRESENTATION, "{error:?}");
+    let sink = client.copy_in("COPY cpu (host, n, time) FROM STDIN").await.expect("copy");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from("n\t1\n")).await.unwrap();
+    let error = sink.finish().await.expect_err("a missing column");
+    assert_eq!(sqlstate(&error), SqlState::BAD_COPY_FILE_FORMAT, "{error:?}");
+    let (code, _) = pg_error(client.execute("COPY cpu FROM STDIN (FORMAT binary)", &[]).await);
+    assert_eq!(code, SqlState::FEATURE_NOT_SUPPORTED);
+    assert_eq!(count(&client, "SELECT count(*) FROM cpu").await, 11);
+
+    // psql \copy loads a file.
+    let file = dir.path().join("load.csv");
+    std::fs::write(&file, "host,usage,time\np1,1.25,2023-11-15T00:00:00Z\np2,2.25,2023-11-15T00:00:01Z\n").unwrap();
+    let out =
+        psql(port, &format!("\\copy cpu (host, usage, time) from '{}' with (format csv, header)", file.display()));
+    assert!(out.contains("COPY 2"), "{out}");
+
+    // Every acknowledged row is in the WAL: kill -9 and count again.
+    drop(client);
+    server.kill9();
+    server.restart();
+    let client = connect(port, "d", "anyone", "").await.expect("reconnect");
+    assert_eq!(count(&client, "SELECT count(*) FROM cpu").await, 13);
+    assert_eq!(count(&client, "SELECT count(*) FROM cpu WHERE host IN ('d', 'g', 'j', 'p2')").await, 4);
+}

@@ -422,7 +422,8 @@ async fn bad_queries_get_clear_errors_and_user_sql_cannot_touch_files() {
         ("", 400, "empty"),
         ("COPY m TO '/tmp/out.csv'", 403, "COPY"),
         ("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'", 403, "CREATE EXTERNAL TABLE"),
-        ("INSERT INTO m (host, v, time) VALUES ('b', 2, now())", 400, "only queries"),
+        ("INSERT INTO m (host, nope, time) VALUES ('b', 2, now())", 400, "nope"),
+        ("UPDATE m SET v = 2", 400, "appended to with INSERT"),
         ("CREATE TABLE t AS SELECT 1", 400, "only queries"),
         ("SELECT * FROM '/etc/passwd'", 400, "not found"),
     ];
@@ -445,6 +446,10 @@ async fn bad_queries_get_clear_errors_and_user_sql_cannot_touch_files() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 400);
     assert_eq!(results(&server, "e", "SELECT count(*) AS n FROM m").await, vec![json!({"n": 1})], "still serving");
+    // INSERT goes through the write path and answers with its row count.
+    let inserted = results(&server, "e", "INSERT INTO m (host, v, time) VALUES ('b', 2, now())").await;
+    assert_eq!(inserted, vec![json!({"count": 1})]);
+    assert_eq!(results(&server, "e", "SELECT count(*) AS n FROM m").await, vec![json!({"n": 2})]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -93,6 +93,10 @@ fn error_response(error: &QueryError) -> Response {
         QueryError::UnknownDatabase(_) => StatusCode::NOT_FOUND,
         QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
         QueryError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        QueryError::Write { sqlstate, .. } if sqlstate.starts_with("53") => StatusCode::SERVICE_UNAVAILABLE,
+        QueryError::Write { sqlstate, .. } if sqlstate.starts_with("58") || sqlstate.starts_with("XX") => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
         // Runtime failures are nearly always caused by the query's own data or
         // arguments; a 500 would send users looking for a server fault.
         QueryError::Unsupported(_)
@@ -101,6 +105,7 @@ fn error_response(error: &QueryError) -> Response {
         | QueryError::UnknownColumn(_)
         | QueryError::Plan(_)
         | QueryError::InvalidData { .. }
+        | QueryError::Write { .. }
         | QueryError::ResourcesExhausted(_)
         | QueryError::Execution(_) => StatusCode::BAD_REQUEST,
     };

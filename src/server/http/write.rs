@@ -146,7 +146,10 @@ fn ingest_error_response(error: IngestError) -> Response {
         IngestError::BufferFull { .. } | IngestError::Busy | IngestError::Wal(WalError::Closed) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        IngestError::Schema(_) => StatusCode::BAD_REQUEST,
+        IngestError::Schema(_)
+        | IngestError::UnknownColumn(_)
+        | IngestError::IncompletePoint { .. }
+        | IngestError::BadValue { .. } => StatusCode::BAD_REQUEST,
         IngestError::Wal(WalError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
         IngestError::Wal(_) | IngestError::Catalog(_) | IngestError::Internal(_) => {
             tracing::error!(%error, "write failed");

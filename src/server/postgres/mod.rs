@@ -7,6 +7,7 @@
 //! the same users as the HTTP front, turns engine errors into SQLSTATEs and
 //! Arrow batches into rows.
 
+mod copy;
 mod queries;
 mod startup;
 
@@ -60,6 +61,10 @@ impl PgWireServerHandlers for Handlers {
             self.auth,
             Arc::clone(&self.connections),
         ))
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        Arc::clone(&self.queries)
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {

@@ -9,10 +9,11 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use arrow::array::UInt64Array;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
@@ -22,18 +23,21 @@ use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::hooks::{HookClient, QueryHook};
 use datafusion_postgres::pgwire;
-use futures::{stream, Sink, StreamExt};
+use futures::{stream, Sink, SinkExt, StreamExt};
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response};
+use pgwire::api::results::{CopyResponse, DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type, METADATA_DATABASE};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 
+use super::copy::{CopyFrom, CopyIn, CopySlot};
 use super::query_error;
 use crate::catalog::DEFAULT_DATABASE;
 use crate::query::{postgres as pg, QueryEngine, QueryError, QueryOutput};
@@ -83,6 +87,98 @@ fn encode(output: QueryOutput, format: &Format, client: &impl ClientInfo) -> PgW
     Ok(QueryResponse::new(fields, rows))
 }
 
+impl Queries {
+    /// Runs a plan: rows for a query, the `INSERT 0 n` tag for an insert.
+    async fn run(
+        &self,
+        database: &str,
+        plan: LogicalPlan,
+        format: &Format,
+        client: &impl ClientInfo,
+    ) -> PgWireResult<Response> {
+        let insert = matches!(plan, LogicalPlan::Dml(_));
+        let output = self.engine.execute(database, plan).await.map_err(query_error)?;
+        if !insert {
+            return Ok(Response::Query(encode(output, format, client)?));
+        }
+        let mut rows = 0;
+        for batch in output.collect().await.map_err(query_error)? {
+            if let Some(counts) = batch.column(0).as_any().downcast_ref::<UInt64Array>() {
+                rows += counts.iter().flatten().sum::<u64>() as usize;
+            }
+        }
+        Ok(Response::Execution(Tag::new("INSERT").with_oid(0).with_rows(rows)))
+    }
+
+    /// Starts `COPY ... FROM STDIN`: the load waits in the connection for the
+    /// client's CopyData.
+    fn start_copy(&self, copy: CopyFrom, database: &str, client: &impl ClientInfo) -> PgWireResult<Response> {
+        let load = copy.start(&self.engine, database)?;
+        let columns = load.column_count();
+        let slot = client.session_extensions().get_or_insert_with(CopySlot::default);
+        *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(load);
+        Ok(Response::CopyIn(CopyResponse::new(0, columns, stream::empty())))
+    }
+
+    fn take_copy(client: &impl ClientInfo) -> Option<CopyIn> {
+        let slot = client.session_extensions().get::<CopySlot>()?;
+        let load = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        load
+    }
+
+    fn put_copy(client: &impl ClientInfo, load: CopyIn) {
+        if let Some(slot) = client.session_extensions().get::<CopySlot>() {
+            *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(load);
+        }
+    }
+}
+
+#[async_trait]
+impl CopyHandler for Queries {
+    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // The state leaves the slot while it is written, so no lock is held
+        // across the write.
+        if let Some(mut load) = Self::take_copy(client) {
+            load.data(&self.engine, &copy_data.data).await;
+            Self::put_copy(client, load);
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some(load) = Self::take_copy(client) else {
+            return Err(syntax_error("CopyDone without a COPY in progress"));
+        };
+        let rows = load.finish(&self.engine).await?;
+        client.send(PgWireBackendMessage::CommandComplete(Tag::new("COPY").with_rows(rows).into())).await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let written = Self::take_copy(client).map_or(0, |load| load.written());
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".to_owned(),
+            "57014".to_owned(),
+            format!("COPY from stdin failed: {} ({written} rows were written before it)", fail.message),
+        )))
+    }
+}
+
 fn syntax_error(error: impl std::fmt::Display) -> PgWireError {
     query_error(QueryError::Syntax(error.to_string()))
 }
@@ -102,15 +198,23 @@ impl SimpleQueryHandler for Queries {
             // What Postgres' grammar rejects may be DataFusion's own syntax: the
             // engine runs it or says why not (CREATE EXTERNAL TABLE is refused).
             Err(_) => {
-                let output = self.engine.sql(&database, query).await.map_err(query_error)?;
-                return Ok(vec![Response::Query(encode(output, &Format::UnifiedText, client)?)]);
+                let plan = self.engine.plan(&database, query).await.map_err(query_error)?;
+                return Ok(vec![self.run(&database, plan, &Format::UnifiedText, client).await?]);
             }
         };
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
         let mut responses = Vec::with_capacity(statements.len());
-        'statements: for statement in statements {
+        let count = statements.len();
+        'statements: for (i, statement) in statements.into_iter().enumerate() {
+            if let Some(copy) = CopyFrom::from_statement(&statement)? {
+                if i + 1 != count {
+                    return Err(syntax_error("COPY FROM STDIN must be the last statement of a query"));
+                }
+                responses.push(self.start_copy(copy, &database, client)?);
+                break;
+            }
             let context = hook_context(&self.engine, &database);
             for hook in &self.parser.hooks {
                 if let Some(response) = hook.handle_simple_query(&statement, &context, client).await {
@@ -118,8 +222,8 @@ impl SimpleQueryHandler for Queries {
                     continue 'statements;
                 }
             }
-            let output = self.engine.sql(&database, &statement.to_string()).await.map_err(query_error)?;
-            responses.push(Response::Query(encode(output, &Format::UnifiedText, client)?));
+            let plan = self.engine.plan(&database, &statement.to_string()).await.map_err(query_error)?;
+            responses.push(self.run(&database, plan, &Format::UnifiedText, client).await?);
         }
         Ok(responses)
     }
@@ -165,6 +269,9 @@ impl ExtendedQueryHandler for Queries {
             return Ok(Response::EmptyQuery);
         };
         let database = database_of(client);
+        if let Some(copy) = CopyFrom::from_statement(statement)? {
+            return self.start_copy(copy, &database, client);
+        }
         let types = parameter_types(plan)?;
         let wire = wire_types(&types)?;
         let inferred: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
@@ -180,8 +287,7 @@ impl ExtendedQueryHandler for Queries {
             .clone()
             .replace_params_with_values(&params)
             .map_err(|e| query_error(QueryError::InvalidData { message: e.to_string(), sqlstate: "22023" }))?;
-        let output = self.engine.execute(&database, plan).await.map_err(query_error)?;
-        Ok(Response::Query(encode(output, &portal.result_column_format, client)?))
+        self.run(&database, plan, &portal.result_column_format, client).await
     }
 }
 
@@ -218,7 +324,13 @@ impl QueryParser for Parser {
             return Err(syntax_error("cannot insert multiple commands into a prepared statement"));
         }
         let statement = statements.remove(0);
-        let database = database_of(client);
+        if CopyFrom::from_statement(&statement)?.is_some() {
+            // The load starts at Execute; it has no parameters and no result columns.
+            let plan = LogicalPlanBuilder::empty(false)
+                .build()
+                .map_err(|e| query_error(QueryError::from_datafusion(e, true)))?;
+            return Ok(Some((sql.to_owned(), Some((statement, plan)))));
+        }
         let context = hook_context(&self.engine, &database);
         for hook in &self.hooks {
             if let Some(plan) = hook.handle_extended_parse_query(&statement, &context, client).await {
