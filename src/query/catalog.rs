@@ -10,6 +10,7 @@ use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::TableProvider;
 
+use super::information_schema::{PgInformationSchema, INFORMATION_SCHEMA};
 use super::table::{BufferedRows, TableWriter, TimeseriesTable};
 use crate::catalog::Catalog;
 use crate::storage::Storage;
@@ -74,7 +75,7 @@ impl DatabaseProvider {
 
 impl CatalogProvider for DatabaseProvider {
     fn schema_names(&self) -> Vec<String> {
-        let mut names = vec![SCHEMA.to_owned()];
+        let mut names = vec![SCHEMA.to_owned(), INFORMATION_SCHEMA.to_owned()];
         names.extend(self.shared_schemas().keys().cloned());
         names
     }
@@ -82,6 +83,14 @@ impl CatalogProvider for DatabaseProvider {
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == SCHEMA {
             return Some(Arc::new(TablesProvider { database: self.database.clone(), sources: self.sources.clone() }));
+        }
+        if name == INFORMATION_SCHEMA {
+            let this = DatabaseProvider { database: self.database.clone(), sources: self.sources.clone() };
+            return Some(Arc::new(PgInformationSchema::new(
+                &self.database,
+                Arc::new(this),
+                Arc::new(DatabaseList::new(self.sources.clone())),
+            )));
         }
         self.shared_schemas().get(name).cloned()
     }

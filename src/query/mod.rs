@@ -12,6 +12,7 @@ pub mod bounds;
 mod catalog;
 pub mod dedup;
 pub mod functions;
+mod information_schema;
 pub mod postgres;
 pub mod table;
 
@@ -281,7 +282,8 @@ impl QueryEngine {
             runtime.register_object_store(&url, layer.object_store());
         }
         let mut config = SessionConfig::new()
-            .with_information_schema(true)
+            // Each database answers `information_schema` itself, the Postgres way.
+            .with_information_schema(false)
             .with_target_partitions(options.target_partitions.max(1))
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema("default", SCHEMA);

@@ -344,3 +344,123 @@ async fn insert_and_copy_write_through_the_wal_and_survive_kill_9() {
     assert_eq!(count(&client, "SELECT count(*) FROM cpu").await, 13);
     assert_eq!(count(&client, "SELECT count(*) FROM cpu WHERE host IN ('d', 'g', 'j', 'p2')").await, 4);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn information_schema_answers_grafana_and_dbt_with_postgres_type_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, port) = server_with_rows(&dir.path().join("data"), &[], &[]).await;
+    // Another database's tables stay out of this database's information_schema.
+    assert_eq!(post(&server.url("/write?db=other"), "elsewhere v=1,flag=true").await.0, 204);
+    let client = connect(port, "d", "anyone", "").await.expect("connect");
+
+    // Grafana's backend schema handler: extended protocol with $1, $2.
+    let schemas: Vec<String> = client
+        .query(
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT LIKE 'pg_%' \
+             AND schema_name != 'information_schema' ORDER BY schema_name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(schemas, ["public"]);
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1 \
+             AND table_type IN ('BASE TABLE', 'VIEW') ORDER BY table_name",
+            &[&"public"],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tables, ["cpu"]);
+    let columns = client
+        .query(
+            "SELECT column_name, data_type, udt_name, numeric_precision, numeric_scale, ordinal_position, \
+             is_nullable FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 \
+             ORDER BY ordinal_position",
+            &[&"public", &"cpu"],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, String, String, Option<i32>, i32)> =
+        columns.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(5))).collect();
+    let expected = [
+        ("host", "text", "text", None, 1),
+        ("region", "text", "text", None, 2),
+        ("usage", "double precision", "float8", Some(53), 3),
+        ("n", "bigint", "int8", Some(64), 4),
+        ("time", "timestamp with time zone", "timestamptz", None, 5),
+    ];
+    let expected: Vec<(String, String, String, Option<i32>, i32)> =
+        expected.iter().map(|(a, b, c, d, e)| (a.to_string(), b.to_string(), c.to_string(), *d, *e)).collect();
+    assert_eq!(got, expected);
+    let time_nullable: String = columns[4].get(6);
+    assert_eq!(time_nullable, "NO");
+
+    // Grafana's frontend, over the simple protocol: tables and the columns of
+    // a table named `schema.table`.
+    let rows = simple_rows(
+        client
+            .simple_query(
+                "SELECT quote_ident(table_name) AS \"table\" FROM information_schema.tables \
+                 WHERE quote_ident(table_schema) = 'public' ORDER BY 1",
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(rows, vec![vec![Some("cpu".to_owned())]]);
+    let rows = simple_rows(
+        client
+            .simple_query(
+                "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\" FROM information_schema.columns \
+                 WHERE CASE WHEN array_length(parse_ident('public.cpu'),1) = 2 \
+                 THEN quote_ident(table_schema) = (parse_ident('public.cpu'))[1] \
+                 AND quote_ident(table_name) = (parse_ident('public.cpu'))[2] \
+                 ELSE quote_ident(table_name) = 'public.cpu' END",
+            )
+            .await
+            .unwrap(),
+    );
+    let types: Vec<(String, String)> =
+        rows.into_iter().map(|r| (r[0].clone().unwrap_or_default(), r[1].clone().unwrap_or_default())).collect();
+    assert!(types.contains(&("usage".to_owned(), "double precision".to_owned())), "{types:?}");
+    assert!(types.contains(&("time".to_owned(), "timestamp with time zone".to_owned())), "{types:?}");
+
+    // dbt's column listing (get_columns_in_relation).
+    let dbt = client
+        .query(
+            "select column_name, data_type, character_maximum_length, numeric_precision, numeric_scale \
+             from INFORMATION_SCHEMA.columns where table_name = 'cpu' and table_schema = 'public' \
+             and table_catalog = 'd' order by ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(dbt.len(), 5);
+
+    // The other database sees its own table, with its own types.
+    let other = connect(port, "other", "anyone", "").await.expect("connect other");
+    let rows = other
+        .query(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns \
+             WHERE table_schema = 'public' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, String, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(
+        got,
+        [
+            ("elsewhere", "v", "double precision"),
+            ("elsewhere", "flag", "boolean"),
+            ("elsewhere", "time", "timestamp with time zone")
+        ]
+        .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()))
+    );
+}
