@@ -275,6 +275,16 @@ pub struct Settings {
     #[arg(long, env = "HOURGLASS_PG_AUTH_METHOD", value_enum, default_value = "scram-sha-256", global = true)]
     pub pg_auth_method: PgAuthMethod,
 
+    /// TLS certificate chain (PEM) of the Postgres front; with --tls-key,
+    /// clients that ask for TLS (sslmode=require) get it. A certificate or key
+    /// that cannot be used stops the server at start-up.
+    #[arg(long, env = "HOURGLASS_TLS_CERT", value_name = "FILE", requires = "tls_key", global = true)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM, PKCS#8: "BEGIN PRIVATE KEY") for --tls-cert.
+    #[arg(long, env = "HOURGLASS_TLS_KEY", value_name = "FILE", requires = "tls_cert", global = true)]
+    pub tls_key: Option<PathBuf>,
+
     /// Log level: debug, info, warn, error (or fatal).
     #[arg(long, env = "LOGLEVEL", value_enum, default_value = "info", global = true)]
     pub log_level: LogLevel,

@@ -189,6 +189,12 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         // datafusion-postgres binds its own listener; find a busy port now, with a clear message.
         drop(bind(&settings.http_host, settings.pg_port, "pg-port", "PG_PORT").await?);
     }
+    let tls = settings.tls_cert.clone().zip(settings.tls_key.clone());
+    if let Some((cert, key)) = &tls {
+        postgres::check_tls(cert, key).map_err(|message| {
+            SettingError::new("tls-cert/--tls-key", "HOURGLASS_TLS_CERT/HOURGLASS_TLS_KEY", message)
+        })?;
+    }
     let components = Components::open(&settings, layers).await?;
     let users = Users::new(settings.http_basic_auth_username.clone(), settings.http_basic_auth_password.clone());
     if !users.enabled() {
@@ -203,8 +209,14 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
                 host: settings.http_host.clone(),
                 port: settings.pg_port,
                 auth: settings.pg_auth_method,
+                tls: tls.clone(),
             };
-            tracing::info!(address = %format!("{}:{}", options.host, options.port), auth = %options.auth, "Postgres front listening");
+            tracing::info!(
+                address = %format!("{}:{}", options.host, options.port),
+                auth = %options.auth,
+                tls = options.tls.is_some(),
+                "Postgres front listening"
+            );
             let (engine, users) = (Arc::clone(engine), Arc::clone(&users));
             tokio::spawn(async move {
                 if let Err(e) = postgres::serve(engine, users, options).await {

@@ -464,3 +464,74 @@ async fn information_schema_answers_grafana_and_dbt_with_postgres_type_names() {
         .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()))
     );
 }
+
+/// A self-signed certificate and PKCS#8 key for 127.0.0.1, made by openssl.
+fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is installed by tests/run");
+    assert!(status.success());
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_is_served_when_configured_and_a_bad_key_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let (cert_arg, key_arg) = (cert.to_string_lossy().into_owned(), key.to_string_lossy().into_owned());
+    let (_server, port) =
+        server_with_rows(&dir.path().join("data"), &["--tls-cert", &cert_arg, "--tls-key", &key_arg], &[]).await;
+    connect(port, "d", "anyone", "").await.expect("front is up");
+    let output = Command::new("psql")
+        .arg(format!("host=127.0.0.1 port={port} dbname=d user=anyone sslmode=require"))
+        .args(["-X", "-c", "\\conninfo", "-c", "SELECT count(*) FROM cpu"])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("SSL connection (protocol: TLSv1."), "{stdout}");
+    assert!(stdout.contains(" 3\n"), "{stdout}");
+
+    // A key that is not a key: the server refuses to start rather than serve
+    // plain text to clients that expect TLS.
+    let pg_port = free_port().to_string();
+    let http_port = free_port().to_string();
+    let root = dir.path().join("other");
+    let output = crate::support::command()
+        .args(["--root", &root.to_string_lossy(), "--http-port", &http_port, "--pg-port", &pg_port])
+        .args(["--tls-cert", &cert_arg, "--tls-key", &cert_arg])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("HOURGLASS_TLS_KEY") && stderr.contains("PKCS#8"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_clients_psycopg3_asyncpg_and_psycopg2_query_write_and_copy() {
+    let python = std::env::var("HOURGLASS_TEST_PYTHON")
+        .expect("HOURGLASS_TEST_PYTHON is set by tests/run, which installs the Python clients: run tests/run");
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = server_with_rows(&dir.path().join("data"), &[], &[]).await;
+    connect(port, "d", "anyone", "").await.expect("front is up");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/pg_clients.py");
+    let output = Command::new(python)
+        .arg(script)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--database", "d"])
+        .output()
+        .expect("run the Python clients");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    for client in ["psycopg3", "asyncpg", "psycopg2"] {
+        let ran = stdout.lines().filter(|l| l.starts_with("ok") && l.split_whitespace().nth(1) == Some(client));
+        assert!(ran.count() >= 5, "{client} did not run its checks:\n{stdout}");
+    }
+}

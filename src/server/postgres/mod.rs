@@ -11,6 +11,7 @@ mod copy;
 mod queries;
 mod startup;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion_postgres::pgwire;
@@ -32,6 +33,45 @@ pub(crate) struct PgOptions {
     pub(crate) port: u16,
     /// How passwords are checked when users are configured.
     pub(crate) auth: PgAuthMethod,
+    /// Certificate chain and key for TLS, checked by [`check_tls`].
+    pub(crate) tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Loads the certificate chain and key as datafusion-postgres will, so that
+/// a file it cannot use stops the server at start-up: datafusion-postgres
+/// itself would log a warning and serve plain text, which a user who set up
+/// TLS must never get.
+pub(crate) fn check_tls(cert: &Path, key: &Path) -> Result<(), String> {
+    use std::io::BufReader;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::{self, ServerConfig};
+    let open = |path: &Path| {
+        std::fs::File::open(path).map(BufReader::new).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let certs = rustls_pemfile::certs(&mut open(cert)?)
+        .collect::<Result<Vec<CertificateDer<'static>>, _>>()
+        .map_err(|e| format!("{}: not a PEM certificate chain: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", cert.display()));
+    }
+    let key_der = rustls_pemfile::pkcs8_private_keys(&mut open(key)?)
+        .next()
+        .transpose()
+        .map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?
+        .ok_or_else(|| {
+            format!(
+                "{} holds no PKCS#8 private key (-----BEGIN PRIVATE KEY-----); convert one with \
+                 `openssl pkcs8 -topk8 -nocrypt -in {} -out key.pk8.pem`",
+                key.display(),
+                key.display()
+            )
+        })?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, PrivateKeyDer::from(key_der))
+        .map_err(|e| format!("the certificate and key do not make a TLS configuration: {e}"))?;
+    Ok(())
 }
 
 /// The handlers of every connection.
@@ -85,7 +125,12 @@ pub(crate) async fn serve(engine: Arc<QueryEngine>, users: Arc<Users>, options: 
         auth: options.auth,
         connections: Arc::new(ConnectionManager::new()),
     });
-    let server = datafusion_postgres::ServerOptions::new().with_host(options.host).with_port(options.port);
+    let mut server = datafusion_postgres::ServerOptions::new().with_host(options.host).with_port(options.port);
+    if let Some((cert, key)) = options.tls {
+        server = server
+            .with_tls_cert_path(Some(cert.to_string_lossy().into_owned()))
+            .with_tls_key_path(Some(key.to_string_lossy().into_owned()));
+    }
     datafusion_postgres::serve_with_handlers(handlers, &server).await
 }
 
