@@ -41,7 +41,7 @@ use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{ObjectName, ShowStatementIn, Statement as SqlStatement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 
 pub use catalog::SCHEMA;
 pub use table::{BufferedRows, TableWriter};
@@ -110,6 +110,9 @@ pub enum QueryError {
     /// The query ran past its time limit.
     #[error("the query ran longer than {0:?} (HOURGLASS_QUERY_TIMEOUT_S) and was cancelled")]
     Timeout(Duration),
+    /// The client cancelled the query (Postgres CancelRequest).
+    #[error("canceling statement due to user request")]
+    Cancelled,
     /// The query failed while running.
     #[error("{0}")]
     Execution(String),
@@ -127,6 +130,7 @@ impl QueryError {
             DataFusionError::External(e) if e.downcast_ref::<QueryTimeout>().is_some() => {
                 QueryError::Timeout(e.downcast_ref::<QueryTimeout>().map(|t| t.0).unwrap_or_default())
             }
+            DataFusionError::External(e) if e.downcast_ref::<QueryCancelled>().is_some() => QueryError::Cancelled,
             // The table writer's own errors, passed through DataFusion's sink.
             DataFusionError::External(e) if e.downcast_ref::<QueryError>().is_some() => {
                 let inner = e.downcast_ref::<QueryError>();
@@ -174,7 +178,7 @@ impl QueryError {
             QueryError::Plan(_) => "42000",
             QueryError::InvalidData { sqlstate, .. } | QueryError::Write { sqlstate, .. } => sqlstate,
             QueryError::ResourcesExhausted(_) => "53200",
-            QueryError::Timeout(_) => "57014",
+            QueryError::Timeout(_) | QueryError::Cancelled => "57014",
             QueryError::Execution(_) => "XX000",
         }
     }
@@ -196,6 +200,11 @@ fn strip_prefix(message: &str) -> String {
 #[error("the query ran longer than {0:?} (HOURGLASS_QUERY_TIMEOUT_S) and was cancelled")]
 struct QueryTimeout(Duration);
 
+/// The marker error a cancelled stream ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("canceling statement due to user request")]
+struct QueryCancelled;
+
 /// A query's result: its schema and a stream of batches, which ends with an
 /// error if the query runs past its time limit.
 pub struct QueryOutput {
@@ -212,6 +221,32 @@ impl std::fmt::Debug for QueryOutput {
 }
 
 impl QueryOutput {
+    /// The same result, ending with [`QueryError::Cancelled`] as soon as
+    /// `cancelled` resolves: how a client's cancel request stops a query that
+    /// is running or streaming. The query's operators stop when the stream
+    /// is dropped.
+    pub fn cancellable(self, cancelled: impl Future<Output = ()> + Send + 'static) -> QueryOutput {
+        let cancelled =
+            futures::stream::once(cancelled).map(|()| Some(Err(DataFusionError::External(Box::new(QueryCancelled)))));
+        // The end of the result is a `None`, which ends the stream even while
+        // the cancellation is still pending.
+        let batches = self.stream.map(Some).chain(futures::stream::once(futures::future::ready(None)));
+        // Whichever comes first: the next batch or the cancellation; after an
+        // error, nothing more.
+        let mut failed = false;
+        let stream = futures::stream::select(batches, cancelled)
+            .take_while(move |item| {
+                let go = !failed && item.is_some();
+                failed |= matches!(item, Some(Err(_)));
+                futures::future::ready(go)
+            })
+            .filter_map(futures::future::ready);
+        QueryOutput {
+            schema: Arc::clone(&self.schema),
+            stream: Box::pin(RecordBatchStreamAdapter::new(self.schema, stream)),
+        }
+    }
+
     /// Reads every batch (for small results and tests).
     pub async fn collect(self) -> Result<Vec<RecordBatch>, QueryError> {
         use futures::TryStreamExt;

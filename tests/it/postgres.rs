@@ -535,3 +535,28 @@ async fn python_clients_psycopg3_asyncpg_and_psycopg2_query_write_and_copy() {
         assert!(ran.count() >= 5, "{client} did not run its checks:\n{stdout}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_request_stops_a_running_query_with_57014() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = server_with_rows(&dir.path().join("data"), &[], &[]).await;
+    let client = connect(port, "d", "anyone", "").await.expect("connect");
+    let token = client.cancel_token();
+    let started = Instant::now();
+    // Minutes of work, unless cancelled.
+    let running = tokio::spawn(async move {
+        let result = client.query("SELECT count(*) FROM generate_series(1, 100000000000)", &[]).await.map(|_| ());
+        (client, result)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel_query(NoTls).await.expect("send the cancel request");
+    let (client, result) = tokio::time::timeout(Duration::from_secs(20), running).await.expect("ends").unwrap();
+    let error = result.expect_err("the query was cancelled");
+    assert_eq!(sqlstate(&error), SqlState::QUERY_CANCELED, "{error:?}");
+    let message = error.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+    assert_eq!(message, "canceling statement due to user request", "not the 300 s timeout");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // The connection goes on.
+    let n: i64 = client.query_one("SELECT count(*) FROM cpu", &[]).await.unwrap().get(0);
+    assert_eq!(n, 3);
+}

@@ -93,6 +93,7 @@ fn error_response(error: &QueryError) -> Response {
         QueryError::UnknownDatabase(_) => StatusCode::NOT_FOUND,
         QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
         QueryError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        QueryError::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         QueryError::Write { sqlstate, .. } if sqlstate.starts_with("53") => StatusCode::SERVICE_UNAVAILABLE,
         QueryError::Write { sqlstate, .. } if sqlstate.starts_with("58") || sqlstate.starts_with("XX") => {
             StatusCode::INTERNAL_SERVER_ERROR

@@ -30,7 +30,7 @@ use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{CopyResponse, DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, Type, METADATA_DATABASE};
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionHandle, Type, METADATA_DATABASE};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
@@ -98,6 +98,19 @@ impl Queries {
     ) -> PgWireResult<Response> {
         let insert = matches!(plan, LogicalPlan::Dml(_));
         let output = self.engine.execute(database, plan).await.map_err(query_error)?;
+        // A CancelRequest for this connection ends the result with 57014.
+        let output = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
+            Some(handle) => {
+                let cancelled = handle.start_query().await;
+                output.cancellable(async move {
+                    // A dropped sender means a later query replaced this one.
+                    if cancelled.await.is_err() {
+                        futures::future::pending::<()>().await;
+                    }
+                })
+            }
+            None => output,
+        };
         if !insert {
             return Ok(Response::Query(encode(output, format, client)?));
         }
