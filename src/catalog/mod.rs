@@ -10,6 +10,7 @@
 
 pub mod local;
 pub mod names;
+pub mod relations;
 mod schema;
 
 use std::fmt;

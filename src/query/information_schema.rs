@@ -49,22 +49,11 @@ impl PgInformationSchema {
     /// Every table of the database, with its schema name, type and columns;
     /// this schema's own tables are listed as views, as Postgres lists them.
     async fn relations(&self) -> Result<Vec<Relation>> {
-        let mut relations = Vec::new();
-        let mut schemas = self.catalog.schema_names();
-        schemas.sort();
-        for schema_name in schemas {
-            if schema_name == INFORMATION_SCHEMA {
-                continue;
-            }
-            let Some(provider) = self.catalog.schema(&schema_name) else { continue };
-            let mut names = provider.table_names();
-            names.sort();
-            for name in names {
-                if let Some(table) = provider.table(&name).await? {
-                    relations.push((schema_name.clone(), name, table.table_type(), table.schema()));
-                }
-            }
-        }
+        let mut relations: Vec<Relation> = database_relations(self.catalog.as_ref(), &[])
+            .await?
+            .into_iter()
+            .map(|(schema, name, table)| (schema, name, table.table_type(), table.schema()))
+            .collect();
         let mut own = self.table_names();
         own.sort();
         for name in own {
@@ -94,6 +83,31 @@ impl PgInformationSchema {
 
 /// A table's schema name, name, type and columns.
 type Relation = (String, String, TableType, SchemaRef);
+
+/// Every table and view of a database but those of `information_schema` and
+/// of the schemas in `skip`, by schema and name.
+pub(crate) async fn database_relations(
+    catalog: &dyn CatalogProvider,
+    skip: &[&str],
+) -> Result<Vec<(String, String, Arc<dyn TableProvider>)>> {
+    let mut relations = Vec::new();
+    let mut schemas = catalog.schema_names();
+    schemas.sort();
+    for schema_name in schemas {
+        if schema_name == INFORMATION_SCHEMA || skip.contains(&schema_name.as_str()) {
+            continue;
+        }
+        let Some(provider) = catalog.schema(&schema_name) else { continue };
+        let mut names = provider.table_names();
+        names.sort();
+        for name in names {
+            if let Some(table) = provider.table(&name).await? {
+                relations.push((schema_name.clone(), name, table));
+            }
+        }
+    }
+    Ok(relations)
+}
 
 fn tables_batch(database: &str, relations: &[Relation]) -> Result<RecordBatch> {
     let kind = |t: &TableType| match t {
@@ -173,11 +187,11 @@ fn schemata_batch(database: &str, names: Vec<String>) -> Result<RecordBatch> {
     ])
 }
 
-fn text(name: &str, values: Vec<Option<&str>>) -> (Field, ArrayRef) {
+pub(crate) fn text(name: &str, values: Vec<Option<&str>>) -> (Field, ArrayRef) {
     (Field::new(name, DataType::Utf8, true), Arc::new(StringArray::from(values)) as ArrayRef)
 }
 
-fn batch(columns: Vec<(Field, ArrayRef)>) -> Result<RecordBatch> {
+pub(crate) fn batch(columns: Vec<(Field, ArrayRef)>) -> Result<RecordBatch> {
     let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = columns.into_iter().unzip();
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
 }

@@ -10,6 +10,7 @@
 
 pub mod bounds;
 mod catalog;
+mod ddl;
 pub mod dedup;
 pub mod functions;
 mod information_schema;
@@ -44,8 +45,10 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use futures::{Stream, StreamExt};
 
 pub use catalog::SCHEMA;
+pub use ddl::command_tag;
 pub use table::{BufferedRows, TableWriter};
 
+use crate::catalog::relations::RelationStore;
 use crate::catalog::{Catalog, ColumnType};
 use crate::storage::Storage;
 
@@ -286,6 +289,8 @@ pub struct QueryEngine {
     options: QueryOptions,
     /// Where `INSERT` and `COPY` rows go, in modes that write.
     writer: Option<Arc<dyn TableWriter>>,
+    /// Schemas, tables and views that SQL created.
+    relations: Arc<RelationStore>,
 }
 
 impl QueryEngine {
@@ -296,6 +301,7 @@ impl QueryEngine {
         storage: Arc<Storage>,
         buffer: Option<Arc<dyn BufferedRows>>,
         writer: Option<Arc<dyn TableWriter>>,
+        relations: Arc<RelationStore>,
         options: QueryOptions,
     ) -> Result<QueryEngine, QueryError> {
         let setup = |e: DataFusionError| QueryError::Execution(format!("setting up the query engine: {e}"));
@@ -324,12 +330,15 @@ impl QueryEngine {
             .with_default_catalog_and_schema("default", SCHEMA);
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         config.options_mut().execution.time_zone = Some("UTC".into());
+        let view_planner = Arc::new(std::sync::OnceLock::new());
         let sources = catalog::Sources {
             catalog: Arc::clone(&catalog),
             storage,
             buffer,
             writer: writer.clone(),
             shared_schemas: Default::default(),
+            relations: Arc::clone(&relations),
+            view_planner: Arc::clone(&view_planner),
         };
         let base = SessionStateBuilder::new()
             .with_config(config)
@@ -342,7 +351,7 @@ impl QueryEngine {
         let context = datafusion::prelude::SessionContext::new_with_state(base);
         postgres::install(&context, crate::catalog::DEFAULT_DATABASE).map_err(setup)?;
         let base = context.state();
-        let mut engine = QueryEngine { catalog, base, options, writer };
+        let mut engine = QueryEngine { catalog, base, options, writer, relations };
         for function in functions::scalar_functions() {
             engine.base.register_udf(function).map_err(setup)?;
         }
@@ -350,6 +359,7 @@ impl QueryEngine {
             engine.base.register_udaf(function).map_err(setup)?;
         }
         engine.base.register_function_rewrite(Arc::new(functions::IntegerTimeComparisons)).map_err(setup)?;
+        let _ = view_planner.set(engine.base.clone());
         Ok(engine)
     }
 
@@ -366,13 +376,7 @@ impl QueryEngine {
     /// A session whose unqualified table names resolve in `database`. Its query
     /// start time is now: `now()` in every statement planned with it.
     pub fn session(&self, database: &str) -> SessionState {
-        let mut state = self.base.clone();
-        state.config_mut().options_mut().catalog.default_catalog = database.to_owned();
-        // Registering replaces the previous function of that name; it cannot fail.
-        let _ = state.register_udf(Arc::new(postgres::current_database(database)));
-        let options = Arc::new(state.config().options().as_ref().clone());
-        state.execution_props_mut().mark_start_execution(options);
-        state
+        database_session(&self.base, database)
     }
 
     /// Runs one SQL statement against `database`.
@@ -437,11 +441,19 @@ impl QueryEngine {
                 SqlStatement::Copy { .. } => {
                     return Err(QueryError::Forbidden("COPY is refused: queries cannot read or write files".into()))
                 }
+                alter @ SqlStatement::AlterTable(_) => {
+                    let plan = ddl::alter_plan(&alter)?
+                        .ok_or_else(|| QueryError::Unsupported("this ALTER statement is not supported".into()))?;
+                    return self.writable(plan);
+                }
                 other => DfStatement::Statement(Box::new(other)),
             },
             other => other,
         };
         let plan = state.statement_to_plan(statement).await.map_err(plan_error)?;
+        if ddl::is_catalog_statement(&plan) {
+            return self.writable(plan);
+        }
         if let LogicalPlan::Dml(dml) = &plan {
             return match dml.op {
                 WriteOp::Insert(InsertOp::Append) if self.writer.is_some() => Ok(plan),
@@ -468,6 +480,16 @@ impl QueryEngine {
         Ok(plan)
     }
 
+    /// A plan that changes the catalog, if this server takes writes.
+    fn writable(&self, plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
+        match self.writer {
+            Some(_) => Ok(plan),
+            None => Err(QueryError::Unsupported(
+                "CREATE, ALTER and DROP are not available: this server does not take writes (GIGAPI_MODE)".into(),
+            )),
+        }
+    }
+
     /// Runs a plan from [`QueryEngine::plan`] (with its parameters filled in)
     /// against `database`, within the engine's time limit.
     pub async fn execute(&self, database: &str, plan: LogicalPlan) -> Result<QueryOutput, QueryError> {
@@ -479,6 +501,26 @@ impl QueryEngine {
     }
 
     async fn start(&self, database: &str, plan: LogicalPlan) -> Result<QueryOutput, QueryError> {
+        if ddl::is_catalog_statement(&plan) {
+            let statements = ddl::CatalogStatements {
+                database,
+                catalog: self.catalog.as_ref(),
+                relations: &self.relations,
+                state: self.session(database),
+            };
+            let rows = statements.run(plan).await?;
+            let count = Arc::new(Schema::new(vec![Field::new("count", DataType::UInt64, false)]));
+            let batch = RecordBatch::try_new(
+                Arc::clone(&count),
+                vec![Arc::new(arrow::array::UInt64Array::from(vec![rows as u64])) as ArrayRef],
+            )
+            .map_err(|e| QueryError::Execution(e.to_string()))?;
+            let stream = futures::stream::iter(vec![Ok(batch)]);
+            return Ok(QueryOutput {
+                schema: Arc::clone(&count),
+                stream: Box::pin(RecordBatchStreamAdapter::new(count, stream)),
+            });
+        }
         let frame = DataFrame::new(self.session(database), plan);
         let schema = Arc::new(frame.schema().as_arrow().clone());
         let stream = frame.execute_stream().await.map_err(|e| QueryError::from_datafusion(e, true))?;
@@ -560,6 +602,18 @@ impl QueryEngine {
         let kinds = vec![None; schema.fields().len()];
         describe_batch(&schema, kinds)
     }
+}
+
+/// A session over `base` whose unqualified names resolve in `database`, and
+/// whose `now()` is now.
+fn database_session(base: &SessionState, database: &str) -> SessionState {
+    let mut state = base.clone();
+    state.config_mut().options_mut().catalog.default_catalog = database.to_owned();
+    // Registering replaces the previous function of that name; it cannot fail.
+    let _ = state.register_udf(Arc::new(postgres::current_database(database)));
+    let options = Arc::new(state.config().options().as_ref().clone());
+    state.execution_props_mut().mark_start_execution(options);
+    state
 }
 
 /// A plan that returns the rows the engine computed itself (SHOW, DESCRIBE).

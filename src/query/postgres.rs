@@ -174,3 +174,93 @@ impl ScalarUDFImpl for CurrentSetting {
         }
     }
 }
+
+/// `pg_catalog` as one database sees it: datafusion-pg-catalog's tables, but
+/// `pg_tables` and `pg_views` list this database's tables and views, and
+/// only those (its own list every catalog's, views among the tables, and no
+/// views at all). dbt reads both to tell a view from a table.
+#[derive(Debug)]
+pub(crate) struct PgCatalogOfDatabase {
+    catalog: Arc<dyn datafusion::catalog::CatalogProvider>,
+    inner: Arc<dyn datafusion::catalog::SchemaProvider>,
+}
+
+impl PgCatalogOfDatabase {
+    pub(crate) fn new(
+        catalog: Arc<dyn datafusion::catalog::CatalogProvider>,
+        inner: Arc<dyn datafusion::catalog::SchemaProvider>,
+    ) -> Self {
+        PgCatalogOfDatabase { catalog, inner }
+    }
+
+    async fn tables_and_views(
+        &self,
+    ) -> datafusion::common::Result<(arrow::array::RecordBatch, arrow::array::RecordBatch)> {
+        use super::information_schema::{batch, database_relations, text};
+        use arrow::array::{ArrayRef, BooleanArray};
+        use arrow::datatypes::{DataType, Field};
+        use datafusion::datasource::TableType;
+        // pg_catalog's own tables are listed by name: opening them would open
+        // these two again.
+        let relations = database_relations(self.catalog.as_ref(), &["pg_catalog"]).await?;
+        let (views, others): (Vec<_>, Vec<_>) =
+            relations.iter().partition(|(_, _, table)| table.table_type() == TableType::View);
+        let mut own = self.inner.table_names();
+        own.sort();
+        let tables: Vec<(&str, &str)> = others
+            .iter()
+            .map(|(schema, name, _)| (schema.as_str(), name.as_str()))
+            .chain(own.iter().map(|name| ("pg_catalog", name.as_str())))
+            .collect();
+        let n = tables.len();
+        let flag = |name: &str| {
+            (
+                Field::new(name, DataType::Boolean, false),
+                std::sync::Arc::new(BooleanArray::from(vec![false; n])) as ArrayRef,
+            )
+        };
+        let pg_tables = batch(vec![
+            text("schemaname", tables.iter().map(|r| Some(r.0)).collect()),
+            text("tablename", tables.iter().map(|r| Some(r.1)).collect()),
+            text("tableowner", vec![Some("postgres"); n]),
+            text("tablespace", vec![None; n]),
+            flag("hasindex"),
+            flag("hasrules"),
+            flag("hastriggers"),
+            flag("rowsecurity"),
+        ])?;
+        let definitions: Vec<Option<String>> =
+            views.iter().map(|(_, _, table)| table.get_table_definition().map(str::to_owned)).collect();
+        let pg_views = batch(vec![
+            text("schemaname", views.iter().map(|r| Some(r.0.as_str())).collect()),
+            text("viewname", views.iter().map(|r| Some(r.1.as_str())).collect()),
+            text("viewowner", vec![Some("postgres"); views.len()]),
+            text("definition", definitions.iter().map(Option::as_deref).collect()),
+        ])?;
+        Ok((pg_tables, pg_views))
+    }
+}
+
+#[async_trait::async_trait]
+impl datafusion::catalog::SchemaProvider for PgCatalogOfDatabase {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(
+        &self,
+        name: &str,
+    ) -> datafusion::common::Result<Option<Arc<dyn datafusion::datasource::TableProvider>>> {
+        let chosen = match name {
+            "pg_tables" => self.tables_and_views().await?.0,
+            "pg_views" => self.tables_and_views().await?.1,
+            other => return self.inner.table(other).await,
+        };
+        let table = datafusion::datasource::MemTable::try_new(chosen.schema(), vec![vec![chosen]])?;
+        Ok(Some(Arc::new(table)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+}

@@ -165,9 +165,19 @@ impl Components {
             let buffer =
                 ingester.as_ref().map(|i| Arc::new(BufferForQueries(Arc::clone(i.buffer()))) as Arc<dyn BufferedRows>);
             let writer = ingester.as_ref().map(|i| Arc::new(InsertsToIngester(Arc::clone(i))) as Arc<dyn TableWriter>);
-            let engine =
-                QueryEngine::new(Arc::clone(&catalog), Arc::clone(&storage), buffer, writer, query_options(settings))
-                    .map_err(|e| ServeError::Runtime(e.to_string()))?;
+            let relations = Arc::new(
+                crate::catalog::relations::RelationStore::open(&settings.root)
+                    .map_err(|e| ServeError::Runtime(e.to_string()))?,
+            );
+            let engine = QueryEngine::new(
+                Arc::clone(&catalog),
+                Arc::clone(&storage),
+                buffer,
+                writer,
+                relations,
+                query_options(settings),
+            )
+            .map_err(|e| ServeError::Runtime(e.to_string()))?;
             Some(Arc::new(engine))
         } else {
             None

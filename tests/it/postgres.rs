@@ -514,10 +514,15 @@ async fn tls_is_served_when_configured_and_a_bad_key_stops_the_server() {
     assert!(stderr.contains("HOURGLASS_TLS_KEY") && stderr.contains("PKCS#8"), "{stderr}");
 }
 
+/// The Python of the virtualenv that tests/run makes, with the Python clients and dbt.
+fn test_python() -> String {
+    std::env::var("HOURGLASS_TEST_PYTHON")
+        .expect("HOURGLASS_TEST_PYTHON is set by tests/run, which installs the Python clients and dbt: run tests/run")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn python_clients_psycopg3_asyncpg_and_psycopg2_query_write_and_copy() {
-    let python = std::env::var("HOURGLASS_TEST_PYTHON")
-        .expect("HOURGLASS_TEST_PYTHON is set by tests/run, which installs the Python clients: run tests/run");
+    let python = test_python();
     let dir = tempfile::tempdir().unwrap();
     let (_server, port) = server_with_rows(&dir.path().join("data"), &[], &[]).await;
     connect(port, "d", "anyone", "").await.expect("front is up");
@@ -559,4 +564,136 @@ async fn cancel_request_stops_a_running_query_with_57014() {
     // The connection goes on.
     let n: i64 = client.query_one("SELECT count(*) FROM cpu", &[]).await.unwrap().get(0);
     assert_eq!(n, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemas_tables_and_views_from_sql_live_in_the_catalog_and_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, port) = server_with_rows(&dir.path().join("data"), &[], &[]).await;
+    let client = connect(port, "d", "anyone", "").await.expect("connect");
+    // What dbt sends for a table model and a view model (simple protocol, 3-part names).
+    client
+        .batch_execute(
+            r#"BEGIN;
+            create schema if not exists "analytics";
+            COMMIT;
+            create schema if not exists "analytics";
+            BEGIN;
+            create  table "d"."analytics"."by_region__dbt_tmp" as (
+                select region, count(*) as points, avg(usage) as usage from "d"."public"."cpu" group by region
+            );
+            alter table "d"."analytics"."by_region__dbt_tmp" rename to "by_region";
+            COMMIT;
+            create view "d"."analytics"."busy__dbt_tmp" as (select * from "d"."analytics"."by_region" where points > 1);
+            alter table "d"."analytics"."busy__dbt_tmp" rename to "busy";
+            drop table if exists "d"."analytics"."by_region__dbt_backup" cascade;"#,
+        )
+        .await
+        .expect("dbt's statements");
+    let rows =
+        client.query("SELECT region, points, usage FROM analytics.by_region ORDER BY region", &[]).await.unwrap();
+    let got: Vec<(String, i64, f64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(got, [("eu".to_owned(), 1, 1.5), ("us".to_owned(), 2, 3.0)]);
+    // A view reads its tables when it is read; a table is a snapshot.
+    assert_eq!(
+        post(&server.url("/write?db=d"), "cpu,host=d,region=eu usage=9.5,n=1i 1700000180000000000").await.0,
+        204
+    );
+    let busy: Vec<String> = client
+        .query("SELECT region FROM analytics.busy ORDER BY region", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(busy, ["us"]);
+    client
+        .batch_execute(r#"create or replace view analytics.live as (select count(*) as n from "d"."public"."cpu")"#)
+        .await
+        .unwrap();
+    assert_eq!(count(&client, "SELECT n FROM analytics.live").await, 4);
+
+    // dbt tells views from tables by pg_tables and pg_views.
+    let listed = client
+        .query(
+            "select tablename as name, 'table' as type from pg_tables where schemaname ilike 'analytics' \
+             union all select viewname as name, 'view' as type from pg_views where schemaname ilike 'analytics' \
+             order by name",
+            &[],
+        )
+        .await
+        .unwrap();
+    let listed: Vec<(String, String)> = listed.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expected = [("busy", "view"), ("by_region", "table"), ("live", "view")];
+    assert_eq!(listed, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
+
+    // Mistakes and what stays refused.
+    let cases = [
+        ("create table analytics.by_region as (select 1 as x)", SqlState::DUPLICATE_TABLE),
+        ("create schema analytics", SqlState::DUPLICATE_SCHEMA),
+        ("create view nowhere.v as (select 1)", SqlState::INVALID_SCHEMA_NAME),
+        ("drop table analytics.missing", SqlState::UNDEFINED_TABLE),
+        ("alter table analytics.missing rename to other", SqlState::UNDEFINED_TABLE),
+        ("drop table cpu", SqlState::FEATURE_NOT_SUPPORTED),
+        ("alter table cpu rename to cpu2", SqlState::FEATURE_NOT_SUPPORTED),
+        ("create table t (x int)", SqlState::FEATURE_NOT_SUPPORTED),
+        ("create view public.cpu as (select 1)", SqlState::DUPLICATE_TABLE),
+        ("drop schema analytics", SqlState::DEPENDENT_OBJECTS_STILL_EXIST),
+        ("drop table analytics.busy", SqlState::WRONG_OBJECT_TYPE),
+        ("drop view analytics.by_region", SqlState::WRONG_OBJECT_TYPE),
+    ];
+    for (sql, state) in cases {
+        let (code, message) = pg_error(client.execute(sql, &[]).await);
+        assert_eq!(code, state, "{sql}: {message}");
+    }
+
+    // Everything is still there after kill -9, and DROP SCHEMA ... CASCADE removes it all.
+    drop(client);
+    server.kill9();
+    server.restart();
+    let client = connect(port, "d", "anyone", "").await.expect("reconnect");
+    assert_eq!(count(&client, r#"SELECT sum(points) FROM "d"."analytics"."by_region""#).await, 3);
+    assert_eq!(count(&client, "SELECT n FROM analytics.live").await, 4);
+    let tables_dir = dir.path().join("data/_catalog/tables/d");
+    assert_eq!(std::fs::read_dir(&tables_dir).unwrap().count(), 1, "one table's files");
+    client.batch_execute("drop schema analytics cascade").await.expect("drop schema");
+    assert_eq!(std::fs::read_dir(&tables_dir).unwrap().count(), 0, "its files are gone");
+    let (code, _) = pg_error(client.execute("SELECT * FROM analytics.by_region", &[]).await);
+    assert_eq!(code, SqlState::UNDEFINED_TABLE);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dbt_runs_a_project_of_table_and_view_models_twice_and_its_models_survive_restart() {
+    let python = test_python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/dbt_check.py");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let pg_port = free_port();
+    let port_arg = pg_port.to_string();
+    let mut server = Server::start_with_env(&root, &["--pg-port", &port_arg], &[]);
+    let fixture = Command::new(&python).arg(&script).arg("--print-fixture").output().expect("fixture");
+    assert!(fixture.status.success());
+    let lines = String::from_utf8(fixture.stdout).unwrap();
+    assert_eq!(post(&server.url("/write?db=d"), lines).await.0, 204);
+    connect(pg_port, "d", "anyone", "").await.expect("front is up");
+    let work = dir.path().join("dbt");
+    let run = |extra: &[&str]| {
+        let output = Command::new(&python)
+            .arg(&script)
+            .args(["--host", "127.0.0.1", "--port", &port_arg, "--database", "d", "--work-dir"])
+            .arg(&work)
+            .args(extra)
+            .output()
+            .expect("run dbt_check.py");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        stdout
+    };
+    let first = run(&[]);
+    assert!(first.lines().filter(|l| l.starts_with("ok")).count() >= 5, "{first}");
+    server.kill9();
+    server.restart();
+    connect(pg_port, "d", "anyone", "").await.expect("front is up again");
+    let after = run(&["--after-restart"]);
+    assert!(after.lines().any(|l| l.starts_with("ok")), "{after}");
 }

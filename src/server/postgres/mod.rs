@@ -7,6 +7,7 @@
 //! the same users as the HTTP front, turns engine errors into SQLSTATEs and
 //! Arrow batches into rows.
 
+mod cancel;
 mod copy;
 mod queries;
 mod startup;
@@ -15,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion_postgres::pgwire;
-use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError};
 
@@ -81,6 +81,7 @@ struct Handlers {
     auth: PgAuthMethod,
     queries: Arc<queries::Queries>,
     connections: Arc<ConnectionManager>,
+    signals: Arc<cancel::CancelSignals>,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -100,6 +101,7 @@ impl PgWireServerHandlers for Handlers {
             Arc::clone(&self.users),
             self.auth,
             Arc::clone(&self.connections),
+            Arc::clone(&self.signals),
         ))
     }
 
@@ -112,7 +114,7 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
-        Arc::new(DefaultCancelHandler::new(Arc::clone(&self.connections)))
+        Arc::new(cancel::Cancels { connections: Arc::clone(&self.connections), signals: Arc::clone(&self.signals) })
     }
 }
 
@@ -124,6 +126,7 @@ pub(crate) async fn serve(engine: Arc<QueryEngine>, users: Arc<Users>, options: 
         users,
         auth: options.auth,
         connections: Arc::new(ConnectionManager::new()),
+        signals: Arc::default(),
     });
     let mut server = datafusion_postgres::ServerOptions::new().with_host(options.host).with_port(options.port);
     if let Some((cert, key)) = options.tls {

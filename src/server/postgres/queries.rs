@@ -30,13 +30,14 @@ use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{CopyResponse, DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionHandle, Type, METADATA_DATABASE};
+use pgwire::api::{ClientInfo, ClientPortalStore, Type, METADATA_DATABASE};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 
+use super::cancel::QuerySignal;
 use super::copy::{CopyFrom, CopyIn, CopySlot};
 use super::query_error;
 use crate::catalog::DEFAULT_DATABASE;
@@ -97,21 +98,14 @@ impl Queries {
         client: &impl ClientInfo,
     ) -> PgWireResult<Response> {
         let insert = matches!(plan, LogicalPlan::Dml(_));
+        let catalog_tag = crate::query::command_tag(&plan);
         let output = self.engine.execute(database, plan).await.map_err(query_error)?;
         // A CancelRequest for this connection ends the result with 57014.
-        let output = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
-            Some(handle) => {
-                let cancelled = handle.start_query().await;
-                output.cancellable(async move {
-                    // A dropped sender means a later query replaced this one.
-                    if cancelled.await.is_err() {
-                        futures::future::pending::<()>().await;
-                    }
-                })
-            }
+        let output = match client.session_extensions().get::<Arc<QuerySignal>>() {
+            Some(signal) => output.cancellable(signal.next_cancel()),
             None => output,
         };
-        if !insert {
+        if !insert && catalog_tag.is_none() {
             return Ok(Response::Query(encode(output, format, client)?));
         }
         let mut rows = 0;
@@ -120,7 +114,12 @@ impl Queries {
                 rows += counts.iter().flatten().sum::<u64>() as usize;
             }
         }
-        Ok(Response::Execution(Tag::new("INSERT").with_oid(0).with_rows(rows)))
+        Ok(Response::Execution(match catalog_tag {
+            // CREATE TABLE AS answers like Postgres: `SELECT n`.
+            Some(tag @ "SELECT") => Tag::new(tag).with_rows(rows),
+            Some(tag) => Tag::new(tag),
+            None => Tag::new("INSERT").with_oid(0).with_rows(rows),
+        }))
     }
 
     /// Starts `COPY ... FROM STDIN`: the load waits in the connection for the

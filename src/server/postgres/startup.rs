@@ -2,6 +2,7 @@
 //! password check (cleartext, MD5 or SCRAM-SHA-256) against the server's users,
 //! then the parameters the engine announces.
 
+use super::cancel::{CancelSignals, QuerySignal};
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -107,6 +108,7 @@ enum Method {
 pub(crate) struct Startup {
     engine: Arc<QueryEngine>,
     method: Method,
+    signals: Arc<CancelSignals>,
 }
 
 impl Startup {
@@ -115,6 +117,7 @@ impl Startup {
         users: Arc<Users>,
         method: AuthMethod,
         connections: Arc<ConnectionManager>,
+        signals: Arc<CancelSignals>,
     ) -> Self {
         let passwords = Passwords { users: Arc::clone(&users), method };
         let method = if !users.enabled() {
@@ -140,7 +143,7 @@ impl Startup {
                 }
             }
         };
-        Startup { engine, method }
+        Startup { engine, method, signals }
     }
 }
 
@@ -184,6 +187,11 @@ impl StartupHandler for Startup {
         }
         if let Some(database) = database {
             client.metadata_mut().insert(METADATA_DATABASE.to_owned(), database);
+        }
+        let ready = matches!(client.state(), PgWireConnectionState::ReadyForQuery);
+        if ready && client.session_extensions().get::<Arc<QuerySignal>>().is_none() {
+            let (pid, secret_key) = client.pid_and_secret_key();
+            client.session_extensions().insert(self.signals.register(pid, &secret_key));
         }
         Ok(())
     }

@@ -1,0 +1,381 @@
+//! The statements that create, rename and drop schemas, tables and views:
+//! what dbt runs to build its models, and what BI tools run to save a query.
+//!
+//! They are planned like any statement (DataFusion's DDL plans, and a
+//! [`RenameRelation`] node for `ALTER ... RENAME TO`, which DataFusion has no
+//! plan for) and carried out when the plan is executed, so a client that
+//! prepares one runs it once. Measurements are never touched: they come
+//! into being with writes, and `DROP` and `RENAME` refuse them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::common::{DFSchema, DFSchemaRef, SchemaReference, TableReference};
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::{
+    CreateCatalogSchema, CreateMemoryTable, CreateView, DdlStatement, DropCatalogSchema, DropTable, DropView, Expr,
+    Extension, LogicalPlan, UserDefinedLogicalNodeCore,
+};
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{AlterTableOperation, ObjectName, RenameTableNameKind, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use futures::StreamExt;
+
+use super::{QueryError, SCHEMA};
+use crate::catalog::relations::{Relation, RelationError, RelationKind, RelationStore};
+use crate::catalog::Catalog;
+
+/// `ALTER TABLE|VIEW <name> RENAME TO <new name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct RenameRelation {
+    from: TableReference,
+    to: String,
+    if_exists: bool,
+    schema: DFSchemaRef,
+}
+
+// The (empty) schema takes no part in the order.
+impl PartialOrd for RenameRelation {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        (&self.from, &self.to, self.if_exists).partial_cmp(&(&other.from, &other.to, other.if_exists))
+    }
+}
+
+impl UserDefinedLogicalNodeCore for RenameRelation {
+    fn name(&self) -> &str {
+        "RenameRelation"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        Vec::new()
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+
+    fn expressions(&self) -> Vec<Expr> {
+        Vec::new()
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "RenameRelation: {} to {}", self.from, self.to)
+    }
+
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> datafusion::common::Result<Self> {
+        Ok(self.clone())
+    }
+}
+
+/// The plan of `ALTER TABLE ... RENAME TO ...`, or `None` for any other
+/// statement. Other `ALTER TABLE` forms are refused.
+pub(crate) fn alter_plan(statement: &Statement) -> Result<Option<LogicalPlan>, QueryError> {
+    let (name, if_exists, operations) = match statement {
+        Statement::AlterTable(alter) => (&alter.name, alter.if_exists, &alter.operations),
+        _ => return Ok(None),
+    };
+    let [AlterTableOperation::RenameTable { table_name }] = operations.as_slice() else {
+        return Err(QueryError::Unsupported(
+            "ALTER TABLE supports RENAME TO only: a measurement's columns come with its writes".into(),
+        ));
+    };
+    let (RenameTableNameKind::To(to) | RenameTableNameKind::As(to)) = table_name;
+    let to = parts(to).pop().unwrap_or_default();
+    let node = RenameRelation { from: reference(name), to, if_exists, schema: Arc::new(DFSchema::empty()) };
+    Ok(Some(LogicalPlan::Extension(Extension { node: Arc::new(node) })))
+}
+
+fn parts(name: &ObjectName) -> Vec<String> {
+    name.0.iter().map(|p| p.as_ident().map_or_else(|| p.to_string(), |i| i.value.clone())).collect()
+}
+
+fn reference(name: &ObjectName) -> TableReference {
+    match parts(name).as_slice() {
+        [catalog, schema, table] => TableReference::full(catalog.as_str(), schema.as_str(), table.as_str()),
+        [schema, table] => TableReference::partial(schema.as_str(), table.as_str()),
+        [table] => TableReference::bare(table.as_str()),
+        _ => TableReference::bare(name.to_string()),
+    }
+}
+
+/// Whether a plan is one of the statements this module carries out.
+pub(crate) fn is_catalog_statement(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Ddl(ddl) => matches!(
+            ddl,
+            DdlStatement::CreateCatalogSchema(_)
+                | DdlStatement::CreateMemoryTable(_)
+                | DdlStatement::CreateView(_)
+                | DdlStatement::DropTable(_)
+                | DdlStatement::DropView(_)
+                | DdlStatement::DropCatalogSchema(_)
+        ),
+        LogicalPlan::Extension(e) => e.node.as_any().is::<RenameRelation>(),
+        _ => false,
+    }
+}
+
+/// The command tag Postgres answers a catalog statement with.
+pub fn command_tag(plan: &LogicalPlan) -> Option<&'static str> {
+    Some(match plan {
+        LogicalPlan::Ddl(DdlStatement::CreateCatalogSchema(_)) => "CREATE SCHEMA",
+        LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(_)) => "SELECT",
+        LogicalPlan::Ddl(DdlStatement::CreateView(_)) => "CREATE VIEW",
+        LogicalPlan::Ddl(DdlStatement::DropTable(_)) => "DROP TABLE",
+        LogicalPlan::Ddl(DdlStatement::DropView(_)) => "DROP VIEW",
+        LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(_)) => "DROP SCHEMA",
+        LogicalPlan::Extension(e) if e.node.as_any().is::<RenameRelation>() => "ALTER TABLE",
+        _ => return None,
+    })
+}
+
+fn relation_error(error: RelationError) -> QueryError {
+    let sqlstate = match &error {
+        RelationError::AlreadyExists(_) => "42P07",
+        RelationError::SchemaExists(_) => "42P06",
+        RelationError::NotFound(_) => return QueryError::UnknownTable(error.to_string()),
+        RelationError::SchemaNotFound(_) => "3F000",
+        RelationError::SchemaNotEmpty(_) => "2BP01",
+        RelationError::Io { .. } => "58030",
+    };
+    QueryError::Write { message: error.to_string(), sqlstate }
+}
+
+/// Carries out catalog statements for one database.
+pub(crate) struct CatalogStatements<'a> {
+    pub(crate) database: &'a str,
+    pub(crate) catalog: &'a dyn Catalog,
+    pub(crate) relations: &'a RelationStore,
+    pub(crate) state: SessionState,
+}
+
+impl CatalogStatements<'_> {
+    /// The schema and name of a relation named in this database.
+    fn locate(&self, name: &TableReference) -> Result<(String, String), QueryError> {
+        if let Some(catalog) = name.catalog() {
+            if catalog != self.database {
+                return Err(QueryError::Unsupported(format!(
+                    "'{name}' is in database '{catalog}'; connect to it to change it (this connection is to '{}')",
+                    self.database
+                )));
+            }
+        }
+        Ok((name.schema().unwrap_or(SCHEMA).to_owned(), name.table().to_owned()))
+    }
+
+    fn is_measurement(&self, schema: &str, name: &str) -> bool {
+        schema == SCHEMA && self.catalog.table_schema(self.database, name).is_some()
+    }
+
+    fn measurement_refused(&self, name: &str, what: &str) -> QueryError {
+        QueryError::Unsupported(format!(
+            "'{name}' is a measurement of database '{}': measurements cannot be {what}",
+            self.database
+        ))
+    }
+
+    /// Carries out the statement; returns the rows it wrote (CREATE TABLE AS).
+    pub(crate) async fn run(&self, plan: LogicalPlan) -> Result<usize, QueryError> {
+        match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateCatalogSchema(CreateCatalogSchema {
+                schema_name,
+                if_not_exists,
+                ..
+            })) => {
+                let schema = self.schema_name(&schema_name)?;
+                self.relations.create_schema(self.database, &schema, if_not_exists).map_err(relation_error)?;
+                Ok(0)
+            }
+            LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(DropCatalogSchema {
+                name, if_exists, cascade, ..
+            })) => {
+                let schema = match &name {
+                    SchemaReference::Bare { schema } => schema.to_string(),
+                    SchemaReference::Full { schema, catalog } => {
+                        self.locate(&TableReference::full(catalog.as_ref(), schema.as_ref(), ""))?;
+                        schema.to_string()
+                    }
+                };
+                let dropped =
+                    self.relations.drop_schema(self.database, &schema, if_exists, cascade).map_err(relation_error)?;
+                for relation in dropped {
+                    self.remove_files(&relation);
+                }
+                Ok(0)
+            }
+            LogicalPlan::Ddl(DdlStatement::CreateView(CreateView { name, or_replace, definition, .. })) => {
+                let (schema, view) = self.locate(&name)?;
+                let sql = definition
+                    .as_deref()
+                    .and_then(view_query)
+                    .ok_or_else(|| QueryError::Plan(format!("cannot read the query of view '{name}'")))?;
+                let taken = self.is_measurement(&schema, &view);
+                let relation = Relation { schema, name: view, kind: RelationKind::View { sql } };
+                let replaced =
+                    self.relations.create(self.database, relation, or_replace, taken).map_err(relation_error)?;
+                if let Some(old) = replaced {
+                    self.remove_files(&old);
+                }
+                Ok(0)
+            }
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(CreateMemoryTable {
+                name,
+                input,
+                if_not_exists,
+                or_replace,
+                ..
+            })) => {
+                let (schema, table) = self.locate(&name)?;
+                if matches!(input.as_ref(), LogicalPlan::EmptyRelation(_)) {
+                    return Err(QueryError::Unsupported(
+                        "CREATE TABLE without AS: measurements come into being with their first write; \
+                         CREATE TABLE ... AS SELECT makes a table from a query"
+                            .into(),
+                    ));
+                }
+                let taken = self.is_measurement(&schema, &table);
+                let exists = taken || self.relations.get(self.database, &schema, &table).is_some();
+                if exists && if_not_exists {
+                    return Ok(0);
+                }
+                if exists && !or_replace {
+                    return Err(relation_error(RelationError::AlreadyExists(format!("{schema}.{table}"))));
+                }
+                let (id, rows) = self.write_table(Arc::unwrap_or_clone(input)).await?;
+                let relation = Relation { schema, name: table, kind: RelationKind::Table { id: id.clone() } };
+                match self.relations.create(self.database, relation, or_replace, taken) {
+                    Ok(replaced) => {
+                        if let Some(old) = replaced {
+                            self.remove_files(&old);
+                        }
+                        Ok(rows)
+                    }
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(self.relations.table_dir(self.database, &id));
+                        Err(relation_error(e))
+                    }
+                }
+            }
+            LogicalPlan::Ddl(DdlStatement::DropTable(DropTable { name, if_exists, .. })) => {
+                self.drop_relation(&name, if_exists, false)
+            }
+            LogicalPlan::Ddl(DdlStatement::DropView(DropView { name, if_exists, .. })) => {
+                self.drop_relation(&name, if_exists, true)
+            }
+            LogicalPlan::Extension(extension) => {
+                let Some(rename) = extension.node.as_any().downcast_ref::<RenameRelation>() else {
+                    return Err(QueryError::Unsupported(format!(
+                        "{} is not a catalog statement",
+                        extension.node.name()
+                    )));
+                };
+                let (schema, from) = self.locate(&rename.from)?;
+                if self.is_measurement(&schema, &from) {
+                    return Err(self.measurement_refused(&from, "renamed"));
+                }
+                if self.relations.get(self.database, &schema, &from).is_none() {
+                    if rename.if_exists {
+                        return Ok(0);
+                    }
+                    return Err(relation_error(RelationError::NotFound(format!("{schema}.{from}"))));
+                }
+                let taken = self.is_measurement(&schema, &rename.to);
+                self.relations.rename(self.database, &schema, &from, &rename.to, taken).map_err(relation_error)?;
+                Ok(0)
+            }
+            other => Err(QueryError::Unsupported(format!("{} is not supported", other.display()))),
+        }
+    }
+
+    /// `DROP TABLE` or `DROP VIEW`; as in Postgres, each drops only its kind.
+    fn drop_relation(&self, name: &TableReference, if_exists: bool, view: bool) -> Result<usize, QueryError> {
+        let (schema, relation) = self.locate(name)?;
+        if self.is_measurement(&schema, &relation) {
+            return Err(self.measurement_refused(&relation, "dropped with SQL"));
+        }
+        let Some(existing) = self.relations.get(self.database, &schema, &relation) else {
+            if if_exists {
+                return Ok(0);
+            }
+            return Err(relation_error(RelationError::NotFound(format!("{schema}.{relation}"))));
+        };
+        let is_view = matches!(existing.kind, RelationKind::View { .. });
+        if is_view != view {
+            let (is, use_instead) = if is_view { ("a table", "DROP VIEW") } else { ("a view", "DROP TABLE") };
+            return Err(QueryError::Write {
+                message: format!("\"{schema}.{relation}\" is not {is}; use {use_instead}"),
+                sqlstate: "42809",
+            });
+        }
+        if let Some(dropped) = self.relations.drop(self.database, &schema, &relation).map_err(relation_error)? {
+            self.remove_files(&dropped);
+        }
+        Ok(0)
+    }
+
+    fn schema_name(&self, name: &str) -> Result<String, QueryError> {
+        match name.split_once('.') {
+            None => Ok(name.trim_matches('"').to_owned()),
+            Some((catalog, schema)) => {
+                let catalog = catalog.trim_matches('"');
+                self.locate(&TableReference::full(catalog, "", ""))?;
+                Ok(schema.trim_matches('"').to_owned())
+            }
+        }
+    }
+
+    /// Runs the query and writes its rows as one Parquet file in a new table
+    /// directory; returns the directory's id and the rows.
+    async fn write_table(&self, input: LogicalPlan) -> Result<(String, usize), QueryError> {
+        use parquet::arrow::AsyncArrowWriter;
+        use parquet::basic::{Compression, ZstdLevel};
+        use parquet::file::properties::WriterProperties;
+        let (id, dir) = self.relations.new_table_dir(self.database).map_err(relation_error)?;
+        let cleanup = |e: QueryError| {
+            let _ = std::fs::remove_dir_all(&dir);
+            e
+        };
+        let frame = DataFrame::new(self.state.clone(), input);
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let mut stream = frame.execute_stream().await.map_err(|e| cleanup(QueryError::from_datafusion(e, true)))?;
+        let path = dir.join("data.parquet");
+        let io =
+            |e: &dyn fmt::Display| QueryError::Write { message: format!("{}: {e}", path.display()), sqlstate: "58030" };
+        let file = tokio::fs::File::create(&path).await.map_err(|e| cleanup(io(&e)))?;
+        let properties = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
+        let mut writer =
+            AsyncArrowWriter::try_new(file, Arc::clone(&schema), Some(properties)).map_err(|e| cleanup(io(&e)))?;
+        let mut rows = 0;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| cleanup(QueryError::from_datafusion(e, false)))?;
+            rows += batch.num_rows();
+            writer.write(&batch).await.map_err(|e| cleanup(io(&e)))?;
+        }
+        writer.close().await.map_err(|e| cleanup(io(&e)))?;
+        let synced = std::fs::File::open(&path).and_then(|f| f.sync_all());
+        synced.and_then(|()| crate::storage::fs::sync_dir(&dir)).map_err(|e| cleanup(io(&e)))?;
+        Ok((id, rows))
+    }
+
+    fn remove_files(&self, relation: &Relation) {
+        if let RelationKind::Table { id } = &relation.kind {
+            let dir = self.relations.table_dir(self.database, id);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), "removing a dropped table's files: {e}");
+            }
+        }
+    }
+}
+
+/// The query of a `CREATE VIEW` statement.
+fn view_query(definition: &str) -> Option<String> {
+    let mut statements = DFParser::parse_sql_with_dialect(definition, &PostgreSqlDialect {}).ok()?;
+    match statements.pop_front()? {
+        DfStatement::Statement(statement) => match *statement {
+            Statement::CreateView(view) => Some(view.query.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
