@@ -59,6 +59,17 @@ pub enum RelationError {
     /// No such schema.
     #[error("schema \"{0}\" does not exist")]
     SchemaNotFound(String),
+    /// The statement is for a table and names a view, or the reverse.
+    #[error("\"{name}\" is not {expected}")]
+    WrongKind {
+        /// The relation.
+        name: String,
+        /// "a table" or "a view".
+        expected: &'static str,
+    },
+    /// The schema name belongs to the server.
+    #[error("schema name \"{0}\" is reserved")]
+    Reserved(String),
     /// The schema still holds relations and CASCADE was not given.
     #[error("cannot drop schema \"{0}\" because other objects depend on it (use DROP SCHEMA ... CASCADE)")]
     SchemaNotEmpty(String),
@@ -70,6 +81,13 @@ pub enum RelationError {
         /// What failed.
         message: String,
     },
+}
+
+fn kind_name(kind: &RelationKind) -> &'static str {
+    match kind {
+        RelationKind::Table { .. } => "a table",
+        RelationKind::View { .. } => "a view",
+    }
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -85,6 +103,9 @@ struct RelationsFile {
 
 /// The schema every database has; it holds the measurements.
 const PUBLIC: &str = "public";
+
+/// Schemas every database has, which SQL cannot create or drop.
+const RESERVED_SCHEMAS: &[&str] = &[PUBLIC, "information_schema", "pg_catalog"];
 
 /// The relations of every database, kept in memory and on disk.
 #[derive(Debug)]
@@ -176,6 +197,13 @@ impl RelationStore {
 
     /// `CREATE SCHEMA [IF NOT EXISTS]`.
     pub fn create_schema(&self, database: &str, schema: &str, if_not_exists: bool) -> Result<(), RelationError> {
+        if RESERVED_SCHEMAS.contains(&schema) {
+            return if if_not_exists && schema == PUBLIC {
+                Ok(())
+            } else {
+                Err(RelationError::Reserved(schema.to_owned()))
+            };
+        }
         if self.schema_exists(database, schema) {
             return if if_not_exists { Ok(()) } else { Err(RelationError::SchemaExists(schema.to_owned())) };
         }
@@ -193,8 +221,8 @@ impl RelationStore {
         if_exists: bool,
         cascade: bool,
     ) -> Result<Vec<Relation>, RelationError> {
-        if schema == PUBLIC {
-            return Err(RelationError::SchemaExists(format!("{PUBLIC}\" holds the measurements and \"{PUBLIC}")));
+        if RESERVED_SCHEMAS.contains(&schema) {
+            return Err(RelationError::Reserved(schema.to_owned()));
         }
         if !self.schema_exists(database, schema) {
             return if if_exists { Ok(Vec::new()) } else { Err(RelationError::SchemaNotFound(schema.to_owned())) };
@@ -221,17 +249,21 @@ impl RelationStore {
         or_replace: bool,
         taken: bool,
     ) -> Result<Option<Relation>, RelationError> {
-        if !self.schema_exists(database, &relation.schema) {
-            return Err(RelationError::SchemaNotFound(relation.schema));
-        }
         let full = format!("{}.{}", relation.schema, relation.name);
         if taken {
             return Err(RelationError::AlreadyExists(full));
         }
         self.update(database, |d| {
+            // Checked under the change lock: a schema dropped meanwhile is gone.
+            if relation.schema != PUBLIC && !d.schemas.contains(&relation.schema) {
+                return Err(RelationError::SchemaNotFound(relation.schema.clone()));
+            }
             let existing = d.relations.iter().position(|r| r.schema == relation.schema && r.name == relation.name);
             let replaced = match existing {
                 Some(_) if !or_replace => return Err(RelationError::AlreadyExists(full)),
+                Some(i) if kind_name(&d.relations[i].kind) != kind_name(&relation.kind) => {
+                    return Err(RelationError::WrongKind { name: full, expected: kind_name(&relation.kind) })
+                }
                 Some(i) => Some(d.relations.remove(i)),
                 None => None,
             };
@@ -240,7 +272,7 @@ impl RelationStore {
         })
     }
 
-    /// `ALTER TABLE|VIEW ... RENAME TO`, within the relation's schema.
+    /// `ALTER TABLE ... RENAME TO` (of a table or a view), within its schema.
     pub fn rename(&self, database: &str, schema: &str, from: &str, to: &str, taken: bool) -> Result<(), RelationError> {
         if taken {
             return Err(RelationError::AlreadyExists(format!("{schema}.{to}")));

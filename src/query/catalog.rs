@@ -11,8 +11,9 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::view::ViewTable;
-use datafusion::datasource::TableProvider;
+use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::context::SessionState;
+use datafusion::execution::session_state::SessionStateBuilder;
 
 use super::information_schema::{PgInformationSchema, INFORMATION_SCHEMA};
 use super::postgres::PgCatalogOfDatabase;
@@ -42,40 +43,101 @@ pub(crate) struct Sources {
     /// The engine's session, set once it is built: views are planned with it
     /// when they are read.
     pub(crate) view_planner: Arc<OnceLock<SessionState>>,
+    /// The views being planned, outermost first (`db.schema.name`).
+    pub(crate) view_stack: Arc<Vec<String>>,
 }
+
+/// Views within views are planned this deep at most.
+const MAX_VIEW_DEPTH: usize = 16;
 
 impl Sources {
     /// The table provider of a relation SQL created: a view planned now (so it
-    /// sees the tables as they are), or the Parquet files of a table.
-    async fn relation_table(&self, database: &str, relation: &Relation) -> Result<Arc<dyn TableProvider>> {
-        match &relation.kind {
-            RelationKind::View { sql } => {
-                let base = self
-                    .view_planner
-                    .get()
-                    .ok_or_else(|| DataFusionError::Internal("views are read before the engine is ready".into()))?;
-                let state = super::database_session(base, database);
-                let plan = state.create_logical_plan(sql).await.map_err(|e| {
-                    DataFusionError::Plan(format!(
-                        "view {}.{} no longer plans (a table it reads was dropped or renamed?): {e}",
-                        relation.schema, relation.name
-                    ))
-                })?;
-                Ok(Arc::new(ViewTable::new(plan, Some(sql.clone()))))
-            }
-            RelationKind::Table { id } => {
-                let dir = self.relations.table_dir(database, id);
-                let file = std::fs::File::open(dir.join("data.parquet"))
-                    .map_err(|e| DataFusionError::Execution(format!("table {}: {e}", relation.name)))?;
-                let metadata = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, Default::default())?;
-                let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
-                let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-                let config = ListingTableConfig::new(url)
-                    .with_listing_options(options)
-                    .with_schema(Arc::clone(metadata.schema()));
-                Ok(Arc::new(ListingTable::try_new(config)?))
-            }
+    /// sees the tables as they are), or the Parquet file of a table. One that
+    /// cannot be opened (a view over a dropped table, a view that reads
+    /// itself) is still listed, and fails with the reason when it is read:
+    /// listing the catalog must not fail, nor recurse, because of one relation.
+    async fn relation_table(&self, database: &str, relation: &Relation) -> Arc<dyn TableProvider> {
+        let opened = match &relation.kind {
+            RelationKind::View { sql } => self.plan_view(database, relation, sql).await,
+            RelationKind::Table { id } => self.open_table(database, id),
+        };
+        opened.unwrap_or_else(|e| {
+            let kind = match relation.kind {
+                RelationKind::View { .. } => TableType::View,
+                RelationKind::Table { .. } => TableType::Base,
+            };
+            let message = format!("{}.{} cannot be read: {e}", relation.schema, relation.name);
+            Arc::new(Unreadable { kind, message })
+        })
+    }
+
+    async fn plan_view(&self, database: &str, relation: &Relation, sql: &str) -> Result<Arc<dyn TableProvider>> {
+        let base = self
+            .view_planner
+            .get()
+            .ok_or_else(|| DataFusionError::Internal("views are read before the engine is ready".into()))?;
+        let key = format!("{database}.{}.{}", relation.schema, relation.name);
+        if self.view_stack.contains(&key) {
+            return Err(DataFusionError::Plan(format!(
+                "the view reads itself (through {})",
+                self.view_stack.join(", ")
+            )));
         }
+        if self.view_stack.len() >= MAX_VIEW_DEPTH {
+            return Err(DataFusionError::Plan(format!("views nest deeper than {MAX_VIEW_DEPTH}")));
+        }
+        // The view's own tables are looked up through sources that know which
+        // views are being planned, so a cycle ends here instead of in a stack overflow.
+        let mut inner = self.clone();
+        let mut stack = (*self.view_stack).clone();
+        stack.push(key);
+        inner.view_stack = Arc::new(stack);
+        let state = SessionStateBuilder::new_from_existing(super::database_session(base, database))
+            .with_catalog_list(Arc::new(DatabaseList::new(inner)))
+            .build();
+        let plan = state.create_logical_plan(sql).await?;
+        Ok(Arc::new(ViewTable::new(plan, Some(sql.to_owned()))))
+    }
+
+    fn open_table(&self, database: &str, id: &str) -> Result<Arc<dyn TableProvider>> {
+        let dir = self.relations.table_dir(database, id);
+        let file =
+            std::fs::File::open(dir.join("data.parquet")).map_err(|e| DataFusionError::Execution(e.to_string()))?;
+        let metadata = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, Default::default())?;
+        let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config =
+            ListingTableConfig::new(url).with_listing_options(options).with_schema(Arc::clone(metadata.schema()));
+        Ok(Arc::new(ListingTable::try_new(config)?))
+    }
+}
+
+/// A relation that cannot be opened: listed with no columns, and failing with
+/// the reason when it is read.
+#[derive(Debug)]
+struct Unreadable {
+    kind: TableType,
+    message: String,
+}
+
+#[async_trait]
+impl TableProvider for Unreadable {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        Arc::new(datafusion::arrow::datatypes::Schema::empty())
+    }
+
+    fn table_type(&self) -> TableType {
+        self.kind
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn datafusion::catalog::Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::prelude::Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        Err(DataFusionError::Plan(self.message.clone()))
     }
 }
 
@@ -187,7 +249,7 @@ impl SchemaProvider for TablesProvider {
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
         let Some(schema) = self.sources.catalog.table_schema(&self.database, name) else {
             return match self.sources.relations.get(&self.database, SCHEMA, name) {
-                Some(relation) => self.sources.relation_table(&self.database, &relation).await.map(Some),
+                Some(relation) => Ok(Some(self.sources.relation_table(&self.database, &relation).await)),
                 None => Ok(None),
             };
         };
@@ -224,7 +286,7 @@ impl SchemaProvider for RelationsProvider {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
         match self.sources.relations.get(&self.database, &self.schema, name) {
-            Some(relation) => self.sources.relation_table(&self.database, &relation).await.map(Some),
+            Some(relation) => Ok(Some(self.sources.relation_table(&self.database, &relation).await)),
             None => Ok(None),
         }
     }

@@ -26,7 +26,8 @@ use super::{QueryError, SCHEMA};
 use crate::catalog::relations::{Relation, RelationError, RelationKind, RelationStore};
 use crate::catalog::Catalog;
 
-/// `ALTER TABLE|VIEW <name> RENAME TO <new name>`.
+/// `ALTER TABLE <name> RENAME TO <new name>`, for tables and views alike (as
+/// dbt sends it; `ALTER VIEW ... RENAME` does not parse).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct RenameRelation {
     from: TableReference,
@@ -81,17 +82,27 @@ pub(crate) fn alter_plan(statement: &Statement) -> Result<Option<LogicalPlan>, Q
         ));
     };
     let (RenameTableNameKind::To(to) | RenameTableNameKind::As(to)) = table_name;
-    let to = parts(to).pop().unwrap_or_default();
+    let to = name_parts(to).pop().unwrap_or_default();
     let node = RenameRelation { from: reference(name), to, if_exists, schema: Arc::new(DFSchema::empty()) };
     Ok(Some(LogicalPlan::Extension(Extension { node: Arc::new(node) })))
 }
 
-fn parts(name: &ObjectName) -> Vec<String> {
-    name.0.iter().map(|p| p.as_ident().map_or_else(|| p.to_string(), |i| i.value.clone())).collect()
+/// The parts of a name as SQL means them: unquoted identifiers fold to lower
+/// case, quoted ones are kept as written.
+pub fn name_parts(name: &ObjectName) -> Vec<String> {
+    name.0.iter().map(|p| p.as_ident().map_or_else(|| p.to_string(), identifier)).collect()
+}
+
+/// An identifier as SQL means it (see [`name_parts`]).
+pub fn identifier(ident: &datafusion::sql::sqlparser::ast::Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    }
 }
 
 fn reference(name: &ObjectName) -> TableReference {
-    match parts(name).as_slice() {
+    match name_parts(name).as_slice() {
         [catalog, schema, table] => TableReference::full(catalog.as_str(), schema.as_str(), table.as_str()),
         [schema, table] => TableReference::partial(schema.as_str(), table.as_str()),
         [table] => TableReference::bare(table.as_str()),
@@ -137,6 +148,8 @@ fn relation_error(error: RelationError) -> QueryError {
         RelationError::NotFound(_) => return QueryError::UnknownTable(error.to_string()),
         RelationError::SchemaNotFound(_) => "3F000",
         RelationError::SchemaNotEmpty(_) => "2BP01",
+        RelationError::WrongKind { .. } => "42809",
+        RelationError::Reserved(_) => "42939",
         RelationError::Io { .. } => "58030",
     };
     QueryError::Write { message: error.to_string(), sqlstate }
@@ -203,6 +216,10 @@ impl CatalogStatements<'_> {
                     self.remove_files(&relation);
                 }
                 Ok(0)
+            }
+            LogicalPlan::Ddl(DdlStatement::CreateView(CreateView { temporary: true, .. }))
+            | LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(CreateMemoryTable { temporary: true, .. })) => {
+                Err(QueryError::Unsupported("temporary tables and views are not supported".into()))
             }
             LogicalPlan::Ddl(DdlStatement::CreateView(CreateView { name, or_replace, definition, .. })) => {
                 let (schema, view) = self.locate(&name)?;

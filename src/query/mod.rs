@@ -45,7 +45,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use futures::{Stream, StreamExt};
 
 pub use catalog::SCHEMA;
-pub use ddl::command_tag;
+pub use ddl::{command_tag, identifier, name_parts};
 pub use table::{BufferedRows, TableWriter};
 
 use crate::catalog::relations::RelationStore;
@@ -339,6 +339,7 @@ impl QueryEngine {
             shared_schemas: Default::default(),
             relations: Arc::clone(&relations),
             view_planner: Arc::clone(&view_planner),
+            view_stack: Arc::default(),
         };
         let base = SessionStateBuilder::new()
             .with_config(config)
@@ -455,6 +456,16 @@ impl QueryEngine {
             return self.writable(plan);
         }
         if let LogicalPlan::Dml(dml) = &plan {
+            // Rows go to measurements only, through the WAL; a table made by
+            // CREATE TABLE AS is a snapshot of its query.
+            let measurement = datafusion::datasource::source_as_provider(&dml.target)
+                .is_ok_and(|provider| (provider.as_ref() as &dyn std::any::Any).is::<table::TimeseriesTable>());
+            if !measurement {
+                return Err(QueryError::Unsupported(format!(
+                    "'{}' is not a measurement: rows are written into measurements only",
+                    dml.table_name
+                )));
+            }
             return match dml.op {
                 WriteOp::Insert(InsertOp::Append) if self.writer.is_some() => Ok(plan),
                 WriteOp::Insert(InsertOp::Append) => Err(QueryError::Unsupported(
@@ -478,6 +489,12 @@ impl QueryEngine {
             ))
         })?;
         Ok(plan)
+    }
+
+    /// Whether a plan writes rows or changes the catalog (INSERT, CREATE,
+    /// ALTER, DROP), for fronts that allow that only to some requests.
+    pub fn changes_data(plan: &LogicalPlan) -> bool {
+        matches!(plan, LogicalPlan::Dml(_)) || ddl::is_catalog_statement(plan)
     }
 
     /// A plan that changes the catalog, if this server takes writes.

@@ -325,9 +325,35 @@ async fn insert_and_copy_write_through_the_wal_and_survive_kill_9() {
     sink.send(bytes::Bytes::from("n\t1\n")).await.unwrap();
     let error = sink.finish().await.expect_err("a missing column");
     assert_eq!(sqlstate(&error), SqlState::BAD_COPY_FILE_FORMAT, "{error:?}");
+    // Past the first chunk: the error names the line in the file, and the
+    // chunk before it is written.
+    let sink = client.copy_in("COPY cpu (host, n, time) FROM STDIN").await.expect("copy");
+    futures::pin_mut!(sink);
+    let mut big = String::new();
+    for i in 0..20_000u64 {
+        let at = DateTime::from_timestamp(1_600_000_000 + i as i64, 0).unwrap();
+        big.push_str(&format!("bulk\t{i}\t{}\n", at.to_rfc3339()));
+    }
+    big.push_str("bulk\tnot-a-number\t2023-11-14T22:30:00Z\n");
+    sink.send(bytes::Bytes::from(big)).await.unwrap();
+    let error = sink.finish().await.expect_err("line 20001 is bad");
+    let message = error.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+    assert!(message.contains("line 20001") && message.contains("16384 rows were written"), "{message}");
+    assert_eq!(count(&client, "SELECT count(*) FROM cpu WHERE host = 'bulk'").await, 16_384);
+    // Bad UTF-8 in the second column: the rows before it stay whole.
+    let sink = client.copy_in("COPY cpu (host, region, n, time) FROM STDIN").await.expect("copy");
+    futures::pin_mut!(sink);
+    let mut data = b"utf\teu\t1\t2023-11-14T22:40:00Z\nutf\t".to_vec();
+    data.extend_from_slice(&[0xff, 0xfe]);
+    data.extend_from_slice(b"\t2\t2023-11-14T22:41:00Z\n");
+    sink.send(bytes::Bytes::from(data)).await.unwrap();
+    let error = sink.finish().await.expect_err("bad UTF-8");
+    assert_eq!(sqlstate(&error), SqlState::CHARACTER_NOT_IN_REPERTOIRE, "{error:?}");
+    assert_eq!(count(&client, "SELECT count(*) FROM cpu WHERE host = 'utf'").await, 1);
+    client.execute("DELETE FROM cpu", &[]).await.expect_err("still no DELETE");
     let (code, _) = pg_error(client.execute("COPY cpu FROM STDIN (FORMAT binary)", &[]).await);
     assert_eq!(code, SqlState::FEATURE_NOT_SUPPORTED);
-    assert_eq!(count(&client, "SELECT count(*) FROM cpu").await, 11);
+    assert_eq!(count(&client, "SELECT count(*) FROM cpu WHERE host NOT IN ('bulk', 'utf')").await, 11);
 
     // psql \copy loads a file.
     let file = dir.path().join("load.csv");
@@ -341,7 +367,7 @@ async fn insert_and_copy_write_through_the_wal_and_survive_kill_9() {
     server.kill9();
     server.restart();
     let client = connect(port, "d", "anyone", "").await.expect("reconnect");
-    assert_eq!(count(&client, "SELECT count(*) FROM cpu").await, 13);
+    assert_eq!(count(&client, "SELECT count(*) FROM cpu").await, 13 + 16_384 + 1);
     assert_eq!(count(&client, "SELECT count(*) FROM cpu WHERE host IN ('d', 'g', 'j', 'p2')").await, 4);
 }
 
@@ -647,6 +673,44 @@ async fn schemas_tables_and_views_from_sql_live_in_the_catalog_and_survive_resta
         assert_eq!(code, state, "{sql}: {message}");
     }
 
+    // What Postgres refuses too, and what would lose writes or crash.
+    let cases = [
+        ("create or replace view analytics.by_region as (select 1 as x)", SqlState::WRONG_OBJECT_TYPE),
+        ("create temporary view tv as (select 1 as x)", SqlState::FEATURE_NOT_SUPPORTED),
+        (
+            "insert into analytics.by_region (region, points, usage) values ('x', 1, 1.0)",
+            SqlState::FEATURE_NOT_SUPPORTED,
+        ),
+        ("create schema pg_catalog", SqlState::RESERVED_NAME),
+    ];
+    for (sql, state) in cases {
+        let (code, message) = pg_error(client.execute(sql, &[]).await);
+        assert_eq!(code, state, "{sql}: {message}");
+    }
+    // Unquoted names fold to lower case, as everywhere in SQL.
+    client.batch_execute("ALTER TABLE Analytics.BUSY RENAME TO Hot").await.expect("rename");
+    assert_eq!(count(&client, "SELECT count(*) FROM analytics.hot").await, 1);
+    // A view that reads the catalog, and a view whose table is gone, neither
+    // break nor hang the catalog.
+    client
+        .batch_execute(
+            "create view analytics.meta as (select table_name from information_schema.tables); \
+             create table analytics.scratch as (select 1 as x); \
+             create view analytics.over_scratch as (select x from analytics.scratch); \
+             drop table analytics.scratch",
+        )
+        .await
+        .expect("views over the catalog and over a table to drop");
+    let listed =
+        count(&client, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'analytics'").await;
+    assert_eq!(listed, 5, "by_region, hot, live, meta, over_scratch");
+    assert!(count(&client, "SELECT count(*) FROM analytics.meta").await > 5);
+    let views: i64 = count(&client, "SELECT count(*) FROM pg_views WHERE viewname = 'over_scratch'").await;
+    assert_eq!(views, 1, "a broken view is still listed, so dbt can drop it");
+    let error = client.query("SELECT * FROM analytics.over_scratch", &[]).await.expect_err("its table is gone");
+    assert!(format!("{error:?}").contains("cannot be read"), "{error:?}");
+    client.batch_execute("drop view analytics.over_scratch; drop view analytics.meta").await.unwrap();
+
     // Everything is still there after kill -9, and DROP SCHEMA ... CASCADE removes it all.
     drop(client);
     server.kill9();
@@ -654,6 +718,7 @@ async fn schemas_tables_and_views_from_sql_live_in_the_catalog_and_survive_resta
     let client = connect(port, "d", "anyone", "").await.expect("reconnect");
     assert_eq!(count(&client, r#"SELECT sum(points) FROM "d"."analytics"."by_region""#).await, 3);
     assert_eq!(count(&client, "SELECT n FROM analytics.live").await, 4);
+    assert_eq!(count(&client, "SELECT count(*) FROM analytics.hot").await, 1);
     let tables_dir = dir.path().join("data/_catalog/tables/d");
     assert_eq!(std::fs::read_dir(&tables_dir).unwrap().count(), 1, "one table's files");
     client.batch_execute("drop schema analytics cascade").await.expect("drop schema");

@@ -451,6 +451,14 @@ async fn bad_queries_get_clear_errors_and_user_sql_cannot_touch_files() {
     let inserted = results(&server, "e", "INSERT INTO m (host, v, time) VALUES ('b', 2, now())").await;
     assert_eq!(inserted, vec![json!({"count": 1})]);
     assert_eq!(results(&server, "e", "SELECT count(*) AS n FROM m").await, vec![json!({"n": 2})]);
+    // Only a POST changes anything: a GET can come from any web page.
+    let url = server.url("/api/v3/query_sql?db=e&q=CREATE%20VIEW%20v%20AS%20SELECT%201");
+    let response = client().get(url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    assert_eq!(
+        results(&server, "e", "SELECT count(*) AS n FROM information_schema.views WHERE table_name = 'v'").await,
+        vec![json!({"n": 0})]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,7 +13,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 
@@ -283,9 +283,18 @@ impl Encoder {
 
 type BodyChunk = Result<Bytes, std::io::Error>;
 
-/// Runs a query and streams its result in `format`.
-async fn respond(engine: Arc<QueryEngine>, database: String, sql: String, format: Format) -> Response {
-    let output: QueryOutput = match engine.sql(&database, &sql).await {
+/// Runs a query and streams its result in `format`. Statements that change
+/// data or the catalog run only for POST: a GET can come from any web page
+/// (`<img src>`), with no preflight to stop it.
+async fn respond(engine: Arc<QueryEngine>, database: String, sql: String, format: Format, method: &Method) -> Response {
+    let plan = match engine.plan(&database, &sql).await {
+        Ok(plan) => plan,
+        Err(error) => return error_response(&error),
+    };
+    if method != Method::POST && QueryEngine::changes_data(&plan) {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "INSERT, CREATE, ALTER and DROP run only in a POST request");
+    }
+    let output: QueryOutput = match engine.execute(&database, plan).await {
         Ok(output) => output,
         Err(error) => return error_response(&error),
     };
@@ -422,6 +431,7 @@ async fn read_request(
 
 /// `POST /query?db=...&format=...` with `{"query": "...", "db": "..."}` (GigAPI).
 pub(super) async fn gigapi_query(
+    method: Method,
     State(state): State<HttpState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -442,11 +452,12 @@ pub(super) async fn gigapi_query(
         Ok(database) => database,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
     };
-    with_cors(respond(engine, database, sql, format).await)
+    with_cors(respond(engine, database, sql, format, &method).await)
 }
 
 /// `GET` or `POST /api/v3/query_sql` with `db`, `q` and `format` (InfluxDB 3).
 pub(super) async fn influx_query(
+    method: Method,
     State(state): State<HttpState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -467,7 +478,7 @@ pub(super) async fn influx_query(
         Ok(database) => database,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
     };
-    with_cors(respond(engine, database, sql, format).await)
+    with_cors(respond(engine, database, sql, format, &method).await)
 }
 
 fn with_cors(mut response: Response) -> Response {

@@ -19,7 +19,7 @@ use datafusion_postgres::pgwire;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 
 use crate::catalog::TIME_COLUMN;
-use crate::query::{QueryEngine, QueryError};
+use crate::query::{identifier, name_parts, QueryEngine, QueryError, SCHEMA};
 
 /// Rows written per chunk (one WAL record each).
 const CHUNK_ROWS: usize = 16_384;
@@ -138,12 +138,19 @@ impl CopyFrom {
         if format.header && !format.csv {
             return Err(copy_error("0A000", "COPY HEADER is available only in CSV mode"));
         }
-        let table = table_name.0.iter().map(|p| p.to_string().trim_matches('"').to_owned()).collect::<Vec<_>>();
-        Ok(Some(CopyFrom {
-            table: table.join("."),
-            columns: columns.iter().map(|c| c.value.clone()).collect(),
-            format,
-        }))
+        // COPY loads measurements, which live in schema public.
+        let table = match name_parts(table_name).as_slice() {
+            [table] => table.clone(),
+            [schema, table] if schema == SCHEMA => table.clone(),
+            [database, schema, table] if schema == SCHEMA => format!("{database}.{SCHEMA}.{table}"),
+            _ => {
+                return Err(copy_error(
+                    "0A000",
+                    format!("COPY FROM loads measurements (schema {SCHEMA}); {table_name} is not one"),
+                ))
+            }
+        };
+        Ok(Some(CopyFrom { table, columns: columns.iter().map(identifier).collect(), format }))
     }
 
     /// Checks the table and columns and starts the load; returns the number of
@@ -315,15 +322,20 @@ impl CopyIn {
         if self.buffered_rows == 0 {
             self.chunk_first_line = self.line;
         }
-        for (builder, value) in self.builders.iter_mut().zip(values) {
-            match value {
-                None => builder.append_null(),
-                Some(bytes) => {
-                    let text = std::str::from_utf8(&bytes)
-                        .map_err(|_| copy_error("22021", format!("line {}: the data is not valid UTF-8", self.line)))?;
-                    builder.append_value(text);
-                }
-            }
+        // Every value is checked before any is appended, so a bad value
+        // leaves the columns of the rows before it aligned.
+        let mut texts: Vec<Option<&str>> = Vec::with_capacity(values.len());
+        for value in &values {
+            texts.push(match value {
+                None => None,
+                Some(bytes) => Some(
+                    std::str::from_utf8(bytes)
+                        .map_err(|_| copy_error("22021", format!("line {}: the data is not valid UTF-8", self.line)))?,
+                ),
+            });
+        }
+        for (builder, text) in self.builders.iter_mut().zip(texts) {
+            builder.append_option(text);
         }
         self.buffered_rows += 1;
         self.buffered_bytes += line.len();

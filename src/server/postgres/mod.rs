@@ -54,10 +54,13 @@ pub(crate) fn check_tls(cert: &Path, key: &Path) -> Result<(), String> {
     if certs.is_empty() {
         return Err(format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", cert.display()));
     }
+    // Every key block is read, as datafusion-postgres reads them: one it
+    // cannot parse would make it fall back to plain text.
     let key_der = rustls_pemfile::pkcs8_private_keys(&mut open(key)?)
-        .next()
-        .transpose()
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?
+        .into_iter()
+        .next()
         .ok_or_else(|| {
             format!(
                 "{} holds no PKCS#8 private key (-----BEGIN PRIVATE KEY-----); convert one with \

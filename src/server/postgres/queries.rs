@@ -250,9 +250,17 @@ fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
         .collect();
     numbered.sort_by_key(|(n, _)| *n);
     let count = numbered.last().map_or(0, |(n, _)| *n);
+    // The protocol numbers parameters with 16 bits, as Postgres does.
+    if count > usize::from(u16::MAX) {
+        return Err(query_error(QueryError::Plan(format!(
+            "there is no parameter ${count}: at most 65535 are allowed"
+        ))));
+    }
     let mut ordered = vec![None; count];
     for (n, data_type) in numbered {
-        ordered[n - 1] = data_type;
+        if let Some(slot) = n.checked_sub(1).and_then(|i| ordered.get_mut(i)) {
+            *slot = data_type;
+        }
     }
     Ok(ordered)
 }
