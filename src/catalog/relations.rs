@@ -132,6 +132,41 @@ impl RelationStore {
         Ok(RelationStore { dir, state: RwLock::new(state), change: std::sync::Mutex::new(()) })
     }
 
+    /// Removes table directories no relation names: left by a CREATE TABLE ...
+    /// AS that was cancelled, timed out or cut by a crash before its commit,
+    /// or by a crash between a DROP's commit and its file removal. Run at
+    /// start-up by the process that writes, before it takes statements.
+    pub fn remove_orphans(&self) {
+        let tables = self.dir.join("tables");
+        let Ok(databases) = std::fs::read_dir(&tables) else { return };
+        let state = self.read();
+        for database in databases.flatten() {
+            let name = database.file_name().to_string_lossy().into_owned();
+            let known: BTreeSet<&str> = state
+                .databases
+                .get(&name)
+                .map(|d| {
+                    d.relations
+                        .iter()
+                        .filter_map(|r| match &r.kind {
+                            RelationKind::Table { id } => Some(id.as_str()),
+                            RelationKind::View { .. } => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let Ok(dirs) = std::fs::read_dir(database.path()) else { continue };
+            for dir in dirs.flatten() {
+                if !known.contains(dir.file_name().to_string_lossy().as_ref()) {
+                    tracing::info!(dir = %dir.path().display(), "removing the files of a table no relation names");
+                    if let Err(e) = std::fs::remove_dir_all(dir.path()) {
+                        tracing::warn!(dir = %dir.path().display(), "cannot remove: {e}");
+                    }
+                }
+            }
+        }
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, RelationsFile> {
         self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -328,7 +363,10 @@ mod tests {
         store.rename("d", "analytics", "v_tmp", "v", false).expect("rename");
         assert!(matches!(store.drop_schema("d", "analytics", false, false), Err(RelationError::SchemaNotEmpty(_))));
 
+        let (_, orphan) = store.new_table_dir("d").expect("a table directory never committed");
         let reopened = RelationStore::open(dir.path()).expect("reopen");
+        reopened.remove_orphans();
+        assert!(!orphan.exists(), "an uncommitted table's directory is removed at start-up");
         assert_eq!(reopened.schemas("d"), ["analytics"]);
         assert_eq!(reopened.relations("d", "analytics"), [view("analytics", "v")]);
         assert_eq!(reopened.drop("d", "analytics", "v").expect("drop"), Some(view("analytics", "v")));

@@ -169,6 +169,9 @@ impl Components {
                 crate::catalog::relations::RelationStore::open(&settings.root)
                     .map_err(|e| ServeError::Runtime(e.to_string()))?,
             );
+            if ingester.is_some() {
+                relations.remove_orphans();
+            }
             let engine = QueryEngine::new(
                 Arc::clone(&catalog),
                 Arc::clone(&storage),

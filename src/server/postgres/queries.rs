@@ -370,7 +370,7 @@ impl QueryParser for Parser {
 
     fn get_result_schema(&self, statement: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         match statement {
-            (_, Some((_, plan))) if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)) => {
+            (_, Some((_, plan))) if !matches!(plan, LogicalPlan::Ddl(_)) && !QueryEngine::changes_data(plan) => {
                 arrow_schema_to_pg_fields(plan.schema().as_arrow(), format.unwrap_or(&Format::UnifiedText), None)
             }
             _ => Ok(Vec::new()),
