@@ -45,6 +45,70 @@ pub(crate) struct Sources {
     pub(crate) view_planner: Arc<OnceLock<SessionState>>,
     /// The views being planned, outermost first (`db.schema.name`).
     pub(crate) view_stack: Arc<Vec<String>>,
+    /// `pg_catalog`'s exported tables, and each database's `pg_catalog`.
+    pub(crate) pg_catalogs: Arc<PgCatalogs>,
+}
+
+/// Each database's `pg_catalog`, made on first use and kept.
+#[derive(Debug)]
+pub(crate) struct PgCatalogs {
+    static_tables: Arc<datafusion_postgres::datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables>,
+    by_database: std::sync::Mutex<BTreeMap<String, Arc<dyn SchemaProvider>>>,
+}
+
+impl PgCatalogs {
+    pub(crate) fn new() -> Result<Self> {
+        Ok(PgCatalogs { static_tables: super::postgres::static_tables()?, by_database: Default::default() })
+    }
+}
+
+/// The catalog list of one database, for its `pg_catalog`.
+#[derive(Debug)]
+struct OneDatabase {
+    database: String,
+    sources: Sources,
+}
+
+impl CatalogProviderList for OneDatabase {
+    fn register_catalog(&self, _name: String, _catalog: Arc<dyn CatalogProvider>) -> Option<Arc<dyn CatalogProvider>> {
+        None
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        vec![self.database.clone()]
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        (name == self.database).then(|| {
+            Arc::new(DatabaseProvider { database: self.database.clone(), sources: self.sources.clone() })
+                as Arc<dyn CatalogProvider>
+        })
+    }
+}
+
+impl Sources {
+    /// The `pg_catalog` of one database (see [`PgCatalogOfDatabase`]).
+    fn pg_catalog_of(&self, database: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let mut by_database = self.pg_catalogs.by_database.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(existing) = by_database.get(database) {
+            return Some(Arc::clone(existing));
+        }
+        // The provider keeps the sources it was made with: those of the engine,
+        // not of a view being planned.
+        let mut sources = self.clone();
+        sources.view_stack = Arc::default();
+        let one = Arc::new(OneDatabase { database: database.to_owned(), sources }) as Arc<dyn CatalogProviderList>;
+        match super::postgres::pg_catalog_over(one, Arc::clone(&self.pg_catalogs.static_tables)) {
+            Ok(provider) => {
+                by_database.insert(database.to_owned(), Arc::clone(&provider));
+                Some(provider)
+            }
+            Err(e) => {
+                tracing::warn!(database, "cannot make pg_catalog: {e}");
+                None
+            }
+        }
+    }
 }
 
 /// Views within views are planned this deep at most.
@@ -207,7 +271,14 @@ impl CatalogProvider for DatabaseProvider {
         if let Some(shared) = self.shared_schemas().get(name) {
             if name == PG_CATALOG {
                 let this = DatabaseProvider { database: self.database.clone(), sources: self.sources.clone() };
-                return Some(Arc::new(PgCatalogOfDatabase::new(Arc::new(this), Arc::clone(shared))));
+                let scoped = self.sources.pg_catalog_of(&self.database)?;
+                let hide_postgres = !self.sources.catalog.databases().iter().any(|d| d == "postgres");
+                return Some(Arc::new(PgCatalogOfDatabase::new(
+                    Arc::new(this),
+                    scoped,
+                    Arc::clone(shared),
+                    hide_postgres,
+                )));
             }
             return Some(Arc::clone(shared));
         }

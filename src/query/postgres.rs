@@ -175,22 +175,65 @@ impl ScalarUDFImpl for CurrentSetting {
     }
 }
 
-/// `pg_catalog` as one database sees it: datafusion-pg-catalog's tables, but
-/// `pg_tables` and `pg_views` list this database's tables and views, and
-/// only those (its own list every catalog's, views among the tables, and no
-/// views at all). dbt reads both to tell a view from a table.
+/// The tables of `pg_catalog` that a Postgres export fills, loaded once.
+pub(crate) fn static_tables() -> Result<Arc<datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables>> {
+    Ok(Arc::new(datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables::try_new()?))
+}
+
+/// datafusion-pg-catalog's `pg_catalog` over the databases of `catalogs`:
+/// built once per database, so that its object ids stay the same from one
+/// query to the next (psql looks an id up, then asks about it).
+pub(crate) fn pg_catalog_over(
+    catalogs: Arc<dyn datafusion::catalog::CatalogProviderList>,
+    static_tables: Arc<datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables>,
+) -> Result<Arc<dyn datafusion::catalog::SchemaProvider>> {
+    Ok(Arc::new(datafusion_pg_catalog::pg_catalog::PgCatalogSchemaProvider::try_new(
+        catalogs,
+        static_tables,
+        datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+    )?))
+}
+
+/// `pg_catalog` as one database sees it, as in Postgres: `pg_namespace`,
+/// `pg_class`, `pg_attribute` and the rest describe this database only (so
+/// psql's `\dn` and `\dt` list its schemas and tables once); `pg_database`
+/// lists every database; `pg_tables` and `pg_views` list this database's
+/// tables and views apart (datafusion-pg-catalog lists views among the tables
+/// and none in `pg_views`; dbt reads both to tell a view from a table).
 #[derive(Debug)]
 pub(crate) struct PgCatalogOfDatabase {
     catalog: Arc<dyn datafusion::catalog::CatalogProvider>,
+    /// Over this database only.
     inner: Arc<dyn datafusion::catalog::SchemaProvider>,
+    /// Over every database.
+    global: Arc<dyn datafusion::catalog::SchemaProvider>,
+    /// datafusion-pg-catalog lists a `postgres` database whether or not one
+    /// exists; it is hidden unless it does.
+    hide_postgres: bool,
 }
 
 impl PgCatalogOfDatabase {
     pub(crate) fn new(
         catalog: Arc<dyn datafusion::catalog::CatalogProvider>,
         inner: Arc<dyn datafusion::catalog::SchemaProvider>,
+        global: Arc<dyn datafusion::catalog::SchemaProvider>,
+        hide_postgres: bool,
     ) -> Self {
-        PgCatalogOfDatabase { catalog, inner }
+        PgCatalogOfDatabase { catalog, inner, global, hide_postgres }
+    }
+
+    /// `pg_database` without the `postgres` database that does not exist.
+    async fn databases(&self) -> datafusion::common::Result<Option<Arc<dyn datafusion::datasource::TableProvider>>> {
+        use datafusion::logical_expr::{col, lit, LogicalPlanBuilder};
+        let Some(table) = self.global.table("pg_database").await? else { return Ok(None) };
+        if !self.hide_postgres {
+            return Ok(Some(table));
+        }
+        let source = datafusion::datasource::provider_as_source(table);
+        let plan = LogicalPlanBuilder::scan("pg_database", source, None)?
+            .filter(col("datname").not_eq(lit("postgres")))?
+            .build()?;
+        Ok(Some(Arc::new(datafusion::datasource::ViewTable::new(plan, None))))
     }
 
     async fn tables_and_views(
@@ -254,6 +297,7 @@ impl datafusion::catalog::SchemaProvider for PgCatalogOfDatabase {
         let chosen = match name {
             "pg_tables" => self.tables_and_views().await?.0,
             "pg_views" => self.tables_and_views().await?.1,
+            "pg_database" => return self.databases().await,
             other => return self.inner.table(other).await,
         };
         let table = datafusion::datasource::MemTable::try_new(chosen.schema(), vec![vec![chosen]])?;

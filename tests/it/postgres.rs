@@ -188,19 +188,23 @@ fn psql(port: u16, command: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn psql_meta_commands_describe_databases_schemas_and_tables() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, port) = server_with_rows(&dir.path().join("data"), &[], &[]).await;
+    let (server, port) = server_with_rows(&dir.path().join("data"), &[], &[]).await;
+    // A second database: its schemas and tables are not this connection's.
+    assert_eq!(post(&server.url("/write?db=other"), "elsewhere v=1").await.0, 204);
     connect(port, "d", "anyone", "").await.expect("front is up");
 
     let databases = psql(port, "\\l");
-    assert!(databases.lines().any(|l| l.trim_start().starts_with("d ")), "{databases}");
-    assert!(databases.lines().any(|l| l.trim_start().starts_with("default ")), "{databases}");
+    let names: Vec<&str> =
+        databases.lines().filter(|l| l.contains('|')).filter_map(|l| l.split('|').next()).map(str::trim).collect();
+    assert_eq!(names, ["Name", "d", "default", "other"], "every database, and no other: {databases}");
 
     let schemas = psql(port, "\\dn");
-    assert!(schemas.contains("public"), "{schemas}");
+    assert_eq!(schemas.lines().filter(|l| l.trim_start().starts_with("public ")).count(), 1, "{schemas}");
 
     for command in ["\\dt", "\\d"] {
         let tables = psql(port, command);
         assert!(tables.lines().any(|l| l.contains("public") && l.contains("cpu") && l.contains("table")), "{tables}");
+        assert!(!tables.contains("elsewhere"), "{tables}");
     }
 
     let table = psql(port, "\\d cpu");
