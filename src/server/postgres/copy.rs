@@ -180,6 +180,7 @@ impl CopyFrom {
             skip_header: self.format.header,
             format: self.format,
             pending: Vec::new(),
+            scanner: LineScanner::default(),
             builders,
             buffered_rows: 0,
             buffered_bytes: 0,
@@ -202,6 +203,7 @@ pub(crate) struct CopyIn {
     skip_header: bool,
     /// Bytes after the last complete line.
     pending: Vec<u8>,
+    scanner: LineScanner,
     builders: Vec<StringBuilder>,
     buffered_rows: usize,
     buffered_bytes: usize,
@@ -267,11 +269,14 @@ impl CopyIn {
     }
 
     async fn take_lines(&mut self, engine: &QueryEngine, at_end: bool) -> PgWireResult<()> {
-        let pending = std::mem::take(&mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
         let mut start = 0;
-        while let Some(end) = line_end(&pending[start..], &self.format).map(|e| start + e) {
+        // Bytes already scanned are not scanned again, so a long line sent in
+        // many small messages costs its length, not its length squared.
+        while let Some(end) = self.scanner.line_end(&pending, &self.format) {
             let line = &pending[start..end];
             start = end + 1;
+            self.scanner = LineScanner { scanned: start, quoted: false };
             self.line_in_order(engine, line).await?;
             if self.ended {
                 return Ok(());
@@ -286,7 +291,9 @@ impl CopyIn {
         } else if rest.len() > MAX_LINE_BYTES {
             return Err(copy_error("54000", format!("line {} is longer than {MAX_LINE_BYTES} bytes", self.line + 1)));
         } else {
-            self.pending = rest.to_vec();
+            pending.drain(..start);
+            self.scanner.scanned -= start;
+            self.pending = pending;
         }
         Ok(())
     }
@@ -376,30 +383,55 @@ impl CopyIn {
 }
 
 /// The end of the first complete line: a newline, outside quotes in CSV.
-fn line_end(bytes: &[u8], format: &Format) -> Option<usize> {
-    if !format.csv {
-        return memchr::memchr(b'\n', bytes);
-    }
-    let mut quoted = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if quoted {
-            if b == format.escape && format.escape != format.quote && i + 1 < bytes.len() {
-                i += 2;
-                continue;
+/// Where the search for the end of the current line stands in the pending
+/// bytes, and whether it is inside a quoted CSV value there.
+#[derive(Debug, Default, Clone, Copy)]
+struct LineScanner {
+    scanned: usize,
+    quoted: bool,
+}
+
+impl LineScanner {
+    /// The end of the current line (a newline, outside quotes in CSV), from
+    /// where the last search stopped; `None` when `bytes` holds no complete line.
+    fn line_end(&mut self, bytes: &[u8], format: &Format) -> Option<usize> {
+        if !format.csv {
+            let found = memchr::memchr(b'\n', &bytes[self.scanned..]).map(|i| self.scanned + i);
+            if found.is_none() {
+                self.scanned = bytes.len();
             }
-            if b == format.quote {
-                quoted = false;
-            }
-        } else if b == format.quote {
-            quoted = true;
-        } else if b == b'\n' {
-            return Some(i);
+            return found;
         }
-        i += 1;
+        let mut i = self.scanned;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if self.quoted {
+                if b == format.escape && format.escape != format.quote {
+                    if i + 1 >= bytes.len() {
+                        // The escaped byte is in the next message: look again from here.
+                        break;
+                    }
+                    i += 2;
+                    continue;
+                }
+                if b == format.quote {
+                    self.quoted = false;
+                }
+            } else if b == format.quote {
+                self.quoted = true;
+            } else if b == b'\n' {
+                return Some(i);
+            }
+            i += 1;
+        }
+        self.scanned = i;
+        None
     }
-    None
+}
+
+#[cfg(test)]
+fn line_end(bytes: &[u8], format: &Format) -> Option<usize> {
+    LineScanner::default().line_end(bytes, format)
 }
 
 /// The fields of a line in text format: `\N` is NULL, backslash escapes.
@@ -548,5 +580,21 @@ mod tests {
         assert!(csv_fields(b"\"open", &format).is_err());
         assert_eq!(line_end(b"\"a\nb\"\nrest", &format), Some(5));
         assert_eq!(line_end(b"a\nb", &Format::text()), Some(1));
+    }
+
+    #[test]
+    fn a_line_split_across_messages_is_found_once_whole() {
+        let format = Format::text().csv();
+        let mut scanner = LineScanner::default();
+        let mut bytes = b"x,\"a\n".to_vec();
+        assert_eq!(scanner.line_end(&bytes, &format), None, "the newline is quoted");
+        bytes.extend_from_slice(b"b\"\n");
+        assert_eq!(scanner.line_end(&bytes, &format), Some(7));
+        let escaped = Format { escape: b'\\', ..format };
+        let mut scanner = LineScanner::default();
+        let mut bytes = b"\"a\\".to_vec();
+        assert_eq!(scanner.line_end(&bytes, &escaped), None);
+        bytes.extend_from_slice(b"\"\"\n");
+        assert_eq!(scanner.line_end(&bytes, &escaped), Some(5), "the escaped quote does not close the value");
     }
 }
