@@ -47,17 +47,21 @@ impl ColumnType {
         }
     }
 
-    /// The column kind for an Arrow type, used when Arrow batches arrive from
-    /// clients (FlightSQL ingest) or from the WAL.
+    /// The column kind an Arrow type is stored as, for batches from clients
+    /// (SQL, FlightSQL ingest) and from the WAL: narrower types widen (`Int32`
+    /// is an integer field, `Float32` a float field, `Utf8View` a string, any
+    /// timestamp the time); a dictionary of strings is a tag.
     pub fn from_data_type(data_type: &DataType) -> Option<Self> {
         Some(match data_type {
-            DataType::Dictionary(_, value) if value.as_ref() == &DataType::Utf8 => ColumnType::Tag,
-            DataType::Float64 => ColumnType::Float,
-            DataType::Int64 => ColumnType::Integer,
-            DataType::UInt64 => ColumnType::UInteger,
+            DataType::Dictionary(key, value) if key.is_integer() && value.as_ref() == &DataType::Utf8 => {
+                ColumnType::Tag
+            }
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => ColumnType::Float,
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => ColumnType::Integer,
+            DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => ColumnType::UInteger,
             DataType::Boolean => ColumnType::Boolean,
-            DataType::Utf8 => ColumnType::String,
-            DataType::Timestamp(TimeUnit::Nanosecond, _) => ColumnType::Time,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ColumnType::String,
+            DataType::Timestamp(..) => ColumnType::Time,
             _ => return None,
         })
     }

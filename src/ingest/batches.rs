@@ -13,28 +13,13 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::buffer::NullBuffer;
 use arrow::compute::{cast_with_options, CastOptions};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{Field, Schema};
 use arrow::util::display::FormatOptions;
 
 use super::line_protocol::TableWrite;
 use super::IngestError;
 use crate::catalog::names::{check_name, NameKind};
 use crate::catalog::{Column, ColumnType, TableSchema, TIME_COLUMN};
-
-/// The column kind for an Arrow type from a client, widening narrower types
-/// (`Int32` is an integer field, `Float32` a float field, `Utf8View` a string).
-fn kind_of(data_type: &DataType) -> Option<ColumnType> {
-    Some(match data_type {
-        DataType::Dictionary(key, value) if key.is_integer() && value.as_ref() == &DataType::Utf8 => ColumnType::Tag,
-        DataType::Float16 | DataType::Float32 | DataType::Float64 => ColumnType::Float,
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => ColumnType::Integer,
-        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => ColumnType::UInteger,
-        DataType::Boolean => ColumnType::Boolean,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ColumnType::String,
-        DataType::Timestamp(..) => ColumnType::Time,
-        _ => return None,
-    })
-}
 
 /// Casts a column to the type of its kind; a value that does not convert is an
 /// error naming the row, the column and the value, not a silent NULL.
@@ -88,7 +73,7 @@ pub fn table_write(
             None if !allow_new_columns => {
                 return Err(IngestError::UnknownColumn(format!("column '{name}' of relation '{table}' does not exist")))
             }
-            None => match kind_of(field.data_type()) {
+            None => match ColumnType::from_data_type(field.data_type()) {
                 Some(ColumnType::Time) | None => {
                     return Err(IngestError::Schema(format!(
                         "column '{name}' has type {}, which a measurement cannot hold: tags are dictionary-encoded \

@@ -26,11 +26,11 @@ pub(crate) const INFORMATION_SCHEMA: &str = "information_schema";
 const OWN_TABLES: &[&str] = &["tables", "columns", "schemata"];
 
 /// `information_schema` of one database.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PgInformationSchema {
     database: String,
     catalog: Arc<dyn CatalogProvider>,
-    datafusion: InformationSchemaProvider,
+    datafusion: Arc<InformationSchemaProvider>,
 }
 
 impl PgInformationSchema {
@@ -42,7 +42,7 @@ impl PgInformationSchema {
         PgInformationSchema {
             database: database.to_owned(),
             catalog,
-            datafusion: InformationSchemaProvider::new(catalog_list),
+            datafusion: Arc::new(InformationSchemaProvider::new(catalog_list)),
         }
     }
 
@@ -187,6 +187,57 @@ fn schemata_batch(database: &str, names: Vec<String>) -> Result<RecordBatch> {
     ])
 }
 
+/// How a [`ComputedTable`] makes its rows.
+type Compute = Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<RecordBatch>> + Send + Sync>;
+
+/// A catalog table whose rows are computed when it is scanned, not when it is
+/// opened: listing the catalog opens every table (datafusion-pg-catalog's
+/// `pg_class` does, and so does `information_schema` itself), and must not
+/// list the catalog again for each one.
+pub(crate) struct ComputedTable {
+    schema: SchemaRef,
+    kind: TableType,
+    compute: Compute,
+}
+
+impl ComputedTable {
+    pub(crate) fn new(
+        schema: SchemaRef,
+        kind: TableType,
+        compute: impl Fn() -> futures::future::BoxFuture<'static, Result<RecordBatch>> + Send + Sync + 'static,
+    ) -> Self {
+        ComputedTable { schema, kind, compute: Box::new(compute) }
+    }
+}
+
+impl std::fmt::Debug for ComputedTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComputedTable").field("schema", &self.schema).finish()
+    }
+}
+
+#[async_trait]
+impl TableProvider for ComputedTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        self.kind
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::prelude::Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let batch = (self.compute)().await?;
+        MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?.scan(state, projection, filters, limit).await
+    }
+}
+
 pub(crate) fn text(name: &str, values: Vec<Option<&str>>) -> (Field, ArrayRef) {
     (Field::new(name, DataType::Utf8, true), Arc::new(StringArray::from(values)) as ArrayRef)
 }
@@ -278,13 +329,25 @@ impl SchemaProvider for PgInformationSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        let batch = match name.to_ascii_lowercase().as_str() {
-            "tables" => tables_batch(&self.database, &self.relations().await?)?,
-            "columns" => columns_batch(&self.database, &self.relations().await?)?,
-            "schemata" => self.schemata()?,
+        let this = self.clone();
+        let table: ComputedTable = match name.to_ascii_lowercase().as_str() {
+            "tables" => ComputedTable::new(tables_batch(&self.database, &[])?.schema(), TableType::View, move || {
+                let this = this.clone();
+                Box::pin(async move { tables_batch(&this.database, &this.relations().await?) })
+            }),
+            "columns" => ComputedTable::new(columns_batch(&self.database, &[])?.schema(), TableType::View, move || {
+                let this = this.clone();
+                Box::pin(async move { columns_batch(&this.database, &this.relations().await?) })
+            }),
+            "schemata" => {
+                ComputedTable::new(schemata_batch(&self.database, Vec::new())?.schema(), TableType::View, move || {
+                    let this = this.clone();
+                    Box::pin(async move { this.schemata() })
+                })
+            }
             other => return self.datafusion.table(other).await,
         };
-        Ok(Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)))
+        Ok(Some(Arc::new(table)))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -168,6 +168,11 @@ impl QueryError {
 }
 
 impl QueryError {
+    /// A write refused because this server's mode takes none.
+    pub(crate) fn read_only(what: &str) -> QueryError {
+        QueryError::Unsupported(format!("{what} is not available: this server does not take writes (GIGAPI_MODE)"))
+    }
+
     /// The Postgres SQLSTATE for this error: how Postgres clients tell a user's
     /// mistake from a server's failure.
     pub fn sqlstate(&self) -> &'static str {
@@ -446,7 +451,7 @@ impl QueryEngine {
                 alter @ SqlStatement::AlterTable(_) => {
                     let plan = ddl::alter_plan(&alter)?
                         .ok_or_else(|| QueryError::Unsupported("this ALTER statement is not supported".into()))?;
-                    return self.writable(plan);
+                    return self.writable(plan, "CREATE, ALTER and DROP");
                 }
                 other => DfStatement::Statement(Box::new(other)),
             },
@@ -454,7 +459,7 @@ impl QueryEngine {
         };
         let plan = state.statement_to_plan(statement).await.map_err(plan_error)?;
         if ddl::is_catalog_statement(&plan) {
-            return self.writable(plan);
+            return self.writable(plan, "CREATE, ALTER and DROP");
         }
         if let LogicalPlan::Dml(dml) = &plan {
             // Rows go to measurements only, through the WAL; a table made by
@@ -468,10 +473,7 @@ impl QueryEngine {
                 )));
             }
             return match dml.op {
-                WriteOp::Insert(InsertOp::Append) if self.writer.is_some() => Ok(plan),
-                WriteOp::Insert(InsertOp::Append) => Err(QueryError::Unsupported(
-                    "INSERT is not available: this server does not take writes (GIGAPI_MODE)".into(),
-                )),
+                WriteOp::Insert(InsertOp::Append) => self.writable(plan, "INSERT"),
                 ref op => Err(QueryError::Unsupported(format!(
                     "{op} is not supported: measurements are appended to with INSERT; a row with the same series \
                      and time replaces the fields it names"
@@ -498,13 +500,11 @@ impl QueryEngine {
         matches!(plan, LogicalPlan::Dml(_)) || ddl::is_catalog_statement(plan)
     }
 
-    /// A plan that changes the catalog, if this server takes writes.
-    fn writable(&self, plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
+    /// A plan that writes, if this server takes writes.
+    fn writable(&self, plan: LogicalPlan, what: &str) -> Result<LogicalPlan, QueryError> {
         match self.writer {
             Some(_) => Ok(plan),
-            None => Err(QueryError::Unsupported(
-                "CREATE, ALTER and DROP are not available: this server does not take writes (GIGAPI_MODE)".into(),
-            )),
+            None => Err(QueryError::read_only(what)),
         }
     }
 
@@ -599,7 +599,7 @@ impl QueryEngine {
     pub async fn write_batch(&self, database: &str, table: &str, batch: RecordBatch) -> Result<usize, QueryError> {
         match &self.writer {
             Some(writer) => writer.write(database, table, batch).await,
-            None => Err(QueryError::Unsupported("this server does not take writes (GIGAPI_MODE)".into())),
+            None => Err(QueryError::read_only("COPY")),
         }
     }
 

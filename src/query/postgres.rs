@@ -200,7 +200,7 @@ pub(crate) fn pg_catalog_over(
 /// lists every database; `pg_tables` and `pg_views` list this database's
 /// tables and views apart (datafusion-pg-catalog lists views among the tables
 /// and none in `pg_views`; dbt reads both to tell a view from a table).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PgCatalogOfDatabase {
     catalog: Arc<dyn datafusion::catalog::CatalogProvider>,
     /// Over this database only.
@@ -239,9 +239,7 @@ impl PgCatalogOfDatabase {
     async fn tables_and_views(
         &self,
     ) -> datafusion::common::Result<(arrow::array::RecordBatch, arrow::array::RecordBatch)> {
-        use super::information_schema::{batch, database_relations, text};
-        use arrow::array::{ArrayRef, BooleanArray};
-        use arrow::datatypes::{DataType, Field};
+        use super::information_schema::database_relations;
         use datafusion::datasource::TableType;
         // pg_catalog's own tables are listed by name: opening them would open
         // these two again.
@@ -255,33 +253,47 @@ impl PgCatalogOfDatabase {
             .map(|(schema, name, _)| (schema.as_str(), name.as_str()))
             .chain(own.iter().map(|name| ("pg_catalog", name.as_str())))
             .collect();
-        let n = tables.len();
-        let flag = |name: &str| {
-            (
-                Field::new(name, DataType::Boolean, false),
-                std::sync::Arc::new(BooleanArray::from(vec![false; n])) as ArrayRef,
-            )
-        };
-        let pg_tables = batch(vec![
-            text("schemaname", tables.iter().map(|r| Some(r.0)).collect()),
-            text("tablename", tables.iter().map(|r| Some(r.1)).collect()),
-            text("tableowner", vec![Some("postgres"); n]),
-            text("tablespace", vec![None; n]),
-            flag("hasindex"),
-            flag("hasrules"),
-            flag("hastriggers"),
-            flag("rowsecurity"),
-        ])?;
         let definitions: Vec<Option<String>> =
             views.iter().map(|(_, _, table)| table.get_table_definition().map(str::to_owned)).collect();
-        let pg_views = batch(vec![
-            text("schemaname", views.iter().map(|r| Some(r.0.as_str())).collect()),
-            text("viewname", views.iter().map(|r| Some(r.1.as_str())).collect()),
-            text("viewowner", vec![Some("postgres"); views.len()]),
-            text("definition", definitions.iter().map(Option::as_deref).collect()),
-        ])?;
-        Ok((pg_tables, pg_views))
+        let views: Vec<(&str, &str, Option<&str>)> = views
+            .iter()
+            .zip(&definitions)
+            .map(|((schema, name, _), definition)| (schema.as_str(), name.as_str(), definition.as_deref()))
+            .collect();
+        Ok((pg_tables_batch(&tables)?, pg_views_batch(&views)?))
     }
+}
+
+/// `pg_tables` rows: schema and name of each table.
+fn pg_tables_batch(tables: &[(&str, &str)]) -> datafusion::common::Result<arrow::array::RecordBatch> {
+    use super::information_schema::{batch, text};
+    use arrow::array::{ArrayRef, BooleanArray};
+    use arrow::datatypes::{DataType, Field};
+    let n = tables.len();
+    let flag = |name: &str| {
+        (Field::new(name, DataType::Boolean, false), Arc::new(BooleanArray::from(vec![false; n])) as ArrayRef)
+    };
+    batch(vec![
+        text("schemaname", tables.iter().map(|r| Some(r.0)).collect()),
+        text("tablename", tables.iter().map(|r| Some(r.1)).collect()),
+        text("tableowner", vec![Some("postgres"); n]),
+        text("tablespace", vec![None; n]),
+        flag("hasindex"),
+        flag("hasrules"),
+        flag("hastriggers"),
+        flag("rowsecurity"),
+    ])
+}
+
+/// `pg_views` rows: schema, name and definition of each view.
+fn pg_views_batch(views: &[(&str, &str, Option<&str>)]) -> datafusion::common::Result<arrow::array::RecordBatch> {
+    use super::information_schema::{batch, text};
+    batch(vec![
+        text("schemaname", views.iter().map(|r| Some(r.0)).collect()),
+        text("viewname", views.iter().map(|r| Some(r.1)).collect()),
+        text("viewowner", vec![Some("postgres"); views.len()]),
+        text("definition", views.iter().map(|r| r.2).collect()),
+    ])
 }
 
 #[async_trait::async_trait]
@@ -294,13 +306,24 @@ impl datafusion::catalog::SchemaProvider for PgCatalogOfDatabase {
         &self,
         name: &str,
     ) -> datafusion::common::Result<Option<Arc<dyn datafusion::datasource::TableProvider>>> {
-        let chosen = match name {
-            "pg_tables" => self.tables_and_views().await?.0,
-            "pg_views" => self.tables_and_views().await?.1,
+        use super::information_schema::ComputedTable;
+        use datafusion::datasource::TableType;
+        // The schemas are known without listing; the rows, when scanned.
+        let views = match name {
+            "pg_tables" => false,
+            "pg_views" => true,
             "pg_database" => return self.databases().await,
             other => return self.inner.table(other).await,
         };
-        let table = datafusion::datasource::MemTable::try_new(chosen.schema(), vec![vec![chosen]])?;
+        let schema = if views { pg_views_batch(&[])?.schema() } else { pg_tables_batch(&[])?.schema() };
+        let this = self.clone();
+        let table = ComputedTable::new(schema, TableType::View, move || {
+            let this = this.clone();
+            Box::pin(async move {
+                let (tables, views_batch) = this.tables_and_views().await?;
+                Ok(if views { views_batch } else { tables })
+            })
+        });
         Ok(Some(Arc::new(table)))
     }
 

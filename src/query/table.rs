@@ -422,9 +422,7 @@ impl TableProvider for TimeseriesTable {
         insert_op: InsertOp,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let Some(writer) = &self.writer else {
-            return Err(DataFusionError::External(Box::new(QueryError::Unsupported(
-                "this server does not take writes (GIGAPI_MODE)".into(),
-            ))));
+            return Err(DataFusionError::External(Box::new(QueryError::read_only("INSERT"))));
         };
         if insert_op != InsertOp::Append {
             return Err(DataFusionError::NotImplemented(format!(
