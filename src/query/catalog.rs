@@ -15,8 +15,9 @@ use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::context::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
 
-use super::information_schema::{PgInformationSchema, INFORMATION_SCHEMA};
+use super::information_schema::{ComputedTable, PgInformationSchema, INFORMATION_SCHEMA};
 use super::postgres::PgCatalogOfDatabase;
+use datafusion::arrow::datatypes::Schema;
 
 /// The schema datafusion-pg-catalog registers.
 const PG_CATALOG: &str = "pg_catalog";
@@ -130,8 +131,12 @@ impl Sources {
                 RelationKind::View { .. } => TableType::View,
                 RelationKind::Table { .. } => TableType::Base,
             };
+            // Listed with no columns; reading it fails with the reason.
             let message = format!("{}.{} cannot be read: {e}", relation.schema, relation.name);
-            Arc::new(Unreadable { kind, message })
+            Arc::new(ComputedTable::new(Arc::new(Schema::empty()), kind, move || {
+                let message = message.clone();
+                Box::pin(async move { Err(DataFusionError::Plan(message)) })
+            }))
         })
     }
 
@@ -173,35 +178,6 @@ impl Sources {
         let config =
             ListingTableConfig::new(url).with_listing_options(options).with_schema(Arc::clone(metadata.schema()));
         Ok(Arc::new(ListingTable::try_new(config)?))
-    }
-}
-
-/// A relation that cannot be opened: listed with no columns, and failing with
-/// the reason when it is read.
-#[derive(Debug)]
-struct Unreadable {
-    kind: TableType,
-    message: String,
-}
-
-#[async_trait]
-impl TableProvider for Unreadable {
-    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
-        Arc::new(datafusion::arrow::datatypes::Schema::empty())
-    }
-
-    fn table_type(&self) -> TableType {
-        self.kind
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn datafusion::catalog::Session,
-        _projection: Option<&Vec<usize>>,
-        _filters: &[datafusion::prelude::Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-        Err(DataFusionError::Plan(self.message.clone()))
     }
 }
 
