@@ -51,16 +51,11 @@ pub(crate) struct Sources {
 }
 
 /// Each database's `pg_catalog`, made on first use and kept.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct PgCatalogs {
-    static_tables: Arc<datafusion_postgres::datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables>,
+    /// Loaded on first use: start-up does not pay for them.
+    static_tables: OnceLock<Arc<datafusion_postgres::datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables>>,
     by_database: std::sync::Mutex<BTreeMap<String, Arc<dyn SchemaProvider>>>,
-}
-
-impl PgCatalogs {
-    pub(crate) fn new() -> Result<Self> {
-        Ok(PgCatalogs { static_tables: super::postgres::static_tables()?, by_database: Default::default() })
-    }
 }
 
 /// The catalog list of one database, for its `pg_catalog`.
@@ -99,7 +94,17 @@ impl Sources {
         let mut sources = self.clone();
         sources.view_stack = Arc::default();
         let one = Arc::new(OneDatabase { database: database.to_owned(), sources }) as Arc<dyn CatalogProviderList>;
-        match super::postgres::pg_catalog_over(one, Arc::clone(&self.pg_catalogs.static_tables)) {
+        let static_tables = match self.pg_catalogs.static_tables.get() {
+            Some(tables) => Arc::clone(tables),
+            None => match super::postgres::static_tables() {
+                Ok(tables) => Arc::clone(self.pg_catalogs.static_tables.get_or_init(|| tables)),
+                Err(e) => {
+                    tracing::warn!("cannot load pg_catalog's tables: {e}");
+                    return None;
+                }
+            },
+        };
+        match super::postgres::pg_catalog_over(one, static_tables) {
             Ok(provider) => {
                 by_database.insert(database.to_owned(), Arc::clone(&provider));
                 Some(provider)

@@ -345,7 +345,7 @@ impl QueryEngine {
             relations: Arc::clone(&relations),
             view_planner: Arc::clone(&view_planner),
             view_stack: Arc::default(),
-            pg_catalogs: Arc::new(catalog::PgCatalogs::new().map_err(setup)?),
+            pg_catalogs: Arc::default(),
         };
         let base = SessionStateBuilder::new()
             .with_config(config)
