@@ -44,6 +44,21 @@ fn cast_column(name: &str, column: &ArrayRef, kind: ColumnType) -> Result<ArrayR
     })
 }
 
+/// The field metadata that marks a column's kind, as InfluxDB 3 writes it in
+/// its Arrow schemas. Flight clients send dictionaries as plain strings, so a
+/// string column with this set to [`IOX_TAG`] is how they say "tag".
+pub const IOX_COLUMN_TYPE: &str = "iox::column::type";
+/// The value of [`IOX_COLUMN_TYPE`] for a tag.
+pub const IOX_TAG: &str = "iox::column_type::tag";
+
+/// The kind a new column takes: a tag for a dictionary of strings or a string
+/// column marked as one, otherwise by its Arrow type.
+fn column_kind(field: &Field) -> Option<ColumnType> {
+    let kind = ColumnType::from_data_type(field.data_type())?;
+    let marked_tag = field.metadata().get(IOX_COLUMN_TYPE).is_some_and(|v| v == IOX_TAG);
+    Some(if marked_tag && kind == ColumnType::String { ColumnType::Tag } else { kind })
+}
+
 /// Turns a batch for `table` into a table write against the table's current
 /// schema (`None` for a new table). With `allow_new_columns` off, a column the
 /// table lacks is an error (SQL `INSERT` and `COPY` name existing columns).
@@ -73,7 +88,7 @@ pub fn table_write(
             None if !allow_new_columns => {
                 return Err(IngestError::UnknownColumn(format!("column '{name}' of relation '{table}' does not exist")))
             }
-            None => match ColumnType::from_data_type(field.data_type()) {
+            None => match column_kind(field) {
                 Some(ColumnType::Time) | None => {
                     return Err(IngestError::Schema(format!(
                         "column '{name}' has type {}, which a measurement cannot hold: tags are dictionary-encoded \

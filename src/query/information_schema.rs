@@ -48,7 +48,7 @@ impl PgInformationSchema {
 
     /// Every table of the database, with its schema name, type and columns;
     /// this schema's own tables are listed as views, as Postgres lists them.
-    async fn relations(&self) -> Result<Vec<Relation>> {
+    pub(crate) async fn relations(&self) -> Result<Vec<Relation>> {
         let mut relations: Vec<Relation> = database_relations(self.catalog.as_ref(), &[])
             .await?
             .into_iter()
@@ -82,7 +82,7 @@ impl PgInformationSchema {
 }
 
 /// A table's schema name, name, type and columns.
-type Relation = (String, String, TableType, SchemaRef);
+pub(crate) type Relation = (String, String, TableType, SchemaRef);
 
 /// Every table and view of a database but those of `information_schema` and
 /// of the schemas in `skip`, by schema and name.

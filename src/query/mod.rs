@@ -213,6 +213,19 @@ struct QueryTimeout(Duration);
 #[error("canceling statement due to user request")]
 struct QueryCancelled;
 
+/// A table or view of a database, as metadata listings show it.
+#[derive(Debug, Clone)]
+pub struct ListedRelation {
+    /// Its schema (`public`, a schema SQL created, `information_schema`, ...).
+    pub schema: String,
+    /// Its name.
+    pub name: String,
+    /// Table or view.
+    pub table_type: datafusion::datasource::TableType,
+    /// Its columns.
+    pub columns: SchemaRef,
+}
+
 /// A query's result: its schema and a stream of batches, which ends with an
 /// error if the query runs past its time limit.
 pub struct QueryOutput {
@@ -375,6 +388,42 @@ impl QueryEngine {
         &self.options
     }
 
+    /// Every database.
+    pub fn databases(&self) -> Vec<String> {
+        self.catalog.databases()
+    }
+
+    /// The schemas of a database (`public`, `information_schema`, `pg_catalog`
+    /// and those SQL created), sorted.
+    pub fn schemas(&self, database: &str) -> Result<Vec<String>, QueryError> {
+        let catalog = self.database_catalog(database)?;
+        let mut names = catalog.schema_names();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Every table and view of a database with its schema, type and columns,
+    /// as `information_schema.tables` and `.columns` list them: for metadata
+    /// calls that are not SQL (FlightSQL's GetTables).
+    pub async fn relations(&self, database: &str) -> Result<Vec<ListedRelation>, QueryError> {
+        let catalog = self.database_catalog(database)?;
+        let schema = catalog.schema(information_schema::INFORMATION_SCHEMA);
+        let listing = schema
+            .as_ref()
+            .and_then(|s| (s.as_ref() as &dyn std::any::Any).downcast_ref::<information_schema::PgInformationSchema>())
+            .ok_or_else(|| QueryError::Execution(format!("database '{database}' has no information_schema")))?;
+        let relations = listing.relations().await.map_err(|e| QueryError::from_datafusion(e, false))?;
+        Ok(relations
+            .into_iter()
+            .map(|(schema, name, table_type, columns)| ListedRelation { schema, name, table_type, columns })
+            .collect())
+    }
+
+    fn database_catalog(&self, database: &str) -> Result<Arc<dyn datafusion::catalog::CatalogProvider>, QueryError> {
+        self.base.catalog_list().catalog(database).ok_or_else(|| QueryError::UnknownDatabase(database.to_owned()))
+    }
+
     /// Whether a database exists.
     pub fn database_exists(&self, database: &str) -> bool {
         self.catalog.databases().iter().any(|d| d == database)
@@ -500,6 +549,37 @@ impl QueryEngine {
         matches!(plan, LogicalPlan::Dml(_)) || ddl::is_catalog_statement(plan)
     }
 
+    /// The types of a plan's `$1, $2, ...` parameters, in order; `None` where
+    /// the plan does not tell. At most 65535, as Postgres numbers them.
+    pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, QueryError> {
+        let types = plan.get_parameter_types().map_err(|e| QueryError::from_datafusion(e, true))?;
+        let mut numbered: Vec<(usize, Option<DataType>)> = types
+            .into_iter()
+            .filter_map(|(name, data_type)| name.trim_start_matches('$').parse::<usize>().ok().map(|n| (n, data_type)))
+            .collect();
+        numbered.sort_by_key(|(n, _)| *n);
+        let count = numbered.last().map_or(0, |(n, _)| *n);
+        if count > usize::from(u16::MAX) {
+            return Err(QueryError::Plan(format!("there is no parameter ${count}: at most 65535 are allowed")));
+        }
+        let mut ordered = vec![None; count];
+        for (n, data_type) in numbered {
+            if let Some(slot) = n.checked_sub(1).and_then(|i| ordered.get_mut(i)) {
+                *slot = data_type;
+            }
+        }
+        Ok(ordered)
+    }
+
+    /// The columns a plan's result will have: what a front announces before
+    /// running it. CREATE, ALTER and DROP answer a `count`, as INSERT does.
+    pub fn result_schema(plan: &LogicalPlan) -> SchemaRef {
+        if ddl::is_catalog_statement(plan) {
+            return count_schema();
+        }
+        Arc::new(plan.schema().as_arrow().clone())
+    }
+
     /// A plan that writes, if this server takes writes.
     fn writable(&self, plan: LogicalPlan, what: &str) -> Result<LogicalPlan, QueryError> {
         match self.writer {
@@ -527,7 +607,7 @@ impl QueryEngine {
                 state: self.session(database),
             };
             let rows = statements.run(plan).await?;
-            let count = Arc::new(Schema::new(vec![Field::new("count", DataType::UInt64, false)]));
+            let count = count_schema();
             let batch = RecordBatch::try_new(
                 Arc::clone(&count),
                 vec![Arc::new(arrow::array::UInt64Array::from(vec![rows as u64])) as ArrayRef],
@@ -632,6 +712,11 @@ fn database_session(base: &SessionState, database: &str) -> SessionState {
     let options = Arc::new(state.config().options().as_ref().clone());
     state.execution_props_mut().mark_start_execution(options);
     state
+}
+
+/// The result of a statement run for its effect: the rows it changed.
+fn count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("count", DataType::UInt64, false)]))
 }
 
 /// A plan that returns the rows the engine computed itself (SHOW, DESCRIBE).

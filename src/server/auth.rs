@@ -87,3 +87,42 @@ impl Users {
         }
     }
 }
+
+/// Bearer tokens handed out by a login (FlightSQL's handshake), so that a
+/// client that logged in with a password sends a random token on every later
+/// call instead of the password. Tokens live in memory: they end with the
+/// process or after [`SessionTokens::LIFETIME`], and at most
+/// [`SessionTokens::MAX`] are kept (the oldest go first).
+#[derive(Debug, Default)]
+pub struct SessionTokens {
+    tokens: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl SessionTokens {
+    /// How long a token stays valid after the login that made it.
+    pub const LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+    /// The most tokens kept at once.
+    pub const MAX: usize = 10_000;
+
+    /// A new token for a user who just presented valid credentials.
+    pub fn issue(&self) -> String {
+        // Two version-4 UUIDs: 244 bits from the operating system's random source.
+        let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let now = std::time::Instant::now();
+        let mut tokens = self.tokens.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tokens.retain(|_, issued| now.duration_since(*issued) < Self::LIFETIME);
+        if tokens.len() >= Self::MAX {
+            if let Some(oldest) = tokens.iter().min_by_key(|(_, issued)| **issued).map(|(t, _)| t.clone()) {
+                tokens.remove(&oldest);
+            }
+        }
+        tokens.insert(token.clone(), now);
+        token
+    }
+
+    /// Whether `token` was issued here and has not expired.
+    pub fn check(&self, token: &str) -> bool {
+        let tokens = self.tokens.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tokens.get(token).is_some_and(|issued| issued.elapsed() < Self::LIFETIME)
+    }
+}

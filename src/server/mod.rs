@@ -2,6 +2,7 @@
 //! and shutdown on SIGINT or SIGTERM.
 
 pub mod auth;
+mod flight;
 pub mod http;
 mod postgres;
 mod write_path;
@@ -198,6 +199,11 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
     prepare_root(&settings.root)?;
     // Fail on a busy port before the (possibly long) WAL replay.
     let http_listener = bind(&settings.http_host, settings.http_port, "http-port", "HTTP_PORT").await?;
+    let flight_listener = if settings.flightsql_enable && settings.mode.queries() {
+        Some(bind(&settings.http_host, settings.flightsql_port, "flightsql-port", "FLIGHTSQL_PORT").await?)
+    } else {
+        None
+    };
     if settings.pg_enable {
         // datafusion-postgres binds its own listener; find a busy port now, with a clear message.
         drop(bind(&settings.http_host, settings.pg_port, "pg-port", "PG_PORT").await?);
@@ -240,11 +246,26 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         (None, true) => tracing::info!("the Postgres front is off: this mode answers no queries (GIGAPI_MODE)"),
         _ => {}
     }
-    if settings.flightsql_enable {
-        tracing::info!(
-            "the FlightSQL front is not part of this version yet (FLIGHTSQL_PORT {})",
-            settings.flightsql_port
-        );
+    match (&components.engine, flight_listener) {
+        (Some(engine), Some(listener)) => {
+            let front = flight::FlightFront::new(Arc::clone(engine), components.ingester.clone(), Arc::clone(&users))
+                .map_err(ServeError::Runtime)?;
+            let options = flight::FlightOptions { tls: tls.clone() };
+            tracing::info!(
+                address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                tls = options.tls.is_some(),
+                "FlightSQL front listening"
+            );
+            tokio::spawn(async move {
+                if let Err(e) = flight::serve(listener, front, options).await {
+                    tracing::error!("the FlightSQL front stopped: {e}");
+                }
+            });
+        }
+        _ if settings.flightsql_enable => {
+            tracing::info!("the FlightSQL front is off: this mode answers no queries (GIGAPI_MODE)")
+        }
+        _ => {}
     }
     let state = http::HttpState {
         ingester: components.ingester.clone(),

@@ -4,6 +4,7 @@ mod catalog;
 mod config;
 mod crash;
 mod docs;
+mod flight;
 mod http_write;
 mod line_protocol;
 mod postgres;

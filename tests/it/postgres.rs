@@ -10,7 +10,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-use crate::support::{free_port, post, Server};
+use crate::support::{free_port, post, self_signed, test_python, Server};
 
 const ROWS: &str = "cpu,host=a,region=eu usage=1.5,n=3i 1700000000000000000
 cpu,host=b,region=us usage=2.5,n=4i 1700000060000000000
@@ -495,21 +495,6 @@ async fn information_schema_answers_grafana_and_dbt_with_postgres_type_names() {
     );
 }
 
-/// A self-signed certificate and PKCS#8 key for 127.0.0.1, made by openssl.
-fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl is installed by tests/run");
-    assert!(status.success());
-    (cert, key)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_is_served_when_configured_and_a_bad_key_stops_the_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -542,12 +527,6 @@ async fn tls_is_served_when_configured_and_a_bad_key_stops_the_server() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("HOURGLASS_TLS_KEY") && stderr.contains("PKCS#8"), "{stderr}");
-}
-
-/// The Python of the virtualenv that tests/run makes, with the Python clients and dbt.
-fn test_python() -> String {
-    std::env::var("HOURGLASS_TEST_PYTHON")
-        .expect("HOURGLASS_TEST_PYTHON is set by tests/run, which installs the Python clients and dbt: run tests/run")
 }
 
 #[tokio::test(flavor = "multi_thread")]

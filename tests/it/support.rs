@@ -99,11 +99,14 @@ impl Server {
             .arg("--root")
             .arg(&self.root)
             .args(["--http-host", "127.0.0.1", "--http-port", &self.http_port.to_string()])
-            .args(["--flightsql-enable", "false"])
             .args(&self.extra_args)
             .env("LOGLEVEL", "debug")
             .stdout(Stdio::null())
             .stderr(log);
+        // The FlightSQL front only where a test asks for it by giving its port.
+        if !self.extra_args.iter().any(|a| a == "--flightsql-port") {
+            command.args(["--flightsql-enable", "false"]);
+        }
         // The Postgres front only where a test asks for it by giving its port.
         if !self.extra_args.iter().any(|a| a == "--pg-port") {
             command.args(["--pg-enable", "false"]);
@@ -302,4 +305,29 @@ pub(crate) fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -
         std::thread::sleep(Duration::from_millis(25));
     }
     condition()
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, and its PKCS#8 key,
+/// made by openssl (installed by tests/run).
+pub(crate) fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        // An end-entity certificate: rustls refuses a CA certificate as a server's.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed by tests/run");
+    assert!(status.success());
+    (cert, key)
+}
+
+/// The Python of the virtualenv that tests/run makes, with the Python clients and dbt.
+pub(crate) fn test_python() -> String {
+    std::env::var("HOURGLASS_TEST_PYTHON")
+        .expect("HOURGLASS_TEST_PYTHON is set by tests/run, which installs the Python clients and dbt: run tests/run")
 }

@@ -243,26 +243,7 @@ impl SimpleQueryHandler for Queries {
 
 /// The parameter types of a plan, in `$1, $2, ...` order.
 fn parameter_types(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
-    let types = plan.get_parameter_types().map_err(|e| query_error(QueryError::from_datafusion(e, true)))?;
-    let mut numbered: Vec<(usize, Option<DataType>)> = types
-        .into_iter()
-        .filter_map(|(name, data_type)| name.trim_start_matches('$').parse::<usize>().ok().map(|n| (n, data_type)))
-        .collect();
-    numbered.sort_by_key(|(n, _)| *n);
-    let count = numbered.last().map_or(0, |(n, _)| *n);
-    // The protocol numbers parameters with 16 bits, as Postgres does.
-    if count > usize::from(u16::MAX) {
-        return Err(query_error(QueryError::Plan(format!(
-            "there is no parameter ${count}: at most 65535 are allowed"
-        ))));
-    }
-    let mut ordered = vec![None; count];
-    for (n, data_type) in numbered {
-        if let Some(slot) = n.checked_sub(1).and_then(|i| ordered.get_mut(i)) {
-            *slot = data_type;
-        }
-    }
-    Ok(ordered)
+    QueryEngine::parameter_types(plan).map_err(query_error)
 }
 
 fn wire_types(types: &[Option<DataType>]) -> PgWireResult<Vec<Type>> {

@@ -1,0 +1,248 @@
+//! The FlightSQL front: Arrow Flight SQL over gRPC for ADBC, JDBC, Grafana's
+//! FlightSQL and InfluxDB 3 datasources, plus the plain Flight `DoGet` with a
+//! JSON ticket that InfluxDB 3's own clients send.
+//!
+//! [`FlightFront`] is the gRPC service: it checks credentials and picks the
+//! database on every call, answers JSON tickets, and hands everything else to
+//! [`SqlService`], the `FlightSqlService` that turns FlightSQL commands into
+//! calls on the query engine and the ingester. Protocol code only: SQL is
+//! planned and run by the engine, rows are written by the ingester.
+
+mod metadata;
+mod statements;
+mod status;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse,
+    PollInfo, PutResult, SchemaResult, Ticket,
+};
+use futures::Stream;
+use tonic::metadata::MetadataMap;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::auth::{Credentials, SessionTokens, Users};
+use crate::catalog::names::{check_name, NameKind};
+use crate::catalog::DEFAULT_DATABASE;
+use crate::ingest::Ingester;
+use crate::query::QueryEngine;
+pub(crate) use statements::SqlService;
+
+/// The gRPC headers that name the database, in the order InfluxDB 3 and its
+/// clients use them (`database` is preferred; the others are older names).
+const DATABASE_HEADERS: &[&str] = &["database", "bucket", "bucket-name", "iox-namespace-name", "namespace"];
+
+/// The largest gRPC message the front accepts: a batch of an ingest or a
+/// parameter binding. Clients split larger writes into several messages.
+pub(crate) const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// What every call carries once it is admitted: the database it works in.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    /// The database from the headers, or `default`.
+    pub(crate) database: String,
+    /// Whether the database came from a header (and so conflicts with another
+    /// one named in the same call).
+    pub(crate) database_from_header: bool,
+}
+
+/// The gRPC service: credentials and database on every call, JSON tickets,
+/// and FlightSQL through [`SqlService`].
+#[derive(Clone)]
+pub(crate) struct FlightFront {
+    sql: Arc<SqlService>,
+    users: Arc<Users>,
+    tokens: Arc<SessionTokens>,
+}
+
+impl FlightFront {
+    /// The front over the engine and (in modes that write) the ingester.
+    pub(crate) fn new(
+        engine: Arc<QueryEngine>,
+        ingester: Option<Arc<Ingester>>,
+        users: Arc<Users>,
+    ) -> Result<FlightFront, String> {
+        let tokens = Arc::new(SessionTokens::default());
+        let sql = SqlService::new(engine, ingester, Arc::clone(&users), Arc::clone(&tokens))?;
+        Ok(FlightFront { sql: Arc::new(sql), users, tokens })
+    }
+
+    /// Checks the caller's credentials and records the database of the call.
+    fn admit<T>(&self, request: &mut Request<T>) -> Result<(), Status> {
+        authorize(&self.users, &self.tokens, request.metadata())?;
+        let call = match database_header(request.metadata())? {
+            Some(database) => Call { database, database_from_header: true },
+            None => Call { database: DEFAULT_DATABASE.to_owned(), database_from_header: false },
+        };
+        request.extensions_mut().insert(call);
+        Ok(())
+    }
+}
+
+/// Checks the `authorization` header: a token from a handshake, or what the
+/// HTTP front accepts (Basic, or `Bearer`/`Token` with the password).
+fn authorize(users: &Users, tokens: &SessionTokens, metadata: &MetadataMap) -> Result<(), Status> {
+    if !users.enabled() {
+        return Ok(());
+    }
+    let Some(value) = metadata.get("authorization") else {
+        return Err(Status::unauthenticated(
+            "authentication required: send `authorization: Bearer <token>` (a token from the handshake, or the \
+             password), or Basic credentials",
+        ));
+    };
+    let credentials = value.to_str().ok().and_then(Users::parse_authorization);
+    let accepted = match &credentials {
+        Some(Credentials::Token(token)) => tokens.check(token) || users.check(&Credentials::Token(token.clone())),
+        Some(other) => users.check(other),
+        None => false,
+    };
+    if accepted {
+        Ok(())
+    } else {
+        Err(Status::unauthenticated("invalid credentials"))
+    }
+}
+
+/// The database named by the call's headers; two different names are an error.
+fn database_header(metadata: &MetadataMap) -> Result<Option<String>, Status> {
+    let mut found: Option<(&str, String)> = None;
+    for header in DATABASE_HEADERS {
+        for value in metadata.get_all(*header) {
+            let value = value
+                .to_str()
+                .map_err(|_| Status::invalid_argument(format!("the '{header}' header is not text")))?
+                .trim()
+                .to_owned();
+            if value.is_empty() {
+                continue;
+            }
+            match &found {
+                Some((first, database)) if *database != value => {
+                    return Err(Status::invalid_argument(format!(
+                        "the call names two databases: '{database}' ({first} header) and '{value}' ({header} header)"
+                    )))
+                }
+                Some(_) => {}
+                None => found = Some((header, value)),
+            }
+        }
+    }
+    match found {
+        Some((_, database)) => {
+            check_name(NameKind::Database, &database).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            Ok(Some(database))
+        }
+        None => Ok(None),
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl FlightService for FlightFront {
+    type HandshakeStream = BoxStream<HandshakeResponse>;
+    type ListFlightsStream = BoxStream<FlightInfo>;
+    type DoGetStream = BoxStream<FlightData>;
+    type DoPutStream = BoxStream<PutResult>;
+    type DoActionStream = BoxStream<arrow_flight::Result>;
+    type ListActionsStream = BoxStream<ActionType>;
+    type DoExchangeStream = BoxStream<FlightData>;
+
+    async fn handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        // The handshake is where credentials become a token: no token yet.
+        self.sql.do_handshake(request).await
+    }
+
+    async fn list_flights(&self, mut request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        self.admit(&mut request)?;
+        Err(Status::unimplemented("ListFlights: this server keeps no named flights; send SQL with FlightSQL"))
+    }
+
+    async fn get_flight_info(&self, mut request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        self.admit(&mut request)?;
+        FlightService::get_flight_info(self.sql.as_ref(), request).await
+    }
+
+    async fn poll_flight_info(&self, mut request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        self.admit(&mut request)?;
+        Err(Status::unimplemented("PollFlightInfo: use GetFlightInfo; results are ready when DoGet starts"))
+    }
+
+    async fn get_schema(&self, mut request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        self.admit(&mut request)?;
+        self.sql.schema_of(request).await
+    }
+
+    async fn do_get(&self, mut request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        self.admit(&mut request)?;
+        // InfluxDB 3's clients send a JSON ticket, not a FlightSQL command.
+        if request.get_ref().ticket.first() == Some(&b'{') {
+            return self.sql.influx_ticket(request).await;
+        }
+        FlightService::do_get(self.sql.as_ref(), request).await
+    }
+
+    async fn do_put(&self, mut request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        self.admit(&mut request)?;
+        FlightService::do_put(self.sql.as_ref(), request).await
+    }
+
+    async fn do_action(&self, mut request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        self.admit(&mut request)?;
+        FlightService::do_action(self.sql.as_ref(), request).await
+    }
+
+    async fn list_actions(&self, mut request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        self.admit(&mut request)?;
+        FlightService::list_actions(self.sql.as_ref(), request).await
+    }
+
+    async fn do_exchange(
+        &self,
+        mut request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        self.admit(&mut request)?;
+        Err(Status::unimplemented("DoExchange: use DoGet for queries and DoPut for writes"))
+    }
+}
+
+/// Where and how the front listens.
+#[derive(Debug, Clone)]
+pub(crate) struct FlightOptions {
+    /// The certificate and key files, for TLS.
+    pub(crate) tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// Serves FlightSQL on `listener` until the process ends.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    front: FlightFront,
+    options: FlightOptions,
+) -> Result<(), String> {
+    let mut server = Server::builder();
+    if let Some((cert, key)) = &options.tls {
+        let read = |path: &std::path::Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+        let identity = Identity::from_pem(read(cert)?, read(key)?);
+        server = server
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|e| format!("the TLS certificate or key cannot be used: {e}"))?;
+    }
+    let service = FlightServiceServer::new(front)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    server
+        .add_service(service)
+        .serve_with_incoming(TcpIncoming::from(listener))
+        .await
+        .map_err(|e| format!("FlightSQL server: {e}"))
+}

@@ -1,0 +1,804 @@
+//! FlightSQL commands as calls on the engine and the ingester: statements,
+//! prepared statements, updates, bulk ingest, the handshake, and InfluxDB 3's
+//! JSON tickets. The metadata commands are in [`super::metadata`].
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::array::{Array, RecordBatch, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionBeginTransactionRequest, ActionBeginTransactionResult, ActionClosePreparedStatementRequest,
+    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any, CommandGetCatalogs,
+    CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys,
+    CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery,
+    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    SchemaResult, Ticket,
+};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::logical_expr::LogicalPlan;
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use serde::Deserialize;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::metadata::{self, MetadataCommand};
+use super::status::{arrow_status, ingest_status, ipc_schema, query_status, StatementHandle};
+use super::Call;
+use crate::catalog::names::{check_name, NameKind};
+use crate::ingest::Ingester;
+use crate::query::{QueryEngine, QueryError, QueryOutput, SCHEMA as SCHEMA_NAME};
+use crate::server::auth::{Credentials, SessionTokens, Users};
+
+type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
+
+/// The FlightSQL service: each command planned and run by the engine, bulk
+/// ingest written by the ingester.
+pub(crate) struct SqlService {
+    engine: Arc<QueryEngine>,
+    ingester: Option<Arc<Ingester>>,
+    users: Arc<Users>,
+    tokens: Arc<SessionTokens>,
+    sql_info: SqlInfoData,
+    type_info: XdbcTypeInfoData,
+}
+
+impl SqlService {
+    pub(crate) fn new(
+        engine: Arc<QueryEngine>,
+        ingester: Option<Arc<Ingester>>,
+        users: Arc<Users>,
+        tokens: Arc<SessionTokens>,
+    ) -> Result<SqlService, String> {
+        let sql_info = metadata::sql_info(ingester.is_none()).map_err(|e| format!("FlightSQL GetSqlInfo: {e}"))?;
+        let type_info = metadata::xdbc_type_info().map_err(|e| format!("FlightSQL GetXdbcTypeInfo: {e}"))?;
+        Ok(SqlService { engine, ingester, users, tokens, sql_info, type_info })
+    }
+
+    /// Plans a handle's statement with its parameters (row `row` of the bound
+    /// batch) filled in.
+    async fn plan(&self, handle: &StatementHandle, row: usize) -> Result<LogicalPlan, Status> {
+        let plan = self.engine.plan(&handle.database, &handle.sql).await.map_err(query_status)?;
+        match handle.parameters()? {
+            Some(parameters) => bind(plan, &parameters, row),
+            None => {
+                let expected = parameter_count(&plan)?;
+                if expected > 0 {
+                    return Err(Status::invalid_argument(format!(
+                        "the statement has {expected} parameter(s): bind them (DoPut with the prepared statement's \
+                         handle) before executing it"
+                    )));
+                }
+                Ok(plan)
+            }
+        }
+    }
+
+    /// Runs a query and streams its result, batch by batch.
+    async fn query(&self, handle: &StatementHandle) -> Result<Response<DoGetStream>, Status> {
+        let rows = handle.parameters()?.map_or(0, |p| p.num_rows());
+        if rows > 1 {
+            return Err(Status::invalid_argument(format!(
+                "{rows} parameter rows are bound: a query takes one (an update may take many)"
+            )));
+        }
+        let plan = self.plan(handle, 0).await?;
+        let output = self.engine.execute(&handle.database, plan).await.map_err(query_status)?;
+        Ok(Response::new(result_stream(output)))
+    }
+
+    /// Runs a statement for its effect (INSERT, DDL) once per bound parameter
+    /// row, and returns the rows it changed.
+    async fn update(&self, handle: &StatementHandle) -> Result<i64, Status> {
+        let executions = handle.parameters()?.map_or(1, |p| p.num_rows());
+        let mut changed = 0i64;
+        for row in 0..executions {
+            let plan = self.plan(handle, row).await?;
+            let output = self.engine.execute(&handle.database, plan).await.map_err(query_status)?;
+            changed = changed.saturating_add(affected_rows(output).await?);
+        }
+        Ok(changed)
+    }
+
+    /// A FlightInfo whose one endpoint's ticket is `ticket`, describing `schema`.
+    fn flight_info(schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+        let info = FlightInfo::new()
+            .try_with_schema(&wire_schema(schema))
+            .map_err(arrow_status)?
+            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+            .with_descriptor(descriptor)
+            .with_ordered(true);
+        Ok(info)
+    }
+
+    /// A plan's result schema as the client will receive it.
+    async fn result_schema(&self, handle: &StatementHandle) -> Result<SchemaRef, Status> {
+        let plan = self.engine.plan(&handle.database, &handle.sql).await.map_err(query_status)?;
+        Ok(QueryEngine::result_schema(&plan))
+    }
+
+    /// GetSchema for a statement or a prepared statement.
+    pub(crate) async fn schema_of(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        let call = call_of(&request)?;
+        let message = Any::decode(&*request.get_ref().cmd)
+            .map_err(|e| Status::invalid_argument(format!("the descriptor is not a FlightSQL command: {e}")))?;
+        let handle = if let Some(query) = message.unpack::<CommandStatementQuery>().map_err(arrow_status)? {
+            StatementHandle::new(&call.database, &query.query)
+        } else if let Some(prepared) = message.unpack::<CommandPreparedStatementQuery>().map_err(arrow_status)? {
+            StatementHandle::decode(&prepared.prepared_statement_handle)?
+        } else {
+            return Err(Status::unimplemented(format!(
+                "GetSchema answers statements and prepared statements, not {}",
+                message.type_url
+            )));
+        };
+        let schema = wire_schema(&*self.result_schema(&handle).await?);
+        Ok(Response::new(SchemaResult { schema: ipc_schema(&schema)? }))
+    }
+
+    /// InfluxDB 3's query: a plain DoGet whose ticket is
+    /// `{"database": ..., "sql_query": ..., "query_type": "sql", "params": {...}}`.
+    pub(crate) async fn influx_ticket(&self, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        let call = call_of(&request)?;
+        let ticket: InfluxTicket = serde_json::from_slice(&request.get_ref().ticket).map_err(|e| {
+            Status::invalid_argument(format!(
+                "the ticket is not a FlightSQL command nor InfluxDB 3's JSON ticket \
+                 {{\"database\": ..., \"sql_query\": ..., \"query_type\": \"sql\"}}: {e}"
+            ))
+        })?;
+        match ticket.query_type.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("sql") => {}
+            Some("influxql") => {
+                return Err(Status::unimplemented(
+                    "InfluxQL is not supported: send SQL (\"query_type\": \"sql\"); SELECT, WHERE time >= now() - \
+                     interval '1 hour', GROUP BY and date_bin cover what InfluxQL queries do",
+                ))
+            }
+            Some(other) => {
+                return Err(Status::invalid_argument(format!("unknown query_type '{other}': use \"sql\"")));
+            }
+        }
+        let database = match ticket.database.filter(|d| !d.is_empty()) {
+            Some(database) if call.database_from_header && database != call.database => {
+                return Err(Status::invalid_argument(format!(
+                    "the call names two databases: '{}' (header) and '{database}' (ticket)",
+                    call.database
+                )));
+            }
+            Some(database) => {
+                check_name(NameKind::Database, &database).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                database
+            }
+            None => call.database,
+        };
+        let plan = self.engine.plan(&database, &ticket.sql_query).await.map_err(query_status)?;
+        let plan = match ticket.params {
+            Some(params) if !params.is_empty() => {
+                let values: HashMap<String, ScalarValue> = params
+                    .into_iter()
+                    .map(|(name, value)| json_scalar(&name, value).map(|v| (name, v)))
+                    .collect::<Result<_, _>>()?;
+                plan.replace_params_with_values(&ParamValues::from(values))
+                    .map_err(|e| query_status(QueryError::from_datafusion(e, true)))?
+            }
+            _ => plan,
+        };
+        let output = self.engine.execute(&database, plan).await.map_err(query_status)?;
+        Ok(Response::new(result_stream(output)))
+    }
+
+    fn ingester(&self) -> Result<&Arc<Ingester>, Status> {
+        self.ingester
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this server does not take writes (GIGAPI_MODE); write to a writer"))
+    }
+}
+
+/// The body of InfluxDB 3's JSON ticket.
+#[derive(Debug, Deserialize)]
+struct InfluxTicket {
+    #[serde(default, alias = "bucket")]
+    database: Option<String>,
+    sql_query: String,
+    #[serde(default)]
+    query_type: Option<String>,
+    #[serde(default)]
+    params: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A JSON parameter value as SQL's.
+fn json_scalar(name: &str, value: serde_json::Value) -> Result<ScalarValue, Status> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::Null => ScalarValue::Null,
+        Value::Bool(b) => ScalarValue::Boolean(Some(b)),
+        Value::String(s) => ScalarValue::Utf8(Some(s)),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => ScalarValue::Int64(Some(i)),
+            (None, Some(f)) => ScalarValue::Float64(Some(f)),
+            _ => return Err(Status::invalid_argument(format!("parameter '{name}': {n} is out of range"))),
+        },
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "parameter '{name}': {other} is not a number, string, boolean or null"
+            )))
+        }
+    })
+}
+
+/// The call's admission record (set by [`super::FlightFront`]).
+fn call_of<T>(request: &Request<T>) -> Result<Call, Status> {
+    request.extensions().get::<Call>().cloned().ok_or_else(|| Status::internal("the call was not admitted"))
+}
+
+/// The schema clients receive: dictionaries (tags) become their values, as
+/// the Flight encoder sends them, so FlightInfo and the data agree.
+pub(crate) fn wire_schema(schema: &Schema) -> Schema {
+    let encoder = FlightDataEncoderBuilder::new()
+        .with_schema(Arc::new(schema.clone()))
+        .build(futures::stream::empty::<Result<RecordBatch, FlightError>>());
+    encoder.known_schema().map_or_else(|| schema.clone(), |s| s.as_ref().clone())
+}
+
+/// A result as Flight data: the schema first (so an empty result still has
+/// one), then each batch as the engine produces it.
+fn result_stream(output: QueryOutput) -> DoGetStream {
+    let batches =
+        output.stream.map_err(|e| FlightError::Tonic(Box::new(query_status(QueryError::from_datafusion(e, false)))));
+    let encoded = FlightDataEncoderBuilder::new().with_schema(output.schema).build(batches).map_err(Status::from);
+    Box::pin(encoded)
+}
+
+/// How many rows a statement run for its effect changed: INSERT and DDL
+/// answer one `count`; anything else counts its rows.
+async fn affected_rows(output: QueryOutput) -> Result<i64, Status> {
+    let counted = output.schema.fields().len() == 1
+        && output.schema.field(0).name() == "count"
+        && output.schema.field(0).data_type() == &DataType::UInt64;
+    let batches = output.collect().await.map_err(query_status)?;
+    let total: u64 = if counted {
+        batches
+            .iter()
+            .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
+            .flat_map(|a| a.iter().flatten())
+            .sum()
+    } else {
+        batches.iter().map(|b| b.num_rows() as u64).sum()
+    };
+    Ok(i64::try_from(total).unwrap_or(i64::MAX))
+}
+
+/// The plan's `$1, $2, ...` parameter types, in order.
+fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, Status> {
+    QueryEngine::parameter_types(plan).map_err(query_status)
+}
+
+fn parameter_count(plan: &LogicalPlan) -> Result<usize, Status> {
+    Ok(parameter_types(plan)?.len())
+}
+
+/// The parameter schema of a prepared statement: `$1, $2, ...` with the types
+/// the engine infers; text where it cannot tell (the server casts text).
+fn parameter_schema(plan: &LogicalPlan) -> Result<Schema, Status> {
+    let fields: Vec<Field> = parameter_types(plan)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| Field::new(format!("${}", i + 1), t.unwrap_or(DataType::Utf8), true))
+        .collect();
+    Ok(Schema::new(fields))
+}
+
+/// Fills the plan's parameters with row `row` of `parameters`, column `i`
+/// for `$i+1`, cast to the type the plan expects there.
+fn bind(plan: LogicalPlan, parameters: &RecordBatch, row: usize) -> Result<LogicalPlan, Status> {
+    let types = parameter_types(&plan)?;
+    if parameters.num_columns() != types.len() {
+        return Err(Status::invalid_argument(format!(
+            "the statement has {} parameter(s) but {} were bound",
+            types.len(),
+            parameters.num_columns()
+        )));
+    }
+    let mut values = Vec::with_capacity(types.len());
+    for (i, (column, expected)) in parameters.columns().iter().zip(&types).enumerate() {
+        let value = ScalarValue::try_from_array(column.as_ref(), row).map_err(arrow_status)?;
+        let value = match expected {
+            Some(expected) if &value.data_type() != expected => value.cast_to(expected).map_err(|e| {
+                Status::invalid_argument(format!("parameter ${}: {value} cannot be used as {expected}: {e}", i + 1))
+            })?,
+            _ => value,
+        };
+        values.push(value);
+    }
+    plan.replace_params_with_values(&ParamValues::from(values))
+        .map_err(|e| query_status(QueryError::InvalidData { message: e.to_string(), sqlstate: "22023" }))
+}
+
+/// Reads a DoPut stream's batches (after its descriptor message).
+fn put_batches(
+    request: Request<PeekableFlightDataStream>,
+) -> impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static {
+    // A message with only the descriptor (a prepared update without new
+    // parameters) carries no IPC data.
+    let data = request
+        .into_inner()
+        .try_filter(|message| futures::future::ready(!message.data_header.is_empty()))
+        .map_err(FlightError::from);
+    FlightRecordBatchStream::new_from_flight_data(data).map_err(|e| match e {
+        FlightError::Tonic(status) => *status,
+        other => Status::invalid_argument(format!("the data is not Arrow IPC: {other}")),
+    })
+}
+
+/// Reads every parameter batch of a DoPut into one batch (bounded by the
+/// gRPC message limit per message and by this total).
+async fn read_parameters(request: Request<PeekableFlightDataStream>) -> Result<Option<RecordBatch>, Status> {
+    const MAX_PARAMETER_BYTES: usize = 16 << 20;
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    let mut bytes = 0usize;
+    let mut stream = Box::pin(put_batches(request));
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        bytes += batch.get_array_memory_size();
+        if bytes > MAX_PARAMETER_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "the bound parameters exceed {} MiB: write rows with bulk ingest instead",
+                MAX_PARAMETER_BYTES >> 20
+            )));
+        }
+        batches.push(batch);
+    }
+    let Some(first) = batches.first() else { return Ok(None) };
+    let batch = arrow::compute::concat_batches(&first.schema(), &batches).map_err(arrow_status)?;
+    Ok(Some(batch))
+}
+
+/// Basic credentials from the handshake: the `authorization` header, or the
+/// `BasicAuth` message older clients put in the first request's payload.
+async fn handshake_credentials(request: Request<Streaming<HandshakeRequest>>) -> Option<Credentials> {
+    if let Some(credentials) =
+        request.metadata().get("authorization").and_then(|v| v.to_str().ok()).and_then(Users::parse_authorization)
+    {
+        return Some(credentials);
+    }
+    let first = request.into_inner().next().await?.ok()?;
+    let basic = arrow_flight::BasicAuth::decode(first.payload).ok()?;
+    Some(Credentials::Password { user: basic.username, password: basic.password })
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for SqlService {
+    type FlightService = SqlService;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+        let credentials = handshake_credentials(request).await;
+        if self.users.enabled() {
+            match &credentials {
+                Some(credentials) if self.users.check(credentials) => {}
+                Some(_) => return Err(Status::unauthenticated("invalid credentials")),
+                None => {
+                    return Err(Status::unauthenticated(
+                        "the handshake needs credentials: `authorization: Basic base64(user:password)`",
+                    ))
+                }
+            }
+        }
+        let token = self.tokens.issue();
+        let header = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| Status::internal("the token is not a header value"))?;
+        let answer = HandshakeResponse { protocol_version: 0, payload: token.into_bytes().into() };
+        let mut response: Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>> =
+            Response::new(Box::pin(futures::stream::iter(vec![Ok(answer)])));
+        response.metadata_mut().insert("authorization", header);
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let call = call_of(&request)?;
+        if query.transaction_id.is_some() {
+            return Err(Status::unimplemented("transactions are not supported"));
+        }
+        let handle = StatementHandle::new(&call.database, &query.query);
+        let schema = self.result_schema(&handle).await?;
+        let ticket = TicketStatementQuery { statement_handle: handle.encode()? };
+        let info = Self::flight_info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())?;
+        Ok(Response::new(info))
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        command: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let handle = StatementHandle::decode(&command.prepared_statement_handle)?;
+        let schema = self.result_schema(&handle).await?;
+        let info = Self::flight_info(&schema, command.as_any().encode_to_vec(), request.into_inner())?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let handle = StatementHandle::decode(&ticket.statement_handle)?;
+        self.query(&handle).await
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        command: CommandPreparedStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let handle = StatementHandle::decode(&command.prepared_statement_handle)?;
+        self.query(&handle).await
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        command: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let call = call_of(&request)?;
+        if command.transaction_id.is_some() {
+            return Err(Status::unimplemented("transactions are not supported"));
+        }
+        self.update(&StatementHandle::new(&call.database, &command.query)).await
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        command: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let handle = StatementHandle::decode(&command.prepared_statement_handle)?;
+        let handle = match read_parameters(request).await? {
+            Some(parameters) => handle.with_parameters(&parameters)?,
+            None => handle,
+        };
+        Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(handle.encode()?) })
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        command: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let handle = StatementHandle::decode(&command.prepared_statement_handle)?;
+        // Parameters come with the update itself, or were bound before.
+        let handle = match read_parameters(request).await? {
+            Some(parameters) => handle.with_parameters(&parameters)?,
+            None => handle,
+        };
+        self.update(&handle).await
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        command: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        use arrow_flight::sql::{TableExistsOption, TableNotExistOption};
+        let call = call_of(&request)?;
+        let ingester = Arc::clone(self.ingester()?);
+        if command.temporary {
+            return Err(Status::unimplemented("temporary tables are not supported: ingest into a measurement"));
+        }
+        if command.transaction_id.is_some() {
+            return Err(Status::unimplemented("transactions are not supported"));
+        }
+        let database = command.catalog.filter(|c| !c.is_empty()).unwrap_or(call.database);
+        check_name(NameKind::Database, &database).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Some(schema) = command.schema.filter(|s| !s.is_empty() && s != SCHEMA_NAME) {
+            return Err(Status::invalid_argument(format!(
+                "measurements live in the schema '{SCHEMA_NAME}', not '{schema}'"
+            )));
+        }
+        let options = command.table_definition_options.unwrap_or_default();
+        let exists = self.engine.resolve_table(&database, &command.table).is_ok();
+        if exists {
+            match TableExistsOption::try_from(options.if_exists).unwrap_or(TableExistsOption::Unspecified) {
+                TableExistsOption::Fail => {
+                    return Err(Status::already_exists(format!(
+                        "table '{database}.{SCHEMA_NAME}.{}' already exists (ingest mode create); append to it \
+                         with mode append or create_append",
+                        command.table
+                    )))
+                }
+                TableExistsOption::Replace => {
+                    return Err(Status::unimplemented(
+                        "replacing a measurement is not supported: rows are appended, and a row with the same \
+                         series and time replaces the fields it names",
+                    ))
+                }
+                TableExistsOption::Append | TableExistsOption::Unspecified => {}
+            }
+        } else if TableNotExistOption::try_from(options.if_not_exist) == Ok(TableNotExistOption::Fail) {
+            return Err(Status::not_found(format!(
+                "table '{database}.{SCHEMA_NAME}.{}' not found (ingest mode append); create it with mode create \
+                 or create_append",
+                command.table
+            )));
+        }
+        let mut written = 0usize;
+        let mut batches = Box::pin(put_batches(request));
+        while let Some(batch) = batches.next().await {
+            let batch = batch?;
+            // Each batch is acknowledged by the WAL before the next is read:
+            // memory stays bounded by one message.
+            match ingester.write_batch(&database, &command.table, &batch, true).await {
+                Ok(rows) => written += rows,
+                Err(error) => {
+                    let status = ingest_status(error);
+                    let message = if written > 0 {
+                        format!("{} ({written} rows of earlier batches were written)", status.message())
+                    } else {
+                        status.message().to_owned()
+                    };
+                    return Err(Status::new(status.code(), message));
+                }
+            }
+        }
+        Ok(i64::try_from(written).unwrap_or(i64::MAX))
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let call = call_of(&request)?;
+        if query.transaction_id.is_some() {
+            return Err(Status::unimplemented("transactions are not supported"));
+        }
+        let handle = StatementHandle::new(&call.database, &query.query);
+        let plan = self.engine.plan(&handle.database, &handle.sql).await.map_err(query_status)?;
+        let dataset = wire_schema(&QueryEngine::result_schema(&plan));
+        let parameters = parameter_schema(&plan)?;
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.encode()?,
+            dataset_schema: ipc_schema(&dataset)?,
+            parameter_schema: ipc_schema(&parameters)?,
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        // Handles carry their statement; there is nothing to free.
+        Ok(())
+    }
+
+    async fn do_action_begin_transaction(
+        &self,
+        _query: ActionBeginTransactionRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionBeginTransactionResult, Status> {
+        Err(Status::unimplemented(
+            "transactions are not supported: each statement and each ingest batch commits on its own",
+        ))
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        match request.get_ref().r#type.as_str() {
+            // ADBC ends a connection with CloseSession; sessions hold nothing here.
+            // The answer is CloseSessionResult { status: CLOSED } (field 1 = 1).
+            "CloseSession" => {
+                let closed = arrow_flight::Result { body: bytes::Bytes::from_static(&[0x08, 0x01]) };
+                Ok(Response::new(Box::pin(futures::stream::iter(vec![Ok(closed)]))))
+            }
+            other => Err(Status::unimplemented(format!("the action '{other}' is not supported"))),
+        }
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(MetadataCommand::Catalogs(query), request)
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(MetadataCommand::Schemas(query), request)
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(MetadataCommand::Tables(query), request)
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(MetadataCommand::TableTypes(query), request)
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(MetadataCommand::SqlInfo(query), request)
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(MetadataCommand::XdbcTypeInfo(query), request)
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(MetadataCommand::PrimaryKeys(query), request)
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(MetadataCommand::ExportedKeys(query), request)
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(MetadataCommand::ImportedKeys(query), request)
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(MetadataCommand::CrossReference(query), request)
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_rows(MetadataCommand::Catalogs(query)).await
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_rows(MetadataCommand::Schemas(query)).await
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_rows(MetadataCommand::Tables(query)).await
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_rows(MetadataCommand::TableTypes(query)).await
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_rows(MetadataCommand::SqlInfo(query)).await
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_rows(MetadataCommand::XdbcTypeInfo(query)).await
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_rows(MetadataCommand::PrimaryKeys(query)).await
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_rows(MetadataCommand::ExportedKeys(query)).await
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_rows(MetadataCommand::ImportedKeys(query)).await
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_rows(MetadataCommand::CrossReference(query)).await
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+impl SqlService {
+    /// FlightInfo for a metadata command: its schema, and the command itself as
+    /// the ticket (the rows are computed at DoGet).
+    fn metadata_info(
+        &self,
+        command: MetadataCommand,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = command.schema(&self.sql_info, &self.type_info);
+        let info = Self::flight_info(&schema, command.ticket(), request.into_inner())?;
+        Ok(Response::new(info))
+    }
+
+    /// The rows of a metadata command.
+    async fn metadata_rows(&self, command: MetadataCommand) -> Result<Response<DoGetStream>, Status> {
+        let batch = command.rows(&self.engine, &self.sql_info, &self.type_info).await?;
+        let schema = batch.schema();
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(futures::stream::iter(vec![Ok(batch)]))
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
