@@ -254,7 +254,8 @@ pub struct Settings {
     #[arg(long, env = "HTTP_BASIC_AUTH_PASSWORD", value_name = "PASSWORD", hide_env_values = true, global = true)]
     pub http_basic_auth_password: Option<String>,
 
-    /// Port of the FlightSQL front.
+    /// Port of the FlightSQL front (Arrow Flight SQL over gRPC: ADBC, JDBC,
+    /// Grafana's FlightSQL and InfluxDB 3 data sources, influxdb3 clients).
     #[arg(long, env = "FLIGHTSQL_PORT", value_name = "PORT", default_value = "8082", global = true)]
     pub flightsql_port: u16,
 
@@ -275,9 +276,10 @@ pub struct Settings {
     #[arg(long, env = "HOURGLASS_PG_AUTH_METHOD", value_enum, default_value = "scram-sha-256", global = true)]
     pub pg_auth_method: PgAuthMethod,
 
-    /// TLS certificate chain (PEM) of the Postgres front; with --tls-key,
-    /// clients that ask for TLS (sslmode=require) get it. A certificate or key
-    /// that cannot be used stops the server at start-up.
+    /// TLS certificate chain (PEM) of the Postgres and FlightSQL fronts; with
+    /// --tls-key, Postgres clients that ask for TLS (sslmode=require) get it,
+    /// and FlightSQL takes TLS only (grpc+tls://). A certificate or key that
+    /// cannot be used stops the server at start-up.
     #[arg(long, env = "HOURGLASS_TLS_CERT", value_name = "FILE", requires = "tls_key", global = true)]
     pub tls_cert: Option<PathBuf>,
 

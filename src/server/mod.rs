@@ -251,13 +251,16 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
             let front = flight::FlightFront::new(Arc::clone(engine), components.ingester.clone(), Arc::clone(&users))
                 .map_err(ServeError::Runtime)?;
             let options = flight::FlightOptions { tls: tls.clone() };
+            let router = flight::router(front, &options).map_err(|message| {
+                SettingError::new("tls-cert/--tls-key", "HOURGLASS_TLS_CERT/HOURGLASS_TLS_KEY", message)
+            })?;
             tracing::info!(
                 address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
                 tls = options.tls.is_some(),
                 "FlightSQL front listening"
             );
             tokio::spawn(async move {
-                if let Err(e) = flight::serve(listener, front, options).await {
+                if let Err(e) = flight::serve(listener, router).await {
                     tracing::error!("the FlightSQL front stopped: {e}");
                 }
             });

@@ -11,10 +11,11 @@
 //! `NULL`, an empty string as `(empty)`, floats in their shortest round-trip
 //! form, timestamps in RFC 3339 UTC with only the fraction they need.
 //!
-//! The same files run over the Postgres wire too, against the server process
-//! (fixture sections persisted by restarts, the last one in the buffer), with
-//! values printed from the text Postgres sends and types from the prepared
-//! statement's columns.
+//! The same files run over the Postgres wire and over FlightSQL too, against
+//! the server process (fixture sections persisted by restarts, the last one in
+//! the buffer): over Postgres with values printed from the text it sends and
+//! types from the prepared statement's columns; over FlightSQL from the Arrow
+//! batches of the statement's one endpoint.
 //!
 //! `HOURGLASS_SLT_COMPLETE=1 tests/run sqllogic` rewrites the expected results
 //! from what the engine returns; review the diff before committing it.
@@ -365,13 +366,55 @@ impl sqllogictest::AsyncDB for PgWire {
     }
 }
 
+/// A connection over FlightSQL.
+struct FlightSql(arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>);
+
+#[async_trait::async_trait]
+impl sqllogictest::AsyncDB for FlightSql {
+    type Error = SqlError;
+    type ColumnType = Type;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<Type>, SqlError> {
+        let error = |e: arrow_flight::error::FlightError| match e {
+            arrow_flight::error::FlightError::Tonic(status) => SqlError(status.message().to_owned()),
+            other => SqlError(other.to_string()),
+        };
+        let info = self.0.execute(sql.to_owned(), None).await.map_err(error)?;
+        let schema = info.clone().try_decode_schema().map_err(|e| SqlError(e.to_string()))?;
+        let ticket =
+            info.endpoint.first().and_then(|e| e.ticket.clone()).ok_or_else(|| SqlError("no ticket".into()))?;
+        let batches: Vec<RecordBatch> =
+            self.0.do_get(ticket).await.map_err(error)?.try_collect().await.map_err(error)?;
+        if schema.fields().is_empty() {
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        Ok(DBOutput::Rows {
+            types: schema.fields().iter().map(|f| column_type(f.data_type())).collect(),
+            rows: rows(&batches),
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "flightsql"
+    }
+
+    async fn sleep(duration: std::time::Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn sql_files_pass_over_the_postgres_wire() {
+async fn sql_files_pass_over_the_postgres_wire_and_flightsql() {
     let dir = tempfile::tempdir().expect("temp dir");
     let pg_port = crate::support::free_port();
     let port = pg_port.to_string();
-    let mut server =
-        crate::support::Server::start(&dir.path().join("data"), &["--pg-port", &port, "--save-timeout-s", "3600"]);
+    let flight_port = crate::support::free_port().to_string();
+    let mut server = crate::support::Server::start(
+        &dir.path().join("data"),
+        &["--pg-port", &port, "--flightsql-port", &flight_port, "--save-timeout-s", "3600"],
+    );
     let fixture = sections(&std::fs::read_to_string(sql_dir().join("fixtures/default.lp")).expect("fixture"));
     let last = fixture.len() - 1;
     for (i, section) in fixture.into_iter().enumerate() {
@@ -410,7 +453,26 @@ async fn sql_files_pass_over_the_postgres_wire() {
         runner.add_label("postgres");
         runner.with_column_validator(sqllogictest::strict_column_validator);
         if let Err(e) = runner.run_file_async(&file).await {
-            failures.push(format!("{}:\n{}", file.display(), e.display(true)));
+            failures.push(format!("{} (Postgres):\n{}", file.display(), e.display(true)));
+        }
+
+        let address = format!("http://127.0.0.1:{flight_port}");
+        let connect = move || {
+            let address = address.clone();
+            async move {
+                let channel = tonic::transport::Endpoint::from_shared(address)
+                    .map_err(|e| SqlError(e.to_string()))?
+                    .connect()
+                    .await
+                    .map_err(|e| SqlError(e.to_string()))?;
+                Ok(FlightSql(arrow_flight::sql::client::FlightSqlServiceClient::new(channel)))
+            }
+        };
+        let mut runner = sqllogictest::Runner::new(connect);
+        runner.add_label("flightsql");
+        runner.with_column_validator(sqllogictest::strict_column_validator);
+        if let Err(e) = runner.run_file_async(&file).await {
+            failures.push(format!("{} (FlightSQL):\n{}", file.display(), e.display(true)));
         }
     }
     assert!(failures.is_empty(), "{} failure(s):\n\n{}", failures.len(), failures.join("\n\n"));

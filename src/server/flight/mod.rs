@@ -23,7 +23,7 @@ use arrow_flight::{
 };
 use futures::Stream;
 use tonic::metadata::MetadataMap;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{Router, TcpIncoming};
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -223,26 +223,24 @@ pub(crate) struct FlightOptions {
     pub(crate) tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
-/// Serves FlightSQL on `listener` until the process ends.
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    front: FlightFront,
-    options: FlightOptions,
-) -> Result<(), String> {
+/// The gRPC server of the front, with TLS when configured: built before the
+/// server starts, so that a certificate tonic cannot use stops the start-up.
+pub(crate) fn router(front: FlightFront, options: &FlightOptions) -> Result<Router, String> {
     let mut server = Server::builder();
     if let Some((cert, key)) = &options.tls {
         let read = |path: &std::path::Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
         let identity = Identity::from_pem(read(cert)?, read(key)?);
         server = server
             .tls_config(ServerTlsConfig::new().identity(identity))
-            .map_err(|e| format!("the TLS certificate or key cannot be used: {e}"))?;
+            .map_err(|e| format!("the TLS certificate or key cannot be used for FlightSQL: {e}"))?;
     }
     let service = FlightServiceServer::new(front)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    server
-        .add_service(service)
-        .serve_with_incoming(TcpIncoming::from(listener))
-        .await
-        .map_err(|e| format!("FlightSQL server: {e}"))
+    Ok(server.add_service(service))
+}
+
+/// Serves FlightSQL on `listener` until the process ends.
+pub(crate) async fn serve(listener: tokio::net::TcpListener, router: Router) -> Result<(), String> {
+    router.serve_with_incoming(TcpIncoming::from(listener)).await.map_err(|e| format!("FlightSQL server: {e}"))
 }
