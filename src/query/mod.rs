@@ -673,6 +673,12 @@ impl QueryEngine {
         Ok((database.to_owned(), table.to_owned(), schema))
     }
 
+    /// Whether `database` has the measurement `table` (the name as it is: a
+    /// measurement's name may hold dots).
+    pub fn measurement_exists(&self, database: &str, table: &str) -> bool {
+        self.catalog.table_schema(database, table).is_some()
+    }
+
     /// Writes a batch into a measurement through the write path (Postgres
     /// `COPY`): values are cast to the columns' types, and the same rules,
     /// WAL and acknowledgement as every write apply.

@@ -162,7 +162,11 @@ async fn statements_and_prepared_statements_answer_through_one_endpoint() {
 
     // JDBC and ADBC users write `?`; a `?` in a string or a comment is text.
     let mut prepared = client
-        .prepare("SELECT '?' AS q, host /* ? */ FROM cpu WHERE usage > ? AND host <> 'it''s?' -- why?\n".into(), None)
+        .prepare(
+            "SELECT '?' AS q, $$?$$ AS d, host /* /* ? */ ? */ FROM cpu WHERE usage > ? AND host <> 'it''s?' -- why?\n"
+                .into(),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(prepared.parameter_schema().unwrap().fields().len(), 1);
@@ -175,7 +179,30 @@ async fn statements_and_prepared_statements_answer_through_one_endpoint() {
     let info = prepared.execute().await.unwrap();
     let rows: Vec<BTreeMap<String, String>> =
         fetch(&mut client, info).await.unwrap().iter().flat_map(batch_rows).collect();
-    assert_eq!(rows, vec![row(&[("q", "?"), ("host", "a")])]);
+    assert_eq!(rows, vec![row(&[("q", "?"), ("d", "?"), ("host", "a")])]);
+
+    // The announced schema is planned with the bound values, as the data is.
+    let mut prepared = client.prepare("SELECT ? AS v".into(), None).await.unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new("$1", DataType::Int64, false)]));
+    let batch =
+        RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int64Array::from(vec![7])) as ArrayRef]).unwrap();
+    prepared.set_parameters(batch).unwrap();
+    let info = prepared.execute().await.unwrap();
+    let announced: Schema = info.clone().try_decode_schema().unwrap();
+    let batches = fetch(&mut client, info).await.unwrap();
+    assert_eq!(announced.field(0).data_type(), &DataType::Int64);
+    assert_eq!(batches[0].schema().field(0).data_type(), &DataType::Int64);
+    assert_eq!(batches.iter().flat_map(batch_rows).collect::<Vec<_>>(), vec![row(&[("v", "7")])]);
+
+    // No rows bound is the client's error, not a crash.
+    let mut prepared = client.prepare("SELECT host FROM cpu WHERE usage > ?".into(), None).await.unwrap();
+    let empty = RecordBatch::new_empty(Arc::new(Schema::new(vec![Field::new("$1", DataType::Float64, true)])));
+    prepared.set_parameters(empty).unwrap();
+    let error = match prepared.execute().await {
+        Ok(info) => fetch(&mut client, info).await.unwrap_err(),
+        Err(error) => error,
+    };
+    assert_eq!(code(&error), Code::InvalidArgument, "{error}");
 
     // A value that does not fit the parameter's type is the client's error.
     let mut prepared = client.prepare("SELECT host FROM cpu WHERE usage > $1".into(), None).await.unwrap();
@@ -407,6 +434,20 @@ async fn updates_and_bulk_ingest_go_through_the_write_path_and_survive_kill_9() 
     let error = client.execute_ingest(command, futures::stream::iter(vec![Ok(wrong)])).await.unwrap_err();
     assert_eq!(code(&error), Code::InvalidArgument, "{error}");
     assert!(error.to_string().contains("temp"), "{error}");
+    // The ingest's catalog and the database header must agree.
+    let mut command = ingest_command("weather", TableNotExistOption::Create, TableExistsOption::Append);
+    command.catalog = Some("elsewhere".into());
+    let error = client.execute_ingest(command, futures::stream::iter(vec![Ok(weather_batch(0, 1))])).await.unwrap_err();
+    assert_eq!(code(&error), Code::InvalidArgument, "{error}");
+    // A measurement name may hold a dot; the modes see that very table.
+    for expected in [None, Some(Code::AlreadyExists)] {
+        let command = ingest_command("room.temp", TableNotExistOption::Create, TableExistsOption::Fail);
+        let result = client.execute_ingest(command, futures::stream::iter(vec![Ok(weather_batch(0, 2))])).await;
+        assert_eq!(result.as_ref().err().map(code), expected, "{result:?}");
+    }
+    assert_eq!(query(&mut client, "SELECT count(*) AS n FROM \"room.temp\"").await.unwrap(), vec![row(&[("n", "2")])]);
+    // A query sent as an update counts its rows.
+    assert_eq!(client.execute_update("SELECT * FROM \"room.temp\"".into(), None).await.unwrap(), 2);
 
     // Every acknowledged row survives a crash.
     server.kill9();

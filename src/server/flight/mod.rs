@@ -47,8 +47,9 @@ pub(crate) const MAX_MESSAGE_BYTES: usize = 64 << 20;
 pub(crate) struct Call {
     /// The database from the headers, or `default`.
     pub(crate) database: String,
-    /// Whether the database came from a header (and so conflicts with another
-    /// one named in the same call).
+    /// Whether the database came from a header, so that a different database
+    /// named in the call's payload (a JSON ticket, an ingest's catalog) is a
+    /// conflict rather than a choice.
     pub(crate) database_from_header: bool,
 }
 
@@ -204,7 +205,14 @@ impl FlightService for FlightFront {
 
     async fn list_actions(&self, mut request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
         self.admit(&mut request)?;
-        FlightService::list_actions(self.sql.as_ref(), request).await
+        // The actions this server answers, not every action FlightSQL defines.
+        let actions = [
+            ("CreatePreparedStatement", "Plans a statement; answers its handle, result schema and parameter schema."),
+            ("ClosePreparedStatement", "Forgets a prepared statement (handles hold their statement: nothing to free)."),
+            ("CloseSession", "Ends a session (sessions hold nothing)."),
+        ]
+        .map(|(name, description)| Ok(ActionType { r#type: name.to_owned(), description: description.to_owned() }));
+        Ok(Response::new(Box::pin(futures::stream::iter(actions))))
     }
 
     async fn do_exchange(

@@ -35,7 +35,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::metadata::{self, MetadataCommand};
-use super::status::{arrow_status, ingest_status, ipc_schema, query_status, StatementHandle};
+use super::status::{arrow_status, client_data_status, ingest_status, ipc_schema, query_status, StatementHandle};
 use super::Call;
 use crate::catalog::names::{check_name, NameKind};
 use crate::ingest::Ingester;
@@ -62,50 +62,51 @@ impl SqlService {
         users: Arc<Users>,
         tokens: Arc<SessionTokens>,
     ) -> Result<SqlService, String> {
-        let sql_info = metadata::sql_info(ingester.is_none()).map_err(|e| format!("FlightSQL GetSqlInfo: {e}"))?;
+        let sql_info = metadata::sql_info(ingester.is_none(), engine.options().timeout)
+            .map_err(|e| format!("FlightSQL GetSqlInfo: {e}"))?;
         let type_info = metadata::xdbc_type_info().map_err(|e| format!("FlightSQL GetXdbcTypeInfo: {e}"))?;
         Ok(SqlService { engine, ingester, users, tokens, sql_info, type_info })
     }
 
-    /// Plans a handle's statement with its parameters (row `row` of the bound
-    /// batch) filled in.
-    async fn plan(&self, handle: &StatementHandle, row: usize) -> Result<LogicalPlan, Status> {
+    /// Plans a handle's statement with row `row` of `parameters` filled in.
+    async fn plan(
+        &self,
+        handle: &StatementHandle,
+        parameters: Option<&RecordBatch>,
+        row: usize,
+    ) -> Result<LogicalPlan, Status> {
         let plan = self.engine.plan(&handle.database, &handle.sql).await.map_err(query_status)?;
-        match handle.parameters()? {
-            Some(parameters) => bind(plan, &parameters, row),
-            None => {
-                let expected = parameter_count(&plan)?;
-                if expected > 0 {
-                    return Err(Status::invalid_argument(format!(
-                        "the statement has {expected} parameter(s): bind them (DoPut with the prepared statement's \
-                         handle) before executing it"
-                    )));
-                }
-                Ok(plan)
-            }
+        let expected = parameter_types(&plan)?.len();
+        match parameters {
+            Some(parameters) if expected > 0 || parameters.num_columns() > 0 => bind(plan, parameters, row),
+            _ if expected > 0 => Err(Status::invalid_argument(format!(
+                "the statement has {expected} parameter(s): bind them (DoPut with the prepared statement's handle) \
+                 before executing it"
+            ))),
+            _ => Ok(plan),
         }
     }
 
     /// Runs a query and streams its result, batch by batch.
     async fn query(&self, handle: &StatementHandle) -> Result<Response<DoGetStream>, Status> {
-        let rows = handle.parameters()?.map_or(0, |p| p.num_rows());
-        if rows > 1 {
+        let parameters = handle.parameters()?;
+        if let Some(rows) = parameters.as_ref().map(RecordBatch::num_rows).filter(|rows| *rows > 1) {
             return Err(Status::invalid_argument(format!(
                 "{rows} parameter rows are bound: a query takes one (an update may take many)"
             )));
         }
-        let plan = self.plan(handle, 0).await?;
+        let plan = self.plan(handle, parameters.as_ref(), 0).await?;
         let output = self.engine.execute(&handle.database, plan).await.map_err(query_status)?;
         Ok(Response::new(result_stream(output)))
     }
 
-    /// Runs a statement for its effect (INSERT, DDL) once per bound parameter
-    /// row, and returns the rows it changed.
-    async fn update(&self, handle: &StatementHandle) -> Result<i64, Status> {
-        let executions = handle.parameters()?.map_or(1, |p| p.num_rows());
+    /// Runs a statement for its effect (INSERT, DDL) once per row of
+    /// `parameters` (once without), and returns the rows it changed.
+    async fn update(&self, handle: &StatementHandle, parameters: Option<&RecordBatch>) -> Result<i64, Status> {
+        let executions = parameters.map_or(1, RecordBatch::num_rows);
         let mut changed = 0i64;
         for row in 0..executions {
-            let plan = self.plan(handle, row).await?;
+            let plan = self.plan(handle, parameters, row).await?;
             let output = self.engine.execute(&handle.database, plan).await.map_err(query_status)?;
             changed = changed.saturating_add(affected_rows(output).await?);
         }
@@ -123,9 +124,13 @@ impl SqlService {
         Ok(info)
     }
 
-    /// A plan's result schema as the client will receive it.
+    /// A statement's result schema: planned with its bound parameters, if
+    /// any, as DoGet will plan it (`SELECT $1` has the type of its value).
     async fn result_schema(&self, handle: &StatementHandle) -> Result<SchemaRef, Status> {
-        let plan = self.engine.plan(&handle.database, &handle.sql).await.map_err(query_status)?;
+        let plan = match handle.parameters()? {
+            Some(parameters) if parameters.num_rows() > 0 => self.plan(handle, Some(&parameters), 0).await?,
+            _ => self.engine.plan(&handle.database, &handle.sql).await.map_err(query_status)?,
+        };
         Ok(QueryEngine::result_schema(&plan))
     }
 
@@ -134,9 +139,9 @@ impl SqlService {
         let call = call_of(&request)?;
         let message = Any::decode(&*request.get_ref().cmd)
             .map_err(|e| Status::invalid_argument(format!("the descriptor is not a FlightSQL command: {e}")))?;
-        let handle = if let Some(query) = message.unpack::<CommandStatementQuery>().map_err(arrow_status)? {
+        let handle = if let Some(query) = message.unpack::<CommandStatementQuery>().map_err(client_data_status)? {
             StatementHandle::new(&call.database, &query.query)
-        } else if let Some(prepared) = message.unpack::<CommandPreparedStatementQuery>().map_err(arrow_status)? {
+        } else if let Some(prepared) = message.unpack::<CommandPreparedStatementQuery>().map_err(client_data_status)? {
             StatementHandle::decode(&prepared.prepared_statement_handle)?
         } else {
             return Err(Status::unimplemented(format!(
@@ -170,7 +175,18 @@ impl SqlService {
                 return Err(Status::invalid_argument(format!("unknown query_type '{other}': use \"sql\"")));
             }
         }
-        let database = match ticket.database.filter(|d| !d.is_empty()) {
+        let named: Vec<String> = [ticket.database, ticket.bucket, ticket.namespace_name]
+            .into_iter()
+            .flatten()
+            .filter(|d| !d.is_empty())
+            .collect();
+        if let Some(other) = named.iter().find(|d| **d != named[0]) {
+            return Err(Status::invalid_argument(format!(
+                "the ticket names two databases: '{}' and '{other}'",
+                named[0]
+            )));
+        }
+        let database = match named.into_iter().next() {
             Some(database) if call.database_from_header && database != call.database => {
                 return Err(Status::invalid_argument(format!(
                     "the call names two databases: '{}' (header) and '{database}' (ticket)",
@@ -209,8 +225,12 @@ impl SqlService {
 /// The body of InfluxDB 3's JSON ticket.
 #[derive(Debug, Deserialize)]
 struct InfluxTicket {
-    #[serde(default, alias = "bucket")]
+    #[serde(default)]
     database: Option<String>,
+    #[serde(default)]
+    bucket: Option<String>,
+    #[serde(default)]
+    namespace_name: Option<String>,
     sql_query: String,
     #[serde(default)]
     query_type: Option<String>,
@@ -262,21 +282,20 @@ fn result_stream(output: QueryOutput) -> DoGetStream {
 }
 
 /// How many rows a statement run for its effect changed: INSERT and DDL
-/// answer one `count`; anything else counts its rows.
+/// answer one `count`; anything else counts its rows as they stream by.
 async fn affected_rows(output: QueryOutput) -> Result<i64, Status> {
     let counted = output.schema.fields().len() == 1
         && output.schema.field(0).name() == "count"
         && output.schema.field(0).data_type() == &DataType::UInt64;
-    let batches = output.collect().await.map_err(query_status)?;
-    let total: u64 = if counted {
-        batches
-            .iter()
-            .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
-            .flat_map(|a| a.iter().flatten())
-            .sum()
-    } else {
-        batches.iter().map(|b| b.num_rows() as u64).sum()
-    };
+    let mut stream = output.stream;
+    let mut total = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| query_status(QueryError::from_datafusion(e, false)))?;
+        total += match batch.column(0).as_any().downcast_ref::<UInt64Array>() {
+            Some(counts) if counted => counts.iter().flatten().sum(),
+            _ => batch.num_rows() as u64,
+        };
+    }
     Ok(i64::try_from(total).unwrap_or(i64::MAX))
 }
 
@@ -285,12 +304,9 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>, Status> 
     QueryEngine::parameter_types(plan).map_err(query_status)
 }
 
-fn parameter_count(plan: &LogicalPlan) -> Result<usize, Status> {
-    Ok(parameter_types(plan)?.len())
-}
-
 /// The parameter schema of a prepared statement: `$1, $2, ...` with the types
-/// the engine infers; text where it cannot tell (the server casts text).
+/// the engine infers; text where it cannot tell (the value is then used with
+/// the type it is sent in).
 fn parameter_schema(plan: &LogicalPlan) -> Result<Schema, Status> {
     let fields: Vec<Field> = parameter_types(plan)?
         .into_iter()
@@ -304,6 +320,9 @@ fn parameter_schema(plan: &LogicalPlan) -> Result<Schema, Status> {
 /// for `$i+1`, cast to the type the plan expects there.
 fn bind(plan: LogicalPlan, parameters: &RecordBatch, row: usize) -> Result<LogicalPlan, Status> {
     let types = parameter_types(&plan)?;
+    if row >= parameters.num_rows() {
+        return Err(Status::invalid_argument("the bound parameters have no rows: bind one row of values"));
+    }
     if parameters.num_columns() != types.len() {
         return Err(Status::invalid_argument(format!(
             "the statement has {} parameter(s) but {} were bound",
@@ -313,7 +332,7 @@ fn bind(plan: LogicalPlan, parameters: &RecordBatch, row: usize) -> Result<Logic
     }
     let mut values = Vec::with_capacity(types.len());
     for (i, (column, expected)) in parameters.columns().iter().zip(&types).enumerate() {
-        let value = ScalarValue::try_from_array(column.as_ref(), row).map_err(arrow_status)?;
+        let value = ScalarValue::try_from_array(column.as_ref(), row).map_err(client_data_status)?;
         let value = match expected {
             Some(expected) if &value.data_type() != expected => value.cast_to(expected).map_err(|e| {
                 Status::invalid_argument(format!("parameter ${}: {value} cannot be used as {expected}: {e}", i + 1))
@@ -342,26 +361,33 @@ fn put_batches(
     })
 }
 
-/// Reads every parameter batch of a DoPut into one batch (bounded by the
-/// gRPC message limit per message and by this total).
+/// The most parameter data one DoPut may bind.
+const MAX_PARAMETER_BYTES: usize = 16 << 20;
+
+/// Reads every parameter batch of a DoPut into one batch, at most
+/// [`MAX_PARAMETER_BYTES`] of it.
 async fn read_parameters(request: Request<PeekableFlightDataStream>) -> Result<Option<RecordBatch>, Status> {
-    const MAX_PARAMETER_BYTES: usize = 16 << 20;
+    let too_big = || {
+        Status::resource_exhausted(format!(
+            "the bound parameters exceed {} MiB: write many rows with bulk ingest instead",
+            MAX_PARAMETER_BYTES >> 20
+        ))
+    };
     let mut batches: Vec<RecordBatch> = Vec::new();
-    let mut bytes = 0usize;
+    let mut rows_bytes = 0usize;
     let mut stream = Box::pin(put_batches(request));
     while let Some(batch) = stream.next().await {
         let batch = batch?;
-        bytes += batch.get_array_memory_size();
-        if bytes > MAX_PARAMETER_BYTES {
-            return Err(Status::resource_exhausted(format!(
-                "the bound parameters exceed {} MiB: write rows with bulk ingest instead",
-                MAX_PARAMETER_BYTES >> 20
-            )));
+        // Decoded batches share the message's buffer; their own slices say
+        // what they hold.
+        rows_bytes += batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum::<usize>();
+        if rows_bytes > MAX_PARAMETER_BYTES {
+            return Err(too_big());
         }
         batches.push(batch);
     }
     let Some(first) = batches.first() else { return Ok(None) };
-    let batch = arrow::compute::concat_batches(&first.schema(), &batches).map_err(arrow_status)?;
+    let batch = arrow::compute::concat_batches(&first.schema(), &batches).map_err(client_data_status)?;
     Ok(Some(batch))
 }
 
@@ -462,7 +488,7 @@ impl FlightSqlService for SqlService {
         if command.transaction_id.is_some() {
             return Err(Status::unimplemented("transactions are not supported"));
         }
-        self.update(&StatementHandle::new(&call.database, &command.query)).await
+        self.update(&StatementHandle::new(&call.database, &command.query), None).await
     }
 
     async fn do_put_prepared_statement_query(
@@ -485,11 +511,11 @@ impl FlightSqlService for SqlService {
     ) -> Result<i64, Status> {
         let handle = StatementHandle::decode(&command.prepared_statement_handle)?;
         // Parameters come with the update itself, or were bound before.
-        let handle = match read_parameters(request).await? {
-            Some(parameters) => handle.with_parameters(&parameters)?,
-            None => handle,
+        let parameters = match read_parameters(request).await? {
+            Some(parameters) => Some(parameters),
+            None => handle.parameters()?,
         };
-        self.update(&handle).await
+        self.update(&handle, parameters.as_ref()).await
     }
 
     async fn do_put_statement_ingest(
@@ -506,7 +532,16 @@ impl FlightSqlService for SqlService {
         if command.transaction_id.is_some() {
             return Err(Status::unimplemented("transactions are not supported"));
         }
-        let database = command.catalog.filter(|c| !c.is_empty()).unwrap_or(call.database);
+        let database = match command.catalog.filter(|c| !c.is_empty()) {
+            Some(catalog) if call.database_from_header && catalog != call.database => {
+                return Err(Status::invalid_argument(format!(
+                    "the call names two databases: '{}' (header) and '{catalog}' (the ingest's catalog)",
+                    call.database
+                )))
+            }
+            Some(catalog) => catalog,
+            None => call.database,
+        };
         check_name(NameKind::Database, &database).map_err(|e| Status::invalid_argument(e.to_string()))?;
         if let Some(schema) = command.schema.filter(|s| !s.is_empty() && s != SCHEMA_NAME) {
             return Err(Status::invalid_argument(format!(
@@ -514,7 +549,7 @@ impl FlightSqlService for SqlService {
             )));
         }
         let options = command.table_definition_options.unwrap_or_default();
-        let exists = self.engine.resolve_table(&database, &command.table).is_ok();
+        let exists = self.engine.measurement_exists(&database, &command.table);
         if exists {
             match TableExistsOption::try_from(options.if_exists).unwrap_or(TableExistsOption::Unspecified) {
                 TableExistsOption::Fail => {

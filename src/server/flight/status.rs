@@ -58,9 +58,14 @@ pub(crate) fn ingest_status(error: IngestError) -> Status {
     }
 }
 
-/// An Arrow error while encoding or decoding a message.
+/// An Arrow error while encoding a message: the server's fault.
 pub(crate) fn arrow_status(error: impl std::fmt::Display) -> Status {
     Status::internal(format!("Arrow IPC: {error}"))
+}
+
+/// Data a client sent that cannot be used: the client's fault.
+pub(crate) fn client_data_status(error: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("the data sent cannot be read: {error}"))
 }
 
 /// A schema as the IPC bytes FlightInfo and prepared statements carry.
@@ -68,6 +73,9 @@ pub(crate) fn ipc_schema(schema: &Schema) -> Result<Bytes, Status> {
     let message: IpcMessage = SchemaAsIpc::new(schema, &IpcWriteOptions::default()).try_into().map_err(arrow_status)?;
     Ok(message.0)
 }
+
+/// The most parameter data a statement handle carries (before base64).
+const MAX_HANDLE_PARAMETER_BYTES: usize = 2 << 20;
 
 /// What a statement handle or a statement ticket holds: everything needed to
 /// run the statement again, so that the server keeps no state between calls
@@ -114,6 +122,16 @@ impl StatementHandle {
             writer.write(batch).map_err(arrow_status)?;
             writer.finish().map_err(arrow_status)?;
         }
+        // The handle travels back in every later call, and clients receive
+        // at most 4 MiB by default.
+        if bytes.len() > MAX_HANDLE_PARAMETER_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "the bound parameters take {} KiB; a prepared statement holds at most {} KiB of them: bind fewer \
+                 rows, or write rows with bulk ingest",
+                bytes.len() >> 10,
+                MAX_HANDLE_PARAMETER_BYTES >> 10
+            )));
+        }
         self.parameters = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
         Ok(self)
     }
@@ -125,28 +143,36 @@ impl StatementHandle {
             .decode(encoded)
             .map_err(|_| Status::invalid_argument("the statement handle's parameters are damaged"))?;
         let reader =
-            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(arrow_status)?;
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(client_data_status)?;
         let schema = reader.schema();
-        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().map_err(arrow_status)?;
-        let batch = arrow::compute::concat_batches(&schema, &batches).map_err(arrow_status)?;
+        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().map_err(client_data_status)?;
+        let batch = arrow::compute::concat_batches(&schema, &batches).map_err(client_data_status)?;
         Ok(Some(batch))
     }
 }
 
 /// The SQL with each `?` parameter marker numbered (`$1`, `$2`, ...): JDBC and
 /// ADBC users write `?`, and the engine takes Postgres' numbered markers.
-/// Markers inside strings, quoted names and comments are text, not markers.
+/// A `?` inside a string (also `E'...'` and `$tag$...$tag$`), a quoted name or
+/// a comment is text. SQL that already numbers its markers (`$1`, `?1`) is
+/// left as it is.
 pub(crate) fn numbered_placeholders(sql: &str) -> std::borrow::Cow<'_, str> {
     if !sql.contains('?') {
         return std::borrow::Cow::Borrowed(sql);
     }
     let bytes = sql.as_bytes();
-    let (mut out, mut copied, mut count, mut i) = (String::with_capacity(sql.len() + 8), 0, 0, 0);
+    let name_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
+    let mut markers: Vec<usize> = Vec::new();
+    let mut numbered = false;
+    let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             quote @ (b'\'' | b'"') => {
                 // E'...' strings take backslash escapes; the others double the quote.
-                let backslashes = quote == b'\'' && i > 0 && bytes[i - 1].eq_ignore_ascii_case(&b'e');
+                let backslashes = quote == b'\''
+                    && i > 0
+                    && bytes[i - 1].eq_ignore_ascii_case(&b'e')
+                    && (i < 2 || !name_byte(bytes[i - 2]));
                 i += 1;
                 while i < bytes.len() {
                     let escaped = backslashes && bytes[i] == b'\\';
@@ -165,21 +191,56 @@ pub(crate) fn numbered_placeholders(sql: &str) -> std::borrow::Cow<'_, str> {
                 i = memchr::memchr(b'\n', &bytes[i..]).map_or(bytes.len(), |at| i + at);
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i = memchr::memmem::find(&bytes[i + 2..], b"*/").map_or(bytes.len(), |at| i + 2 + at + 2);
+                // Block comments nest, as in Postgres.
+                let mut depth = 1;
+                i += 2;
+                while i < bytes.len() && depth > 0 {
+                    if bytes[i..].starts_with(b"/*") {
+                        depth += 1;
+                        i += 2;
+                    } else if bytes[i..].starts_with(b"*/") {
+                        depth -= 1;
+                        i += 2;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'$' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                numbered = true;
+                i += 1;
+            }
+            b'$' if i == 0 || !name_byte(bytes[i - 1]) => {
+                // $tag$ ... $tag$ (the tag may be empty) is a string.
+                let end = (i + 1..bytes.len()).find(|&j| !name_byte(bytes[j])).unwrap_or(bytes.len());
+                if bytes.get(end) == Some(&b'$') {
+                    let tag = &bytes[i..=end];
+                    i = memchr::memmem::find(&bytes[end + 1..], tag).map_or(bytes.len(), |at| end + 1 + at + tag.len());
+                } else {
+                    i += 1;
+                }
+            }
+            b'?' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                numbered = true;
+                i += 1;
             }
             b'?' => {
-                count += 1;
-                out.push_str(&sql[copied..i]);
-                out.push('$');
-                out.push_str(&count.to_string());
+                markers.push(i);
                 i += 1;
-                copied = i;
             }
             _ => i += 1,
         }
     }
-    if count == 0 {
+    if markers.is_empty() || numbered {
         return std::borrow::Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len() + 2 * markers.len());
+    let mut copied = 0;
+    for (n, at) in markers.into_iter().enumerate() {
+        out.push_str(&sql[copied..at]);
+        out.push('$');
+        out.push_str(&(n + 1).to_string());
+        copied = at + 1;
     }
     out.push_str(&sql[copied..]);
     std::borrow::Cow::Owned(out)
