@@ -583,6 +583,31 @@ async fn influxdb3_json_tickets_answer_sql_and_refuse_influxql() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn cancel_flight_info_stops_a_running_query_with_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = flight_server(&dir.path().join("data"), &[]);
+    let mut client = sql_client(port, None).await;
+    let info = client.execute("SELECT count(*) FROM generate_series(1, 100000000000) a".into(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut reader = sql_client(port, None).await;
+    let started = std::time::Instant::now();
+    let running = tokio::spawn(async move {
+        let stream = reader.do_get(ticket).await?;
+        stream.try_collect::<Vec<RecordBatch>>().await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut flight = FlightClient::new(channel(port).await);
+    let result = flight.cancel_flight_info(arrow_flight::CancelFlightInfoRequest::new(info.clone())).await.unwrap();
+    assert_eq!(result.status, arrow_flight::CancelStatus::Cancelled as i32);
+    let error = running.await.unwrap().expect_err("the query was cancelled");
+    assert_eq!(code(&error), Code::Cancelled, "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+    // Nothing runs from that ticket any more.
+    let result = flight.cancel_flight_info(arrow_flight::CancelFlightInfoRequest::new(info)).await.unwrap();
+    assert_eq!(result.status, arrow_flight::CancelStatus::NotCancellable as i32);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn tls_is_served_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path());

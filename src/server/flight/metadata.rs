@@ -195,7 +195,7 @@ pub(crate) fn sql_info(read_only: bool, statement_timeout: std::time::Duration) 
     info.append(SqlInfo::FlightSqlServerSql, true);
     info.append(SqlInfo::FlightSqlServerSubstrait, false);
     info.append(SqlInfo::FlightSqlServerTransaction, SqlSupportedTransaction::None as i32);
-    info.append(SqlInfo::FlightSqlServerCancel, false);
+    info.append(SqlInfo::FlightSqlServerCancel, true);
     info.append(SqlInfo::FlightSqlServerBulkIngestion, !read_only);
     info.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
     // Milliseconds; the engine cancels a statement past HOURGLASS_QUERY_TIMEOUT_S.

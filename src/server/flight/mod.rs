@@ -9,6 +9,7 @@
 //! planned and run by the engine, rows are written by the ingester.
 
 mod metadata;
+mod running;
 mod statements;
 mod status;
 
@@ -210,6 +211,7 @@ impl FlightService for FlightFront {
             ("CreatePreparedStatement", "Plans a statement; answers its handle, result schema and parameter schema."),
             ("ClosePreparedStatement", "Forgets a prepared statement (handles hold their statement: nothing to free)."),
             ("CloseSession", "Ends a session (sessions hold nothing)."),
+            ("CancelFlightInfo", "Stops the queries running from the FlightInfo's tickets."),
         ]
         .map(|(name, description)| Ok(ActionType { r#type: name.to_owned(), description: description.to_owned() }));
         Ok(Response::new(Box::pin(futures::stream::iter(actions))))

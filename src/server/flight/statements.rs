@@ -22,10 +22,12 @@ use arrow_flight::sql::{
     CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery,
     CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
+use arrow_flight::sql::{ActionCancelQueryRequest, ActionCancelQueryResult};
 use arrow_flight::{
-    Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
-    SchemaResult, Ticket,
+    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightData, FlightDescriptor,
+    FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, SchemaResult, Ticket,
 };
+use bytes::Bytes;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -35,6 +37,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::metadata::{self, MetadataCommand};
+use super::running::RunningQueries;
 use super::status::{arrow_status, client_data_status, ingest_status, ipc_schema, query_status, StatementHandle};
 use super::Call;
 use crate::catalog::names::{check_name, NameKind};
@@ -53,6 +56,7 @@ pub(crate) struct SqlService {
     tokens: Arc<SessionTokens>,
     sql_info: SqlInfoData,
     type_info: XdbcTypeInfoData,
+    running: Arc<RunningQueries>,
 }
 
 impl SqlService {
@@ -65,7 +69,7 @@ impl SqlService {
         let sql_info = metadata::sql_info(ingester.is_none(), engine.options().timeout)
             .map_err(|e| format!("FlightSQL GetSqlInfo: {e}"))?;
         let type_info = metadata::xdbc_type_info().map_err(|e| format!("FlightSQL GetXdbcTypeInfo: {e}"))?;
-        Ok(SqlService { engine, ingester, users, tokens, sql_info, type_info })
+        Ok(SqlService { engine, ingester, users, tokens, sql_info, type_info, running: Arc::default() })
     }
 
     /// Plans a handle's statement with row `row` of `parameters` filled in.
@@ -87,8 +91,9 @@ impl SqlService {
         }
     }
 
-    /// Runs a query and streams its result, batch by batch.
-    async fn query(&self, handle: &StatementHandle) -> Result<Response<DoGetStream>, Status> {
+    /// Runs a query and streams its result, batch by batch, until it ends or
+    /// a client cancels `ticket`.
+    async fn query(&self, handle: &StatementHandle, ticket: Bytes) -> Result<Response<DoGetStream>, Status> {
         let parameters = handle.parameters()?;
         if let Some(rows) = parameters.as_ref().map(RecordBatch::num_rows).filter(|rows| *rows > 1) {
             return Err(Status::invalid_argument(format!(
@@ -97,7 +102,32 @@ impl SqlService {
         }
         let plan = self.plan(handle, parameters.as_ref(), 0).await?;
         let output = self.engine.execute(&handle.database, plan).await.map_err(query_status)?;
-        Ok(Response::new(result_stream(output)))
+        Ok(Response::new(self.cancellable_stream(output, ticket)))
+    }
+
+    /// The result as Flight data, ending with `Cancelled` when a client
+    /// cancels `ticket` (CancelFlightInfo).
+    fn cancellable_stream(&self, output: QueryOutput, ticket: Bytes) -> DoGetStream {
+        let (registration, signal) = self.running.register(ticket);
+        let output = output.cancellable(async move { signal.notified().await });
+        let stream = result_stream(output);
+        // The registration ends with the stream.
+        Box::pin(stream.map(move |item| {
+            let _running = &registration;
+            item
+        }))
+    }
+
+    /// Cancels the queries running from a FlightInfo's tickets.
+    fn cancel(&self, info: &FlightInfo) -> CancelStatus {
+        let stopped: usize =
+            info.endpoint.iter().filter_map(|e| e.ticket.as_ref()).map(|t| self.running.cancel(&t.ticket)).sum();
+        if stopped > 0 {
+            CancelStatus::Cancelled
+        } else {
+            // Finished, or never started: nothing to stop.
+            CancelStatus::NotCancellable
+        }
     }
 
     /// Runs a statement for its effect (INSERT, DDL) once per row of
@@ -212,7 +242,8 @@ impl SqlService {
             _ => plan,
         };
         let output = self.engine.execute(&database, plan).await.map_err(query_status)?;
-        Ok(Response::new(result_stream(output)))
+        let ticket = request.into_inner().ticket;
+        Ok(Response::new(self.cancellable_stream(output, ticket)))
     }
 
     fn ingester(&self) -> Result<&Arc<Ingester>, Status> {
@@ -464,19 +495,19 @@ impl FlightSqlService for SqlService {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let handle = StatementHandle::decode(&ticket.statement_handle)?;
-        self.query(&handle).await
+        self.query(&handle, request.into_inner().ticket).await
     }
 
     async fn do_get_prepared_statement(
         &self,
         command: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let handle = StatementHandle::decode(&command.prepared_statement_handle)?;
-        self.query(&handle).await
+        self.query(&handle, request.into_inner().ticket).await
     }
 
     async fn do_put_statement_update(
@@ -625,6 +656,22 @@ impl FlightSqlService for SqlService {
         Ok(())
     }
 
+    #[allow(deprecated)]
+    async fn do_action_cancel_query(
+        &self,
+        query: ActionCancelQueryRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCancelQueryResult, Status> {
+        let info = FlightInfo::decode(query.info)
+            .map_err(|e| Status::invalid_argument(format!("CancelQuery: the FlightInfo does not decode: {e}")))?;
+        // CancelResult (not exported by arrow-flight): 1 cancelled, 3 not cancellable.
+        let result = match self.cancel(&info) {
+            CancelStatus::Cancelled => 1,
+            _ => 3,
+        };
+        Ok(ActionCancelQueryResult { result })
+    }
+
     async fn do_action_begin_transaction(
         &self,
         _query: ActionBeginTransactionRequest,
@@ -643,8 +690,17 @@ impl FlightSqlService for SqlService {
             // ADBC ends a connection with CloseSession; sessions hold nothing here.
             // The answer is CloseSessionResult { status: CLOSED } (field 1 = 1).
             "CloseSession" => {
-                let closed = arrow_flight::Result { body: bytes::Bytes::from_static(&[0x08, 0x01]) };
+                let closed = arrow_flight::Result { body: Bytes::from_static(&[0x08, 0x01]) };
                 Ok(Response::new(Box::pin(futures::stream::iter(vec![Ok(closed)]))))
+            }
+            "CancelFlightInfo" => {
+                let cancel = CancelFlightInfoRequest::decode(request.into_inner().body)
+                    .map_err(|e| Status::invalid_argument(format!("CancelFlightInfo: {e}")))?;
+                let info =
+                    cancel.info.ok_or_else(|| Status::invalid_argument("CancelFlightInfo needs the FlightInfo"))?;
+                let result = CancelFlightInfoResult::new(self.cancel(&info));
+                let body = arrow_flight::Result { body: result.encode_to_vec().into() };
+                Ok(Response::new(Box::pin(futures::stream::iter(vec![Ok(body)]))))
             }
             other => Err(Status::unimplemented(format!("the action '{other}' is not supported"))),
         }
