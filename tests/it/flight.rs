@@ -313,10 +313,50 @@ async fn metadata_commands_list_every_database_without_a_catalog() {
         assert!(type_names.contains(&expected.to_owned()), "{expected} in {type_names:?}");
     }
 
+    // Measurements have no keys: empty answers, with the columns the specification gives.
     let keys = arrow_flight::sql::CommandGetPrimaryKeys { catalog: None, db_schema: None, table: "cpu".into() };
     let info = client.get_primary_keys(keys).await.unwrap();
+    let announced = info.clone().try_decode_schema().unwrap();
+    assert_eq!(announced.field(5).name(), "key_sequence");
     let batches = fetch(&mut client, info).await.unwrap();
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    let table = || "cpu".to_owned();
+    let infos = [
+        client
+            .get_exported_keys(arrow_flight::sql::CommandGetExportedKeys {
+                catalog: None,
+                db_schema: None,
+                table: table(),
+            })
+            .await
+            .unwrap(),
+        client
+            .get_imported_keys(arrow_flight::sql::CommandGetImportedKeys {
+                catalog: None,
+                db_schema: None,
+                table: table(),
+            })
+            .await
+            .unwrap(),
+        client
+            .get_cross_reference(arrow_flight::sql::CommandGetCrossReference {
+                pk_catalog: None,
+                pk_db_schema: None,
+                pk_table: table(),
+                fk_catalog: None,
+                fk_db_schema: None,
+                fk_table: table(),
+            })
+            .await
+            .unwrap(),
+    ];
+    for info in infos {
+        let announced = info.clone().try_decode_schema().unwrap();
+        assert_eq!(announced.fields().len(), 13);
+        assert_eq!(announced.field(0).name(), "pk_catalog_name");
+        let batches = fetch(&mut client, info).await.unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    }
 }
 
 fn ingest_command(
@@ -402,6 +442,19 @@ async fn updates_and_bulk_ingest_go_through_the_write_path_and_survive_kill_9() 
     .unwrap();
     prepared.set_parameters(bound).unwrap();
     assert_eq!(prepared.execute_update().await.unwrap(), 2);
+    // Nothing to bind: clients send a batch with no columns, and the statement runs once.
+    let mut prepared = client
+        .prepare("INSERT INTO cpu (time, host, usage) VALUES (1700000007000000000, 'g', 8.5)".into(), None)
+        .await
+        .unwrap();
+    let nothing = RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        vec![],
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(0)),
+    )
+    .unwrap();
+    prepared.set_parameters(nothing).unwrap();
+    assert_eq!(prepared.execute_update().await.unwrap(), 1);
 
     // Bulk ingest (ADBC's adbc_ingest): a dictionary column is a tag.
     let batches = vec![Ok(weather_batch(0, 1000)), Ok(weather_batch(1000, 500))];
@@ -453,7 +506,7 @@ async fn updates_and_bulk_ingest_go_through_the_write_path_and_survive_kill_9() 
     server.kill9();
     server.restart();
     let mut client = sql_client(port, Some("mydb")).await;
-    assert_eq!(query(&mut client, "SELECT count(*) AS n FROM cpu").await.unwrap(), vec![row(&[("n", "7")])]);
+    assert_eq!(query(&mut client, "SELECT count(*) AS n FROM cpu").await.unwrap(), vec![row(&[("n", "8")])]);
     assert_eq!(
         query(&mut client, "SELECT count(*) AS n, sum(reading) AS s FROM weather").await.unwrap(),
         vec![row(&[("n", "1500"), ("s", &((0..1000).sum::<i64>() + (0..500).sum::<i64>()).to_string())])]
@@ -587,21 +640,37 @@ async fn cancel_flight_info_stops_a_running_query_with_cancelled() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, port) = flight_server(&dir.path().join("data"), &[]);
     let mut client = sql_client(port, None).await;
-    let info = client.execute("SELECT count(*) FROM generate_series(1, 100000000000) a".into(), None).await.unwrap();
-    let ticket = info.endpoint[0].ticket.clone().unwrap();
-    let mut reader = sql_client(port, None).await;
+    // Two clients run the same SQL; each GetFlightInfo has a ticket of its own.
+    let sql = "SELECT count(*) FROM generate_series(1, 100000000000) a";
+    let mut running = Vec::new();
+    let mut infos = Vec::new();
+    for _ in 0..2 {
+        let info = client.execute(sql.into(), None).await.unwrap();
+        let ticket = info.endpoint[0].ticket.clone().unwrap();
+        let mut reader = sql_client(port, None).await;
+        running.push(tokio::spawn(async move {
+            let stream = reader.do_get(ticket).await?;
+            stream.try_collect::<Vec<RecordBatch>>().await
+        }));
+        infos.push(info);
+    }
     let started = std::time::Instant::now();
-    let running = tokio::spawn(async move {
-        let stream = reader.do_get(ticket).await?;
-        stream.try_collect::<Vec<RecordBatch>>().await
-    });
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let mut flight = FlightClient::new(channel(port).await);
+    let info = infos.remove(0);
     let result = flight.cancel_flight_info(arrow_flight::CancelFlightInfoRequest::new(info.clone())).await.unwrap();
     assert_eq!(result.status, arrow_flight::CancelStatus::Cancelled as i32);
-    let error = running.await.unwrap().expect_err("the query was cancelled");
+    let error = running.remove(0).await.unwrap().expect_err("the query was cancelled");
     assert_eq!(code(&error), Code::Cancelled, "{error}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+    // The other client's query of the same SQL runs on until it is cancelled itself.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!running[0].is_finished(), "cancelling one FlightInfo stopped another");
+    let other = infos.remove(0);
+    let result = flight.cancel_flight_info(arrow_flight::CancelFlightInfoRequest::new(other)).await.unwrap();
+    assert_eq!(result.status, arrow_flight::CancelStatus::Cancelled as i32);
+    let error = running.remove(0).await.unwrap().expect_err("the other query was cancelled");
+    assert_eq!(code(&error), Code::Cancelled, "{error}");
     // Nothing runs from that ticket any more.
     let result = flight.cancel_flight_info(arrow_flight::CancelFlightInfoRequest::new(info)).await.unwrap();
     assert_eq!(result.status, arrow_flight::CancelStatus::NotCancellable as i32);

@@ -186,7 +186,7 @@ fn foreign_keys_schema() -> SchemaRef {
 
 /// What the server is and supports, for GetSqlInfo: the JDBC driver reads these
 /// for `DatabaseMetaData`, ADBC for `adbc_get_info`, Grafana for its info page.
-pub(crate) fn sql_info(read_only: bool, statement_timeout: std::time::Duration) -> Result<SqlInfoData, FlightError> {
+pub(crate) fn sql_info(read_only: bool) -> Result<SqlInfoData, FlightError> {
     let mut info = SqlInfoDataBuilder::new();
     info.append(SqlInfo::FlightSqlServerName, "HourglassDB");
     info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -198,9 +198,9 @@ pub(crate) fn sql_info(read_only: bool, statement_timeout: std::time::Duration) 
     info.append(SqlInfo::FlightSqlServerCancel, true);
     info.append(SqlInfo::FlightSqlServerBulkIngestion, !read_only);
     info.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
-    // Milliseconds; the engine cancels a statement past HOURGLASS_QUERY_TIMEOUT_S.
-    let timeout_ms = i32::try_from(statement_timeout.as_millis()).unwrap_or(i32::MAX);
-    info.append(SqlInfo::FlightSqlServerStatementTimeout, timeout_ms);
+    // In FlightSQL this is how long a prepared statement's handle stays valid:
+    // handles carry their statement and never expire.
+    info.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
     info.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
     info.append(SqlInfo::SqlDdlCatalog, false);
     info.append(SqlInfo::SqlDdlSchema, !read_only);

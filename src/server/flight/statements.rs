@@ -33,11 +33,12 @@ use datafusion::logical_expr::LogicalPlan;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use serde::Deserialize;
+use tokio::sync::Notify;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::metadata::{self, MetadataCommand};
-use super::running::RunningQueries;
+use super::running::{Registration, RunningQueries};
 use super::status::{arrow_status, client_data_status, ingest_status, ipc_schema, query_status, StatementHandle};
 use super::Call;
 use crate::catalog::names::{check_name, NameKind};
@@ -66,8 +67,7 @@ impl SqlService {
         users: Arc<Users>,
         tokens: Arc<SessionTokens>,
     ) -> Result<SqlService, String> {
-        let sql_info = metadata::sql_info(ingester.is_none(), engine.options().timeout)
-            .map_err(|e| format!("FlightSQL GetSqlInfo: {e}"))?;
+        let sql_info = metadata::sql_info(ingester.is_none()).map_err(|e| format!("FlightSQL GetSqlInfo: {e}"))?;
         let type_info = metadata::xdbc_type_info().map_err(|e| format!("FlightSQL GetXdbcTypeInfo: {e}"))?;
         Ok(SqlService { engine, ingester, users, tokens, sql_info, type_info, running: Arc::default() })
     }
@@ -100,15 +100,17 @@ impl SqlService {
                 "{rows} parameter rows are bound: a query takes one (an update may take many)"
             )));
         }
+        // Registered before planning: a cancel that comes while the query
+        // plans or starts still stops it.
+        let (registration, signal) = self.running.register(ticket);
         let plan = self.plan(handle, parameters.as_ref(), 0).await?;
         let output = self.engine.execute(&handle.database, plan).await.map_err(query_status)?;
-        Ok(Response::new(self.cancellable_stream(output, ticket)))
+        Ok(Response::new(Self::cancellable_stream(output, registration, signal)))
     }
 
     /// The result as Flight data, ending with `Cancelled` when a client
-    /// cancels `ticket` (CancelFlightInfo).
-    fn cancellable_stream(&self, output: QueryOutput, ticket: Bytes) -> DoGetStream {
-        let (registration, signal) = self.running.register(ticket);
+    /// cancels the query's ticket (CancelFlightInfo).
+    fn cancellable_stream(output: QueryOutput, registration: Registration, signal: Arc<Notify>) -> DoGetStream {
         let output = output.cancellable(async move { signal.notified().await });
         let stream = result_stream(output);
         // The registration ends with the stream.
@@ -133,7 +135,12 @@ impl SqlService {
     /// Runs a statement for its effect (INSERT, DDL) once per row of
     /// `parameters` (once without), and returns the rows it changed.
     async fn update(&self, handle: &StatementHandle, parameters: Option<&RecordBatch>) -> Result<i64, Status> {
-        let executions = parameters.map_or(1, RecordBatch::num_rows);
+        // Clients with nothing to bind send a batch with no columns (arrow-go,
+        // Java): run once. Columns but no rows (executemany of nothing): none.
+        let executions = match parameters {
+            Some(parameters) if parameters.num_columns() > 0 => parameters.num_rows(),
+            _ => 1,
+        };
         let mut changed = 0i64;
         for row in 0..executions {
             let plan = self.plan(handle, parameters, row).await?;
@@ -242,8 +249,9 @@ impl SqlService {
             _ => plan,
         };
         let output = self.engine.execute(&database, plan).await.map_err(query_status)?;
-        let ticket = request.into_inner().ticket;
-        Ok(Response::new(self.cancellable_stream(output, ticket)))
+        // No FlightInfo names this ticket, so no client can cancel it; closing
+        // the stream stops the query.
+        Ok(Response::new(result_stream(output)))
     }
 
     fn ingester(&self) -> Result<&Arc<Ingester>, Status> {
@@ -322,7 +330,8 @@ async fn affected_rows(output: QueryOutput) -> Result<i64, Status> {
     let mut total = 0u64;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| query_status(QueryError::from_datafusion(e, false)))?;
-        total += match batch.column(0).as_any().downcast_ref::<UInt64Array>() {
+        let counts = batch.columns().first().and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
+        total += match counts {
             Some(counts) if counted => counts.iter().flatten().sum(),
             _ => batch.num_rows() as u64,
         };
@@ -376,15 +385,29 @@ fn bind(plan: LogicalPlan, parameters: &RecordBatch, row: usize) -> Result<Logic
         .map_err(|e| query_status(QueryError::InvalidData { message: e.to_string(), sqlstate: "22023" }))
 }
 
-/// Reads a DoPut stream's batches (after its descriptor message).
+/// Reads a DoPut stream's batches (after its descriptor message), refusing
+/// more than `max_bytes` of encoded data in all.
 fn put_batches(
     request: Request<PeekableFlightDataStream>,
+    max_bytes: usize,
 ) -> impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static {
+    let mut seen = 0usize;
     // A message with only the descriptor (a prepared update without new
     // parameters) carries no IPC data.
     let data = request
         .into_inner()
         .try_filter(|message| futures::future::ready(!message.data_header.is_empty()))
+        .and_then(move |message| {
+            seen = seen.saturating_add(message.data_header.len() + message.data_body.len());
+            futures::future::ready(if seen > max_bytes {
+                Err(Status::resource_exhausted(format!(
+                    "more than {} MiB of data in one call: write many rows with bulk ingest instead",
+                    max_bytes >> 20
+                )))
+            } else {
+                Ok(message)
+            })
+        })
         .map_err(FlightError::from);
     FlightRecordBatchStream::new_from_flight_data(data).map_err(|e| match e {
         FlightError::Tonic(status) => *status,
@@ -396,27 +419,9 @@ fn put_batches(
 const MAX_PARAMETER_BYTES: usize = 16 << 20;
 
 /// Reads every parameter batch of a DoPut into one batch, at most
-/// [`MAX_PARAMETER_BYTES`] of it.
+/// [`MAX_PARAMETER_BYTES`] of encoded data.
 async fn read_parameters(request: Request<PeekableFlightDataStream>) -> Result<Option<RecordBatch>, Status> {
-    let too_big = || {
-        Status::resource_exhausted(format!(
-            "the bound parameters exceed {} MiB: write many rows with bulk ingest instead",
-            MAX_PARAMETER_BYTES >> 20
-        ))
-    };
-    let mut batches: Vec<RecordBatch> = Vec::new();
-    let mut rows_bytes = 0usize;
-    let mut stream = Box::pin(put_batches(request));
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        // Decoded batches share the message's buffer; their own slices say
-        // what they hold.
-        rows_bytes += batch.columns().iter().map(|c| c.to_data().get_slice_memory_size().unwrap_or(0)).sum::<usize>();
-        if rows_bytes > MAX_PARAMETER_BYTES {
-            return Err(too_big());
-        }
-        batches.push(batch);
-    }
+    let batches: Vec<RecordBatch> = put_batches(request, MAX_PARAMETER_BYTES).try_collect().await?;
     let Some(first) = batches.first() else { return Ok(None) };
     let batch = arrow::compute::concat_batches(&first.schema(), &batches).map_err(client_data_status)?;
     Ok(Some(batch))
@@ -476,7 +481,7 @@ impl FlightSqlService for SqlService {
         }
         let handle = StatementHandle::new(&call.database, &query.query);
         let schema = self.result_schema(&handle).await?;
-        let ticket = TicketStatementQuery { statement_handle: handle.encode()? };
+        let ticket = TicketStatementQuery { statement_handle: handle.for_one_flight().encode()? };
         let info = Self::flight_info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())?;
         Ok(Response::new(info))
     }
@@ -488,7 +493,8 @@ impl FlightSqlService for SqlService {
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = StatementHandle::decode(&command.prepared_statement_handle)?;
         let schema = self.result_schema(&handle).await?;
-        let info = Self::flight_info(&schema, command.as_any().encode_to_vec(), request.into_inner())?;
+        let ticket = CommandPreparedStatementQuery { prepared_statement_handle: handle.for_one_flight().encode()? };
+        let info = Self::flight_info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())?;
         Ok(Response::new(info))
     }
 
@@ -606,7 +612,8 @@ impl FlightSqlService for SqlService {
             )));
         }
         let mut written = 0usize;
-        let mut batches = Box::pin(put_batches(request));
+        // Each batch is written before the next is read: no total bound is needed.
+        let mut batches = Box::pin(put_batches(request, usize::MAX));
         while let Some(batch) = batches.next().await {
             let batch = batch?;
             // Each batch is acknowledged by the WAL before the next is read:

@@ -89,6 +89,10 @@ pub(crate) struct StatementHandle {
     /// Bound parameters (one row per execution), as an Arrow IPC stream in base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) parameters: Option<String>,
+    /// Set in the tickets of one FlightInfo, so that cancelling that FlightInfo
+    /// stops its query and not another client's run of the same SQL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) flight: Option<String>,
 }
 
 impl StatementHandle {
@@ -98,7 +102,14 @@ impl StatementHandle {
             database: database.to_owned(),
             sql: numbered_placeholders(sql).into_owned(),
             parameters: None,
+            flight: None,
         }
+    }
+
+    /// This handle marked with a random id, for the ticket of one FlightInfo.
+    pub(crate) fn for_one_flight(mut self) -> StatementHandle {
+        self.flight = Some(uuid::Uuid::new_v4().simple().to_string());
+        self
     }
 
     /// The handle as the bytes a client receives.
@@ -206,7 +217,7 @@ pub(crate) fn numbered_placeholders(sql: &str) -> std::borrow::Cow<'_, str> {
                     }
                 }
             }
-            b'$' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+            b'$' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) && (i == 0 || !name_byte(bytes[i - 1])) => {
                 numbered = true;
                 i += 1;
             }
@@ -224,6 +235,8 @@ pub(crate) fn numbered_placeholders(sql: &str) -> std::borrow::Cow<'_, str> {
                 numbered = true;
                 i += 1;
             }
+            // jsonb's `?|`, `?&` and `@?` are operators, not markers.
+            b'?' if matches!(bytes.get(i + 1), Some(b'|' | b'&')) || (i > 0 && bytes[i - 1] == b'@') => i += 1,
             b'?' => {
                 markers.push(i);
                 i += 1;
