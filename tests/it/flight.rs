@@ -601,11 +601,19 @@ async fn handshake_gives_a_bearer_token_and_every_call_needs_credentials() {
 
     // The token works on a new connection; a made-up one does not.
     let mut other = sql_client(port, Some("mydb")).await;
-    other.set_token(token);
+    other.set_token(token.clone());
     assert_eq!(query(&mut other, "SELECT count(*) AS n FROM cpu").await.unwrap(), vec![row(&[("n", "1")])]);
     other.set_token("0123456789abcdef0123456789abcdef".into());
     let error = query(&mut other, "SELECT 1").await.unwrap_err();
     assert_eq!(code(&error), Code::Unauthenticated, "{error}");
+    // A handshake with a token from an earlier handshake gives a new one.
+    let mut request = tonic::Request::new(futures::stream::iter(vec![arrow_flight::HandshakeRequest::default()]));
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let response = arrow_flight::flight_service_client::FlightServiceClient::new(channel(port).await)
+        .handshake(request)
+        .await
+        .expect("a valid token logs in again");
+    assert!(response.metadata().get("authorization").is_some());
     // As on the HTTP front, the password works as a bearer token.
     other.set_token("s3cret".into());
     assert_eq!(query(&mut other, "SELECT count(*) AS n FROM cpu").await.unwrap(), vec![row(&[("n", "1")])]);

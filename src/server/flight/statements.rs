@@ -452,6 +452,8 @@ impl FlightSqlService for SqlService {
         if self.users.enabled() {
             match &credentials {
                 Some(credentials) if self.users.check(credentials) => {}
+                // A token from an earlier handshake logs in again.
+                Some(Credentials::Token(token)) if self.tokens.check(token) => {}
                 Some(_) => return Err(Status::unauthenticated("invalid credentials")),
                 None => {
                     return Err(Status::unauthenticated(
