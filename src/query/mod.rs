@@ -303,6 +303,7 @@ impl Stream for DeadlineStream {
 #[derive(Debug)]
 pub struct QueryEngine {
     catalog: Arc<dyn Catalog>,
+    storage: Arc<Storage>,
     base: SessionState,
     options: QueryOptions,
     /// Where `INSERT` and `COPY` rows go, in modes that write.
@@ -349,6 +350,7 @@ impl QueryEngine {
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
         config.options_mut().execution.time_zone = Some("UTC".into());
         let view_planner = Arc::new(std::sync::OnceLock::new());
+        let storage_for_merges = Arc::clone(&storage);
         let sources = catalog::Sources {
             catalog: Arc::clone(&catalog),
             storage,
@@ -371,7 +373,7 @@ impl QueryEngine {
         let context = datafusion::prelude::SessionContext::new_with_state(base);
         postgres::install(&context, crate::catalog::DEFAULT_DATABASE).map_err(setup)?;
         let base = context.state();
-        let mut engine = QueryEngine { catalog, base, options, writer, relations };
+        let mut engine = QueryEngine { catalog, storage: storage_for_merges, base, options, writer, relations };
         for function in functions::scalar_functions() {
             engine.base.register_udf(function).map_err(setup)?;
         }
@@ -671,6 +673,37 @@ impl QueryEngine {
             .table_schema(database, table)
             .ok_or_else(|| QueryError::UnknownTable(format!("table '{database}.{SCHEMA}.{table}' not found")))?;
         Ok((database.to_owned(), table.to_owned(), schema))
+    }
+
+    /// The rows of `files` of a measurement (oldest first, as the catalog
+    /// lists them) merged into one stream sorted by tags then time, with rows
+    /// of the same series and time merged as every query merges them: the
+    /// input of a compaction. Memory stays bounded by a few batches per file.
+    pub async fn merged_files(
+        &self,
+        database: &str,
+        table: &str,
+        files: Vec<crate::catalog::FileEntry>,
+    ) -> Result<QueryOutput, QueryError> {
+        let schema = self
+            .catalog
+            .table_schema(database, table)
+            .ok_or_else(|| QueryError::UnknownTable(format!("table '{database}.{SCHEMA}.{table}' not found")))?;
+        let measurement = table::TimeseriesTable::new(
+            database,
+            table,
+            schema,
+            Arc::clone(&self.catalog),
+            Arc::clone(&self.storage),
+            None,
+            None,
+        );
+        let state = self.session(database);
+        let plan = measurement.merged_files(&state, files).map_err(|e| QueryError::from_datafusion(e, true))?;
+        let schema = plan.schema();
+        let stream = datafusion::physical_plan::execute_stream(plan, state.task_ctx())
+            .map_err(|e| QueryError::from_datafusion(e, false))?;
+        Ok(QueryOutput { schema, stream })
     }
 
     /// Whether `database` has the measurement `table` (the name as it is: a

@@ -118,6 +118,17 @@ impl TimeseriesTable {
     }
 }
 
+impl TimeseriesTable {
+    /// The rows of `files` (oldest first) as one stream sorted by tags then
+    /// time, with rows of the same series and time merged as readers merge
+    /// them (the last write wins field by field): what a compaction writes.
+    pub(crate) fn merged_files(&self, state: &dyn Session, files: Vec<FileEntry>) -> Result<Arc<dyn ExecutionPlan>> {
+        let projection: Vec<usize> = (0..self.arrow_schema.fields().len()).collect();
+        let sources = files.into_iter().map(Source::File).collect();
+        self.deduplicated_scan(state, sources, &projection, None)
+    }
+}
+
 /// The sink of `INSERT INTO <measurement>`: every batch the statement
 /// produces goes to the write path as it comes, acknowledged when durable.
 #[derive(Debug)]

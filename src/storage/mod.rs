@@ -81,6 +81,32 @@ pub enum StorageError {
     /// Encoding Parquet failed.
     #[error("writing Parquet: {0}")]
     Parquet(#[from] ::parquet::errors::ParquetError),
+    /// The rows to write could not be produced (a streamed write's input failed).
+    #[error("reading the rows to write: {0}")]
+    Input(arrow::error::ArrowError),
+}
+
+/// What a streamed Parquet write produced: what the catalog records of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// File size in bytes.
+    pub size_bytes: u64,
+    /// Rows written.
+    pub row_count: u64,
+    /// Smallest event time written (ns); `i64::MAX` for no rows.
+    pub min_time: i64,
+    /// Largest event time written (ns); `i64::MIN` for no rows.
+    pub max_time: i64,
+}
+
+impl WrittenFile {
+    fn add(&mut self, batch: &RecordBatch, time: usize) {
+        self.row_count += batch.num_rows() as u64;
+        if let Some((min, max)) = time_range(batch, time) {
+            self.min_time = self.min_time.min(min);
+            self.max_time = self.max_time.max(max);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -297,6 +323,98 @@ impl Layer {
                 Ok(size)
             }
         }
+    }
+}
+
+impl Layer {
+    /// Writes `batches`, already in `order`, as one Parquet file at `relative`
+    /// (a path under the layer root), a batch at a time: memory holds a row
+    /// group, not the file, so a merge of gigabytes stays small. On local disk
+    /// the file appears whole or not at all (temporary file, fsync, rename);
+    /// on S3 it is a multipart upload that only completes at the end.
+    pub async fn write_parquet_stream<S>(
+        &self,
+        relative: &str,
+        mut batches: S,
+        order: &RowOrder,
+        options: ParquetOptions,
+    ) -> Result<WrittenFile, StorageError>
+    where
+        S: futures::Stream<Item = Result<RecordBatch, arrow::error::ArrowError>> + Unpin + Send,
+    {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let properties = parquet::writer_properties(order, options)?;
+        let mut written = WrittenFile { size_bytes: 0, row_count: 0, min_time: i64::MAX, max_time: i64::MIN };
+        match &self.backend {
+            Backend::Fs { root } => {
+                let path = root.join(relative);
+                let io = |source| StorageError::Io { path: path.display().to_string(), source };
+                let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
+                let created = dir.clone();
+                tokio::task::spawn_blocking(move || fs::create_dir_all_synced(&created))
+                    .await
+                    .map_err(|e| io(std::io::Error::other(e)))?
+                    .map_err(io)?;
+                let temp = fs::temp_path_for(&path);
+                let result = async {
+                    let file = tokio::fs::File::create(&temp).await.map_err(io)?;
+                    let mut writer =
+                        ::parquet::arrow::AsyncArrowWriter::try_new(file, Arc::clone(&order.schema), Some(properties))?;
+                    while let Some(batch) = batches.next().await {
+                        let batch = batch.map_err(StorageError::Input)?;
+                        written.add(&batch, order.time);
+                        writer.write(&batch).await?;
+                    }
+                    writer.finish().await?;
+                    let mut file = writer.into_inner();
+                    file.flush().await.map_err(io)?;
+                    file.sync_all().await.map_err(io)?;
+                    written.size_bytes = file.metadata().await.map_err(io)?.len();
+                    tokio::fs::rename(&temp, &path).await.map_err(io)?;
+                    let synced = dir.clone();
+                    tokio::task::spawn_blocking(move || fs::sync_dir(&synced))
+                        .await
+                        .map_err(|e| io(std::io::Error::other(e)))?
+                        .map_err(io)
+                }
+                .await;
+                if result.is_err() {
+                    let _ = tokio::fs::remove_file(&temp).await;
+                }
+                result?;
+            }
+            Backend::ObjectStore => {
+                let location = object_store::path::Path::from(relative);
+                let sink = object_store::buffered::BufWriter::new(Arc::clone(&self.store), location);
+                let mut writer =
+                    ::parquet::arrow::AsyncArrowWriter::try_new(sink, Arc::clone(&order.schema), Some(properties))?;
+                let result = async {
+                    while let Some(batch) = batches.next().await {
+                        let batch = batch.map_err(StorageError::Input)?;
+                        written.add(&batch, order.time);
+                        writer.write(&batch).await?;
+                    }
+                    writer.finish().await?;
+                    Ok::<_, StorageError>(())
+                }
+                .await;
+                let mut sink = writer.into_inner();
+                if let Err(error) = result {
+                    // The upload never completes: nothing appears at `location`.
+                    let _ = sink.abort().await;
+                    return Err(error);
+                }
+                sink.shutdown().await.map_err(|e| StorageError::Io { path: relative.to_owned(), source: e })?;
+                written.size_bytes = self
+                    .store
+                    .head(&object_store::path::Path::from(relative))
+                    .await
+                    .map_err(|source| StorageError::ObjectStore { layer: self.config.name.clone(), source })?
+                    .size;
+            }
+        }
+        Ok(written)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, because each test binary links all of DataFusion.
 
 mod catalog;
+mod compaction;
 mod config;
 mod crash;
 mod docs;
