@@ -14,6 +14,7 @@ mod ddl;
 pub mod dedup;
 pub mod functions;
 mod information_schema;
+mod placeholders;
 pub mod postgres;
 pub mod table;
 
@@ -46,6 +47,7 @@ use futures::{Stream, StreamExt};
 
 pub use catalog::SCHEMA;
 pub use ddl::{command_tag, identifier, name_parts};
+pub use placeholders::numbered_placeholders;
 pub use table::{BufferedRows, TableWriter};
 
 use crate::catalog::relations::RelationStore;

@@ -133,6 +133,14 @@ fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     out
 }
 
+/// A result in Arrow as the runner compares it.
+fn arrow_output(schema: &arrow::datatypes::Schema, batches: &[RecordBatch]) -> DBOutput<Type> {
+    if schema.fields().is_empty() {
+        return DBOutput::StatementComplete(0);
+    }
+    DBOutput::Rows { types: schema.fields().iter().map(|f| column_type(f.data_type())).collect(), rows: rows(batches) }
+}
+
 /// A connection: the engine with `default` as its database.
 struct Engine(Arc<QueryEngine>);
 
@@ -155,13 +163,7 @@ impl sqllogictest::AsyncDB for Engine {
         let output = self.0.sql(DEFAULT_DATABASE, sql).await?;
         let schema = Arc::clone(&output.schema);
         let batches: Vec<RecordBatch> = output.stream.try_collect().await.map_err(|e| SqlError(e.to_string()))?;
-        if schema.fields().is_empty() {
-            return Ok(DBOutput::StatementComplete(0));
-        }
-        Ok(DBOutput::Rows {
-            types: schema.fields().iter().map(|f| column_type(f.data_type())).collect(),
-            rows: rows(&batches),
-        })
+        Ok(arrow_output(&schema, &batches))
     }
 
     async fn shutdown(&mut self) {}
@@ -385,13 +387,7 @@ impl sqllogictest::AsyncDB for FlightSql {
             info.endpoint.first().and_then(|e| e.ticket.clone()).ok_or_else(|| SqlError("no ticket".into()))?;
         let batches: Vec<RecordBatch> =
             self.0.do_get(ticket).await.map_err(error)?.try_collect().await.map_err(error)?;
-        if schema.fields().is_empty() {
-            return Ok(DBOutput::StatementComplete(0));
-        }
-        Ok(DBOutput::Rows {
-            types: schema.fields().iter().map(|f| column_type(f.data_type())).collect(),
-            rows: rows(&batches),
-        })
+        Ok(arrow_output(&schema, &batches))
     }
 
     async fn shutdown(&mut self) {}

@@ -80,15 +80,7 @@ impl SqlService {
         row: usize,
     ) -> Result<LogicalPlan, Status> {
         let plan = self.engine.plan(&handle.database, &handle.sql).await.map_err(query_status)?;
-        let expected = parameter_types(&plan)?.len();
-        match parameters {
-            Some(parameters) if expected > 0 || parameters.num_columns() > 0 => bind(plan, parameters, row),
-            _ if expected > 0 => Err(Status::invalid_argument(format!(
-                "the statement has {expected} parameter(s): bind them (DoPut with the prepared statement's handle) \
-                 before executing it"
-            ))),
-            _ => Ok(plan),
-        }
+        bind_row(plan, parameters, row)
     }
 
     /// Runs a query and streams its result, batch by batch, until it ends or
@@ -141,9 +133,11 @@ impl SqlService {
             Some(parameters) if parameters.num_columns() > 0 => parameters.num_rows(),
             _ => 1,
         };
+        // Planned once; each row binds its values into a copy.
+        let planned = self.engine.plan(&handle.database, &handle.sql).await.map_err(query_status)?;
         let mut changed = 0i64;
         for row in 0..executions {
-            let plan = self.plan(handle, parameters, row).await?;
+            let plan = bind_row(planned.clone(), parameters, row)?;
             let output = self.engine.execute(&handle.database, plan).await.map_err(query_status)?;
             changed = changed.saturating_add(affected_rows(output).await?);
         }
@@ -356,10 +350,29 @@ fn parameter_schema(plan: &LogicalPlan) -> Result<Schema, Status> {
     Ok(Schema::new(fields))
 }
 
-/// Fills the plan's parameters with row `row` of `parameters`, column `i`
-/// for `$i+1`, cast to the type the plan expects there.
-fn bind(plan: LogicalPlan, parameters: &RecordBatch, row: usize) -> Result<LogicalPlan, Status> {
+/// The plan with row `row` of `parameters` bound; a plan with parameters
+/// and nothing bound is the client's error.
+fn bind_row(plan: LogicalPlan, parameters: Option<&RecordBatch>, row: usize) -> Result<LogicalPlan, Status> {
     let types = parameter_types(&plan)?;
+    match parameters {
+        Some(parameters) if !types.is_empty() || parameters.num_columns() > 0 => bind(plan, &types, parameters, row),
+        _ if !types.is_empty() => Err(Status::invalid_argument(format!(
+            "the statement has {} parameter(s): bind them (DoPut with the prepared statement's handle) before \
+             executing it",
+            types.len()
+        ))),
+        _ => Ok(plan),
+    }
+}
+
+/// Fills the plan's parameters (of `types`) with row `row` of `parameters`,
+/// column `i` for `$i+1`, cast to the type the plan expects there.
+fn bind(
+    plan: LogicalPlan,
+    types: &[Option<DataType>],
+    parameters: &RecordBatch,
+    row: usize,
+) -> Result<LogicalPlan, Status> {
     if row >= parameters.num_rows() {
         return Err(Status::invalid_argument("the bound parameters have no rows: bind one row of values"));
     }
@@ -371,7 +384,7 @@ fn bind(plan: LogicalPlan, parameters: &RecordBatch, row: usize) -> Result<Logic
         )));
     }
     let mut values = Vec::with_capacity(types.len());
-    for (i, (column, expected)) in parameters.columns().iter().zip(&types).enumerate() {
+    for (i, (column, expected)) in parameters.columns().iter().zip(types).enumerate() {
         let value = ScalarValue::try_from_array(column.as_ref(), row).map_err(client_data_status)?;
         let value = match expected {
             Some(expected) if &value.data_type() != expected => value.cast_to(expected).map_err(|e| {
