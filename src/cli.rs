@@ -1,5 +1,7 @@
 //! The `hourglass` command line: `--help` is the manual.
 
+mod compact;
+
 use std::ffi::OsString;
 use std::process::ExitCode;
 
@@ -51,6 +53,12 @@ pub enum Command {
     /// Print the effective settings as TOML, each with where it came from
     /// (flag, environment variable, config file or default), and exit.
     Config,
+    /// Ask the running server to compact now: every merge level, layer moves,
+    /// retention, and deletion of replaced files whose grace period is over.
+    /// Prints what was merged, moved and expired; exits 1 if any of it failed.
+    /// The server is reached at --url, else at 127.0.0.1 on --http-port, with
+    /// the HTTP_BASIC_AUTH_* credentials when they are set.
+    Compact(compact::CompactArgs),
 }
 
 /// Where a setting's value came from.
@@ -248,5 +256,6 @@ pub fn main() -> ExitCode {
             print!("{}", render_settings(&parsed));
             ExitCode::SUCCESS
         }
+        Command::Compact(args) => compact::main(&parsed.cli.settings, &args),
     }
 }

@@ -35,6 +35,11 @@ impl Mode {
         matches!(self, Mode::Aio | Mode::Writeonly)
     }
 
+    /// Whether this mode runs the compactor (level merges, layer moves, retention).
+    pub fn compacts(self) -> bool {
+        !matches!(self, Mode::Readonly)
+    }
+
     /// Whether this mode answers queries.
     pub fn queries(self) -> bool {
         matches!(self, Mode::Aio | Mode::Readonly)
@@ -226,9 +231,39 @@ pub struct Settings {
     #[arg(long = "merge-timeout-s", env = "GIGAPI_MERGE_TIMEOUT_S", value_name = "SECONDS", default_value = "10", value_parser = positive_seconds, global = true)]
     pub merge_timeout_s: f64,
 
-    /// Turn compaction off.
+    /// Turn the background compactor off (level merges, layer moves and
+    /// retention); the admin call and `hourglass compact` still run it on demand.
     #[arg(long, env = "GIGAPI_NO_MERGES", value_name = "BOOL", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, global = true)]
     pub no_merges: bool,
+
+    /// Largest file each merge level writes, one size per level: the first is
+    /// level 1 to 2, the next 2 to 3, and so on (the number of sizes is the
+    /// number of merge levels).
+    #[arg(
+        long,
+        env = "HOURGLASS_MERGE_MAX_BYTES",
+        value_name = "SIZES",
+        default_value = "100MiB,400MiB,4GiB",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub merge_max_bytes: Vec<ByteSize>,
+
+    /// How often each merge level runs, as a multiple of --merge-timeout-s, one
+    /// factor per level (as many as --merge-max-bytes has sizes).
+    #[arg(long, env = "HOURGLASS_MERGE_INTERVAL_FACTORS", value_name = "FACTORS", default_value = "1,10,100", value_delimiter = ',', value_parser = positive_seconds, global = true)]
+    pub merge_interval_factors: Vec<f64>,
+
+    /// Merges (and layer moves) running at once, each on its own hour partition.
+    #[arg(long, env = "HOURGLASS_MERGE_CONCURRENCY", value_name = "N", default_value = "2", value_parser = positive_count, global = true)]
+    pub merge_concurrency: usize,
+
+    /// Seconds a file replaced by a merge, moved to another layer or expired
+    /// stays on storage before it is deleted, so that queries already reading it
+    /// finish; never less than --query-timeout-s. Files the catalog does not list
+    /// (left by a crash) are deleted once this old.
+    #[arg(long = "file-grace-s", env = "HOURGLASS_FILE_GRACE_S", value_name = "SECONDS", default_value = "60", value_parser = positive_seconds, global = true)]
+    pub file_grace_s: f64,
 
     /// Where the catalog lives: json (files beside the data) or redis.
     #[arg(long, env = "GIGAPI_METADATA_TYPE", value_enum, default_value = "json", global = true)]

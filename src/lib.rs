@@ -3,14 +3,17 @@
 //! Parquet files partitioned by date and hour.
 //!
 //! Modules, top to bottom (a module only uses the ones below it):
-//! - [`server`]: the front doors (HTTP now); protocol code only.
+//! - [`server`]: the front doors (HTTP, Postgres, FlightSQL); protocol code only.
 //! - [`ingest`]: parse, WAL, write buffer, persister.
 //! - [`query`]: the DataFusion engine, its tables and functions.
+//! - [`compactor`]: level merges, layer moves, retention, orphan removal
+//!   (its merges read through a trait the server backs with the engine).
 //! - [`catalog`]: schemas and the files of each hour partition.
 //! - [`storage`]: layers, Parquet, row order, crash-safe files.
 
 pub mod catalog;
 pub mod cli;
+pub mod compactor;
 pub mod config;
 pub mod ingest;
 pub mod metrics;

@@ -46,6 +46,22 @@ pub struct Metrics {
     pub persisted_rows: Counter,
     /// Persist attempts that failed (and will be retried).
     pub persist_errors: Counter,
+    /// Merges committed by the compactor.
+    pub merges: Counter,
+    /// Files those merges replaced.
+    pub merged_files: Counter,
+    /// Bytes of Parquet the merges wrote.
+    pub merged_bytes_written: Counter,
+    /// Files moved to the next storage layer.
+    pub layer_moves: Counter,
+    /// Files deleted by retention (the last layer's TTL).
+    pub files_expired: Counter,
+    /// Replaced, moved or expired files deleted after their grace period.
+    pub files_deleted: Counter,
+    /// Files no catalog entry named, deleted by the orphan sweep.
+    pub orphans_deleted: Counter,
+    /// Merges, moves and deletions that failed (and will be retried).
+    pub compaction_errors: Counter,
 }
 
 impl Metrics {
@@ -83,6 +99,26 @@ impl Metrics {
             self.persisted_rows.get(),
         );
         counter("hourglass_persist_errors_total", "Failed persist attempts.", self.persist_errors.get());
+        counter("hourglass_merges_total", "Merges committed by the compactor.", self.merges.get());
+        counter("hourglass_merged_files_total", "Files replaced by merges.", self.merged_files.get());
+        counter("hourglass_merged_bytes_total", "Parquet bytes written by merges.", self.merged_bytes_written.get());
+        counter("hourglass_layer_moves_total", "Files moved to the next storage layer.", self.layer_moves.get());
+        counter("hourglass_files_expired_total", "Files deleted by retention.", self.files_expired.get());
+        counter(
+            "hourglass_files_deleted_total",
+            "Replaced, moved or expired files deleted after the grace period.",
+            self.files_deleted.get(),
+        );
+        counter(
+            "hourglass_orphan_files_deleted_total",
+            "Files no catalog entry named, deleted by the sweep.",
+            self.orphans_deleted.get(),
+        );
+        counter(
+            "hourglass_compaction_errors_total",
+            "Failed merges, moves and deletions (retried).",
+            self.compaction_errors.get(),
+        );
         let _ = writeln!(
             out,
             "# HELP hourglass_buffered_bytes Bytes in the write buffer, not yet in Parquet.\n\

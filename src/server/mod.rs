@@ -17,13 +17,14 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use crate::catalog::{Catalog, LocalCatalog};
+use crate::compactor::{Compactor, CompactorOptions, MergeLevel, MAX_FILES_PER_MERGE};
 use crate::config::{resolve_layers, MetadataType, SettingError, Settings};
 use crate::ingest::{IngestOptions, Ingester};
 use crate::metrics::Metrics;
 use crate::query::{BufferedRows, QueryEngine, QueryOptions, TableWriter};
 use crate::storage::{ParquetOptions, Storage};
 use auth::Users;
-use write_path::{BufferForQueries, InsertsToIngester};
+use write_path::{BufferForQueries, InsertsToIngester, MergesThroughEngine};
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,67 @@ async fn bind(host: &str, port: u16, flag: &str, env: &str) -> Result<TcpListene
     TcpListener::bind(first).await.map_err(|e| SettingError::new(flag, env, format!("cannot listen on {first}: {e}")))
 }
 
+/// Name of the lock file that keeps a second process off a data root.
+pub const ROOT_LOCK_FILE: &str = ".hourglass.lock";
+
+/// Takes the data root's lock, held for the life of the process: two
+/// processes on one root would both append to the WAL and rewrite the local
+/// catalog, each blind to the other's changes.
+fn lock_root(root: &Path) -> Result<std::fs::File, SettingError> {
+    let path = root.join(ROOT_LOCK_FILE);
+    let error = |message: String| SettingError::new("root", "GIGAPI_ROOT", format!("{}: {message}", root.display()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| error(format!("cannot open the lock file {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(error(
+            "another HourglassDB process is using this data root; stop it, or give this one another --root \
+             (to compact the running server's data, run `hourglass compact`, which asks it over HTTP)"
+                .into(),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(error(format!("cannot lock {}: {e}", path.display()))),
+    }
+}
+
+/// The compactor's settings, checked.
+pub fn compactor_options(settings: &Settings) -> Result<CompactorOptions, SettingError> {
+    if settings.merge_max_bytes.len() != settings.merge_interval_factors.len() {
+        return Err(SettingError::new(
+            "merge-interval-factors",
+            "HOURGLASS_MERGE_INTERVAL_FACTORS",
+            format!(
+                "{} factors for {} merge levels: give one factor per size in HOURGLASS_MERGE_MAX_BYTES",
+                settings.merge_interval_factors.len(),
+                settings.merge_max_bytes.len()
+            ),
+        ));
+    }
+    if settings.merge_max_bytes.is_empty() || settings.merge_max_bytes.len() > 8 {
+        return Err(SettingError::new("merge-max-bytes", "HOURGLASS_MERGE_MAX_BYTES", "give 1 to 8 level sizes"));
+    }
+    let base = Duration::from_secs_f64(settings.merge_timeout_s);
+    let levels = settings
+        .merge_max_bytes
+        .iter()
+        .zip(&settings.merge_interval_factors)
+        .map(|(size, factor)| MergeLevel { interval: base.mul_f64(*factor), max_bytes: size.0 })
+        .collect();
+    Ok(CompactorOptions {
+        levels,
+        background_merges: !settings.no_merges,
+        concurrency: settings.merge_concurrency,
+        // A file a query may still read stays at least as long as a query may run.
+        grace: Duration::from_secs_f64(settings.file_grace_s.max(settings.query_timeout_s)),
+        housekeeping_interval: base,
+        max_files_per_merge: MAX_FILES_PER_MERGE,
+        parquet: ParquetOptions { zstd_level: 3, row_group_rows: 512 * 1024 },
+    })
+}
+
 fn ingest_options(settings: &Settings) -> IngestOptions {
     IngestOptions {
         max_line_bytes: settings.max_line_bytes.0 as usize,
@@ -115,6 +177,10 @@ pub struct Components {
     pub ingester: Option<Arc<Ingester>>,
     /// The query engine, in modes that query.
     pub engine: Option<Arc<QueryEngine>>,
+    /// The compactor, in modes that compact.
+    pub compactor: Option<Arc<Compactor>>,
+    /// The data root's lock, held while the components live.
+    _root_lock: std::fs::File,
 }
 
 impl Components {
@@ -130,6 +196,8 @@ impl Components {
             .into());
         }
         prepare_root(&settings.root)?;
+        let root_lock = lock_root(&settings.root)?;
+        let compactor_options = compactor_options(settings)?;
         let storage =
             Arc::new(Storage::open(layers).map_err(|e| SettingError {
                 setting: "GIGAPI_LAYERS_<i>_* (--layer)".into(),
@@ -162,7 +230,7 @@ impl Components {
         } else {
             None
         };
-        let engine = if settings.mode.queries() {
+        let engine = if settings.mode.queries() || settings.mode.compacts() {
             let buffer =
                 ingester.as_ref().map(|i| Arc::new(BufferForQueries(Arc::clone(i.buffer()))) as Arc<dyn BufferedRows>);
             let writer = ingester.as_ref().map(|i| Arc::new(InsertsToIngester(Arc::clone(i))) as Arc<dyn TableWriter>);
@@ -186,7 +254,20 @@ impl Components {
         } else {
             None
         };
-        Ok(Components { catalog, storage, metrics, ingester, engine })
+        let compactor = match (&engine, settings.mode.compacts()) {
+            (Some(engine), true) => Some(Arc::new(Compactor::new(
+                Arc::clone(&catalog),
+                Arc::clone(&storage),
+                Arc::new(MergesThroughEngine(Arc::clone(engine))),
+                Arc::clone(&metrics),
+                compactor_options,
+            ))),
+            _ => None,
+        };
+        // The engine merges for the compactor in every mode that compacts; only
+        // the modes that answer queries hand it to the front doors.
+        let engine = engine.filter(|_| settings.mode.queries());
+        Ok(Components { catalog, storage, metrics, ingester, engine, compactor, _root_lock: root_lock })
     }
 }
 
@@ -215,6 +296,17 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         })?;
     }
     let components = Components::open(&settings, layers).await?;
+    let (stop_compactor, compactor_stopped) = tokio::sync::watch::channel(false);
+    let compactor_task = components.compactor.as_ref().map(|compactor| {
+        let options = compactor.options();
+        tracing::info!(
+            merges = options.background_merges,
+            levels = options.levels.len(),
+            grace_s = options.grace.as_secs_f64(),
+            "compactor running"
+        );
+        tokio::spawn(Arc::clone(compactor).run(compactor_stopped))
+    });
     let users = Users::new(settings.http_basic_auth_username.clone(), settings.http_basic_auth_password.clone());
     if !users.enabled() {
         tracing::warn!(
@@ -277,6 +369,7 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         metrics: Arc::clone(&components.metrics),
         max_body_bytes: settings.max_body_bytes.0 as usize,
         mode: settings.mode,
+        compactor: components.compactor.clone(),
     };
     tracing::info!(
         address = %http_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -289,6 +382,10 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         .await
         .map_err(|e| ServeError::Runtime(format!("HTTP server: {e}")))?;
 
+    let _ = stop_compactor.send(true);
+    if let Some(task) = compactor_task {
+        let _ = task.await;
+    }
     tracing::info!("shutting down: persisting the write buffer");
     if let Some(ingester) = components.ingester {
         let report = ingester.shutdown().await.map_err(|e| ServeError::Runtime(e.to_string()))?;

@@ -1,6 +1,8 @@
 //! The write path and the write buffer as the query engine sees them, and the
 //! write path's errors as the engine's: how SQL `INSERT` (from any front) and
-//! Postgres `COPY` reach the ingester without the engine knowing it.
+//! Postgres `COPY` reach the ingester without the engine knowing it. Also the
+//! engine as the compactor's merger, so merges and queries share one
+//! deduplication without the compactor knowing the engine.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,11 +10,12 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 
-use crate::catalog::PartitionKey;
+use crate::catalog::{FileEntry, PartitionKey};
+use crate::compactor::{FileMerger, MergedRows};
 use crate::ingest::buffer::WriteBuffer;
 use crate::ingest::wal::WalError;
 use crate::ingest::{IngestError, Ingester};
-use crate::query::{BufferedRows, QueryError, TableWriter};
+use crate::query::{BufferedRows, QueryEngine, QueryError, TableWriter};
 
 /// The write buffer, as the query engine reads it.
 #[derive(Debug)]
@@ -54,4 +57,17 @@ pub(crate) fn write_error(error: IngestError) -> QueryError {
         IngestError::Internal(_) => "XX000",
     };
     QueryError::Write { message: error.to_string(), sqlstate }
+}
+
+/// The query engine as the compactor's source of merged rows.
+#[derive(Debug)]
+pub(crate) struct MergesThroughEngine(pub(crate) Arc<QueryEngine>);
+
+#[async_trait]
+impl FileMerger for MergesThroughEngine {
+    async fn merged_rows(&self, database: &str, table: &str, files: Vec<FileEntry>) -> Result<MergedRows, String> {
+        use futures::StreamExt;
+        let output = self.0.merged_files(database, table, files).await.map_err(|e| e.to_string())?;
+        Ok(output.stream.map(|batch| batch.map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))).boxed())
+    }
 }

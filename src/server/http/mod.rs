@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use super::auth::{Credentials, Users};
+use crate::compactor::Compactor;
 use crate::config::Mode;
 use crate::ingest::Ingester;
 use crate::metrics::Metrics;
@@ -33,6 +34,8 @@ pub struct HttpState {
     pub max_body_bytes: usize,
     /// The server's mode.
     pub mode: Mode,
+    /// The compactor; `None` in modes that do not compact.
+    pub compactor: Option<Arc<Compactor>>,
 }
 
 /// A JSON error response: `{"error": message}`.
@@ -97,6 +100,25 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         .into_response()
 }
 
+/// `POST /admin/compact[?db=..[&table=..]]`: runs every merge level, the layer
+/// TTLs and due deletions now, and answers with what was done.
+async fn compact(State(state): State<HttpState>, request: Request) -> Response {
+    let Some(compactor) = &state.compactor else {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            format!("this server runs in {} mode, which does not compact (GIGAPI_MODE)", state.mode),
+        );
+    };
+    let params = query_params(request.uri().query());
+    let database = param(&params, "db").map(str::to_owned);
+    let table = param(&params, "table").map(str::to_owned);
+    let report = compactor.run_now(database, table).await;
+    match serde_json::to_string(&report) {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 async fn not_found(request: Request) -> Response {
     json_error(StatusCode::NOT_FOUND, format!("not found: {} {}", request.method(), request.uri().path()))
 }
@@ -115,6 +137,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/health", get(health))
         .route("/ping", get(ping).head(ping))
         .route("/metrics", get(metrics))
+        .route("/admin/compact", post(compact))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_auth))
         .with_state(state)

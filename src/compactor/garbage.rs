@@ -1,0 +1,129 @@
+//! Deleting files: replaced files once their grace period is over, and files
+//! no catalog entry names (what a crash between writing a file and committing
+//! it leaves behind).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::catalog::Catalog;
+use crate::storage::fs::TEMP_PREFIX;
+use crate::storage::{file_path_in_layer, Storage};
+
+#[derive(Debug, Clone)]
+struct Pending {
+    due: Instant,
+    layer: String,
+    relative: String,
+}
+
+/// Files waiting for deletion, in memory: after a restart the orphan sweep
+/// finds them, since the catalog no longer names them.
+#[derive(Debug)]
+pub(super) struct Garbage {
+    grace: Duration,
+    pending: Mutex<Vec<Pending>>,
+}
+
+impl Garbage {
+    pub(super) fn new(grace: Duration) -> Self {
+        Garbage { grace, pending: Mutex::new(Vec::new()) }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Deletes `relative` on `layer` once the grace period has passed.
+    pub(super) fn schedule(&self, layer: &str, relative: String) {
+        let due = Instant::now() + self.grace;
+        self.pending().push(Pending { due, layer: layer.to_owned(), relative });
+    }
+
+    /// Files scheduled and not yet deleted.
+    pub(super) fn waiting(&self) -> usize {
+        self.pending().len()
+    }
+
+    /// Deletes the scheduled files whose time has come; a failed deletion is
+    /// kept and tried again. Returns how many went and what failed.
+    pub(super) async fn delete_due(&self, storage: &Storage) -> (u64, Vec<String>) {
+        let now = Instant::now();
+        let due: Vec<Pending> = {
+            let mut pending = self.pending();
+            let (due, waiting): (Vec<Pending>, Vec<Pending>) = pending.drain(..).partition(|p| p.due <= now);
+            *pending = waiting;
+            due
+        };
+        let mut deleted = 0;
+        let mut errors = Vec::new();
+        for file in due {
+            let Some(layer) = storage.layer(&file.layer) else {
+                errors.push(format!("deleting {}: layer '{}' is not configured", file.relative, file.layer));
+                continue;
+            };
+            match layer.delete(&file.relative).await {
+                Ok(()) => deleted += 1,
+                Err(error) => {
+                    errors.push(format!("deleting {} from layer '{}': {error}", file.relative, file.layer));
+                    self.pending().push(file);
+                }
+            }
+        }
+        (deleted, errors)
+    }
+
+    /// Deletes, on every layer, the Parquet and temporary files of partition
+    /// directories that no catalog entry names, are not waiting for deletion,
+    /// and were last written longer than the grace period ago: a file being
+    /// written, or written and about to be committed, is younger than that.
+    pub(super) async fn remove_orphans(&self, catalog: &Arc<dyn Catalog>, storage: &Storage) -> (u64, Vec<String>) {
+        let mut removed = 0;
+        let mut errors = Vec::new();
+        let cutoff = SystemTime::now().checked_sub(self.grace).unwrap_or(SystemTime::UNIX_EPOCH);
+        for layer in storage.layers() {
+            // Listed before the catalog is read: a file committed in between
+            // is then in the catalog, or too young to be judged.
+            let listed = match layer.list_partition_files().await {
+                Ok(listed) => listed,
+                Err(error) => {
+                    errors.push(format!("listing layer '{}': {error}", layer.name()));
+                    continue;
+                }
+            };
+            let mut known: HashSet<String> = HashSet::new();
+            for database in catalog.databases() {
+                for table in catalog.tables(&database) {
+                    for partition in catalog.files(&database, &table, i64::MIN, i64::MAX) {
+                        for file in partition.files.iter().filter(|f| f.layer == layer.name()) {
+                            known.insert(file_path_in_layer(&database, &table, &file.path));
+                        }
+                    }
+                }
+            }
+            let waiting: HashSet<String> =
+                self.pending().iter().filter(|p| p.layer == layer.name()).map(|p| p.relative.clone()).collect();
+            for object in listed {
+                let name = object.relative.rsplit('/').next().unwrap_or_default();
+                let garbage_kind = name.starts_with(TEMP_PREFIX) || name.ends_with(".parquet");
+                if !garbage_kind
+                    || known.contains(&object.relative)
+                    || waiting.contains(&object.relative)
+                    || object.modified > cutoff
+                {
+                    continue;
+                }
+                match layer.delete(&object.relative).await {
+                    Ok(()) => {
+                        tracing::info!(layer = layer.name(), file = %object.relative, "removed a file no catalog entry names");
+                        removed += 1;
+                    }
+                    Err(error) => {
+                        errors.push(format!("deleting {} from layer '{}': {error}", object.relative, layer.name()))
+                    }
+                }
+            }
+        }
+        (removed, errors)
+    }
+}
