@@ -11,7 +11,7 @@ use hourglassdb::ingest::{Ingester, LineProtocolWrite};
 use hourglassdb::server::Components;
 use hourglassdb::storage::{file_path_in_layer, file_path_in_table, ParquetOptions};
 
-use crate::support::{batch_rows, read_parquet};
+use crate::support::{batch_rows, client, command, free_port, listed_files, post, read_parquet, wait_for, Server};
 
 async fn write_and_persist(ingester: &Ingester, body: &str) {
     let write =
@@ -302,4 +302,190 @@ async fn a_query_reading_while_a_merge_commits_gets_every_row_once() {
         assert_eq!((n.as_str(), d.as_str()), (expected.to_string().as_str(), expected.to_string().as_str()));
     }
     ingester.shutdown().await.unwrap();
+}
+
+/// The level in each listed file's name (`<uuid>.<level>.parquet`).
+fn listed_levels(root: &std::path::Path, table: &str) -> Vec<u8> {
+    let mut levels: Vec<u8> = listed_files(root, "db", table)
+        .iter()
+        .map(|f| f.path.rsplit('.').nth(1).and_then(|l| l.parse().ok()).expect("a level in the name"))
+        .collect();
+    levels.sort();
+    levels
+}
+
+/// The first column of the first row of `sql` over `POST /query`, as a number.
+async fn query_number(server: &Server, credentials: &str, sql: &str) -> u64 {
+    let response = client()
+        .post(server.url(&format!("/query?db=db&format=json{credentials}")))
+        .header("Content-Type", "application/json")
+        .body(serde_json::json!({ "query": sql }).to_string())
+        .send()
+        .await
+        .expect("query");
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{sql}: {body}");
+    let value: serde_json::Value = serde_json::from_str(&body).expect("json");
+    value["results"][0]["n"].as_u64().unwrap_or_else(|| panic!("{sql}: no n in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_merges_in_the_background_and_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let auth = [("HTTP_BASIC_AUTH_USERNAME", "admin"), ("HTTP_BASIC_AUTH_PASSWORD", "s3cret")];
+    let server = Server::start_with_env(&root, &["--save-timeout-s", "0.2", "--merge-timeout-s", "1"], &auth);
+    let write = |server: &Server, round: u32| {
+        let url = server.url("/write?db=db&u=admin&p=s3cret");
+        async move {
+            let (status, body) = post(&url, format!("m,host=h{round} v={round} 1700002800000000000")).await;
+            assert_eq!(status, 204, "{body}");
+        }
+    };
+    // Level-1 files appear one by one; the background task merges them into level 2.
+    for round in 0..4 {
+        write(&server, round).await;
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    }
+    assert!(
+        wait_for(std::time::Duration::from_secs(20), || listed_levels(&root, "m").contains(&2)),
+        "no level-2 file: {:?}\n{}",
+        listed_levels(&root, "m"),
+        server.log_text()
+    );
+    let metrics = client().get(server.url("/metrics?u=admin&p=s3cret")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l.starts_with("hourglass_merges_total ") && !l.ends_with(" 0")), "{metrics}");
+
+    // A second process on the same root is refused before it touches anything.
+    let second = command()
+        .args(["--root", root.to_str().unwrap(), "--http-host", "127.0.0.1"])
+        .args(["--http-port", &free_port().to_string(), "--pg-enable", "false", "--flightsql-enable", "false"])
+        .output()
+        .expect("run");
+    assert_eq!(second.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another HourglassDB process is using this data root"), "{stderr}");
+    drop(server);
+
+    // With background merges off, `hourglass compact` asks the server to merge now.
+    let server = Server::start_with_env(&root, &["--save-timeout-s", "0.2", "--no-merges"], &auth);
+    let files_before = listed_files(&root, "db", "m").len();
+    for round in 4..8 {
+        write(&server, round).await;
+        let want = files_before + (round - 3) as usize;
+        assert!(wait_for(std::time::Duration::from_secs(10), || listed_files(&root, "db", "m").len() >= want));
+    }
+    let port = server.http_port.to_string();
+    let compact = |extra: &[&str]| {
+        command().args(["compact", "--http-port", &port]).args(extra).envs(auth).output().expect("hourglass compact")
+    };
+    let denied = command().args(["compact", "--http-port", &port]).output().unwrap();
+    assert_eq!(denied.status.code(), Some(2), "no credentials: {denied:?}");
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("401"), "{denied:?}");
+    let output = compact(&["--json"]);
+    assert!(output.status.success(), "{output:?}\n{}", server.log_text());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    let merges = report["merges"].as_array().expect("merges");
+    assert!(!merges.is_empty(), "{report}");
+    assert_eq!(merges[0]["database"], "db");
+    assert_eq!(merges[0]["table"], "m");
+    assert_eq!(merges[0]["partition"], "date=2023-11-14/hour=23");
+    assert_eq!(merges[0]["from_level"], 1);
+    assert_eq!(query_number(&server, "&u=admin&p=s3cret", "SELECT count(*) AS n FROM m").await, 8);
+    assert_eq!(listed_levels(&root, "m").iter().filter(|&&l| l == 1).count(), 0, "every level-1 file merged");
+
+    // Nothing left to merge: the summary says so.
+    let output = compact(&[]);
+    assert!(output.status.success(), "{output:?}");
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(summary.contains("0 merges (0 files)"), "{summary}");
+    drop(server);
+
+    // A readonly server does not compact, and says why.
+    let server = Server::start(&root, &["--mode", "readonly"]);
+    let (status, body) = post(&server.url("/admin/compact"), "").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("readonly"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_in_the_middle_of_a_merge_loses_nothing_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let args = ["--save-timeout-s", "0.3", "--no-merges", "--file-grace-s", "1", "--query-timeout-s", "1"];
+    let mut server = Server::start(&root, &args);
+    // Eight level-1 files of 100,000 distinct points each, in one hour.
+    let start = 1_700_002_800_000_000_000i64;
+    let per_file = 100_000i64;
+    for file in 0..8 {
+        let body: String = (0..per_file)
+            .map(|i| {
+                let n = file * per_file + i;
+                format!("m,host=h{} v={n}i,w={n}.5 {}\n", n % 100, start + n * 1000)
+            })
+            .collect();
+        let (status, text) = post(&server.url("/write?db=db&precision=ns"), body).await;
+        assert_eq!(status, 204, "{text}");
+        let want = file as usize + 1;
+        assert!(wait_for(std::time::Duration::from_secs(30), || listed_files(&root, "db", "m").len() >= want));
+    }
+    let total = 8 * per_file as u64;
+    assert_eq!(query_number(&server, "", "SELECT count(*) AS n FROM m").await, total);
+
+    // Merge, and kill the server while the merged file is being written.
+    let compact_url = server.url("/admin/compact");
+    let compact = tokio::spawn(async move { post(&compact_url, "").await });
+    let partition_dir = root.join("db/m/date=2023-11-14/hour=23");
+    let writing = wait_for(std::time::Duration::from_secs(60), || {
+        std::fs::read_dir(&partition_dir).into_iter().flatten().flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(".tmp-") && name.ends_with(".2.parquet")
+        })
+    });
+    server.kill9();
+    assert!(writing, "the merge never wrote its file:\n{}", server.log_text());
+    let _ = compact.await;
+    assert_eq!(listed_files(&root, "db", "m").len(), 8, "the catalog still lists the level-1 files");
+
+    // After the grace period, a restart removes the half-written file.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    server.restart();
+    let on_disk = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&partition_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".parquet") || n.starts_with(".tmp-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let listed = || -> Vec<String> {
+        let mut names: Vec<String> =
+            listed_files(&root, "db", "m").iter().map(|f| f.path.rsplit('/').next().unwrap().to_owned()).collect();
+        names.sort();
+        names
+    };
+    assert!(
+        wait_for(std::time::Duration::from_secs(20), || on_disk() == listed()),
+        "left behind: {:?} vs {:?}\n{}",
+        on_disk(),
+        listed(),
+        server.log_text()
+    );
+    assert!(server.log_text().contains("removed a file no catalog entry names"), "{}", server.log_text());
+    // Every point has its own v: as many distinct values as rows means none twice.
+    let distinct = "SELECT count(DISTINCT v) AS n FROM m";
+    assert_eq!(query_number(&server, "", "SELECT count(*) AS n FROM m").await, total, "nothing lost");
+    assert_eq!(query_number(&server, "", distinct).await, total, "nothing twice");
+
+    // The merge runs to the end this time, with the same answers.
+    let (status, body) = post(&server.url("/admin/compact"), "").await;
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["merges"][0]["input_files"], 8, "{report}");
+    assert_eq!(report["merges"][0]["output_rows"], total, "{report}");
+    assert_eq!(query_number(&server, "", "SELECT count(*) AS n FROM m").await, total);
+    assert_eq!(query_number(&server, "", "SELECT sum(v) AS n FROM m").await, total * (total - 1) / 2);
 }
