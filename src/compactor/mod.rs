@@ -238,10 +238,15 @@ impl Compactor {
 
     /// Everything at once, as the admin call asks: every merge level (a
     /// level's output can merge at the next level in the same run), layer
-    /// TTLs, and deletion of files whose grace period is over.
+    /// TTLs, deletion of files whose grace period is over, and the sweep of
+    /// files no catalog entry names.
     pub async fn run_now(&self, database: Option<String>, table: Option<String>) -> CompactionReport {
         let scope = RunScope { levels: (0..self.options.levels.len()).collect(), layers: true, database, table };
-        self.run_once(&scope).await
+        let mut report = self.run_once(&scope).await;
+        let (orphans, errors) = self.remove_orphans().await;
+        report.orphans_deleted = orphans;
+        report.errors.extend(errors);
+        report
     }
 
     /// One run over every partition in `scope`.

@@ -407,13 +407,12 @@ impl Layer {
                     Ok::<_, StorageError>(())
                 }
                 .await;
-                let mut sink = writer.into_inner();
                 if let Err(error) = result {
                     // The upload never completes: nothing appears at `location`.
-                    let _ = sink.abort().await;
+                    let _ = writer.into_inner().abort().await;
                     return Err(error);
                 }
-                sink.shutdown().await.map_err(|e| StorageError::Io { path: relative.to_owned(), source: e })?;
+                // `finish` shut the sink down, which completed the upload.
                 written.size_bytes = self
                     .store
                     .head(&object_store::path::Path::from(relative))

