@@ -209,7 +209,11 @@ async fn names_cannot_escape_the_data_root() {
     assert!(outside.iter().all(|n| n == "data" || n.to_string_lossy().starts_with("data.log")), "{outside:?}");
     let mut inside: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.file_name()).collect();
     inside.sort();
-    assert_eq!(inside, ["_tmp", "_wal"], "nothing but the server's own directories was created: {inside:?}");
+    assert_eq!(
+        inside,
+        [".hourglass.lock", "_tmp", "_wal"],
+        "nothing but the server's own files was created: {inside:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
