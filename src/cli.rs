@@ -56,7 +56,7 @@ pub enum Command {
     /// Ask the running server to compact now: every merge level, layer moves,
     /// retention, and deletion of replaced files whose grace period is over.
     /// Prints what was merged, moved and expired; exits 1 if any of it failed.
-    /// The server is reached at --url, else at 127.0.0.1 on --http-port, with
+    /// The server is reached at --url, else at --http-host (127.0.0.1 for 0.0.0.0) on --http-port, with
     /// the HTTP_BASIC_AUTH_* credentials when they are set.
     Compact(compact::CompactArgs),
 }

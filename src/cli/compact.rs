@@ -13,7 +13,8 @@ use crate::config::Settings;
 /// What `hourglass compact` takes besides the server's settings.
 #[derive(Debug, Clone, Args)]
 pub struct CompactArgs {
-    /// The server's HTTP API; default http://127.0.0.1:<--http-port>.
+    /// The server's HTTP API; default http://<--http-host>:<--http-port>
+    /// (127.0.0.1 when the server listens on every address).
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// Only this database.
@@ -75,6 +76,7 @@ struct Report {
     moves: Vec<Move>,
     expired: Vec<Expiry>,
     files_deleted: u64,
+    orphans_deleted: u64,
     files_waiting_for_deletion: usize,
     errors: Vec<String>,
 }
@@ -135,7 +137,7 @@ fn summary(report: &Report) -> String {
     }
     out.push_str(&format!(
         "{} merges ({} files), {} promotions, {} moves, {} expired, {} replaced files deleted, {} waiting for \
-         their grace period, {} errors\n",
+         their grace period, {} orphaned files deleted, {} errors\n",
         report.merges.len(),
         report.merges.iter().map(|m| m.input_files).sum::<usize>(),
         report.promotions.len(),
@@ -143,13 +145,19 @@ fn summary(report: &Report) -> String {
         report.expired.len(),
         report.files_deleted,
         report.files_waiting_for_deletion,
+        report.orphans_deleted,
         report.errors.len()
     ));
     out
 }
 
 async fn call(settings: &Settings, args: &CompactArgs) -> Result<String, String> {
-    let base = args.url.clone().unwrap_or_else(|| format!("http://127.0.0.1:{}", settings.http_port));
+    let host = match settings.http_host.as_str() {
+        "0.0.0.0" | "::" | "[::]" | "" => "127.0.0.1".to_owned(),
+        host if host.contains(':') && !host.starts_with('[') => format!("[{host}]"),
+        host => host.to_owned(),
+    };
+    let base = args.url.clone().unwrap_or_else(|| format!("http://{host}:{}", settings.http_port));
     let mut url = url::Url::parse(&base).map_err(|e| format!("--url {base}: {e}"))?;
     url.set_path("/admin/compact");
     {
@@ -161,11 +169,13 @@ async fn call(settings: &Settings, args: &CompactArgs) -> Result<String, String>
             query.append_pair("table", table);
         }
     }
-    // A big compaction takes a while; the server keeps working if we give up.
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(24 * 3600))
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))?;
+    // A big compaction takes a while; the server finishes the run even if we give up.
+    let mut client = reqwest::Client::builder();
+    if args.url.is_none() {
+        // The server is on this machine: no proxy in between.
+        client = client.no_proxy();
+    }
+    let client = client.timeout(Duration::from_secs(24 * 3600)).build().map_err(|e| format!("HTTP client: {e}"))?;
     let mut request = client.post(url.clone());
     if let Some(user) = &settings.http_basic_auth_username {
         request = request.basic_auth(user, settings.http_basic_auth_password.as_ref());

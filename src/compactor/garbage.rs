@@ -36,7 +36,8 @@ impl Garbage {
 
     /// Deletes `relative` on `layer` once the grace period has passed.
     pub(super) fn schedule(&self, layer: &str, relative: String) {
-        let due = Instant::now() + self.grace;
+        let now = Instant::now();
+        let due = now.checked_add(self.grace).unwrap_or_else(|| now + Duration::from_secs(86_400));
         self.pending().push(Pending { due, layer: layer.to_owned(), relative });
     }
 
@@ -80,6 +81,23 @@ impl Garbage {
     pub(super) async fn remove_orphans(&self, catalog: &Arc<dyn Catalog>, storage: &Storage) -> (u64, Vec<String>) {
         let mut removed = 0;
         let mut errors = Vec::new();
+        // A catalog that names a layer the configuration lacks (a renamed
+        // layer, say) would make that layer's files look unlisted: sweep nothing.
+        let mut named: HashSet<String> = HashSet::new();
+        for database in catalog.databases() {
+            for table in catalog.tables(&database) {
+                for partition in catalog.files(&database, &table, i64::MIN, i64::MAX) {
+                    named.extend(partition.files.into_iter().map(|f| f.layer));
+                }
+            }
+        }
+        if let Some(missing) = named.iter().find(|name| storage.layer(name).is_none()) {
+            errors.push(format!(
+                "the catalog lists files on layer '{missing}', which is not configured (GIGAPI_LAYERS_<i>_NAME); \
+                 no file is swept until it is"
+            ));
+            return (removed, errors);
+        }
         let cutoff = SystemTime::now().checked_sub(self.grace).unwrap_or(SystemTime::UNIX_EPOCH);
         for layer in storage.layers() {
             // Listed before the catalog is read: a file committed in between
@@ -92,8 +110,10 @@ impl Garbage {
                 }
             };
             let mut known: HashSet<String> = HashSet::new();
+            let mut tables: HashSet<String> = HashSet::new();
             for database in catalog.databases() {
                 for table in catalog.tables(&database) {
+                    tables.insert(format!("{database}/{table}"));
                     for partition in catalog.files(&database, &table, i64::MIN, i64::MAX) {
                         for file in partition.files.iter().filter(|f| f.layer == layer.name()) {
                             known.insert(file_path_in_layer(&database, &table, &file.path));
@@ -105,8 +125,11 @@ impl Garbage {
                 self.pending().iter().filter(|p| p.layer == layer.name()).map(|p| p.relative.clone()).collect();
             for object in listed {
                 let name = object.relative.rsplit('/').next().unwrap_or_default();
-                let garbage_kind = name.starts_with(TEMP_PREFIX) || name.ends_with(".parquet");
-                if !garbage_kind
+                // Only names this server writes, in tables its catalog knows:
+                // a bucket shared with other data keeps that data.
+                let table_known = object.relative.splitn(3, '/').take(2).collect::<Vec<_>>().join("/");
+                if !tables.contains(&table_known)
+                    || !(name.starts_with(TEMP_PREFIX) || is_data_file_name(name))
                     || known.contains(&object.relative)
                     || waiting.contains(&object.relative)
                     || object.modified > cutoff
@@ -126,4 +149,11 @@ impl Garbage {
         }
         (removed, errors)
     }
+}
+
+/// Whether `name` is a data file name this server writes: `<uuid>.<level>.parquet`.
+fn is_data_file_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".parquet") else { return false };
+    let Some((id, level)) = stem.rsplit_once('.') else { return false };
+    !level.is_empty() && level.bytes().all(|b| b.is_ascii_digit()) && uuid::Uuid::parse_str(id).is_ok()
 }

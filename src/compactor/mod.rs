@@ -70,9 +70,13 @@ pub struct CompactorOptions {
     pub parquet: ParquetOptions,
 }
 
-/// Most files one merge reads: a merge holds a few batches per input file,
-/// so this bounds its memory whatever the level's size.
+/// Most files one merge reads: a merge holds a row group's worth of batches
+/// per input file, so this bounds its memory whatever the level's size.
 pub const MAX_FILES_PER_MERGE: usize = 100;
+
+/// Most merges of one level of one partition in one run (after a bulk load a
+/// level may hold thousands of files).
+const MAX_MERGES_PER_LEVEL: usize = 100;
 
 /// A merge that ran.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -242,9 +246,11 @@ impl Compactor {
     /// files no catalog entry names.
     pub async fn run_now(&self, database: Option<String>, table: Option<String>) -> CompactionReport {
         let scope = RunScope { levels: (0..self.options.levels.len()).collect(), layers: true, database, table };
-        let mut report = self.run_once(&scope).await;
-        let (orphans, errors) = self.remove_orphans().await;
+        let _one_at_a_time = self.run.lock().await;
+        let mut report = self.run_locked(&scope).await;
+        let (orphans, errors) = self.remove_orphans_locked().await;
         report.orphans_deleted = orphans;
+        self.metrics.compaction_errors.add(errors.len() as u64);
         report.errors.extend(errors);
         report
     }
@@ -252,6 +258,10 @@ impl Compactor {
     /// One run over every partition in `scope`.
     pub async fn run_once(&self, scope: &RunScope) -> CompactionReport {
         let _one_at_a_time = self.run.lock().await;
+        self.run_locked(scope).await
+    }
+
+    async fn run_locked(&self, scope: &RunScope) -> CompactionReport {
         let mut partitions = Vec::new();
         for database in self.catalog.databases() {
             if scope.database.as_ref().is_some_and(|d| d != &database) {
@@ -292,6 +302,13 @@ impl Compactor {
     /// and that are older than the grace period (what a crash leaves behind);
     /// returns how many and what failed.
     pub async fn remove_orphans(&self) -> (u64, Vec<String>) {
+        // Never beside a merge or a move: their new files are not in the
+        // catalog until they commit, however old their modification time.
+        let _one_at_a_time = self.run.lock().await;
+        self.remove_orphans_locked().await
+    }
+
+    async fn remove_orphans_locked(&self) -> (u64, Vec<String>) {
         let (removed, errors) = self.garbage.remove_orphans(&self.catalog, &self.storage).await;
         self.metrics.orphans_deleted.add(removed);
         (removed, errors)
@@ -356,7 +373,11 @@ impl Compactor {
                 }
                 if now.duration_since(last_sweep) >= SWEEP_EVERY {
                     last_sweep = now;
-                    self.remove_orphans().await;
+                    let (_, errors) = self.remove_orphans().await;
+                    self.metrics.compaction_errors.add(errors.len() as u64);
+                    for error in errors {
+                        tracing::warn!(%error, "could not remove a file no catalog entry names");
+                    }
                 }
             };
             tokio::select! {
@@ -376,19 +397,37 @@ impl Compactor {
         scope: &RunScope,
     ) -> CompactionReport {
         let mut report = CompactionReport::default();
+        let last = self.options.levels.len().saturating_sub(1);
         for &index in &scope.levels {
             let Some(level) = self.options.levels.get(index) else { continue };
             let from_level = u8::try_from(index + 1).unwrap_or(u8::MAX);
-            let files = self.partition_files(database, table, partition);
-            let outcome = match plan_level(&files, from_level, level.max_bytes, self.options.max_files_per_merge) {
-                LevelPlan::Nothing => Ok(()),
-                LevelPlan::Promote(file) => self.promote(database, table, partition, file, &mut report).await,
-                LevelPlan::Merge(inputs) => self.merge(database, table, partition, inputs, &mut report).await,
-            };
-            if let Err(error) = outcome {
-                report.errors.push(format!("merging level {from_level} of {database}.{table} {partition}: {error}"));
-                tracing::warn!(%database, %table, %partition, level = from_level, %error, "merge failed; retried on the next run");
-                break;
+            let mut steps = vec![from_level];
+            // The last level's files merge among themselves (up to its size),
+            // so a partition no longer written ends with one file per level.
+            if index == last {
+                steps.push(from_level.saturating_add(1));
+            }
+            for step in steps {
+                let is_final = step > from_level;
+                // Until the level has nothing left to merge: after a bulk load
+                // it may hold far more files than one merge takes.
+                for _ in 0..MAX_MERGES_PER_LEVEL {
+                    let files = self.partition_files(database, table, partition);
+                    let outcome = match plan_level(&files, step, level.max_bytes, self.options.max_files_per_merge) {
+                        LevelPlan::Nothing => break,
+                        LevelPlan::Promote(_) if is_final => break,
+                        LevelPlan::Promote(file) => self.promote(database, table, partition, file, &mut report).await,
+                        LevelPlan::Merge(inputs) => {
+                            let to_level = if is_final { step } else { step.saturating_add(1) };
+                            self.merge(database, table, partition, inputs, to_level, &mut report).await
+                        }
+                    };
+                    if let Err(error) = outcome {
+                        report.errors.push(format!("merging level {step} of {database}.{table} {partition}: {error}"));
+                        tracing::warn!(%database, %table, %partition, level = step, %error, "merge failed; retried on the next run");
+                        return report;
+                    }
+                }
             }
         }
         if scope.layers {
@@ -417,16 +456,17 @@ impl Compactor {
         table: &str,
         partition: PartitionKey,
         inputs: Vec<FileEntry>,
+        to_level: u8,
         report: &mut CompactionReport,
     ) -> Result<(), String> {
         let schema = self.catalog.table_schema(database, table).ok_or("the table is missing from the catalog")?;
-        let layer_name = inputs[0].layer.clone();
+        let Some(first) = inputs.first() else { return Ok(()) };
+        let layer_name = first.layer.clone();
         let layer = self
             .storage
             .layer(&layer_name)
             .ok_or_else(|| format!("storage layer '{layer_name}' is not configured (GIGAPI_LAYERS_<i>_NAME)"))?;
-        let from_level = inputs[0].level;
-        let to_level = from_level.saturating_add(1);
+        let from_level = first.level;
         let id = uuid::Uuid::new_v4().to_string();
         let path = file_path_in_table(&partition.dir_name(), &id, to_level);
         let relative = file_path_in_layer(database, table, &path);
@@ -456,8 +496,9 @@ impl Compactor {
         let commit =
             Commit { database: database.to_owned(), table: table.to_owned(), partition, add, remove, wal_sequence: 0 };
         if let Err(error) = self.catalog.commit(commit).await {
-            // No reader can know the new file: it goes at once.
-            let _ = layer.delete(&relative).await;
+            // The commit may have reached disk before it failed: the file is
+            // left for the orphan sweep, which deletes it only if no catalog
+            // entry names it.
             return Err(error.to_string());
         }
         if written.row_count == 0 {
@@ -557,10 +598,8 @@ impl Compactor {
                     .await
                     .map_err(|e| format!("copying {} to layer '{}': {e}", file.path, next.name()))?;
                 let moved = FileEntry { layer: next.name().to_owned(), chunk_time: now_ns(), ..file.clone() };
-                if let Err(error) = self.catalog.commit(commit(vec![moved])).await {
-                    let _ = next.delete(&relative).await;
-                    return Err(error.to_string());
-                }
+                // On a failed commit the copy is left for the orphan sweep (see `merge`).
+                self.catalog.commit(commit(vec![moved])).await.map_err(|e| e.to_string())?;
                 self.garbage.schedule(&file.layer, relative);
                 self.metrics.layer_moves.add(1);
                 report.moves.push(MoveDone {

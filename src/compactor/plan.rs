@@ -20,9 +20,9 @@ pub enum LevelPlan {
     /// Merge these files (at least two, oldest first) into one file of the
     /// next level.
     Merge(Vec<FileEntry>),
-    /// This file is as large as the level allows together with the next one:
-    /// it moves up a level unchanged (only its catalog entry changes), so the
-    /// files behind it can merge.
+    /// This file and the next one together pass the level's size: it moves
+    /// up a level unchanged (only its catalog entry changes), so the files
+    /// behind it can merge.
     Promote(FileEntry),
 }
 
@@ -36,16 +36,20 @@ pub fn plan_level(files: &[FileEntry], level: u8, max_bytes: u64, max_files: usi
     let Some(first) = candidates.first() else { return LevelPlan::Nothing };
     let mut taken: Vec<FileEntry> = vec![(*first).clone()];
     let mut bytes = first.size_bytes;
+    let mut full = false;
     for file in &candidates[1..] {
-        let fits = bytes.saturating_add(file.size_bytes) <= max_bytes;
-        if !fits || file.layer != first.layer || taken.len() >= max_files.max(2) {
+        if file.layer != first.layer || taken.len() >= max_files.max(2) {
+            break;
+        }
+        if bytes.saturating_add(file.size_bytes) > max_bytes {
+            full = true;
             break;
         }
         bytes += file.size_bytes;
         taken.push((*file).clone());
     }
     match taken.len() {
-        1 if candidates.len() > 1 => LevelPlan::Promote(taken.remove(0)),
+        1 if full => LevelPlan::Promote(taken.remove(0)),
         1 => LevelPlan::Nothing,
         _ => LevelPlan::Merge(taken),
     }
@@ -108,6 +112,8 @@ mod tests {
     fn stops_at_a_layer_change_and_at_the_file_count() {
         let files = vec![file("a", 1, 1, 1, "s3"), file("b", 1, 2, 1, "s3"), file("c", 1, 3, 1, "l0")];
         assert_eq!(ids(&plan_level(&files, 1, 100, 100)), ["a", "b"]);
+        // A small file alone on its layer waits rather than move up.
+        assert_eq!(plan_level(&files[1..], 1, 100, 100), LevelPlan::Nothing);
         let many: Vec<FileEntry> = (0..10).map(|i| file(&format!("f{i}"), 1, i, 1, "l0")).collect();
         assert_eq!(ids(&plan_level(&many, 1, 100, 4)), ["f0", "f1", "f2", "f3"]);
     }

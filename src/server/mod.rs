@@ -114,19 +114,29 @@ pub fn compactor_options(settings: &Settings) -> Result<CompactorOptions, Settin
     if settings.merge_max_bytes.is_empty() || settings.merge_max_bytes.len() > 8 {
         return Err(SettingError::new("merge-max-bytes", "HOURGLASS_MERGE_MAX_BYTES", "give 1 to 8 level sizes"));
     }
-    let base = Duration::from_secs_f64(settings.merge_timeout_s);
-    let levels = settings
-        .merge_max_bytes
-        .iter()
-        .zip(&settings.merge_interval_factors)
-        .map(|(size, factor)| MergeLevel { interval: base.mul_f64(*factor), max_bytes: size.0 })
-        .collect();
+    // Ten years: past that a schedule means "never", and adding it to a clock could overflow.
+    const LONGEST: f64 = 10.0 * 365.0 * 86_400.0;
+    let seconds = |value: f64, flag: &str, env: &str| {
+        if value <= LONGEST {
+            Ok(Duration::from_secs_f64(value))
+        } else {
+            Err(SettingError::new(flag, env, format!("{value} s is more than ten years")))
+        }
+    };
+    let base = seconds(settings.merge_timeout_s, "merge-timeout-s", "GIGAPI_MERGE_TIMEOUT_S")?;
+    let mut levels = Vec::new();
+    for (size, factor) in settings.merge_max_bytes.iter().zip(&settings.merge_interval_factors) {
+        let interval =
+            seconds(settings.merge_timeout_s * factor, "merge-interval-factors", "HOURGLASS_MERGE_INTERVAL_FACTORS")?;
+        levels.push(MergeLevel { interval, max_bytes: size.0 });
+    }
+    let grace = seconds(settings.file_grace_s.max(settings.query_timeout_s), "file-grace-s", "HOURGLASS_FILE_GRACE_S")?;
     Ok(CompactorOptions {
         levels,
         background_merges: !settings.no_merges,
         concurrency: settings.merge_concurrency,
         // A file a query may still read stays at least as long as a query may run.
-        grace: Duration::from_secs_f64(settings.file_grace_s.max(settings.query_timeout_s)),
+        grace,
         housekeeping_interval: base,
         max_files_per_merge: MAX_FILES_PER_MERGE,
         parquet: ParquetOptions { zstd_level: 3, row_group_rows: 512 * 1024 },

@@ -665,7 +665,29 @@ impl Storage {
         if configs.is_empty() {
             return Err(StorageError::Config { layer: String::new(), message: "no storage layer configured".into() });
         }
-        let layers = configs.into_iter().enumerate().map(|(i, c)| Layer::open(i, c)).collect::<Result<_, _>>()?;
+        let layers: Vec<Layer> =
+            configs.into_iter().enumerate().map(|(i, c)| Layer::open(i, c)).collect::<Result<_, _>>()?;
+        // Two layers on one place would have a move copy a file onto itself
+        // and then delete it as the old copy.
+        let mut places: Vec<(String, &str)> = Vec::new();
+        for layer in &layers {
+            let place = match &layer.backend {
+                Backend::Fs { root } => {
+                    format!("fs:{}", root.canonicalize().unwrap_or_else(|_| root.clone()).display())
+                }
+                Backend::ObjectStore => match S3Url::parse(&layer.config.url) {
+                    Ok(url) => format!("s3:{}/{}/{}", url.endpoint, url.bucket, url.prefix),
+                    Err(_) => format!("s3:{}", layer.config.url),
+                },
+            };
+            if let Some((_, other)) = places.iter().find(|(p, _)| *p == place) {
+                return Err(StorageError::Config {
+                    layer: layer.name().to_owned(),
+                    message: format!("it stores files in the same place as layer '{other}'; give each layer its own"),
+                });
+            }
+            places.push((place, layer.name()));
+        }
         Ok(Storage { layers })
     }
 

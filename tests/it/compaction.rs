@@ -489,3 +489,34 @@ async fn a_crash_in_the_middle_of_a_merge_loses_nothing_and_leaves_nothing() {
     assert_eq!(query_number(&server, "", "SELECT count(*) AS n FROM m").await, total);
     assert_eq!(query_number(&server, "", "SELECT sum(v) AS n FROM m").await, total * (total - 1) / 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_level_merges_into_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    // One merge level: 1 -> 2, and level 2 is the last.
+    let flags = ["--merge-max-bytes", "100MiB", "--merge-interval-factors", "1"];
+    let components = open(&root, &flags).await;
+    let ingester = components.ingester.as_ref().unwrap();
+    let engine = components.engine.as_ref().unwrap();
+    let compactor = components.compactor.as_ref().unwrap();
+    let all = "SELECT * FROM cpu ORDER BY host, time";
+    for round in 0..4 {
+        write_and_persist(ingester, &format!("cpu,host=a u={round} 1700002800\ncpu,host=h{round} u=1 1700002801"))
+            .await;
+        if round % 2 == 1 {
+            let expected = query_rows(engine, all).await;
+            let report = compactor.run_now(None, None).await;
+            assert!(report.errors.is_empty(), "{:?}", report.errors);
+            let merged: Vec<(u8, u8, usize)> =
+                report.merges.iter().map(|m| (m.from_level, m.to_level, m.input_files)).collect();
+            let want: &[(u8, u8, usize)] = if round == 1 { &[(1, 2, 2)] } else { &[(1, 2, 2), (2, 2, 2)] };
+            assert_eq!(merged, want);
+            assert_eq!(levels_by_partition(&components, "cpu").values().collect::<Vec<_>>(), [&vec![2]]);
+            assert_eq!(query_rows(engine, all).await, expected);
+        }
+    }
+    let rows = query_rows(engine, all).await;
+    assert_eq!(rows.iter().filter(|r| r["host"] == "a").map(|r| r["u"].as_str()).collect::<Vec<_>>(), ["3.0"]);
+    ingester.shutdown().await.unwrap();
+}

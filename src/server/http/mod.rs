@@ -112,7 +112,12 @@ async fn compact(State(state): State<HttpState>, request: Request) -> Response {
     let params = query_params(request.uri().query());
     let database = param(&params, "db").map(str::to_owned);
     let table = param(&params, "table").map(str::to_owned);
-    let report = compactor.run_now(database, table).await;
+    // A client that hangs up does not cut a run short: it finishes on its own task.
+    let compactor = Arc::clone(compactor);
+    let report = match tokio::spawn(async move { compactor.run_now(database, table).await }).await {
+        Ok(report) => report,
+        Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("the compaction run failed: {e}")),
+    };
     match serde_json::to_string(&report) {
         Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
