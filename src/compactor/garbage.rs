@@ -81,57 +81,52 @@ impl Garbage {
     pub(super) async fn remove_orphans(&self, catalog: &Arc<dyn Catalog>, storage: &Storage) -> (u64, Vec<String>) {
         let mut removed = 0;
         let mut errors = Vec::new();
-        // A catalog that names a layer the configuration lacks (a renamed
-        // layer, say) would make that layer's files look unlisted: sweep nothing.
-        let mut named: HashSet<String> = HashSet::new();
+        // Every layer is listed before the catalog is read: a file committed
+        // in between is then in the catalog, or too young to be judged.
+        let mut listings = Vec::new();
+        for layer in storage.layers() {
+            match layer.list_partition_files().await {
+                Ok(listed) => listings.push((layer, listed)),
+                Err(error) => errors.push(format!("listing layer '{}': {error}", layer.name())),
+            }
+        }
+        // One pass over the catalog: the tables it knows, and each file as
+        // `(layer, path under the layer root)`.
+        let mut tables: HashSet<String> = HashSet::new();
+        let mut known: HashSet<(String, String)> = HashSet::new();
         for database in catalog.databases() {
             for table in catalog.tables(&database) {
+                tables.insert(format!("{database}/{table}"));
                 for partition in catalog.files(&database, &table, i64::MIN, i64::MAX) {
-                    named.extend(partition.files.into_iter().map(|f| f.layer));
+                    for file in partition.files {
+                        known.insert((file.layer, file_path_in_layer(&database, &table, &file.path)));
+                    }
                 }
             }
         }
-        if let Some(missing) = named.iter().find(|name| storage.layer(name).is_none()) {
+        // A catalog that names a layer the configuration lacks (a renamed
+        // layer, say) would make that layer's files look unlisted: sweep nothing.
+        if let Some((missing, _)) = known.iter().find(|(layer, _)| storage.layer(layer).is_none()) {
             errors.push(format!(
                 "the catalog lists files on layer '{missing}', which is not configured (GIGAPI_LAYERS_<i>_NAME); \
                  no file is swept until it is"
             ));
             return (removed, errors);
         }
+        let waiting: HashSet<(String, String)> =
+            self.pending().iter().map(|p| (p.layer.clone(), p.relative.clone())).collect();
         let cutoff = SystemTime::now().checked_sub(self.grace).unwrap_or(SystemTime::UNIX_EPOCH);
-        for layer in storage.layers() {
-            // Listed before the catalog is read: a file committed in between
-            // is then in the catalog, or too young to be judged.
-            let listed = match layer.list_partition_files().await {
-                Ok(listed) => listed,
-                Err(error) => {
-                    errors.push(format!("listing layer '{}': {error}", layer.name()));
-                    continue;
-                }
-            };
-            let mut known: HashSet<String> = HashSet::new();
-            let mut tables: HashSet<String> = HashSet::new();
-            for database in catalog.databases() {
-                for table in catalog.tables(&database) {
-                    tables.insert(format!("{database}/{table}"));
-                    for partition in catalog.files(&database, &table, i64::MIN, i64::MAX) {
-                        for file in partition.files.iter().filter(|f| f.layer == layer.name()) {
-                            known.insert(file_path_in_layer(&database, &table, &file.path));
-                        }
-                    }
-                }
-            }
-            let waiting: HashSet<String> =
-                self.pending().iter().filter(|p| p.layer == layer.name()).map(|p| p.relative.clone()).collect();
+        for (layer, listed) in listings {
             for object in listed {
                 let name = object.relative.rsplit('/').next().unwrap_or_default();
                 // Only names this server writes, in tables its catalog knows:
                 // a bucket shared with other data keeps that data.
                 let table_known = object.relative.splitn(3, '/').take(2).collect::<Vec<_>>().join("/");
+                let key = (layer.name().to_owned(), object.relative.clone());
                 if !tables.contains(&table_known)
                     || !(name.starts_with(TEMP_PREFIX) || is_data_file_name(name))
-                    || known.contains(&object.relative)
-                    || waiting.contains(&object.relative)
+                    || known.contains(&key)
+                    || waiting.contains(&key)
                     || object.modified > cutoff
                 {
                     continue;

@@ -493,9 +493,7 @@ impl Compactor {
                 chunk_time: inputs.iter().map(|f| f.chunk_time).max().unwrap_or_else(now_ns),
             });
         }
-        let commit =
-            Commit { database: database.to_owned(), table: table.to_owned(), partition, add, remove, wal_sequence: 0 };
-        if let Err(error) = self.catalog.commit(commit).await {
+        if let Err(error) = self.swap(database, table, partition, add, remove).await {
             // The commit may have reached disk before it failed: the file is
             // left for the orphan sweep, which deletes it only if no catalog
             // entry names it.
@@ -529,6 +527,21 @@ impl Compactor {
         Ok(())
     }
 
+    /// Replaces files of a partition in one catalog commit. The partition's
+    /// WAL sequence stays as it is: the rows were already covered.
+    async fn swap(
+        &self,
+        database: &str,
+        table: &str,
+        partition: PartitionKey,
+        add: Vec<FileEntry>,
+        remove: Vec<String>,
+    ) -> Result<(), String> {
+        let commit =
+            Commit { database: database.to_owned(), table: table.to_owned(), partition, add, remove, wal_sequence: 0 };
+        self.catalog.commit(commit).await.map_err(|e| e.to_string())
+    }
+
     async fn promote(
         &self,
         database: &str,
@@ -539,17 +552,7 @@ impl Compactor {
     ) -> Result<(), String> {
         let from_level = file.level;
         let promoted = FileEntry { level: from_level.saturating_add(1), ..file.clone() };
-        self.catalog
-            .commit(Commit {
-                database: database.to_owned(),
-                table: table.to_owned(),
-                partition,
-                add: vec![promoted],
-                remove: vec![file.id.clone()],
-                wal_sequence: 0,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+        self.swap(database, table, partition, vec![promoted], vec![file.id.clone()]).await?;
         report.promotions.push(PromotionDone {
             database: database.to_owned(),
             table: table.to_owned(),
@@ -584,14 +587,6 @@ impl Compactor {
             return Ok(());
         }
         let relative = file_path_in_layer(database, table, &file.path);
-        let commit = |add: Vec<FileEntry>| Commit {
-            database: database.to_owned(),
-            table: table.to_owned(),
-            partition,
-            add,
-            remove: vec![file.id.clone()],
-            wal_sequence: 0,
-        };
         match layers.get(index + 1) {
             Some(next) => {
                 next.copy_from(&layers[index], &relative, file.size_bytes, file.row_count)
@@ -599,7 +594,7 @@ impl Compactor {
                     .map_err(|e| format!("copying {} to layer '{}': {e}", file.path, next.name()))?;
                 let moved = FileEntry { layer: next.name().to_owned(), chunk_time: now_ns(), ..file.clone() };
                 // On a failed commit the copy is left for the orphan sweep (see `merge`).
-                self.catalog.commit(commit(vec![moved])).await.map_err(|e| e.to_string())?;
+                self.swap(database, table, partition, vec![moved], vec![file.id.clone()]).await?;
                 self.garbage.schedule(&file.layer, relative);
                 self.metrics.layer_moves.add(1);
                 report.moves.push(MoveDone {
@@ -612,7 +607,7 @@ impl Compactor {
                 });
             }
             None => {
-                self.catalog.commit(commit(Vec::new())).await.map_err(|e| e.to_string())?;
+                self.swap(database, table, partition, Vec::new(), vec![file.id.clone()]).await?;
                 self.garbage.schedule(&file.layer, relative);
                 self.metrics.files_expired.add(1);
                 report.expired.push(ExpiryDone {

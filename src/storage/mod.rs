@@ -351,46 +351,24 @@ impl Layer {
         S: futures::Stream<Item = Result<RecordBatch, arrow::error::ArrowError>> + Unpin + Send,
     {
         use futures::StreamExt;
-        use tokio::io::AsyncWriteExt;
         let properties = parquet::writer_properties(order, options)?;
         let mut written = WrittenFile { size_bytes: 0, row_count: 0, min_time: i64::MAX, max_time: i64::MIN };
         match &self.backend {
             Backend::Fs { root } => {
-                let path = root.join(relative);
-                let io = |source| StorageError::Io { path: path.display().to_string(), source };
-                let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
-                let created = dir.clone();
-                tokio::task::spawn_blocking(move || fs::create_dir_all_synced(&created))
-                    .await
-                    .map_err(|e| io(std::io::Error::other(e)))?
-                    .map_err(io)?;
-                let temp = fs::temp_path_for(&path);
-                let result = async {
-                    let file = tokio::fs::File::create(&temp).await.map_err(io)?;
-                    let mut writer =
-                        ::parquet::arrow::AsyncArrowWriter::try_new(file, Arc::clone(&order.schema), Some(properties))?;
+                let (batches, counted) = (&mut batches, &mut written);
+                let schema = Arc::clone(&order.schema);
+                let size = write_local_file(root, relative, |file| async move {
+                    let mut writer = ::parquet::arrow::AsyncArrowWriter::try_new(file, schema, Some(properties))?;
                     while let Some(batch) = batches.next().await {
                         let batch = batch.map_err(StorageError::Input)?;
-                        written.add(&batch, order.time);
+                        counted.add(&batch, order.time);
                         writer.write(&batch).await?;
                     }
                     writer.finish().await?;
-                    let mut file = writer.into_inner();
-                    file.flush().await.map_err(io)?;
-                    file.sync_all().await.map_err(io)?;
-                    written.size_bytes = file.metadata().await.map_err(io)?.len();
-                    tokio::fs::rename(&temp, &path).await.map_err(io)?;
-                    let synced = dir.clone();
-                    tokio::task::spawn_blocking(move || fs::sync_dir(&synced))
-                        .await
-                        .map_err(|e| io(std::io::Error::other(e)))?
-                        .map_err(io)
-                }
-                .await;
-                if result.is_err() {
-                    let _ = tokio::fs::remove_file(&temp).await;
-                }
-                result?;
+                    Ok(writer.into_inner())
+                })
+                .await?;
+                written.size_bytes = size;
             }
             Backend::ObjectStore => {
                 let location = object_store::path::Path::from(relative);
@@ -506,35 +484,15 @@ impl Layer {
         let mut chunks = source.store.get(&location).await.map_err(source.store_error())?.into_stream();
         match &self.backend {
             Backend::Fs { root } => {
-                let path = root.join(relative);
-                let io = |e| StorageError::Io { path: path.display().to_string(), source: e };
-                let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
-                let created = dir.clone();
-                tokio::task::spawn_blocking(move || fs::create_dir_all_synced(&created))
-                    .await
-                    .map_err(|e| io(std::io::Error::other(e)))?
-                    .map_err(io)?;
-                let temp = fs::temp_path_for(&path);
-                let result = async {
-                    let mut file = tokio::fs::File::create(&temp).await.map_err(io)?;
+                write_local_file(root, relative, |mut file| async move {
                     while let Some(chunk) = chunks.next().await {
-                        file.write_all(&chunk.map_err(source.store_error())?).await.map_err(io)?;
+                        file.write_all(&chunk.map_err(source.store_error())?)
+                            .await
+                            .map_err(|e| StorageError::Io { path: relative.to_owned(), source: e })?;
                     }
-                    file.flush().await.map_err(io)?;
-                    file.sync_all().await.map_err(io)?;
-                    drop(file);
-                    tokio::fs::rename(&temp, &path).await.map_err(io)?;
-                    let synced = dir.clone();
-                    tokio::task::spawn_blocking(move || fs::sync_dir(&synced))
-                        .await
-                        .map_err(|e| io(std::io::Error::other(e)))?
-                        .map_err(io)
-                }
-                .await;
-                if result.is_err() {
-                    let _ = tokio::fs::remove_file(&temp).await;
-                }
-                result?;
+                    Ok(file)
+                })
+                .await?;
             }
             Backend::ObjectStore => {
                 let mut sink = object_store::buffered::BufWriter::new(Arc::clone(&self.store), location.clone());
@@ -592,6 +550,47 @@ impl Layer {
         }
         Ok(())
     }
+}
+
+/// Writes the file at `relative` under `root` crash-safely from async code:
+/// `fill` writes a temporary file beside it and hands it back; it is then
+/// fsynced, renamed into place, and its directory fsynced, so after a crash
+/// the file is whole or absent. On error the temporary file is removed.
+/// Returns the file's size.
+async fn write_local_file<F, Fut>(root: &Path, relative: &str, fill: F) -> Result<u64, StorageError>
+where
+    F: FnOnce(tokio::fs::File) -> Fut,
+    Fut: std::future::Future<Output = Result<tokio::fs::File, StorageError>>,
+{
+    use tokio::io::AsyncWriteExt;
+    let path = root.join(relative);
+    let io = |source| StorageError::Io { path: path.display().to_string(), source };
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+    let created = dir.clone();
+    tokio::task::spawn_blocking(move || fs::create_dir_all_synced(&created))
+        .await
+        .map_err(|e| io(std::io::Error::other(e)))?
+        .map_err(io)?;
+    let temp = fs::temp_path_for(&path);
+    let result = async {
+        let file = tokio::fs::File::create(&temp).await.map_err(io)?;
+        let mut file = fill(file).await?;
+        file.flush().await.map_err(io)?;
+        file.sync_all().await.map_err(io)?;
+        let size = file.metadata().await.map_err(io)?.len();
+        drop(file);
+        tokio::fs::rename(&temp, &path).await.map_err(io)?;
+        tokio::task::spawn_blocking(move || fs::sync_dir(&dir))
+            .await
+            .map_err(|e| io(std::io::Error::other(e)))?
+            .map_err(io)?;
+        Ok(size)
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&temp).await;
+    }
+    result
 }
 
 /// Walks `<root>/<db>/<table>/date=*/hour=*/` for files (see
