@@ -126,7 +126,6 @@ impl fmt::Display for ByteSize {
     }
 }
 
-/// Parses a duration such as `30s`, `10m`, `12h`, `7d`, `4w`, `1h30m` or `0`.
 /// How a Postgres client proves its password (`HOURGLASS_PG_AUTH_METHOD`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PgAuthMethod {
@@ -149,6 +148,7 @@ impl std::fmt::Display for PgAuthMethod {
     }
 }
 
+/// Parses a duration such as `30s`, `10m`, `12h`, `7d`, `4w`, `1h30m` or `0`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s == "0" {
@@ -352,9 +352,16 @@ pub struct Settings {
     #[arg(long, env = "HOURGLASS_FLUSH_BUFFER_BYTES", value_name = "SIZE", default_value = "256MiB", global = true)]
     pub flush_buffer_bytes: ByteSize,
 
-    /// Most write requests parsed or waiting for the WAL at once; more wait up to 10 s, then get 503.
+    /// Most write requests parsed or waiting for the WAL at once; more wait
+    /// up to --write-queue-timeout-s, then get 503. A write's body is read
+    /// only once it has a place.
     #[arg(long, env = "HOURGLASS_MAX_CONCURRENT_WRITES", value_name = "N", default_value = "64", value_parser = positive_count, global = true)]
     pub max_concurrent_writes: usize,
+
+    /// Seconds a write waits for a place among --max-concurrent-writes before
+    /// it is refused with 503.
+    #[arg(long = "write-queue-timeout-s", env = "HOURGLASS_WRITE_QUEUE_TIMEOUT_S", value_name = "SECONDS", default_value = "10", value_parser = positive_seconds, global = true)]
+    pub write_queue_timeout_s: f64,
 
     /// Size at which a WAL segment is closed and a new one started.
     #[arg(long, env = "HOURGLASS_WAL_SEGMENT_BYTES", value_name = "SIZE", default_value = "64MiB", global = true)]
@@ -368,6 +375,59 @@ pub struct Settings {
     /// Seconds a query may run before it is cancelled.
     #[arg(long = "query-timeout-s", env = "HOURGLASS_QUERY_TIMEOUT_S", value_name = "SECONDS", default_value = "300", value_parser = positive_seconds, global = true)]
     pub query_timeout_s: f64,
+
+    /// Queries running at once on every front together; more wait in a
+    /// queue of --max-queued-queries.
+    #[arg(long, env = "HOURGLASS_MAX_CONCURRENT_QUERIES", value_name = "N", default_value = "16", value_parser = positive_count, global = true)]
+    pub max_concurrent_queries: usize,
+
+    /// Queries waiting for one of --max-concurrent-queries at once; more are
+    /// refused at once (HTTP 429 with Retry-After, Postgres 53300, FlightSQL
+    /// ResourceExhausted). 0 refuses every query past the running ones.
+    #[arg(long, env = "HOURGLASS_MAX_QUEUED_QUERIES", value_name = "N", default_value = "256", global = true)]
+    pub max_queued_queries: usize,
+
+    /// Largest query request body over HTTP (413 past it).
+    #[arg(long, env = "HOURGLASS_MAX_QUERY_BYTES", value_name = "SIZE", default_value = "16MiB", global = true)]
+    pub max_query_bytes: ByteSize,
+
+    /// Longest line (or binary row) of a Postgres COPY FROM; a longer one
+    /// ends the COPY with an error.
+    #[arg(long, env = "HOURGLASS_MAX_COPY_LINE_BYTES", value_name = "SIZE", default_value = "16MiB", global = true)]
+    pub max_copy_line_bytes: ByteSize,
+
+    /// Largest gRPC message the FlightSQL front takes or sends (one batch of
+    /// an ingest, a parameter binding, one batch of a result).
+    #[arg(
+        long,
+        env = "HOURGLASS_FLIGHTSQL_MAX_MESSAGE_BYTES",
+        value_name = "SIZE",
+        default_value = "64MiB",
+        global = true
+    )]
+    pub flightsql_max_message_bytes: ByteSize,
+
+    /// Most Postgres connections open at once; more are refused with
+    /// PostgreSQL's "too many clients" (53300).
+    #[arg(long, env = "HOURGLASS_PG_MAX_CONNECTIONS", value_name = "N", default_value = "100", value_parser = positive_count, global = true)]
+    pub pg_max_connections: usize,
+
+    /// Most FlightSQL (gRPC) connections open at once; more are closed at once.
+    #[arg(long, env = "HOURGLASS_FLIGHTSQL_MAX_CONNECTIONS", value_name = "N", default_value = "100", value_parser = positive_count, global = true)]
+    pub flightsql_max_connections: usize,
+
+    /// Web origins (scheme://host[:port], comma-separated, or *) whose pages
+    /// may send writes and SQL to the HTTP API; a request from any other
+    /// origin (a browser sends `Origin`) is refused with 403. Default: none,
+    /// only pages of the server's own origin. Clients that send no Origin
+    /// (curl, client libraries) are not affected.
+    #[arg(long, env = "HOURGLASS_CORS_ALLOW_ORIGINS", value_name = "ORIGINS", value_delimiter = ',', global = true)]
+    pub cors_allow_origins: Vec<String>,
+
+    /// Seconds requests in flight may run on after SIGTERM or SIGINT before
+    /// their connections are closed (on every front).
+    #[arg(long = "shutdown-timeout-s", env = "HOURGLASS_SHUTDOWN_TIMEOUT_S", value_name = "SECONDS", default_value = "30", value_parser = positive_seconds, global = true)]
+    pub shutdown_timeout_s: f64,
 
     /// Threads one query may use (0: one per CPU).
     #[arg(long, env = "HOURGLASS_QUERY_PARTITIONS", value_name = "N", default_value = "0", global = true)]

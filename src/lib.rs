@@ -15,6 +15,8 @@ pub mod catalog;
 pub mod cli;
 pub mod compactor;
 pub mod config;
+pub mod errors;
+pub mod faults;
 pub mod ingest;
 pub mod metrics;
 pub mod query;

@@ -64,9 +64,20 @@ pub struct Metrics {
     pub compaction_errors: Counter,
 }
 
+/// Values read at the moment of a scrape, from the parts that hold them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    /// Bytes in the write buffer, not yet in Parquet.
+    pub buffered_bytes: u64,
+    /// Queries running.
+    pub queries_running: u64,
+    /// Queries waiting for a slot.
+    pub queries_queued: u64,
+}
+
 impl Metrics {
-    /// Renders every metric, with `buffered_bytes` as the buffer gauge.
-    pub fn render(&self, buffered_bytes: u64) -> String {
+    /// Renders every metric, with the gauges read now.
+    pub fn render(&self, gauges: Gauges) -> String {
         let mut out = String::with_capacity(2048);
         let mut counter = |name: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
@@ -119,10 +130,15 @@ impl Metrics {
             "Failed merges, moves and deletions (retried).",
             self.compaction_errors.get(),
         );
-        let _ = writeln!(
-            out,
-            "# HELP hourglass_buffered_bytes Bytes in the write buffer, not yet in Parquet.\n\
-             # TYPE hourglass_buffered_bytes gauge\nhourglass_buffered_bytes {buffered_bytes}"
+        let mut gauge = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        };
+        gauge("hourglass_buffered_bytes", "Bytes in the write buffer, not yet in Parquet.", gauges.buffered_bytes);
+        gauge("hourglass_queries_running", "Queries running.", gauges.queries_running);
+        gauge(
+            "hourglass_queries_queued",
+            "Queries waiting for a slot (HOURGLASS_MAX_CONCURRENT_QUERIES).",
+            gauges.queries_queued,
         );
         out
     }

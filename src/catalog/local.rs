@@ -20,7 +20,7 @@ use super::{
     Catalog, CatalogError, Column, Commit, FileEntry, PartitionFiles, PartitionKey, TableSchema, TableSummary,
     DEFAULT_DATABASE,
 };
-use crate::storage::fs::{write_atomic_bytes, TEMP_PREFIX};
+use crate::storage::fs::{write_atomic_bytes, AtomicWriteError, TEMP_PREFIX};
 
 /// Name of the per-partition catalog file.
 pub const PARTITION_FILE: &str = "metadata.json";
@@ -96,6 +96,8 @@ pub struct LocalCatalog {
     state: RwLock<State>,
     schema_lock: tokio::sync::Mutex<()>,
     partition_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Why the catalog takes no more changes, once a write's outcome is unknown.
+    stopped: std::sync::Mutex<Option<String>>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CatalogError + '_ {
@@ -182,6 +184,7 @@ impl LocalCatalog {
             state: RwLock::new(state),
             schema_lock: tokio::sync::Mutex::new(()),
             partition_locks: (0..LOCK_SHARDS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            stopped: std::sync::Mutex::new(None),
         })
     }
 
@@ -207,10 +210,43 @@ impl LocalCatalog {
 
 async fn write_file(path: PathBuf, bytes: Vec<u8>) -> Result<(), CatalogError> {
     let display = path.display().to_string();
-    tokio::task::spawn_blocking(move || write_atomic_bytes(&path, &bytes))
-        .await
-        .map_err(|e| CatalogError::Io { path: display.clone(), source: std::io::Error::other(e) })?
-        .map_err(|source| CatalogError::Io { path: display, source })
+    match tokio::task::spawn_blocking(move || write_atomic_bytes(&path, &bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(AtomicWriteError::NotWritten(source))) => Err(CatalogError::Io { path: display, source }),
+        Ok(Err(AtomicWriteError::OutcomeUnknown(source))) => {
+            Err(CatalogError::OutcomeUnknown { path: display, source })
+        }
+        // The blocking task died: whether it renamed the file is unknown.
+        Err(e) => Err(CatalogError::OutcomeUnknown { path: display, source: std::io::Error::other(e) }),
+    }
+}
+
+impl LocalCatalog {
+    /// Refuses changes once the catalog has stopped.
+    fn check_running(&self) -> Result<(), CatalogError> {
+        match self.stopped() {
+            Some(reason) => Err(CatalogError::Stopped(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes a catalog file, unless the catalog has stopped; a write whose
+    /// outcome is unknown stops it, since memory no longer tells what the
+    /// disk holds.
+    async fn write_catalog_file(&self, path: PathBuf, bytes: Vec<u8>) -> Result<(), CatalogError> {
+        self.check_running()?;
+        let result = write_file(path, bytes).await;
+        if let Err(error @ CatalogError::OutcomeUnknown { .. }) = &result {
+            tracing::error!(
+                %error,
+                "the catalog stopped: a change may or may not be on disk; no more changes and no deletions until \
+                 the server restarts and reloads the catalog from disk"
+            );
+            let mut stopped = self.stopped.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            stopped.get_or_insert_with(|| error.to_string());
+        }
+        result
+    }
 }
 
 #[async_trait]
@@ -242,9 +278,10 @@ impl Catalog for LocalCatalog {
             None if current.is_some() => return Ok(base),
             None => TableSchema::clone(&base),
         };
+        let path = self.table_dir(database, table).join(SCHEMA_FILE);
         let bytes = serde_json::to_vec_pretty(&SchemaFile::from_schema(table, &merged))
-            .map_err(|e| CatalogError::Corrupt { path: SCHEMA_FILE.into(), message: e.to_string() })?;
-        write_file(self.table_dir(database, table).join(SCHEMA_FILE), bytes).await?;
+            .map_err(|e| CatalogError::Encode { path: path.display().to_string(), message: e.to_string() })?;
+        self.write_catalog_file(path, bytes).await?;
         let merged = Arc::new(merged);
         let mut state = self.write();
         let entry = state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default();
@@ -298,6 +335,10 @@ impl Catalog for LocalCatalog {
         self.read().max_wal_sequence
     }
 
+    fn stopped(&self) -> Option<String> {
+        self.stopped.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     async fn commit(&self, commit: Commit) -> Result<(), CatalogError> {
         let _guard = self.partition_lock(&commit.database, &commit.table, commit.partition).lock().await;
         let mut partition = {
@@ -346,11 +387,11 @@ impl Catalog for LocalCatalog {
                 })
                 .collect(),
         };
-        let bytes = serde_json::to_vec(&stored)
-            .map_err(|e| CatalogError::Corrupt { path: PARTITION_FILE.into(), message: e.to_string() })?;
         let path =
             self.table_dir(&commit.database, &commit.table).join(commit.partition.dir_name()).join(PARTITION_FILE);
-        write_file(path, bytes).await?;
+        let bytes = serde_json::to_vec(&stored)
+            .map_err(|e| CatalogError::Encode { path: path.display().to_string(), message: e.to_string() })?;
+        self.write_catalog_file(path, bytes).await?;
 
         let mut state = self.write();
         state.max_wal_sequence = state.max_wal_sequence.max(partition.wal_sequence);

@@ -20,6 +20,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::errors::{Classified, ErrorKind};
+
 pub use local::LocalCatalog;
 pub use schema::{
     tag_data_type, time_data_type, Column, ColumnType, SchemaConflict, TableSchema, TIME_COLUMN, TIME_ZONE,
@@ -184,6 +186,53 @@ pub enum CatalogError {
         /// What is wrong.
         message: String,
     },
+    /// A change was encoded wrongly: a fault of the server.
+    #[error("encoding catalog file {path}: {message}")]
+    Encode {
+        /// The file.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+    /// A change reached the file but may not survive a crash (its
+    /// directory's fsync failed): whether it happened is unknown, so the
+    /// catalog takes no more changes until it is reloaded from disk.
+    #[error(
+        "catalog write to {path} may or may not have reached the disk ({source}); the catalog takes no more \
+         changes: restart the server to reload it from disk"
+    )]
+    OutcomeUnknown {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The catalog stopped after an earlier change whose outcome is unknown.
+    #[error("the catalog takes no changes since a write whose outcome is unknown ({0}); restart the server to reload it from disk")]
+    Stopped(String),
+}
+
+impl Classified for CatalogError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            CatalogError::Conflict(_) => ErrorKind::Invalid,
+            CatalogError::MissingFile { .. }
+            | CatalogError::Io { .. }
+            | CatalogError::Corrupt { .. }
+            | CatalogError::Encode { .. }
+            | CatalogError::OutcomeUnknown { .. }
+            | CatalogError::Stopped(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn sqlstate(&self) -> &'static str {
+        match self {
+            CatalogError::Conflict(_) => "42804",
+            CatalogError::MissingFile { .. } | CatalogError::Encode { .. } => "XX000",
+            CatalogError::Io { .. } | CatalogError::OutcomeUnknown { .. } | CatalogError::Stopped(_) => "58030",
+            CatalogError::Corrupt { .. } => "XX001",
+        }
+    }
 }
 
 /// The catalog interface. The local JSON catalog implements it, and so will a
@@ -224,4 +273,10 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// Applies a change to one partition: on disk, then in memory.
     async fn commit(&self, commit: Commit) -> Result<(), CatalogError>;
+
+    /// Why the catalog takes no more changes, if it stopped: a change whose
+    /// outcome is unknown makes its in-memory view possibly wrong, and
+    /// nothing may be deleted on the strength of that view until the catalog
+    /// is reloaded from disk (a restart).
+    fn stopped(&self) -> Option<String>;
 }

@@ -14,6 +14,7 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
+use crate::errors::{Classified, ErrorKind};
 use crate::storage::fs::{create_dir_all_synced, write_atomic_bytes};
 
 /// What a relation is.
@@ -81,6 +82,29 @@ pub enum RelationError {
         /// What failed.
         message: String,
     },
+}
+
+impl Classified for RelationError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RelationError::NotFound(_) | RelationError::SchemaNotFound(_) => ErrorKind::Missing,
+            RelationError::Io { .. } => ErrorKind::Internal,
+            _ => ErrorKind::Invalid,
+        }
+    }
+
+    fn sqlstate(&self) -> &'static str {
+        match self {
+            RelationError::AlreadyExists(_) => "42P07",
+            RelationError::SchemaExists(_) => "42P06",
+            RelationError::NotFound(_) => "42P01",
+            RelationError::SchemaNotFound(_) => "3F000",
+            RelationError::SchemaNotEmpty(_) => "2BP01",
+            RelationError::WrongKind { .. } => "42809",
+            RelationError::Reserved(_) => "42939",
+            RelationError::Io { .. } => "58030",
+        }
+    }
 }
 
 fn kind_name(kind: &RelationKind) -> &'static str {

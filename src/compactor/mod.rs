@@ -261,7 +261,20 @@ impl Compactor {
         self.run_locked(scope).await
     }
 
+    /// Why the compactor must do nothing now: its catalog stopped, so the
+    /// view it would merge, move and delete by may be wrong until a restart
+    /// reloads it from disk.
+    fn catalog_stopped(&self) -> Option<String> {
+        self.catalog
+            .stopped()
+            .map(|reason| format!("nothing is merged, moved or deleted while the catalog is stopped: {reason}"))
+    }
+
     async fn run_locked(&self, scope: &RunScope) -> CompactionReport {
+        if let Some(reason) = self.catalog_stopped() {
+            self.metrics.compaction_errors.add(1);
+            return CompactionReport { errors: vec![reason], ..CompactionReport::default() };
+        }
         let mut partitions = Vec::new();
         for database in self.catalog.databases() {
             if scope.database.as_ref().is_some_and(|d| d != &database) {
@@ -289,11 +302,16 @@ impl Compactor {
         for partial in reports {
             report.absorb(partial);
         }
-        let (deleted, errors) = self.garbage.delete_due(&self.storage).await;
-        report.files_deleted = deleted;
-        report.errors.extend(errors);
+        // A commit of this run may have stopped the catalog.
+        if let Some(reason) = self.catalog_stopped() {
+            report.errors.push(reason);
+        } else {
+            let (deleted, errors) = self.garbage.delete_due(&self.storage).await;
+            report.files_deleted = deleted;
+            report.errors.extend(errors);
+        }
         report.files_waiting_for_deletion = self.garbage.waiting();
-        self.metrics.files_deleted.add(deleted);
+        self.metrics.files_deleted.add(report.files_deleted);
         self.metrics.compaction_errors.add(report.errors.len() as u64);
         report
     }
@@ -309,6 +327,9 @@ impl Compactor {
     }
 
     async fn remove_orphans_locked(&self) -> (u64, Vec<String>) {
+        if let Some(reason) = self.catalog_stopped() {
+            return (0, vec![reason]);
+        }
         let (removed, errors) = self.garbage.remove_orphans(&self.catalog, &self.storage).await;
         self.metrics.orphans_deleted.add(removed);
         (removed, errors)

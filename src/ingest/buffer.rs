@@ -129,11 +129,17 @@ impl WriteBuffer {
         self.flush_wanted.notified().await
     }
 
-    /// Appends the writes of WAL record `sequence`. Called in sequence order.
+    /// Appends the writes of WAL record `sequence`. Called in sequence order:
+    /// the last write wins because later records come later.
     pub fn apply(&self, sequence: u64, writes: &[BufferedWrite]) {
         let mut added = 0;
         let buffered = {
             let mut state = self.lock();
+            assert!(
+                sequence > state.last_sequence || (sequence == 0 && state.last_sequence == 0),
+                "WAL record {sequence} reached the buffer after record {}: the last write would not win",
+                state.last_sequence
+            );
             for write in writes {
                 let bytes = write.batch.get_array_memory_size();
                 added += bytes;

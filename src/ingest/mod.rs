@@ -23,6 +23,7 @@ use bytes::Bytes;
 use tokio::sync::{watch, Semaphore};
 
 use crate::catalog::{Catalog, CatalogError, PartitionKey, TIME_COLUMN};
+use crate::errors::{Classified, ErrorKind};
 use crate::metrics::Metrics;
 use crate::storage::{ParquetOptions, Storage};
 use buffer::WriteBuffer;
@@ -103,6 +104,43 @@ pub enum IngestError {
     Internal(String),
 }
 
+impl Classified for IngestError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            IngestError::BufferFull { .. } | IngestError::Busy => ErrorKind::Unavailable,
+            IngestError::Schema(_) | IngestError::IncompletePoint { .. } | IngestError::BadValue { .. } => {
+                ErrorKind::Invalid
+            }
+            IngestError::UnknownColumn(_) => ErrorKind::Missing,
+            IngestError::Wal(e) => e.kind(),
+            IngestError::Catalog(e) => e.kind(),
+            IngestError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn sqlstate(&self) -> &'static str {
+        match self {
+            IngestError::BufferFull { .. } | IngestError::Busy => "53000",
+            IngestError::Schema(_) => "42804",
+            IngestError::UnknownColumn(_) => "42703",
+            IngestError::IncompletePoint { .. } => "23502",
+            IngestError::BadValue { .. } => "22P02",
+            IngestError::Wal(e) => e.sqlstate(),
+            IngestError::Catalog(e) => e.sqlstate(),
+            IngestError::Internal(_) => "XX000",
+        }
+    }
+
+    fn bad_row(&self) -> Option<(usize, String)> {
+        match self {
+            IngestError::IncompletePoint { row, message } | IngestError::BadValue { row, message } => {
+                Some((*row, message.clone()))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl From<CatalogError> for IngestError {
     fn from(error: CatalogError) -> Self {
         match error {
@@ -177,6 +215,13 @@ impl SchemaSource for CatalogSchemas<'_> {
     }
 }
 
+/// A write's place among the writes in flight; the place frees when it is
+/// dropped.
+#[derive(Debug)]
+pub struct WriteSlot<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
 /// The write path, shared by every front.
 #[derive(Debug)]
 pub struct Ingester {
@@ -232,6 +277,12 @@ impl Ingester {
         &self.buffer
     }
 
+    /// Why the write path takes no more writes, if its WAL stopped after an
+    /// I/O error.
+    pub fn failure(&self) -> Option<String> {
+        self.wal.failure()
+    }
+
     /// The metrics this path updates.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -253,17 +304,26 @@ impl Ingester {
         }
     }
 
-    /// Writes line protocol into `database`. Returns the outcome, with the
-    /// rejected lines; nothing is written when a line is bad and `accept_partial`
-    /// is off.
+    /// A place among the writes in flight (`HOURGLASS_MAX_CONCURRENT_WRITES`),
+    /// once the buffer has room: taken before a request's body is read, so
+    /// that waiting writes hold no bodies.
+    pub async fn admit(&self) -> Result<WriteSlot<'_>, IngestError> {
+        self.check_buffer()?;
+        Ok(WriteSlot { _permit: self.slot().await? })
+    }
+
+    /// Writes line protocol into `database`, in the place `slot` holds.
+    /// Returns the outcome, with the rejected lines; nothing is written when
+    /// a line is bad and `accept_partial` is off.
     pub async fn write_line_protocol(
         &self,
+        slot: WriteSlot<'_>,
         database: &str,
         body: Bytes,
         write: LineProtocolWrite,
     ) -> Result<WriteOutcome, IngestError> {
+        let _slot = slot;
         self.check_buffer()?;
-        let _slot = self.slot().await?;
         self.metrics.write_bytes.add(body.len() as u64);
         let options = ParseOptions {
             precision: write.precision,

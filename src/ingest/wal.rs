@@ -2,9 +2,11 @@
 //! Parquet files that the catalog lists.
 //!
 //! One thread owns the log. It takes every write that arrived while it was busy,
-//! appends them with one `write`, applies them to the write buffer in sequence
-//! order, fsyncs once for the whole group (group commit), and then answers each
-//! request. A `no_sync` write is answered before the fsync.
+//! appends them with one `write`, fsyncs once for the whole group (group
+//! commit), then applies them to the write buffer in sequence order and answers
+//! each request. A row is visible to queries only once it is acknowledged:
+//! after the fsync, or for a `no_sync` write (answered before the fsync) after
+//! the append.
 //!
 //! On disk, under `<root>/_wal/`: segment files named by the first sequence they
 //! may hold (`00000000000000000042.wal`), each a header then records:
@@ -35,6 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::buffer::{BufferedWrite, Snapshot, WriteBuffer};
 use super::split_by_partition;
 use crate::catalog::{Catalog, Column, ColumnType};
+use crate::errors::{Classified, ErrorKind};
 use crate::metrics::Metrics;
 use crate::storage::fs::{create_dir_all_synced, sync_dir};
 
@@ -79,6 +82,28 @@ pub enum WalError {
     /// A write cannot be encoded as one WAL record (it is too large).
     #[error("{0}; split the write")]
     TooLarge(String),
+}
+
+impl Classified for WalError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            WalError::Closed => ErrorKind::Unavailable,
+            WalError::TooLarge(_) => ErrorKind::TooLarge,
+            WalError::Io { .. } | WalError::Corrupt { .. } | WalError::Failed(_) | WalError::Replay(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+
+    fn sqlstate(&self) -> &'static str {
+        match self {
+            WalError::Closed => "57P01",
+            WalError::TooLarge(_) => "54000",
+            WalError::Io { .. } | WalError::Failed(_) => "58030",
+            WalError::Corrupt { .. } => "XX001",
+            WalError::Replay(_) => "XX000",
+        }
+    }
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> WalError {
@@ -223,6 +248,8 @@ pub struct WalOptions {
 pub struct Wal {
     sender: mpsc::Sender<Command>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Why the WAL stopped, once an I/O error stopped it.
+    failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Wal {
@@ -268,7 +295,9 @@ impl Wal {
         segments.push(Segment { first_sequence: next_sequence, path: active.1.clone() });
 
         let (sender, receiver) = mpsc::channel(options.queue_depth.max(1));
+        let failure = Arc::new(std::sync::Mutex::new(None));
         let thread_state = WalThread {
+            failure: Arc::clone(&failure),
             dir: dir.to_path_buf(),
             file: active.0,
             file_path: active.1,
@@ -285,7 +314,7 @@ impl Wal {
             .name("hourglass-wal".into())
             .spawn(move || thread_state.run(receiver))
             .map_err(|e| io_error(dir, e))?;
-        Ok((Wal { sender, thread: std::sync::Mutex::new(Some(thread)) }, report))
+        Ok((Wal { sender, thread: std::sync::Mutex::new(Some(thread)), failure }, report))
     }
 
     /// Appends a write; resolves with its sequence once it is durable (or, for
@@ -294,6 +323,11 @@ impl Wal {
         let (reply, answer) = oneshot::channel();
         self.sender.send(Command::Write(write, reply)).await.map_err(|_| WalError::Closed)?;
         answer.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Why the WAL takes no more writes, if an I/O error stopped it.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// Rotates to a new segment and takes the buffer as a snapshot.
@@ -417,7 +451,7 @@ fn read_segment(path: &Path, is_last: bool, report: &mut ReplayReport) -> Result
                 }
                 let torn = &bytes[offset..];
                 let saved = path.with_extension(format!("wal.torn-{offset}"));
-                crate::storage::fs::write_atomic_bytes(&saved, torn).map_err(|e| io_error(&saved, e))?;
+                crate::storage::fs::write_atomic_bytes(&saved, torn).map_err(|e| io_error(&saved, e.into()))?;
                 tracing::warn!(
                     segment = %path.display(),
                     offset,
@@ -479,6 +513,8 @@ async fn replay_record(
 }
 
 struct WalThread {
+    /// Shared with [`Wal`]: why the thread stopped taking writes.
+    failure: Arc<std::sync::Mutex<Option<String>>>,
     dir: PathBuf,
     file: File,
     file_path: PathBuf,
@@ -543,9 +579,14 @@ impl WalThread {
     fn fail(&mut self, error: &WalError) {
         tracing::error!(%error, "the WAL failed; writes are refused until restart");
         self.failed = Some(error.to_string());
+        *self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error.to_string());
     }
 
-    /// Appends, buffers, fsyncs and answers a group of writes.
+    /// Appends, fsyncs, buffers and answers a group of writes. A write
+    /// becomes visible to queries (enters the buffer) only once it is as
+    /// durable as it asked: `no_sync` writes right after the append, the
+    /// others after the fsync, so a failed fsync leaves no row visible that
+    /// a restart would lose.
     fn commit(&mut self, group: &mut Vec<PendingWrite>) {
         if group.is_empty() {
             return;
@@ -556,8 +597,11 @@ impl WalThread {
             }
             return;
         }
+        // `no_sync` writes take the group's first sequences: they enter the
+        // buffer before the fsync, and the buffer takes records in sequence
+        // order. Writes of one group arrived together, so any order is theirs.
+        group.sort_by_key(|(write, _)| write.sync);
         let mut bytes = Vec::with_capacity(group.iter().map(|(w, _)| w.payload.len() + RECORD_HEADER).sum());
-        let mut sequences = Vec::with_capacity(group.len());
         let first = self.next_sequence;
         let Some(next) = first.checked_add(group.len() as u64) else {
             let error = WalError::Failed("WAL sequence numbers are exhausted".into());
@@ -570,7 +614,6 @@ impl WalThread {
         self.next_sequence = next;
         for (index, (write, _)) in group.iter().enumerate() {
             let sequence = first + index as u64;
-            sequences.push(sequence);
             let mut crc = crc32fast::Hasher::new();
             crc.update(&sequence.to_le_bytes());
             crc.combine(&write.payload_crc);
@@ -592,32 +635,36 @@ impl WalThread {
         self.metrics.wal_records.add(group.len() as u64);
         self.metrics.wal_bytes.add(bytes.len() as u64);
 
-        for ((write, _), &sequence) in group.iter().zip(&sequences) {
-            self.buffer.apply(sequence, &write.writes);
-        }
-        let needs_sync = group.iter().any(|(w, _)| w.sync);
-        let mut waiting = Vec::with_capacity(group.len());
-        for ((write, reply), sequence) in group.drain(..).zip(sequences) {
+        let mut durable = Vec::with_capacity(group.len());
+        for (index, (write, reply)) in group.drain(..).enumerate() {
+            let sequence = first + index as u64;
             if write.sync {
-                waiting.push((reply, sequence));
+                durable.push((write, reply, sequence));
             } else {
+                self.buffer.apply(sequence, &write.writes);
                 let _ = reply.send(Ok(sequence));
             }
         }
-        if needs_sync {
-            if let Err(e) = self.file.sync_data() {
+        if !durable.is_empty() {
+            crate::faults::stall("wal-before-fsync");
+            let synced = match crate::faults::injected("wal-fsync", &self.file_path.to_string_lossy()) {
+                Some(fault) => Err(fault),
+                None => self.file.sync_data(),
+            };
+            if let Err(e) = synced {
                 let error = io_error(&self.file_path, e);
                 self.fail(&error);
-                for (reply, _) in waiting {
+                for (_, reply, _) in durable {
                     let _ = reply.send(Err(error.clone()));
                 }
                 return;
             }
             self.unsynced = false;
             self.metrics.wal_fsyncs.add(1);
-        }
-        for (reply, sequence) in waiting {
-            let _ = reply.send(Ok(sequence));
+            for (write, reply, sequence) in durable {
+                self.buffer.apply(sequence, &write.writes);
+                let _ = reply.send(Ok(sequence));
+            }
         }
         if self.file_bytes >= self.options.segment_bytes {
             if let Err(error) = self.rotate() {

@@ -25,6 +25,7 @@ use futures::StreamExt;
 use super::{QueryError, SCHEMA};
 use crate::catalog::relations::{Relation, RelationError, RelationKind, RelationStore};
 use crate::catalog::Catalog;
+use crate::errors::ErrorKind;
 
 /// `ALTER TABLE <name> RENAME TO <new name>`, for tables and views alike (as
 /// dbt sends it; `ALTER VIEW ... RENAME` does not parse).
@@ -93,6 +94,13 @@ pub fn name_parts(name: &ObjectName) -> Vec<String> {
     name.0.iter().map(|p| p.as_ident().map_or_else(|| p.to_string(), identifier)).collect()
 }
 
+/// `name` as SQL text that means exactly that name, whatever it holds
+/// (dots, capitals, quotes, keywords): double-quoted, inner quotes doubled.
+/// How a name travels inside SQL the server generates.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// An identifier as SQL means it (see [`name_parts`]).
 pub fn identifier(ident: &datafusion::sql::sqlparser::ast::Ident) -> String {
     match ident.quote_style {
@@ -142,17 +150,10 @@ pub fn command_tag(plan: &LogicalPlan) -> Option<&'static str> {
 }
 
 fn relation_error(error: RelationError) -> QueryError {
-    let sqlstate = match &error {
-        RelationError::AlreadyExists(_) => "42P07",
-        RelationError::SchemaExists(_) => "42P06",
-        RelationError::NotFound(_) => return QueryError::UnknownTable(error.to_string()),
-        RelationError::SchemaNotFound(_) => "3F000",
-        RelationError::SchemaNotEmpty(_) => "2BP01",
-        RelationError::WrongKind { .. } => "42809",
-        RelationError::Reserved(_) => "42939",
-        RelationError::Io { .. } => "58030",
-    };
-    QueryError::Write { message: error.to_string(), sqlstate }
+    match error {
+        error @ RelationError::NotFound(_) => QueryError::UnknownTable(error.to_string()),
+        other => QueryError::refused(&other),
+    }
 }
 
 /// Carries out catalog statements for one database.
@@ -323,6 +324,8 @@ impl CatalogStatements<'_> {
             return Err(QueryError::Write {
                 message: format!("\"{schema}.{relation}\" is not {is}; use {use_instead}"),
                 sqlstate: "42809",
+                kind: ErrorKind::Invalid,
+                bad_row: None,
             });
         }
         if let Some(dropped) = self.relations.drop(self.database, &schema, &relation).map_err(relation_error)? {
@@ -357,8 +360,12 @@ impl CatalogStatements<'_> {
         let schema = Arc::new(frame.schema().as_arrow().clone());
         let mut stream = frame.execute_stream().await.map_err(|e| cleanup(QueryError::from_datafusion(e, true)))?;
         let path = dir.join("data.parquet");
-        let io =
-            |e: &dyn fmt::Display| QueryError::Write { message: format!("{}: {e}", path.display()), sqlstate: "58030" };
+        let io = |e: &dyn fmt::Display| QueryError::Write {
+            message: format!("{}: {e}", path.display()),
+            sqlstate: "58030",
+            kind: ErrorKind::Internal,
+            bad_row: None,
+        };
         let file = tokio::fs::File::create(&path).await.map_err(|e| cleanup(io(&e)))?;
         let properties = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
         let mut writer =

@@ -134,7 +134,8 @@ impl CurrentSetting {
     }
 }
 
-fn lookup(name: &str) -> Option<String> {
+/// The value of a run-time setting, as `current_setting(name)` returns it.
+pub fn setting(name: &str) -> Option<String> {
     settings().into_iter().find(|(key, _, _)| key.eq_ignore_ascii_case(name)).map(|(_, value, _)| value)
 }
 
@@ -152,7 +153,7 @@ impl ScalarUDFImpl for CurrentSetting {
         let missing_ok = matches!(args.args.get(1), Some(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true)))));
         let value = |name: Option<&str>| -> Result<Option<String>> {
             let Some(name) = name else { return Ok(None) };
-            match lookup(name) {
+            match setting(name) {
                 Some(value) => Ok(Some(value)),
                 None if missing_ok => Ok(None),
                 None => plan_err!("unrecognized configuration parameter \"{name}\""),

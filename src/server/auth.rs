@@ -71,13 +71,36 @@ impl Users {
         }
     }
 
+    /// Whether a request may go on: no users are configured, or it carries
+    /// a user's credentials (a password, or `user:password` as a token), or
+    /// a token a login on this server handed out (`tokens`). Every front
+    /// admits requests through here.
+    pub fn admits(&self, credentials: Option<&Credentials>, tokens: Option<&SessionTokens>) -> bool {
+        if !self.enabled() {
+            return true;
+        }
+        match credentials {
+            Some(Credentials::Token(token)) if tokens.is_some_and(|tokens| tokens.check(token)) => true,
+            Some(credentials) => self.check(credentials),
+            None => false,
+        }
+    }
+
     /// Parses an `Authorization` header value: `Basic`, `Token` or `Bearer`.
+    /// Basic credentials are read with or without base64's `=` padding:
+    /// arrow-go (ADBC's FlightSQL driver, Grafana's FlightSQL data source)
+    /// sends them without.
     pub fn parse_authorization(value: &str) -> Option<Credentials> {
         let (scheme, rest) = value.trim().split_once(' ')?;
         let rest = rest.trim();
         match scheme.to_ascii_lowercase().as_str() {
             "basic" => {
-                let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+                let lenient = base64::engine::GeneralPurpose::new(
+                    &base64::alphabet::STANDARD,
+                    base64::engine::GeneralPurposeConfig::new()
+                        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+                );
+                let decoded = lenient.decode(rest).ok()?;
                 let decoded = String::from_utf8(decoded).ok()?;
                 let (user, password) = decoded.split_once(':')?;
                 Some(Credentials::Password { user: user.to_owned(), password: password.to_owned() })
@@ -85,6 +108,21 @@ impl Users {
             "token" | "bearer" => Some(Credentials::Token(rest.to_owned())),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_read_with_or_without_padding() {
+        let expected = Some(Credentials::Password { user: "u".into(), password: "pw".into() });
+        // base64("u:pw") is "dTpwdw==".
+        assert_eq!(Users::parse_authorization("Basic dTpwdw=="), expected);
+        assert_eq!(Users::parse_authorization("Basic dTpwdw"), expected);
+        assert_eq!(Users::parse_authorization("basic  dTpwdw= "), expected, "any padding, any case of the scheme");
+        assert_eq!(Users::parse_authorization("Basic dTp*dw"), None, "not base64");
     }
 }
 

@@ -2,9 +2,11 @@
 //! and shutdown on SIGINT or SIGTERM.
 
 pub mod auth;
+mod database;
 mod flight;
 pub mod http;
 mod postgres;
+pub(crate) mod status;
 mod write_path;
 
 use std::net::SocketAddr;
@@ -58,6 +60,8 @@ pub fn query_options(settings: &Settings) -> QueryOptions {
         timeout: Duration::from_secs_f64(settings.query_timeout_s),
         target_partitions: partitions,
         spill_dir: settings.root.join("_tmp").join("spill"),
+        max_concurrent: settings.max_concurrent_queries,
+        max_queued: settings.max_queued_queries,
     }
 }
 
@@ -151,7 +155,7 @@ fn ingest_options(settings: &Settings) -> IngestOptions {
         flush_buffer_bytes: settings.flush_buffer_bytes.0 as usize,
         save_interval: Duration::from_secs_f64(settings.save_timeout_s),
         max_concurrent_writes: settings.max_concurrent_writes,
-        write_queue_timeout: Duration::from_secs(10),
+        write_queue_timeout: Duration::from_secs_f64(settings.write_queue_timeout_s),
         wal_segment_bytes: settings.wal_segment_bytes.0,
         persist_concurrency: settings.persist_concurrency,
         parquet: ParquetOptions::default(),
@@ -281,30 +285,36 @@ impl Components {
     }
 }
 
-/// Runs the server until SIGINT or SIGTERM, then persists the buffer and returns.
+/// Runs the server until SIGINT or SIGTERM, then lets requests in flight
+/// finish (up to the shutdown timeout), persists the buffer and returns.
 pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result<(), ServeError> {
     let shutdown =
         shutdown_signal().map_err(|e| ServeError::Runtime(format!("cannot install signal handlers: {e}")))?;
+    crate::faults::arm_from_environment();
     let env = |name: &str| std::env::var(name).ok();
     let layers = resolve_layers(&settings, &env, toml_layers.as_ref())?;
     prepare_root(&settings.root)?;
     // Fail on a busy port before the (possibly long) WAL replay.
     let http_listener = bind(&settings.http_host, settings.http_port, "http-port", "HTTP_PORT").await?;
-    let flight_listener = if settings.flightsql_enable && settings.mode.queries() {
+    let answers_queries = settings.mode.queries();
+    let flight_listener = if settings.flightsql_enable && answers_queries {
         Some(bind(&settings.http_host, settings.flightsql_port, "flightsql-port", "FLIGHTSQL_PORT").await?)
     } else {
         None
     };
-    if settings.pg_enable {
-        // datafusion-postgres binds its own listener; find a busy port now, with a clear message.
-        drop(bind(&settings.http_host, settings.pg_port, "pg-port", "PG_PORT").await?);
-    }
+    let pg_listener = if settings.pg_enable && answers_queries {
+        Some(bind(&settings.http_host, settings.pg_port, "pg-port", "PG_PORT").await?)
+    } else {
+        None
+    };
     let tls = settings.tls_cert.clone().zip(settings.tls_key.clone());
-    if let Some((cert, key)) = &tls {
-        postgres::check_tls(cert, key).map_err(|message| {
+    // Loaded before the replay, so that files that cannot be used stop the start-up at once.
+    let pg_tls = match &tls {
+        Some((cert, key)) => Some(postgres::check_tls(cert, key).map_err(|message| {
             SettingError::new("tls-cert/--tls-key", "HOURGLASS_TLS_CERT/HOURGLASS_TLS_KEY", message)
-        })?;
-    }
+        })?),
+        None => None,
+    };
     let components = Components::open(&settings, layers).await?;
     let (stop_compactor, compactor_stopped) = tokio::sync::watch::channel(false);
     let compactor_task = components.compactor.as_ref().map(|compactor| {
@@ -324,35 +334,43 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         );
     }
     let users = Arc::new(users);
-    match (&components.engine, settings.pg_enable) {
-        (Some(engine), true) => {
+    let grace = Duration::from_secs_f64(settings.shutdown_timeout_s);
+    // Every front stops taking new requests when this fires, and finishes
+    // the ones in flight.
+    let (stop_fronts, fronts_stopping) = tokio::sync::watch::channel(false);
+    let mut fronts = tokio::task::JoinSet::new();
+    match (&components.engine, pg_listener) {
+        (Some(engine), Some(listener)) => {
             let options = postgres::PgOptions {
-                host: settings.http_host.clone(),
-                port: settings.pg_port,
                 auth: settings.pg_auth_method,
-                tls: tls.clone(),
+                tls: pg_tls,
+                max_connections: settings.pg_max_connections,
+                max_copy_line_bytes: settings.max_copy_line_bytes.0 as usize,
+                shutdown_grace: grace,
             };
             tracing::info!(
-                address = %format!("{}:{}", options.host, options.port),
+                address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
                 auth = %options.auth,
                 tls = options.tls.is_some(),
+                max_connections = options.max_connections,
                 "Postgres front listening"
             );
-            let (engine, users) = (Arc::clone(engine), Arc::clone(&users));
-            tokio::spawn(async move {
-                if let Err(e) = postgres::serve(engine, users, options).await {
-                    tracing::error!("the Postgres front stopped: {e}");
-                }
-            });
+            let (engine, users, stopping) = (Arc::clone(engine), Arc::clone(&users), fronts_stopping.clone());
+            fronts.spawn(postgres::serve(engine, users, options, listener, stopping));
         }
-        (None, true) => tracing::info!("the Postgres front is off: this mode answers no queries (GIGAPI_MODE)"),
+        _ if settings.pg_enable => {
+            tracing::info!("the Postgres front is off: this mode answers no queries (GIGAPI_MODE)")
+        }
         _ => {}
     }
     match (&components.engine, flight_listener) {
         (Some(engine), Some(listener)) => {
             let front = flight::FlightFront::new(Arc::clone(engine), components.ingester.clone(), Arc::clone(&users))
                 .map_err(ServeError::Runtime)?;
-            let options = flight::FlightOptions { tls: tls.clone() };
+            let options = flight::FlightOptions {
+                tls: tls.clone(),
+                max_message_bytes: settings.flightsql_max_message_bytes.0 as usize,
+            };
             let router = flight::router(front, &options).map_err(|message| {
                 SettingError::new("tls-cert/--tls-key", "HOURGLASS_TLS_CERT/HOURGLASS_TLS_KEY", message)
             })?;
@@ -361,8 +379,9 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
                 tls = options.tls.is_some(),
                 "FlightSQL front listening"
             );
-            tokio::spawn(async move {
-                if let Err(e) = flight::serve(listener, router).await {
+            let (max_connections, stopping) = (settings.flightsql_max_connections, fronts_stopping.clone());
+            fronts.spawn(async move {
+                if let Err(e) = flight::serve(listener, router, max_connections, stopping).await {
                     tracing::error!("the FlightSQL front stopped: {e}");
                 }
             });
@@ -375,9 +394,13 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
     let state = http::HttpState {
         ingester: components.ingester.clone(),
         engine: components.engine.clone(),
+        catalog: Arc::clone(&components.catalog),
+        storage: Arc::clone(&components.storage),
         users,
         metrics: Arc::clone(&components.metrics),
         max_body_bytes: settings.max_body_bytes.0 as usize,
+        max_query_bytes: settings.max_query_bytes.0 as usize,
+        origins: Arc::new(http::AllowedOrigins::new(&settings.cors_allow_origins)),
         mode: settings.mode,
         compactor: components.compactor.clone(),
     };
@@ -387,10 +410,34 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         mode = %settings.mode,
         "HourglassDB HTTP API listening"
     );
-    axum::serve(http_listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| ServeError::Runtime(format!("HTTP server: {e}")))?;
+    {
+        use axum::serve::ListenerExt;
+        // Without TCP_NODELAY a small answer waits for the client's delayed ACK.
+        let listener = http_listener.tap_io(|stream| {
+            let _ = stream.set_nodelay(true);
+        });
+        let mut stopping = fronts_stopping.clone();
+        let http = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+            let _ = stopping.changed().await;
+        });
+        fronts.spawn(async move {
+            if let Err(e) = http.await {
+                tracing::error!("the HTTP API stopped: {e}");
+            }
+        });
+    }
+    shutdown.await;
+    tracing::info!(grace_s = grace.as_secs_f64(), "shutting down: finishing the requests in flight");
+    let _ = stop_fronts.send(true);
+    // The Postgres front bounds its connections by `grace` itself; a moment
+    // more, then whatever still runs is cut off.
+    let finished =
+        tokio::time::timeout(grace + Duration::from_secs(1), async { while fronts.join_next().await.is_some() {} })
+            .await;
+    if finished.is_err() {
+        tracing::warn!("requests still running after the shutdown timeout (HOURGLASS_SHUTDOWN_TIMEOUT_S) are cut off");
+        fronts.shutdown().await;
+    }
 
     let _ = stop_compactor.send(true);
     if let Some(task) = compactor_task {

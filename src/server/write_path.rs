@@ -13,8 +13,7 @@ use async_trait::async_trait;
 use crate::catalog::{FileEntry, PartitionKey};
 use crate::compactor::{FileMerger, MergedRows};
 use crate::ingest::buffer::WriteBuffer;
-use crate::ingest::wal::WalError;
-use crate::ingest::{IngestError, Ingester};
+use crate::ingest::Ingester;
 use crate::query::{BufferedRows, QueryEngine, QueryError, TableWriter};
 
 /// The write buffer, as the query engine reads it.
@@ -40,23 +39,9 @@ pub(crate) struct InsertsToIngester(pub(crate) Arc<Ingester>);
 #[async_trait]
 impl TableWriter for InsertsToIngester {
     async fn write(&self, database: &str, table: &str, batch: RecordBatch) -> Result<usize, QueryError> {
-        self.0.write_batch(database, table, &batch, false).await.map_err(write_error)
+        // The write path's own kind and SQLSTATE: a client's bad data, a full buffer, a disk failure.
+        self.0.write_batch(database, table, &batch, false).await.map_err(|e| QueryError::refused(&e))
     }
-}
-
-/// A refused write as the engine's error, with the SQLSTATE that tells a
-/// Postgres client whether to fix the data (class 22, 23, 42) or retry (53).
-pub(crate) fn write_error(error: IngestError) -> QueryError {
-    let sqlstate = match &error {
-        IngestError::UnknownColumn(_) => return QueryError::UnknownColumn(error.to_string()),
-        IngestError::Schema(_) => "42804",
-        IngestError::IncompletePoint { .. } => "23502",
-        IngestError::BadValue { .. } => "22P02",
-        IngestError::BufferFull { .. } | IngestError::Busy | IngestError::Wal(WalError::Closed) => "53000",
-        IngestError::Wal(_) | IngestError::Catalog(_) => "58030",
-        IngestError::Internal(_) => "XX000",
-    };
-    QueryError::Write { message: error.to_string(), sqlstate }
 }
 
 /// The query engine as the compactor's source of merged rows.

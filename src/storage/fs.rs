@@ -49,28 +49,61 @@ pub fn temp_path_for(path: &Path) -> PathBuf {
     path.with_file_name(format!("{TEMP_PREFIX}{}-{name}", uuid::Uuid::new_v4().simple()))
 }
 
+/// Why a crash-safe write failed, and whether it may have happened anyway.
+#[derive(Debug, thiserror::Error)]
+pub enum AtomicWriteError {
+    /// Nothing changed: the file at the path is as it was.
+    #[error(transparent)]
+    NotWritten(io::Error),
+    /// The new file was renamed into place, but the fsync of its directory
+    /// failed: the new content is visible now, and whether it survives a
+    /// power loss is unknown. Whoever relies on the file must not go on as
+    /// if either outcome were certain.
+    #[error(
+        "{0} (the new file is in place but its directory could not be synced: whether it survives a crash is unknown)"
+    )]
+    OutcomeUnknown(io::Error),
+}
+
+impl From<AtomicWriteError> for io::Error {
+    fn from(error: AtomicWriteError) -> io::Error {
+        match error {
+            AtomicWriteError::NotWritten(e) => e,
+            unknown @ AtomicWriteError::OutcomeUnknown(_) => io::Error::other(unknown),
+        }
+    }
+}
+
 /// Writes a file atomically and durably: `write` fills a temporary file, which is
-/// fsynced, renamed to `path`, and the directory fsynced. On error the temporary
-/// file is removed and `path` is untouched.
-pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no directory"))?;
-    create_dir_all_synced(dir)?;
+/// fsynced, renamed to `path`, and the directory fsynced. On error before the
+/// rename the temporary file is removed and `path` is untouched
+/// ([`AtomicWriteError::NotWritten`]); an error after it is
+/// [`AtomicWriteError::OutcomeUnknown`].
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> Result<(), AtomicWriteError> {
+    let dir = path.parent().ok_or_else(|| {
+        AtomicWriteError::NotWritten(io::Error::new(io::ErrorKind::InvalidInput, "path has no directory"))
+    })?;
+    create_dir_all_synced(dir).map_err(AtomicWriteError::NotWritten)?;
     let temp = temp_path_for(path);
-    let result = (|| {
+    let written = (|| {
         let mut file = File::create(&temp)?;
         write(&mut file)?;
         file.flush()?;
         file.sync_all()?;
-        fs::rename(&temp, path)?;
-        sync_dir(dir)
+        fs::rename(&temp, path)
     })();
-    if result.is_err() {
+    if let Err(e) = written {
         let _ = fs::remove_file(&temp);
+        return Err(AtomicWriteError::NotWritten(e));
     }
-    result
+    let subject = path.to_string_lossy();
+    match crate::faults::injected("fs-sync-dir-after-rename", &subject) {
+        Some(fault) => Err(AtomicWriteError::OutcomeUnknown(fault)),
+        None => sync_dir(dir).map_err(AtomicWriteError::OutcomeUnknown),
+    }
 }
 
 /// [`write_atomic`] for bytes already in memory.
-pub fn write_atomic_bytes(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn write_atomic_bytes(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
     write_atomic(path, |file| file.write_all(bytes))
 }

@@ -16,7 +16,10 @@ use crate::support::{batch_rows, client, command, free_port, listed_files, post,
 async fn write_and_persist(ingester: &Ingester, body: &str) {
     let write =
         LineProtocolWrite { precision: Precision::Second, accept_partial: false, no_sync: false, received_at_ns: 0 };
-    let outcome = ingester.write_line_protocol("db", Bytes::from(body.to_owned()), write).await.expect("write");
+    let outcome = ingester
+        .write_line_protocol(ingester.admit().await.expect("a write slot"), "db", Bytes::from(body.to_owned()), write)
+        .await
+        .expect("write");
     assert_eq!(outcome.rejected_lines, 0, "{:?}", outcome.errors);
     assert_eq!(ingester.persist_now().await.expect("persist").failed, 0);
 }
@@ -236,7 +239,10 @@ async fn a_query_reading_while_a_merge_commits_gets_every_row_once() {
             no_sync: false,
             received_at_ns: 0,
         };
-        ingester.write_line_protocol("db", Bytes::from(body), write).await.expect("write");
+        ingester
+            .write_line_protocol(ingester.admit().await.expect("a write slot"), "db", Bytes::from(body), write)
+            .await
+            .expect("write");
         ingester.persist_now().await.expect("persist");
     }
 
@@ -277,7 +283,10 @@ async fn a_query_reading_while_a_merge_commits_gets_every_row_once() {
             no_sync: false,
             received_at_ns: 0,
         };
-        ingester.write_line_protocol("db", Bytes::from(body), write).await.expect("write");
+        ingester
+            .write_line_protocol(ingester.admit().await.expect("a write slot"), "db", Bytes::from(body), write)
+            .await
+            .expect("write");
         ingester.persist_now().await.expect("persist");
     }
     let expected = 40_000 + 5 * 2000;

@@ -20,7 +20,7 @@ use futures::TryStreamExt;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
-use crate::support::{batch_rows, free_port, post, row, self_signed, test_python, Server};
+use crate::support::{batch_rows, client, free_port, post, row, self_signed, test_python, Server};
 
 /// A server with the FlightSQL front on a free port, and that port.
 fn flight_server(root: &Path, args: &[&str]) -> (Server, u16) {
@@ -44,7 +44,7 @@ async fn sql_client(port: u16, database: Option<&str>) -> FlightSqlServiceClient
 }
 
 /// The gRPC code behind a client error.
-fn code(error: &FlightError) -> Code {
+pub(crate) fn code(error: &FlightError) -> Code {
     if let FlightError::Tonic(status) = error {
         return status.code();
     }
@@ -60,6 +60,7 @@ fn code(error: &FlightError) -> Code {
         Code::AlreadyExists,
         Code::Cancelled,
         Code::PermissionDenied,
+        Code::Unavailable,
     ] {
         if text.contains(&format!("{code:?}")) {
             return code;
@@ -86,6 +87,11 @@ async fn query(
 ) -> Result<Vec<BTreeMap<String, String>>, FlightError> {
     let info = client.execute(sql.to_owned(), None).await?;
     Ok(fetch(client, info).await?.iter().flat_map(batch_rows).collect())
+}
+
+/// Runs `sql` over FlightSQL on `port`, in the default database.
+pub(crate) async fn query_on(port: u16, sql: &str) -> Result<Vec<BTreeMap<String, String>>, FlightError> {
+    query(&mut sql_client(port, None).await, sql).await
 }
 
 async fn write_cpu(server: &Server, database: &str) {
@@ -729,4 +735,58 @@ async fn python_clients_adbc_pyarrow_flight_and_influxdb3() {
         let ran = stdout.lines().filter(|l| l.starts_with("ok") && l.split_whitespace().nth(1) == Some(client));
         assert!(ran.count() >= 2, "{client} did not run its checks:\n{stdout}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn adbc_logs_in_with_a_username_and_password() {
+    let python = test_python();
+    let dir = tempfile::tempdir().unwrap();
+    let users = [("HTTP_BASIC_AUTH_USERNAME", "grafana"), ("HTTP_BASIC_AUTH_PASSWORD", "s3cr=t")];
+    let port = free_port();
+    let server = Server::start_with_env(&dir.path().join("data"), &["--flightsql-port", &port.to_string()], &users);
+    let lines = "cpu,host=a usage=1.5 1700000000000000000\ncpu,host=b usage=2.5 1700000060000000000\n\
+                 cpu,host=c usage=3.5 1700000120000000000";
+    let response = client()
+        .post(server.url("/write?db=py"))
+        .basic_auth("grafana", Some("s3cr=t"))
+        .body(lines)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/flight_clients.py");
+    let output = Command::new(python)
+        .arg(script)
+        .args(["--flight-port", &port.to_string(), "--http-port", &server.http_port.to_string()])
+        .args(["--user", "grafana", "--password", "s3cr=t"])
+        .output()
+        .expect("run the Python clients");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok adbc")).count(), 2, "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_being_read_when_the_server_is_stopped_is_sent_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, port) = flight_server(&dir.path().join("data"), &[]);
+    let mut client = sql_client(port, None).await;
+    let info = client.execute("SELECT x FROM generate_series(1, 2000000) t(x)".to_owned(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().expect("a ticket");
+    let mut stream = client.do_get(ticket).await.unwrap();
+    let first = stream.try_next().await.unwrap().expect("a first batch");
+    let mut rows = first.num_rows();
+
+    server.sigterm();
+    // No new connection is taken...
+    assert!(crate::support::wait_for(std::time::Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    }));
+    // ...and the call in flight goes on to its last row.
+    while let Some(batch) = stream.try_next().await.expect("the stream runs to its end") {
+        rows += batch.num_rows();
+    }
+    assert_eq!(rows, 2_000_000);
+    assert!(server.wait_exit().success(), "{}", server.log_text());
 }

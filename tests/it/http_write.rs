@@ -403,3 +403,55 @@ async fn the_first_and_last_representable_hours_survive_a_restart() {
     assert!(paths[1].starts_with("date=2262-04-11/hour=23/"), "{paths:?}");
     assert_eq!(table_rows(&root, "d", "m").len(), 2);
 }
+
+/// Reads from `stream` until what was read holds `needle`, or the server
+/// sends something else first; returns what was read.
+fn read_until(stream: &mut std::net::TcpStream, needle: &str) -> String {
+    use std::io::Read;
+    let mut read = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !String::from_utf8_lossy(&read).contains(needle) {
+        let n = stream.read(&mut buffer).expect("an answer");
+        if n == 0 {
+            break;
+        }
+        read.extend_from_slice(&buffer[..n]);
+        if read.ends_with(b"\r\n\r\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&read).into_owned()
+}
+
+/// Sends the head of a write with `Expect: 100-continue`; returns the
+/// connection and the server's first answer.
+fn write_head(port: u16, body_length: usize) -> (std::net::TcpStream, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST /write?db=q HTTP/1.1\r\nHost: x\r\nContent-Length: {body_length}\r\nExpect: 100-continue\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let answer = read_until(&mut stream, "\r\n\r\n");
+    (stream, answer)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_waiting_for_its_place_has_not_read_its_body() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Server::start(&dir.path().join("data"), &["--max-concurrent-writes", "1", "--write-queue-timeout-s", "1"]);
+    let body = b"m v=1 1700000000000000000\n";
+    let port = server.http_port;
+    // The first write gets the one place: the server asks for its body (100 Continue)...
+    let (mut first, answer) = tokio::task::spawn_blocking(move || write_head(port, body.len())).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 100"), "{answer}");
+    // ...while the second waits, its body unread, and is refused when its wait is over.
+    let (_, answer) = tokio::task::spawn_blocking(move || write_head(port, body.len())).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "the waiting write's body was asked for: {answer}");
+    first.write_all(body).unwrap();
+    let answer = tokio::task::spawn_blocking(move || read_until(&mut first, "HTTP/1.1 204")).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+}

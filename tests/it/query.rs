@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use arrow::array::RecordBatch;
 use serde_json::{json, Value};
 
-use crate::support::{batch_rows, client, post, row, Server};
+use crate::support::{batch_rows, client, json_of, post, row, JsonBody, Server};
 
 type Row = BTreeMap<String, String>;
 
@@ -475,9 +475,64 @@ async fn queries_need_credentials_when_a_user_is_configured() {
     assert_eq!(status, 401);
     let status = client().post(&url).basic_auth("u", Some("p")).body(body).send().await.unwrap().status().as_u16();
     assert_eq!(status, 200);
-    let preflight = client().request(reqwest::Method::OPTIONS, &url).send().await.unwrap();
+    // A page of the server's own origin: its preflight needs no credentials.
+    let own_origin = format!("http://127.0.0.1:{}", server.http_port);
+    let preflight =
+        client().request(reqwest::Method::OPTIONS, &url).header("Origin", &own_origin).send().await.unwrap();
     assert_eq!(preflight.status().as_u16(), 200, "CORS preflight needs no credentials");
-    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    assert_eq!(preflight.headers()["access-control-allow-origin"], own_origin.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_of_other_origins_cannot_write_or_run_sql_and_curl_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--cors-allow-origins", "https://dash.example.com"]);
+    let evil = "https://evil.example";
+    // A text/plain POST needs no preflight: the browser sends it, with its Origin.
+    for (path, body) in [("/query?db=x", "DROP VIEW v"), ("/write?db=x", "m v=1"), ("/api/v3/query_sql?db=x", "")] {
+        let response = client()
+            .post(server.url(path))
+            .header("Origin", evil)
+            .header("Content-Type", "text/plain")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 403, "{path}");
+        assert!(response.headers().get("access-control-allow-origin").is_none(), "{path}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains("--cors-allow-origins"), "{path}: {text}");
+    }
+    let preflight =
+        client().request(reqwest::Method::OPTIONS, server.url("/query")).header("Origin", evil).send().await.unwrap();
+    assert_eq!(preflight.status().as_u16(), 403);
+    assert!(!dir.path().join("data/x").exists(), "the refused write wrote nothing");
+    // Health and readiness change nothing: any page may ask (and not read the answer).
+    let health = client().get(server.url("/health")).header("Origin", evil).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+
+    // curl sends no Origin: it writes and queries.
+    let curl = |args: &[&str]| {
+        let output = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--noproxy", "*"])
+            .args(args)
+            .output()
+            .expect("curl is installed by tests/run");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert_eq!(curl(&["-XPOST", &server.url("/write?db=x"), "--data-binary", "m v=1 1700000000000000000"]), "204");
+    assert_eq!(curl(&["-XPOST", &server.url("/query?db=x"), "-d", "SELECT count(*) FROM m"]), "200");
+
+    // An allowed origin's page may, and may read the answer.
+    let response = client()
+        .post(server.url("/query?db=x"))
+        .header("Origin", "https://dash.example.com")
+        .json_body(&json!({"query": "SELECT count(*) AS n FROM m"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["access-control-allow-origin"], "https://dash.example.com");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -488,8 +543,12 @@ async fn memory_and_time_limits_end_the_query_not_the_server() {
         (0..20_000).map(|i| format!("m,host=h{} s=\"{}\" {}\n", i % 50, "x".repeat(200), 1_700_000_000 + i)).collect();
     assert_eq!(post(&server.url("/write?db=l&precision=s"), body).await.0, 204);
 
-    let (status, message) = query_error(&server, "l", "SELECT host, string_agg(s, ',') FROM m GROUP BY host").await;
-    assert_eq!(status, 400, "{message}");
+    let memory_hog = "SELECT host, string_agg(s, ',') FROM m GROUP BY host";
+    let response =
+        client().post(server.url("/query?db=l")).json_body(&json!({ "query": memory_hog })).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 429, "out of memory is \"retry later\", not the query's fault");
+    assert!(response.headers().contains_key("retry-after"));
+    let message = response.text().await.unwrap();
     assert!(message.contains("HOURGLASS_QUERY_MEMORY_BYTES"), "{message}");
 
     let (status, message) = query_error(&server, "l", "SELECT count(*) FROM generate_series(1, 100000000000) a").await;
@@ -497,4 +556,73 @@ async fn memory_and_time_limits_end_the_query_not_the_server() {
     assert!(message.contains("HOURGLASS_QUERY_TIMEOUT_S"), "{message}");
 
     assert_eq!(results(&server, "l", "SELECT count(*) AS n FROM m").await, vec![json!({"n": 20000})], "still serving");
+}
+
+/// A value of the server's metrics.
+async fn metric(server: &Server, name: &str) -> u64 {
+    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_past_the_admission_limits_wait_then_are_refused_on_every_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pg_port, flight_port) = (crate::support::free_port(), crate::support::free_port());
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--max-concurrent-queries",
+            "1",
+            "--max-queued-queries",
+            "1",
+            "--pg-port",
+            &pg_port.to_string(),
+            "--flightsql-port",
+            &flight_port.to_string(),
+        ],
+    );
+    // A result the client does not read keeps its query running.
+    let huge = json!({"query": "SELECT * FROM generate_series(1, 1000000000000) t(x)"});
+    let running = client().post(server.url("/query?db=default&format=csv")).json_body(&huge).send().await.unwrap();
+    assert_eq!(running.status().as_u16(), 200);
+    assert_eq!(metric(&server, "hourglass_queries_running").await, 1);
+    // The next query waits for the slot...
+    let waiting = tokio::spawn({
+        let url = server.url("/query?db=default");
+        async move { client().post(url).json_body(&json!({"query": "SELECT 42 AS n"})).send().await.unwrap() }
+    });
+    assert!(crate::support::wait_for(std::time::Duration::from_secs(20), || {
+        crate::support::block_on_thread(|| metric(&server, "hourglass_queries_queued")) == 1
+    }));
+    // ...and with the queue full, every front refuses at once: "busy, retry shortly".
+    let refused =
+        client().post(server.url("/query?db=default")).json_body(&json!({"query": "SELECT 1"})).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!(refused.text().await.unwrap().contains("HOURGLASS_MAX_CONCURRENT_QUERIES"));
+    let (pg, connection) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={pg_port} dbname=default user=u connect_timeout=10"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect over Postgres");
+    tokio::spawn(connection);
+    let error = pg.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS), "{error:?}");
+    let error = crate::flight::query_on(flight_port, "SELECT 1").await.unwrap_err();
+    assert_eq!(crate::flight::code(&error), tonic::Code::ResourceExhausted, "{error}");
+
+    // The slot frees when the first result's stream ends; the waiting query runs.
+    drop(running);
+    let answered = waiting.await.unwrap();
+    assert_eq!(answered.status().as_u16(), 200);
+    let body: Value = json_of(answered).await;
+    assert_eq!(body["results"], json!([{"n": 42}]));
+    assert!(crate::support::wait_for(std::time::Duration::from_secs(20), || {
+        crate::support::block_on_thread(|| metric(&server, "hourglass_queries_running")) == 0
+    }));
 }

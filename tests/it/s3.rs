@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{block_on_thread, client, listed_files, post, wait_for, SeaweedFs, Server};
+use crate::support::{block_on_thread, client, json_of, listed_files, post, wait_for, JsonBody, SeaweedFs, Server};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rows_written_to_an_s3_layer_are_stored_there_and_queried_back() {
@@ -197,4 +197,83 @@ async fn files_on_s3_merge_on_s3() {
     let report: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(report["files_deleted"], 3, "{report}");
     assert_eq!(seaweed.keys("hot").await, [format!("hot/d/cpu/{}", listed[0].1)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_outage_makes_the_server_unready_and_queries_answer_retry_later_on_every_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seaweed = SeaweedFs::start(&dir.path().join("seaweedfs"));
+    let root = dir.path().join("data");
+    let (pg, flight) = (crate::support::free_port(), crate::support::free_port());
+    let layer = seaweed.layer_flag("s3", "outage");
+    let server = Server::start(
+        &root,
+        &[
+            "--layer",
+            &layer,
+            "--save-timeout-s",
+            "1",
+            "--pg-port",
+            &pg.to_string(),
+            "--flightsql-port",
+            &flight.to_string(),
+        ],
+    );
+    let body = "cpu,host=a usage=1.5 1700000000\ncpu,host=b usage=2.5 1700000001\n";
+    assert_eq!(post(&server.url("/write?db=d&precision=s"), body).await.0, 204);
+    assert!(wait_for(Duration::from_secs(30), || !listed_files(&root, "d", "cpu").is_empty()));
+    // The rows are in the bucket only once the buffer has let them go.
+    assert!(wait_for(Duration::from_secs(30), || {
+        block_on_thread(|| async {
+            let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+            metrics.lines().any(|l| l == "hourglass_buffered_bytes 0")
+        })
+    }));
+    let ready = || async { client().get(server.url("/ready")).send().await.unwrap() };
+    assert_eq!(ready().await.status().as_u16(), 200);
+
+    seaweed.stop();
+    let response = ready().await;
+    assert_eq!(response.status().as_u16(), 503);
+    let reason: Value = json_of(response).await;
+    assert!(reason["checks"][0]["message"].as_str().is_some_and(|m| m.contains("'s3'")), "{reason}");
+    let health = client().get(server.url("/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200, "an outage of S3 is not the process's death");
+
+    // A query that needs the files: "retry later" on every front, not the query's fault.
+    let sql = "SELECT count(*) AS n FROM cpu";
+    let response = client().post(server.url("/query?db=d")).json_body(&json!({ "query": sql })).send().await.unwrap();
+    let (status, retry_after) = (response.status().as_u16(), response.headers().contains_key("retry-after"));
+    assert_eq!(status, 503, "{}", response.text().await.unwrap_or_default());
+    assert!(retry_after);
+    let (pg_client, connection) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={pg} dbname=d user=u connect_timeout=10"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let error = pg_client.simple_query(sql).await.unwrap_err();
+    let code = error.code().map(|c| c.code().to_owned()).unwrap_or_default();
+    assert!(code.starts_with("58"), "SQLSTATE {code}: {error:?}");
+    let mut flight_client = arrow_flight::sql::client::FlightSqlServiceClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{flight}")).unwrap().connect().await.unwrap(),
+    );
+    flight_client.set_header("database", "d");
+    let outcome = async {
+        let info = flight_client.execute(sql.to_owned(), None).await?;
+        let ticket = info.endpoint[0].ticket.clone().expect("a ticket");
+        futures::TryStreamExt::try_collect::<Vec<_>>(flight_client.do_get(ticket).await?).await
+    };
+    let error = outcome.await.unwrap_err();
+    assert_eq!(crate::flight::code(&error), tonic::Code::Unavailable, "{error}");
+
+    seaweed.restart();
+    assert!(
+        wait_for(Duration::from_secs(60), || block_on_thread(|| async {
+            client().get(server.url("/ready")).send().await.unwrap().status().as_u16() == 200
+        })),
+        "ready again once S3 answers"
+    );
+    assert_eq!(count(&server, sql).await, 2);
 }

@@ -203,7 +203,10 @@ async fn write(ingester: &Ingester, database: &str, body: String) {
         no_sync: false,
         received_at_ns: 0,
     };
-    let outcome = ingester.write_line_protocol(database, Bytes::from(body), write).await.expect("fixture writes");
+    let outcome = ingester
+        .write_line_protocol(ingester.admit().await.expect("a write slot"), database, Bytes::from(body), write)
+        .await
+        .expect("fixture writes");
     assert_eq!(outcome.rejected_lines, 0, "fixture {database}: {:?}", outcome.errors);
 }
 

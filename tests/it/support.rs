@@ -36,9 +36,31 @@ const SERVER_ENV: &[&str] = &[
     "RUST_LOG",
 ];
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, never handed out twice in this process.
+///
+/// Ports come from below the kernel's ephemeral range, which it draws from
+/// for port-0 binds and outgoing connections: a port found free here is not
+/// taken by anything else in the moment before the server that gets it
+/// binds it (binding port 0 and letting it go would race with exactly that).
+/// Each test process starts at its own offset.
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
+        .unwrap_or(32768);
+    let low = 10_000u32.min(ephemeral_start / 2);
+    let span = ephemeral_start - low;
+    let offset = std::process::id() * 97 % span;
+    for _ in 0..span {
+        let candidate = low + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = candidate as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {ephemeral_start} on 127.0.0.1")
 }
 
 /// The server binary.
@@ -167,11 +189,28 @@ impl Server {
 
     /// Sends SIGTERM and waits for the exit status.
     pub(crate) fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("server not running");
+        self.sigterm();
+        self.wait_exit()
+    }
+
+    /// Sends SIGTERM, and returns at once: the server shuts down while the
+    /// caller goes on (see [`Self::wait_exit`]).
+    pub(crate) fn sigterm(&self) {
+        let child = self.child.as_ref().expect("server not running");
         // SAFETY: kill(2) with a pid we own and a valid signal number.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGTERM);
         }
+    }
+
+    /// The server's process id, while it runs.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server not running").id()
+    }
+
+    /// Waits (60 s at most) for the server to exit; returns its status.
+    pub(crate) fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server not running");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -179,7 +218,7 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("server did not exit within 60 s of SIGTERM:\n{}", self.log_text());
+                panic!("server did not exit within 60 s:\n{}", self.log_text());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -201,6 +240,25 @@ impl Drop for Server {
 /// An HTTP client for tests.
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().expect("client")
+}
+
+/// Extension of test requests and responses with JSON bodies (reqwest's own
+/// `json` is a feature this build leaves out).
+pub(crate) trait JsonBody {
+    /// The request with `value` as its JSON body.
+    fn json_body(self, value: &serde_json::Value) -> Self;
+}
+
+impl JsonBody for reqwest::RequestBuilder {
+    fn json_body(self, value: &serde_json::Value) -> Self {
+        self.header("Content-Type", "application/json").body(value.to_string())
+    }
+}
+
+/// A response's body as JSON (`Null` when it is not JSON).
+pub(crate) async fn json_of(response: reqwest::Response) -> serde_json::Value {
+    let text = response.text().await.unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }
 
 /// Posts `body` to `url`; returns the status and body text.
@@ -366,6 +424,8 @@ pub(crate) struct SeaweedFs {
     master: String,
     /// gRPC ports, whose Unix sockets weed makes in /tmp (removed on drop).
     grpc_ports: [(&'static str, u16); 4],
+    /// Every port: master, its gRPC, volume, its gRPC, filer, its gRPC, S3, its gRPC.
+    ports: (u16, u16, u16, u16, u16, u16, u16, u16),
     dir: PathBuf,
     log: PathBuf,
 }
@@ -406,10 +466,22 @@ impl SeaweedFs {
             secret_key,
             master: format!("127.0.0.1:{master}.{master_grpc}"),
             grpc_ports: [("master", master_grpc), ("volume", volume_grpc), ("filer", filer_grpc), ("s3", s3_grpc)],
+            ports: (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc),
             dir: dir.to_path_buf(),
             log: dir.join("weed.log"),
         };
-        let log = std::fs::File::create(&seaweed.log).expect("weed.log");
+        seaweed.launch();
+        eprintln!("SeaweedFS ready on {} in {:.1} s", seaweed.endpoint(), started.elapsed().as_secs_f64());
+        seaweed
+    }
+
+    /// Starts `weed` on the ports and data of this instance, makes the
+    /// bucket if it is not there, and returns once a signed round trip works.
+    fn launch(&mut self) {
+        let (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc) = self.ports;
+        let dir = self.dir.clone();
+        let config = dir.join("s3.json");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("weed.log");
         let mut command = Command::new(weed_binary());
         // Logs to stderr, that is weed.log; any log file in `dir`, not /tmp.
         command.arg("-logtostderr").arg(format!("-logdir={}", dir.display()));
@@ -435,7 +507,7 @@ impl SeaweedFs {
             .arg(format!("-filer.localSocket={}", dir.join("filer.sock").display()))
             .arg(format!("-s3.localSocket={}", dir.join("s3.sock").display()))
             // weed reads *.toml from its working directory: an empty one.
-            .current_dir(dir)
+            .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("weed.log"))
             .stderr(log);
@@ -444,14 +516,34 @@ impl SeaweedFs {
         }
         // Its own process group, so that Drop kills whatever weed may start.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        seaweed.child = Some(command.spawn().expect("start weed"));
+        self.child = Some(command.spawn().expect("start weed"));
 
         let deadline = Instant::now() + Duration::from_secs(60);
-        seaweed.wait("the S3 port to answer", deadline, |s| s.s3_answers());
-        seaweed.wait("the bucket to be made", deadline, |s| s.create_bucket());
-        seaweed.wait("a signed put, list and delete to work", deadline, |s| s.round_trip().is_ok());
-        eprintln!("SeaweedFS ready on {} in {:.1} s", seaweed.endpoint(), started.elapsed().as_secs_f64());
-        seaweed
+        self.wait("the S3 port to answer", deadline, |s| s.s3_answers());
+        self.wait("the bucket to be made", deadline, |s| s.create_bucket());
+        self.wait("a signed put, list and delete to work", deadline, |s| s.round_trip().is_ok());
+    }
+
+    /// Stops SeaweedFS (SIGKILL), keeping its data: an S3 outage.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the process group that weed leads (process_group(0)).
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+            }
+            let _ = child.wait();
+        }
+        // weed makes its gRPC Unix sockets in /tmp whatever the flags say, and a
+        // killed weed leaves them there.
+        for (server, port) in self.grpc_ports {
+            let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{server}-grpc-{port}.sock"));
+        }
+    }
+
+    /// Starts SeaweedFS again after [`Self::stop`], on the same ports and data.
+    pub(crate) fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart() needs a stopped SeaweedFS");
+        self.launch();
     }
 
     /// Polls `ready` until it holds; panics with weed's log if weed exits or `deadline` passes.
@@ -587,18 +679,7 @@ impl SeaweedFs {
 
 impl Drop for SeaweedFs {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) on the process group that weed leads (process_group(0)).
-            unsafe {
-                libc::kill(-(child.id() as i32), libc::SIGKILL);
-            }
-            let _ = child.wait();
-        }
-        // weed makes its gRPC Unix sockets in /tmp whatever the flags say, and a
-        // killed weed leaves them there.
-        for (server, port) in self.grpc_ports {
-            let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{server}-grpc-{port}.sock"));
-        }
+        self.stop();
     }
 }
 

@@ -13,6 +13,12 @@ In order:
   pyarrow.flight logs in with the handshake and runs a FlightSQL statement
   built by hand (GetFlightInfo, then DoGet on the one endpoint).
 
+    python flight_clients.py --flight-port 8082 --http-port 7971 --user u --password p
+
+logs in with ADBC's username and password instead (the server must have that
+user, and `cpu` in `py` the three rows above), and checks that a wrong
+password is refused.
+
 Each check prints `ok <client> <what>`. On the first failure it prints the
 client, the step and what was expected against what came back, and exits 1.
 """
@@ -124,6 +130,34 @@ def adbc(flight_port):
     conn.close()
 
 
+def adbc_login(flight_port, user, password):
+    """ADBC with a user name and password: its driver (arrow-go) sends them as
+    Basic credentials in base64 without padding, then uses the token it gets."""
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    conn = flightsql.connect(
+        f"grpc://127.0.0.1:{flight_port}",
+        db_kwargs={"username": user, "password": password,
+                   "adbc.flight.sql.rpc.call_header.database": DATABASE},
+        autocommit=True,
+    )
+    cur = conn.cursor()
+    cur.execute("SELECT count(*) AS n FROM cpu")
+    check("adbc", "a query after logging in with a password", cur.fetchall(), [(3,)])
+    cur.close()
+    conn.close()
+
+    def wrong_password():
+        bad = flightsql.connect(f"grpc://127.0.0.1:{flight_port}",
+                                db_kwargs={"username": user, "password": password + "-wrong"}, autocommit=True)
+        try:
+            bad.cursor().execute("SELECT 1")
+        finally:
+            bad.close()
+
+    expect_error("adbc", "a wrong password", wrong_password, "UNAUTHENTICATED")
+
+
 def any_command(name, query):
     """A FlightSQL command packed in protobuf Any, built by hand: field 1 (string)."""
     def field(number, payload):
@@ -159,7 +193,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flight-port", type=int, required=True)
     parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--user", help="log in with ADBC as this user (only that check runs)")
+    parser.add_argument("--password", help="the user's password")
     args = parser.parse_args()
+    if args.user:
+        adbc_login(args.flight_port, args.user, args.password)
+        return
     influxdb3(args.http_port, args.flight_port)
     adbc(args.flight_port)
     pyarrow_flight(args.flight_port)

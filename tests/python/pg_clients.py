@@ -153,10 +153,15 @@ class DbApiClient(Client):
 class Psycopg3(DbApiClient):
     name = "psycopg3"
 
+    def __init__(self, args):
+        super().__init__(args)
+        base = 1_700_001_000
+        self.mine["binary"] = [(self.name, "py", 16.0, 107, at(base + 420, 42))]
+
     def steps(self):
         return [self.connect, self.select_with_parameters, self.binary_prepared_select,
                 self.timestamptz_parameter, self.insert_with_parameters, self.executemany,
-                self.copy_from_stdin, self.read_back]
+                self.copy_from_stdin, self.binary_copy_from_stdin, self.copy_to_stdout, self.read_back]
 
     def connect(self):
         """Connect (psycopg 3 uses the extended protocol with server-side parameters)."""
@@ -187,6 +192,24 @@ class Psycopg3(DbApiClient):
             for row in self.mine["copy"]:
                 copy.write_row(row)
         expect("rowcount", cur.rowcount, 2)
+        self.conn.commit()
+
+    def binary_copy_from_stdin(self):
+        """cursor.copy('... FROM STDIN (FORMAT BINARY)') with set_types: binary format."""
+        cur = self.conn.cursor()
+        with cur.copy("COPY cpu (host, region, usage, n, time) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "text", "float8", "int8", "timestamptz"])
+            for row in self.mine["binary"]:
+                copy.write_row(row)
+        expect("rowcount", cur.rowcount, 1)
+        self.conn.commit()
+
+    def copy_to_stdout(self):
+        """cursor.copy('COPY (SELECT ...) TO STDOUT') read back as rows of text."""
+        cur = self.conn.cursor()
+        with cur.copy("COPY (SELECT host, n FROM cpu WHERE region = 'us' ORDER BY host) TO STDOUT") as copy:
+            rows = list(copy.rows())
+        expect("rows", rows, [("b", "4"), ("c", "5")])
         self.conn.commit()
 
     def close(self):
@@ -241,10 +264,18 @@ class Psycopg2(DbApiClient):
 class Asyncpg(Client):
     name = "asyncpg"
 
+    def __init__(self, args):
+        super().__init__(args)
+        base = 1_700_001_000
+        self.mine["binary"] = [
+            (self.name, "py", 15.5, 105, at(base + 300, 250_000)),
+            (self.name, "py", -1e-300, -106, at(base + 360, 7)),
+        ]
+
     def steps(self):
-        return [self.connect, self.select_with_parameters, self.prepared_statement_types,
+        return [self.connect, self.unknown_database, self.select_with_parameters, self.prepared_statement_types,
                 self.timestamptz_parameter, self.insert_with_parameters, self.executemany,
-                self.copy_to_table_csv, self.copy_records_to_table, self.read_back]
+                self.copy_to_table_csv, self.copy_records_to_table, self.copy_from_query, self.read_back]
 
     async def connect(self):
         """Connect (asyncpg uses the extended protocol, binary parameters and results)."""
@@ -290,21 +321,36 @@ class Asyncpg(Client):
         expect("status", status, "COPY 2")
 
     async def copy_records_to_table(self):
-        """copy_records_to_table always sends COPY ... FROM STDIN (FORMAT binary), which
-        docs/postgres.md lists as not supported (SQLSTATE 0A000). Holds when the server
-        refuses it with 0A000 and the connection stays usable, or when it writes the rows
-        (they repeat the CSV step's rows, so read_back then checks what it wrote)."""
+        """copy_records_to_table: COPY "cpu"(...) FROM STDIN (FORMAT binary), values in
+        each column's binary form, through the WAL like every write."""
+        status = await self.conn.copy_records_to_table("cpu", records=self.mine["binary"], columns=COLUMNS)
+        expect("status", status, "COPY 2")
+        expect("a query after it", await self.conn.fetchval("SELECT count(*) FROM cpu WHERE host = $1", "a"), 1)
+
+    async def copy_from_query(self):
+        """copy_from_query: COPY (SELECT ...) TO STDOUT (FORMAT csv, HEADER) gives the
+        header and the rows as PostgreSQL writes them."""
+        out = io.BytesIO()
+        status = await self.conn.copy_from_query(
+            "SELECT host, usage, time FROM cpu WHERE region <> 'py' ORDER BY host", output=out,
+            format="csv", header=True)
+        expect("status", status, "COPY 3")
+        expect("CSV", out.getvalue().decode(), "host,usage,time\n"
+               "a,1.5,2023-11-14 22:13:20+00\nb,2.5,2023-11-14 22:14:20+00\nc,3.5,2023-11-14 22:15:20+00\n")
+
+    async def unknown_database(self):
+        """Connecting to a database that does not exist fails with 3D000, and the
+        connection is closed without a ReadyForQuery (asyncpg would report a protocol error)."""
         import asyncpg
 
         try:
-            status = await self.conn.copy_records_to_table("cpu", records=self.mine["copy"], columns=COLUMNS)
-        except asyncpg.PostgresError as exc:
-            expect(f"SQLSTATE of the refusal ({exc})", exc.sqlstate, "0A000")
-            print(f"note asyncpg   binary COPY refused as documented: {exc.sqlstate} {exc}")
+            conn = await asyncpg.connect(host=self.args.host, port=self.args.port, database="no_such_database",
+                                         user=self.args.user, password=self.args.password, timeout=10)
+        except asyncpg.InvalidCatalogNameError as exc:
+            expect("SQLSTATE", exc.sqlstate, "3D000")
         else:
-            expect("status", status, "COPY 2")
-            print("note asyncpg   binary COPY was accepted")
-        expect("a query after it", await self.conn.fetchval("SELECT count(*) FROM cpu WHERE host = $1", "a"), 1)
+            await conn.close()
+            raise StepFailed("connecting to no_such_database succeeded")
 
     async def read_back(self):
         """SELECT ... WHERE host = $1 returns exactly the rows this client wrote, in time order."""

@@ -8,10 +8,12 @@
 //! calls on the query engine and the ingester. Protocol code only: SQL is
 //! planned and run by the engine, rows are written by the ingester.
 
+mod ingest;
 mod metadata;
 mod running;
 mod statements;
 mod status;
+mod tickets;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,15 +24,17 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse,
     PollInfo, PutResult, SchemaResult, Ticket,
 };
-use futures::Stream;
+use futures::{Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::metadata::MetadataMap;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::{Connected, Router, TcpIncoming};
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::auth::{Credentials, SessionTokens, Users};
-use crate::catalog::names::{check_name, NameKind};
-use crate::catalog::DEFAULT_DATABASE;
+use super::auth::{SessionTokens, Users};
+use super::database::DatabaseChoice;
 use crate::ingest::Ingester;
 use crate::query::QueryEngine;
 pub(crate) use statements::SqlService;
@@ -39,19 +43,30 @@ pub(crate) use statements::SqlService;
 /// clients use them (`database` is preferred; the others are older names).
 const DATABASE_HEADERS: &[&str] = &["database", "bucket", "bucket-name", "iox-namespace-name", "namespace"];
 
-/// The largest gRPC message the front accepts: a batch of an ingest or a
-/// parameter binding. Clients split larger writes into several messages.
-pub(crate) const MAX_MESSAGE_BYTES: usize = 64 << 20;
-
-/// What every call carries once it is admitted: the database it works in.
+/// What every call carries once it is admitted: the database its headers
+/// name, if any.
 #[derive(Debug, Clone)]
 pub(crate) struct Call {
-    /// The database from the headers, or `default`.
-    pub(crate) database: String,
-    /// Whether the database came from a header, so that a different database
-    /// named in the call's payload (a JSON ticket, an ingest's catalog) is a
-    /// conflict rather than a choice.
-    pub(crate) database_from_header: bool,
+    /// The database from the headers.
+    pub(crate) header_database: Option<String>,
+}
+
+impl Call {
+    /// The database of the call: its headers', else `default`.
+    pub(crate) fn headers_database(&self) -> Result<String, Status> {
+        self.database("", None)
+    }
+
+    /// The database of the call, with `payload` (a JSON ticket's, an
+    /// ingest's catalog) named at `place`: a different database in the
+    /// headers and in the payload is a conflict, not a choice.
+    pub(crate) fn database(&self, place: &str, payload: Option<&str>) -> Result<String, Status> {
+        DatabaseChoice::new()
+            .named("header", self.header_database.as_deref())
+            .named(place, payload)
+            .only()
+            .map_err(|e| Status::invalid_argument(e.to_string()))
+    }
 }
 
 /// The gRPC service: credentials and database on every call, JSON tickets,
@@ -78,10 +93,7 @@ impl FlightFront {
     /// Checks the caller's credentials and records the database of the call.
     fn admit<T>(&self, request: &mut Request<T>) -> Result<(), Status> {
         authorize(&self.users, &self.tokens, request.metadata())?;
-        let call = match database_header(request.metadata())? {
-            Some(database) => Call { database, database_from_header: true },
-            None => Call { database: DEFAULT_DATABASE.to_owned(), database_from_header: false },
-        };
+        let call = Call { header_database: database_header(request.metadata())? };
         request.extensions_mut().insert(call);
         Ok(())
     }
@@ -90,22 +102,17 @@ impl FlightFront {
 /// Checks the `authorization` header: a token from a handshake, or what the
 /// HTTP front accepts (Basic, or `Bearer`/`Token` with the password).
 fn authorize(users: &Users, tokens: &SessionTokens, metadata: &MetadataMap) -> Result<(), Status> {
-    if !users.enabled() {
-        return Ok(());
-    }
     let Some(value) = metadata.get("authorization") else {
+        if users.admits(None, None) {
+            return Ok(());
+        }
         return Err(Status::unauthenticated(
             "authentication required: send `authorization: Bearer <token>` (a token from the handshake, or the \
              password), or Basic credentials",
         ));
     };
     let credentials = value.to_str().ok().and_then(Users::parse_authorization);
-    let accepted = match &credentials {
-        Some(Credentials::Token(token)) => tokens.check(token) || users.check(&Credentials::Token(token.clone())),
-        Some(other) => users.check(other),
-        None => false,
-    };
-    if accepted {
+    if users.admits(credentials.as_ref(), Some(tokens)) {
         Ok(())
     } else {
         Err(Status::unauthenticated("invalid credentials"))
@@ -114,35 +121,18 @@ fn authorize(users: &Users, tokens: &SessionTokens, metadata: &MetadataMap) -> R
 
 /// The database named by the call's headers; two different names are an error.
 fn database_header(metadata: &MetadataMap) -> Result<Option<String>, Status> {
-    let mut found: Option<(&str, String)> = None;
+    let mut choice = DatabaseChoice::new();
     for header in DATABASE_HEADERS {
         for value in metadata.get_all(*header) {
-            let value = value
-                .to_str()
-                .map_err(|_| Status::invalid_argument(format!("the '{header}' header is not text")))?
-                .trim()
-                .to_owned();
-            if value.is_empty() {
-                continue;
-            }
-            match &found {
-                Some((first, database)) if *database != value => {
-                    return Err(Status::invalid_argument(format!(
-                        "the call names two databases: '{database}' ({first} header) and '{value}' ({header} header)"
-                    )))
-                }
-                Some(_) => {}
-                None => found = Some((header, value)),
-            }
+            let value =
+                value.to_str().map_err(|_| Status::invalid_argument(format!("the '{header}' header is not text")))?;
+            choice = choice.named(format!("{header} header"), Some(value));
         }
     }
-    match found {
-        Some((_, database)) => {
-            check_name(NameKind::Database, &database).map_err(|e| Status::invalid_argument(e.to_string()))?;
-            Ok(Some(database))
-        }
-        None => Ok(None),
+    if !choice.is_named() {
+        return Ok(None);
     }
+    choice.only().map(Some).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -231,6 +221,9 @@ impl FlightService for FlightFront {
 pub(crate) struct FlightOptions {
     /// The certificate and key files, for TLS.
     pub(crate) tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The largest gRPC message taken or sent: a batch of an ingest or a
+    /// parameter binding (clients split larger writes).
+    pub(crate) max_message_bytes: usize,
 }
 
 /// The gRPC server of the front, with TLS when configured: built before the
@@ -245,12 +238,100 @@ pub(crate) fn router(front: FlightFront, options: &FlightOptions) -> Result<Rout
             .map_err(|e| format!("the TLS certificate or key cannot be used for FlightSQL: {e}"))?;
     }
     let service = FlightServiceServer::new(front)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes);
     Ok(server.add_service(service))
 }
 
-/// Serves FlightSQL on `listener` until the process ends.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, router: Router) -> Result<(), String> {
-    router.serve_with_incoming(TcpIncoming::from(listener)).await.map_err(|e| format!("FlightSQL server: {e}"))
+/// A connection the front admitted: the socket and its place among the
+/// open connections, freed when the connection closes.
+struct AdmittedConnection {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Connected for AdmittedConnection {
+    type ConnectInfo = <TcpStream as Connected>::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for AdmittedConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for AdmittedConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Serves FlightSQL on `listener` until `shutdown` fires, then lets the calls
+/// in flight finish. Sockets get `TCP_NODELAY` (without it every call waits
+/// for the client's delayed ACK, about 40 ms), and connections past
+/// `max_connections` are closed at once.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    max_connections: usize,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true)).filter_map(move |accepted| {
+        let slots = Arc::clone(&slots);
+        async move {
+            match accepted {
+                Ok(stream) => match slots.try_acquire_owned() {
+                    Ok(slot) => Some(Ok(AdmittedConnection { stream, _slot: slot })),
+                    Err(_) => {
+                        tracing::warn!(
+                            max_connections,
+                            "refused a FlightSQL connection: too many are open (HOURGLASS_FLIGHTSQL_MAX_CONNECTIONS)"
+                        );
+                        None
+                    }
+                },
+                Err(error) => Some(Err(error)),
+            }
+        }
+    });
+    let stopped = async move {
+        let _ = shutdown.changed().await;
+    };
+    router.serve_with_incoming_shutdown(incoming, stopped).await.map_err(|e| format!("FlightSQL server: {e}"))
 }

@@ -2,7 +2,6 @@
 //! prepared statements, updates, bulk ingest, the handshake, and InfluxDB 3's
 //! JSON tickets. The metadata commands are in [`super::metadata`].
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -28,30 +27,27 @@ use arrow_flight::{
     FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, SchemaResult, Ticket,
 };
 use bytes::Bytes;
-use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
-use serde::Deserialize;
 use tokio::sync::Notify;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::metadata::{self, MetadataCommand};
 use super::running::{Registration, RunningQueries};
-use super::status::{arrow_status, client_data_status, ingest_status, ipc_schema, query_status, StatementHandle};
+use super::status::{arrow_status, client_data_status, ipc_schema, query_status, StatementHandle};
 use super::Call;
-use crate::catalog::names::{check_name, NameKind};
 use crate::ingest::Ingester;
-use crate::query::{QueryEngine, QueryError, QueryOutput, SCHEMA as SCHEMA_NAME};
+use crate::query::{params, QueryEngine, QueryError, QueryOutput};
 use crate::server::auth::{Credentials, SessionTokens, Users};
 
-type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
+pub(super) type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
 /// The FlightSQL service: each command planned and run by the engine, bulk
 /// ingest written by the ingester.
 pub(crate) struct SqlService {
-    engine: Arc<QueryEngine>,
+    pub(super) engine: Arc<QueryEngine>,
     ingester: Option<Arc<Ingester>>,
     users: Arc<Users>,
     tokens: Arc<SessionTokens>,
@@ -171,7 +167,7 @@ impl SqlService {
         let message = Any::decode(&*request.get_ref().cmd)
             .map_err(|e| Status::invalid_argument(format!("the descriptor is not a FlightSQL command: {e}")))?;
         let handle = if let Some(query) = message.unpack::<CommandStatementQuery>().map_err(client_data_status)? {
-            StatementHandle::new(&call.database, &query.query)
+            StatementHandle::new(&call.headers_database()?, &query.query)
         } else if let Some(prepared) = message.unpack::<CommandPreparedStatementQuery>().map_err(client_data_status)? {
             StatementHandle::decode(&prepared.prepared_statement_handle)?
         } else {
@@ -184,115 +180,15 @@ impl SqlService {
         Ok(Response::new(SchemaResult { schema: ipc_schema(&schema)? }))
     }
 
-    /// InfluxDB 3's query: a plain DoGet whose ticket is
-    /// `{"database": ..., "sql_query": ..., "query_type": "sql", "params": {...}}`.
-    pub(crate) async fn influx_ticket(&self, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        let call = call_of(&request)?;
-        let ticket: InfluxTicket = serde_json::from_slice(&request.get_ref().ticket).map_err(|e| {
-            Status::invalid_argument(format!(
-                "the ticket is not a FlightSQL command nor InfluxDB 3's JSON ticket \
-                 {{\"database\": ..., \"sql_query\": ..., \"query_type\": \"sql\"}}: {e}"
-            ))
-        })?;
-        match ticket.query_type.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("sql") => {}
-            Some("influxql") => {
-                return Err(Status::unimplemented(
-                    "InfluxQL is not supported: send SQL (\"query_type\": \"sql\"); SELECT, WHERE time >= now() - \
-                     interval '1 hour', GROUP BY and date_bin cover what InfluxQL queries do",
-                ))
-            }
-            Some(other) => {
-                return Err(Status::invalid_argument(format!("unknown query_type '{other}': use \"sql\"")));
-            }
-        }
-        let named: Vec<String> = [ticket.database, ticket.bucket, ticket.namespace_name]
-            .into_iter()
-            .flatten()
-            .filter(|d| !d.is_empty())
-            .collect();
-        if let Some(other) = named.iter().find(|d| **d != named[0]) {
-            return Err(Status::invalid_argument(format!(
-                "the ticket names two databases: '{}' and '{other}'",
-                named[0]
-            )));
-        }
-        let database = match named.into_iter().next() {
-            Some(database) if call.database_from_header && database != call.database => {
-                return Err(Status::invalid_argument(format!(
-                    "the call names two databases: '{}' (header) and '{database}' (ticket)",
-                    call.database
-                )));
-            }
-            Some(database) => {
-                check_name(NameKind::Database, &database).map_err(|e| Status::invalid_argument(e.to_string()))?;
-                database
-            }
-            None => call.database,
-        };
-        let plan = self.engine.plan(&database, &ticket.sql_query).await.map_err(query_status)?;
-        let plan = match ticket.params {
-            Some(params) if !params.is_empty() => {
-                let values: HashMap<String, ScalarValue> = params
-                    .into_iter()
-                    .map(|(name, value)| json_scalar(&name, value).map(|v| (name, v)))
-                    .collect::<Result<_, _>>()?;
-                plan.replace_params_with_values(&ParamValues::from(values))
-                    .map_err(|e| query_status(QueryError::from_datafusion(e, true)))?
-            }
-            _ => plan,
-        };
-        let output = self.engine.execute(&database, plan).await.map_err(query_status)?;
-        // No FlightInfo names this ticket, so no client can cancel it; closing
-        // the stream stops the query.
-        Ok(Response::new(result_stream(output)))
-    }
-
-    fn ingester(&self) -> Result<&Arc<Ingester>, Status> {
+    pub(super) fn ingester(&self) -> Result<&Arc<Ingester>, Status> {
         self.ingester
             .as_ref()
             .ok_or_else(|| Status::unimplemented("this server does not take writes (GIGAPI_MODE); write to a writer"))
     }
 }
 
-/// The body of InfluxDB 3's JSON ticket.
-#[derive(Debug, Deserialize)]
-struct InfluxTicket {
-    #[serde(default)]
-    database: Option<String>,
-    #[serde(default)]
-    bucket: Option<String>,
-    #[serde(default)]
-    namespace_name: Option<String>,
-    sql_query: String,
-    #[serde(default)]
-    query_type: Option<String>,
-    #[serde(default)]
-    params: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-/// A JSON parameter value as SQL's.
-fn json_scalar(name: &str, value: serde_json::Value) -> Result<ScalarValue, Status> {
-    use serde_json::Value;
-    Ok(match value {
-        Value::Null => ScalarValue::Null,
-        Value::Bool(b) => ScalarValue::Boolean(Some(b)),
-        Value::String(s) => ScalarValue::Utf8(Some(s)),
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => ScalarValue::Int64(Some(i)),
-            (None, Some(f)) => ScalarValue::Float64(Some(f)),
-            _ => return Err(Status::invalid_argument(format!("parameter '{name}': {n} is out of range"))),
-        },
-        other => {
-            return Err(Status::invalid_argument(format!(
-                "parameter '{name}': {other} is not a number, string, boolean or null"
-            )))
-        }
-    })
-}
-
 /// The call's admission record (set by [`super::FlightFront`]).
-fn call_of<T>(request: &Request<T>) -> Result<Call, Status> {
+pub(super) fn call_of<T>(request: &Request<T>) -> Result<Call, Status> {
     request.extensions().get::<Call>().cloned().ok_or_else(|| Status::internal("the call was not admitted"))
 }
 
@@ -307,7 +203,7 @@ pub(crate) fn wire_schema(schema: &Schema) -> Schema {
 
 /// A result as Flight data: the schema first (so an empty result still has
 /// one), then each batch as the engine produces it.
-fn result_stream(output: QueryOutput) -> DoGetStream {
+pub(super) fn result_stream(output: QueryOutput) -> DoGetStream {
     let batches =
         output.stream.map_err(|e| FlightError::Tonic(Box::new(query_status(QueryError::from_datafusion(e, false)))));
     let encoded = FlightDataEncoderBuilder::new().with_schema(output.schema).build(batches).map_err(Status::from);
@@ -350,12 +246,16 @@ fn parameter_schema(plan: &LogicalPlan) -> Result<Schema, Status> {
     Ok(Schema::new(fields))
 }
 
-/// The plan with row `row` of `parameters` bound; a plan with parameters
-/// and nothing bound is the client's error.
+/// The plan with row `row` of `parameters` bound, column `i` for `$i+1`
+/// (see [`params::bind`]); a plan with parameters and nothing bound is the
+/// client's error.
 fn bind_row(plan: LogicalPlan, parameters: Option<&RecordBatch>, row: usize) -> Result<LogicalPlan, Status> {
     let types = parameter_types(&plan)?;
     match parameters {
-        Some(parameters) if !types.is_empty() || parameters.num_columns() > 0 => bind(plan, &types, parameters, row),
+        Some(parameters) if !types.is_empty() || parameters.num_columns() > 0 => {
+            let values = params::row_values(parameters, row).map_err(query_status)?;
+            params::bind(plan, values).map_err(query_status)
+        }
         _ if !types.is_empty() => Err(Status::invalid_argument(format!(
             "the statement has {} parameter(s): bind them (DoPut with the prepared statement's handle) before \
              executing it",
@@ -365,42 +265,9 @@ fn bind_row(plan: LogicalPlan, parameters: Option<&RecordBatch>, row: usize) -> 
     }
 }
 
-/// Fills the plan's parameters (of `types`) with row `row` of `parameters`,
-/// column `i` for `$i+1`, cast to the type the plan expects there.
-fn bind(
-    plan: LogicalPlan,
-    types: &[Option<DataType>],
-    parameters: &RecordBatch,
-    row: usize,
-) -> Result<LogicalPlan, Status> {
-    if row >= parameters.num_rows() {
-        return Err(Status::invalid_argument("the bound parameters have no rows: bind one row of values"));
-    }
-    if parameters.num_columns() != types.len() {
-        return Err(Status::invalid_argument(format!(
-            "the statement has {} parameter(s) but {} were bound",
-            types.len(),
-            parameters.num_columns()
-        )));
-    }
-    let mut values = Vec::with_capacity(types.len());
-    for (i, (column, expected)) in parameters.columns().iter().zip(types).enumerate() {
-        let value = ScalarValue::try_from_array(column.as_ref(), row).map_err(client_data_status)?;
-        let value = match expected {
-            Some(expected) if &value.data_type() != expected => value.cast_to(expected).map_err(|e| {
-                Status::invalid_argument(format!("parameter ${}: {value} cannot be used as {expected}: {e}", i + 1))
-            })?,
-            _ => value,
-        };
-        values.push(value);
-    }
-    plan.replace_params_with_values(&ParamValues::from(values))
-        .map_err(|e| query_status(QueryError::InvalidData { message: e.to_string(), sqlstate: "22023" }))
-}
-
 /// Reads a DoPut stream's batches (after its descriptor message), refusing
 /// more than `max_bytes` of encoded data in all.
-fn put_batches(
+pub(super) fn put_batches(
     request: Request<PeekableFlightDataStream>,
     max_bytes: usize,
 ) -> impl Stream<Item = Result<RecordBatch, Status>> + Send + 'static {
@@ -462,18 +329,14 @@ impl FlightSqlService for SqlService {
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
         let credentials = handshake_credentials(request).await;
-        if self.users.enabled() {
-            match &credentials {
-                Some(credentials) if self.users.check(credentials) => {}
-                // A token from an earlier handshake logs in again.
-                Some(Credentials::Token(token)) if self.tokens.check(token) => {}
-                Some(_) => return Err(Status::unauthenticated("invalid credentials")),
-                None => {
-                    return Err(Status::unauthenticated(
-                        "the handshake needs credentials: `authorization: Basic base64(user:password)`",
-                    ))
-                }
-            }
+        // A token from an earlier handshake logs in again.
+        if !self.users.admits(credentials.as_ref(), Some(&self.tokens)) {
+            return Err(match credentials {
+                Some(_) => Status::unauthenticated("invalid credentials"),
+                None => Status::unauthenticated(
+                    "the handshake needs credentials: `authorization: Basic base64(user:password)`",
+                ),
+            });
         }
         let token = self.tokens.issue();
         let header = MetadataValue::try_from(format!("Bearer {token}"))
@@ -494,7 +357,7 @@ impl FlightSqlService for SqlService {
         if query.transaction_id.is_some() {
             return Err(Status::unimplemented("transactions are not supported"));
         }
-        let handle = StatementHandle::new(&call.database, &query.query);
+        let handle = StatementHandle::new(&call.headers_database()?, &query.query);
         let schema = self.result_schema(&handle).await?;
         let ticket = TicketStatementQuery { statement_handle: handle.for_one_flight().encode()? };
         let info = Self::flight_info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())?;
@@ -540,7 +403,7 @@ impl FlightSqlService for SqlService {
         if command.transaction_id.is_some() {
             return Err(Status::unimplemented("transactions are not supported"));
         }
-        self.update(&StatementHandle::new(&call.database, &command.query), None).await
+        self.update(&StatementHandle::new(&call.headers_database()?, &command.query), None).await
     }
 
     async fn do_put_prepared_statement_query(
@@ -575,78 +438,7 @@ impl FlightSqlService for SqlService {
         command: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        use arrow_flight::sql::{TableExistsOption, TableNotExistOption};
-        let call = call_of(&request)?;
-        let ingester = Arc::clone(self.ingester()?);
-        if command.temporary {
-            return Err(Status::unimplemented("temporary tables are not supported: ingest into a measurement"));
-        }
-        if command.transaction_id.is_some() {
-            return Err(Status::unimplemented("transactions are not supported"));
-        }
-        let database = match command.catalog.filter(|c| !c.is_empty()) {
-            Some(catalog) if call.database_from_header && catalog != call.database => {
-                return Err(Status::invalid_argument(format!(
-                    "the call names two databases: '{}' (header) and '{catalog}' (the ingest's catalog)",
-                    call.database
-                )))
-            }
-            Some(catalog) => catalog,
-            None => call.database,
-        };
-        check_name(NameKind::Database, &database).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if let Some(schema) = command.schema.filter(|s| !s.is_empty() && s != SCHEMA_NAME) {
-            return Err(Status::invalid_argument(format!(
-                "measurements live in the schema '{SCHEMA_NAME}', not '{schema}'"
-            )));
-        }
-        let options = command.table_definition_options.unwrap_or_default();
-        let exists = self.engine.measurement_exists(&database, &command.table);
-        if exists {
-            match TableExistsOption::try_from(options.if_exists).unwrap_or(TableExistsOption::Unspecified) {
-                TableExistsOption::Fail => {
-                    return Err(Status::already_exists(format!(
-                        "table '{database}.{SCHEMA_NAME}.{}' already exists (ingest mode create); append to it \
-                         with mode append or create_append",
-                        command.table
-                    )))
-                }
-                TableExistsOption::Replace => {
-                    return Err(Status::unimplemented(
-                        "replacing a measurement is not supported: rows are appended, and a row with the same \
-                         series and time replaces the fields it names",
-                    ))
-                }
-                TableExistsOption::Append | TableExistsOption::Unspecified => {}
-            }
-        } else if TableNotExistOption::try_from(options.if_not_exist) == Ok(TableNotExistOption::Fail) {
-            return Err(Status::not_found(format!(
-                "table '{database}.{SCHEMA_NAME}.{}' not found (ingest mode append); create it with mode create \
-                 or create_append",
-                command.table
-            )));
-        }
-        let mut written = 0usize;
-        // Each batch is written before the next is read: no total bound is needed.
-        let mut batches = Box::pin(put_batches(request, usize::MAX));
-        while let Some(batch) = batches.next().await {
-            let batch = batch?;
-            // Each batch is acknowledged by the WAL before the next is read:
-            // memory stays bounded by one message.
-            match ingester.write_batch(&database, &command.table, &batch, true).await {
-                Ok(rows) => written += rows,
-                Err(error) => {
-                    let status = ingest_status(error);
-                    let message = if written > 0 {
-                        format!("{} ({written} rows of earlier batches were written)", status.message())
-                    } else {
-                        status.message().to_owned()
-                    };
-                    return Err(Status::new(status.code(), message));
-                }
-            }
-        }
-        Ok(i64::try_from(written).unwrap_or(i64::MAX))
+        self.ingest(command, request).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -658,7 +450,7 @@ impl FlightSqlService for SqlService {
         if query.transaction_id.is_some() {
             return Err(Status::unimplemented("transactions are not supported"));
         }
-        let handle = StatementHandle::new(&call.database, &query.query);
+        let handle = StatementHandle::new(&call.headers_database()?, &query.query);
         let plan = self.engine.plan(&handle.database, &handle.sql).await.map_err(query_status)?;
         let dataset = wire_schema(&QueryEngine::result_schema(&plan));
         let parameters = parameter_schema(&plan)?;

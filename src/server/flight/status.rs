@@ -10,52 +10,25 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tonic::Status;
 
-use crate::ingest::wal::WalError;
+use crate::errors::Classified;
 use crate::ingest::IngestError;
 use crate::query::QueryError;
+use crate::server::status::grpc_code;
 
-/// The gRPC status for a failed query: what the client should do about it.
-pub(crate) fn query_status(error: QueryError) -> Status {
-    let message = error.to_string();
-    match error {
-        QueryError::UnknownDatabase(_) | QueryError::UnknownTable(_) => Status::not_found(message),
-        QueryError::Forbidden(_) => Status::permission_denied(message),
-        QueryError::Unsupported(_) => Status::unimplemented(message),
-        QueryError::Syntax(_) | QueryError::UnknownColumn(_) | QueryError::Plan(_) | QueryError::InvalidData { .. } => {
-            Status::invalid_argument(message)
-        }
-        QueryError::Write { sqlstate, .. } => write_status_of(sqlstate, message),
-        QueryError::ResourcesExhausted(_) => Status::resource_exhausted(message),
-        QueryError::Timeout(_) => Status::deadline_exceeded(message),
-        QueryError::Cancelled => Status::cancelled(message),
-        QueryError::Execution(_) => Status::internal(message),
-    }
+/// The gRPC status of a failure: its kind's code (one table for every
+/// front, `server::status`) and its message.
+pub(crate) fn classified_status(error: &dyn Classified) -> Status {
+    Status::new(grpc_code(error.kind()), error.to_string())
 }
 
-/// A refused write by its SQLSTATE class: the client's data (fix it), a full
-/// buffer (retry), or the server's disk (ask the operator).
-fn write_status_of(sqlstate: &str, message: String) -> Status {
-    match sqlstate {
-        "42P01" | "3D000" => Status::not_found(message),
-        s if s.starts_with("53") => Status::unavailable(message),
-        s if s.starts_with("58") || s.starts_with("XX") => Status::internal(message),
-        _ => Status::invalid_argument(message),
-    }
+/// The gRPC status for a failed query.
+pub(crate) fn query_status(error: QueryError) -> Status {
+    classified_status(&error)
 }
 
 /// The gRPC status for a refused ingest.
 pub(crate) fn ingest_status(error: IngestError) -> Status {
-    let message = error.to_string();
-    match error {
-        IngestError::UnknownColumn(_)
-        | IngestError::Schema(_)
-        | IngestError::IncompletePoint { .. }
-        | IngestError::BadValue { .. } => Status::invalid_argument(message),
-        IngestError::BufferFull { .. } | IngestError::Busy | IngestError::Wal(WalError::Closed) => {
-            Status::unavailable(message)
-        }
-        IngestError::Wal(_) | IngestError::Catalog(_) | IngestError::Internal(_) => Status::internal(message),
-    }
+    classified_status(&error)
 }
 
 /// An Arrow error while encoding a message: the server's fault.

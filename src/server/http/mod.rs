@@ -1,9 +1,12 @@
-//! The HTTP front: InfluxDB-compatible writes, health, ping and metrics.
+//! The HTTP front: InfluxDB-compatible writes, SQL queries, health,
+//! readiness, ping and metrics.
 
+mod cors;
 mod query;
 mod write;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -13,11 +16,19 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use super::auth::{Credentials, Users};
+use super::status;
+use crate::catalog::Catalog;
 use crate::compactor::Compactor;
 use crate::config::Mode;
+use crate::errors::Classified;
 use crate::ingest::Ingester;
-use crate::metrics::Metrics;
+use crate::metrics::{Gauges, Metrics};
 use crate::query::QueryEngine;
+use crate::storage::Storage;
+pub use cors::AllowedOrigins;
+
+/// How long `/ready` waits for a storage layer to answer.
+const LAYER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the HTTP handlers share.
 #[derive(Debug, Clone)]
@@ -26,12 +37,20 @@ pub struct HttpState {
     pub ingester: Option<Arc<Ingester>>,
     /// The query engine; `None` in modes that answer no queries.
     pub engine: Option<Arc<QueryEngine>>,
+    /// The catalog, whose state `/health` and `/ready` report.
+    pub catalog: Arc<dyn Catalog>,
+    /// The storage layers, which `/ready` checks.
+    pub storage: Arc<Storage>,
     /// Who may connect.
     pub users: Arc<Users>,
     /// The process metrics.
     pub metrics: Arc<Metrics>,
-    /// Largest request body, after decompression.
+    /// Largest write body, after decompression.
     pub max_body_bytes: usize,
+    /// Largest query body.
+    pub max_query_bytes: usize,
+    /// The web origins whose pages may write and run SQL.
+    pub origins: Arc<AllowedOrigins>,
     /// The server's mode.
     pub mode: Mode,
     /// The compactor; `None` in modes that do not compact.
@@ -44,6 +63,18 @@ pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Resp
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
+/// A failure as the JSON error response every HTTP endpoint gives: the
+/// status of its kind (one table for every front, `server::status`), and
+/// `Retry-After` when retrying soon may work.
+pub(crate) fn classified_error(error: &dyn Classified) -> Response {
+    let kind = error.kind();
+    let mut response = json_error(status::http_status(kind), error.to_string());
+    if let Some(seconds) = status::retry_after_s(kind) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
 /// Query-string parameters, first value wins.
 pub(crate) fn query_params(query: Option<&str>) -> Vec<(String, String)> {
     query.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
@@ -53,9 +84,13 @@ pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'
     params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
+/// Endpoints anyone may call: they change nothing and tell nothing of the data.
+fn is_open(path: &str) -> bool {
+    matches!(path, "/health" | "/ready" | "/ping")
+}
+
 async fn require_auth(State(state): State<HttpState>, request: Request, next: Next) -> Response {
-    let open = matches!(request.uri().path(), "/health" | "/ping") || request.method() == axum::http::Method::OPTIONS;
-    if !state.users.enabled() || open {
+    if is_open(request.uri().path()) || request.method() == axum::http::Method::OPTIONS {
         return next.run(request).await;
     }
     let from_header =
@@ -66,11 +101,7 @@ async fn require_auth(State(state): State<HttpState>, request: Request, next: Ne
         let user = param(&params, "u").unwrap_or_default().to_owned();
         Some(Credentials::Password { user, password })
     };
-    let authorized = match from_header.or_else(from_query) {
-        Some(credentials) => state.users.check(&credentials),
-        None => false,
-    };
-    if authorized {
+    if state.users.admits(from_header.or_else(from_query).as_ref(), None) {
         return next.run(request).await;
     }
     let mut response = json_error(StatusCode::UNAUTHORIZED, "unauthorized: missing or wrong credentials");
@@ -78,16 +109,71 @@ async fn require_auth(State(state): State<HttpState>, request: Request, next: Ne
     response
 }
 
+/// What stopped a component that cannot go on until the server restarts:
+/// the WAL after an I/O error, the catalog after a write whose outcome is
+/// unknown.
+fn stopped_components(state: &HttpState) -> Vec<serde_json::Value> {
+    let mut checks = Vec::new();
+    if let Some(reason) = state.ingester.as_ref().and_then(|i| i.failure()) {
+        checks.push(serde_json::json!({"name": "wal", "status": "fail", "message": reason}));
+    }
+    if let Some(reason) = state.catalog.stopped() {
+        checks.push(serde_json::json!({"name": "catalog", "status": "fail", "message": reason}));
+    }
+    checks
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// `GET /health`: the liveness check. 200 while the process can do its
+/// work; 503 when a component has stopped after an I/O error and only a
+/// restart brings it back (the checks say which, and why).
 async fn health(State(state): State<HttpState>) -> Response {
+    let checks = stopped_components(&state);
+    let failing = !checks.is_empty();
     let body = serde_json::json!({
-        "checks": [],
+        "checks": checks,
         "commit": "",
-        "message": format!("ready ({} mode)", state.mode),
+        "message": if failing {
+            "a component stopped after an I/O error: restart the server".to_owned()
+        } else {
+            format!("ready ({} mode)", state.mode)
+        },
         "name": "hourglassdb",
-        "status": "pass",
+        "status": if failing { "fail" } else { "pass" },
         "version": env!("CARGO_PKG_VERSION"),
     });
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    json_response(if failing { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }, body)
+}
+
+/// `GET /ready`: whether to send this server traffic. 200 when the WAL takes
+/// writes (in modes that write), the catalog takes changes and every storage
+/// layer answers; else 503 with the reasons.
+async fn ready(State(state): State<HttpState>) -> Response {
+    let mut checks = stopped_components(&state);
+    let probes = state
+        .storage
+        .layers()
+        .iter()
+        .map(|layer| async move { (layer.name(), layer.probe(LAYER_PROBE_TIMEOUT).await) });
+    for (name, probed) in futures::future::join_all(probes).await {
+        if let Err(reason) = probed {
+            checks.push(serde_json::json!({
+                "name": format!("layer {name}"),
+                "status": "fail",
+                "message": format!("storage layer '{name}' does not answer: {reason}"),
+            }));
+        }
+    }
+    let ready = checks.is_empty();
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "checks": checks,
+        "mode": state.mode.to_string(),
+    });
+    json_response(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
 }
 
 async fn ping() -> Response {
@@ -95,8 +181,12 @@ async fn ping() -> Response {
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
-    let buffered = state.ingester.as_ref().map_or(0, |i| i.buffer().bytes() as u64);
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(buffered))
+    let gauges = Gauges {
+        buffered_bytes: state.ingester.as_ref().map_or(0, |i| i.buffer().bytes() as u64),
+        queries_running: state.engine.as_ref().map_or(0, |e| e.queries_running() as u64),
+        queries_queued: state.engine.as_ref().map_or(0, |e| e.queries_queued() as u64),
+    };
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(gauges))
         .into_response()
 }
 
@@ -128,22 +218,38 @@ async fn not_found(request: Request) -> Response {
     json_error(StatusCode::NOT_FOUND, format!("not found: {} {}", request.method(), request.uri().path()))
 }
 
+/// `PUT /admin/failpoints/{point}` with the actions as the body: arms a
+/// fault injection point (a test build's only; see `crate::faults`).
+#[cfg(feature = "fault-injection")]
+async fn arm_failpoint(axum::extract::Path(point): axum::extract::Path<String>, actions: String) -> Response {
+    match crate::faults::arm(&point, actions.trim()) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => json_error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
 /// The HTTP API's routes.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let router = Router::new();
+    #[cfg(feature = "fault-injection")]
+    let router = router.route("/admin/failpoints/{point}", axum::routing::put(arm_failpoint));
+    router
         .route("/write", post(write::write_v1))
         .route("/api/v2/write", post(write::write_v2))
         .route("/api/v3/write_lp", post(write::write_v3))
         .route("/gigapi/write", post(write::write_gigapi))
         .route("/gigapi/write/{db}", post(write::write_gigapi_db))
         .route("/gigapi/insert", post(write::write_gigapi))
-        .route("/query", post(query::gigapi_query).options(query::preflight))
-        .route("/api/v3/query_sql", get(query::influx_query).post(query::influx_query).options(query::preflight))
+        .route("/query", post(query::gigapi_query).options(cors::preflight))
+        .route("/api/v3/query_sql", get(query::influx_query).post(query::influx_query).options(cors::preflight))
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/ping", get(ping).head(ping))
         .route("/metrics", get(metrics))
         .route("/admin/compact", post(compact))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_auth))
+        // Outermost: a page of another origin is refused before anything else.
+        .layer(middleware::from_fn_with_state(state.clone(), cors::check_origin))
         .with_state(state)
 }

@@ -14,13 +14,13 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::{Stream, StreamExt};
 
-use super::{json_error, param, query_params, HttpState};
-use crate::catalog::names::{check_name, NameKind};
-use crate::catalog::DEFAULT_DATABASE;
+use super::{classified_error, json_error, param, query_params, HttpState};
+use crate::errors::{Classified, ErrorClass};
 use crate::query::{QueryEngine, QueryError, QueryOutput};
+use crate::server::database::DatabaseChoice;
 
 /// The result encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,30 +87,12 @@ fn influx_format(name: Option<&str>, headers: &HeaderMap) -> Result<Format, Stri
     })
 }
 
-/// The status for a failed query.
+/// The response to a failed query.
 fn error_response(error: &QueryError) -> Response {
-    let status = match error {
-        QueryError::UnknownDatabase(_) => StatusCode::NOT_FOUND,
-        QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
-        QueryError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        QueryError::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-        QueryError::Write { sqlstate, .. } if sqlstate.starts_with("53") => StatusCode::SERVICE_UNAVAILABLE,
-        QueryError::Write { sqlstate, .. } if sqlstate.starts_with("58") || sqlstate.starts_with("XX") => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-        // Runtime failures are nearly always caused by the query's own data or
-        // arguments; a 500 would send users looking for a server fault.
-        QueryError::Unsupported(_)
-        | QueryError::Syntax(_)
-        | QueryError::UnknownTable(_)
-        | QueryError::UnknownColumn(_)
-        | QueryError::Plan(_)
-        | QueryError::InvalidData { .. }
-        | QueryError::Write { .. }
-        | QueryError::ResourcesExhausted(_)
-        | QueryError::Execution(_) => StatusCode::BAD_REQUEST,
-    };
-    json_error(status, error.to_string())
+    if error.class() == ErrorClass::Server {
+        tracing::error!(%error, "query failed");
+    }
+    classified_error(error)
 }
 
 /// Formats times as RFC 3339 in UTC with nanoseconds, and tags as plain strings,
@@ -381,10 +363,9 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<QueryBody, String> {
     if body.is_empty() {
         return Ok(QueryBody::default());
     }
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|t| t.contains("json") || t.starts_with("application/x-www-form-urlencoded"));
+    // A body that says it is JSON must be; any other body (curl -d sends
+    // form-urlencoded) is JSON if it parses as JSON, else the SQL itself.
+    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.contains("json"));
     match serde_json::from_slice::<QueryBody>(body) {
         Ok(parsed) => Ok(parsed),
         Err(_) if !is_json => {
@@ -396,11 +377,14 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<QueryBody, String> {
     }
 }
 
-/// The database named by the request (`default` when none), checked.
-fn database_name(name: Option<String>) -> Result<String, String> {
-    let name = name.filter(|d| !d.is_empty()).unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
-    check_name(NameKind::Database, &name).map_err(|e| e.to_string())?;
-    Ok(name)
+/// The database of a query: the `db` parameter's, else the body's, else
+/// `default`.
+fn database_name(parameter: Option<&str>, body: Option<&str>) -> Result<String, String> {
+    DatabaseChoice::new()
+        .named("the db parameter", parameter)
+        .named("the body", body)
+        .first()
+        .map_err(|e| e.to_string())
 }
 
 fn no_engine(state: &HttpState) -> Response {
@@ -410,9 +394,14 @@ fn no_engine(state: &HttpState) -> Response {
     )
 }
 
-async fn read_small_body(body: Body) -> Result<Bytes, String> {
-    // Queries are text; 16 MiB is plenty.
-    axum::body::to_bytes(body, 16 << 20).await.map_err(|e| format!("query body: {e}"))
+/// Reads a query body of at most `limit` bytes.
+async fn read_query_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the query body is larger than {limit} bytes (HOURGLASS_MAX_QUERY_BYTES), or was cut off"),
+        )
+    })
 }
 
 /// What both query endpoints read first: the engine, the query string and the body.
@@ -424,7 +413,7 @@ async fn read_request(
 ) -> Result<(Arc<QueryEngine>, Vec<(String, String)>, QueryBody), Response> {
     let engine = state.engine.clone().ok_or_else(|| no_engine(state))?;
     let params = query_params(query.as_deref());
-    let body = read_small_body(body).await.map_err(|e| json_error(StatusCode::PAYLOAD_TOO_LARGE, e))?;
+    let body = read_query_body(body, state.max_query_bytes).await?;
     let parsed = parse_body(headers, &body).map_err(|e| json_error(StatusCode::BAD_REQUEST, e))?;
     Ok((engine, params, parsed))
 }
@@ -448,11 +437,11 @@ pub(super) async fn gigapi_query(
     let Some(sql) = parsed.query.or(parsed.q).or_else(|| param(&params, "query").map(str::to_owned)) else {
         return json_error(StatusCode::BAD_REQUEST, "Missing query: send {\"query\": \"SELECT ...\"}");
     };
-    let database = match database_name(param(&params, "db").map(str::to_owned).or(parsed.db)) {
+    let database = match database_name(param(&params, "db"), parsed.db.as_deref()) {
         Ok(database) => database,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
     };
-    with_cors(respond(engine, database, sql, format, &method).await)
+    respond(engine, database, sql, format, &method).await
 }
 
 /// `GET` or `POST /api/v3/query_sql` with `db`, `q` and `format` (InfluxDB 3).
@@ -474,25 +463,9 @@ pub(super) async fn influx_query(
     let Some(sql) = param(&params, "q").map(str::to_owned).or(parsed.q).or(parsed.query) else {
         return json_error(StatusCode::BAD_REQUEST, "missing query parameter 'q'");
     };
-    let database = match database_name(param(&params, "db").map(str::to_owned).or(parsed.db)) {
+    let database = match database_name(param(&params, "db"), parsed.db.as_deref()) {
         Ok(database) => database,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
     };
-    with_cors(respond(engine, database, sql, format, &method).await)
-}
-
-fn with_cors(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    response
-}
-
-/// CORS preflight for browser clients (GigAPI's UI).
-pub(super) async fn preflight() -> Response {
-    let mut response = StatusCode::OK.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
-    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type, Authorization"));
-    response
+    respond(engine, database, sql, format, &method).await
 }

@@ -5,17 +5,16 @@ use std::io::Read;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
-use super::{json_error, param, query_params, HttpState};
-use crate::catalog::names::{check_name, NameKind};
-use crate::catalog::DEFAULT_DATABASE;
+use super::{classified_error, json_error, param, query_params, HttpState};
+use crate::errors::{Classified, ErrorClass};
 use crate::ingest::line_protocol::Precision;
-use crate::ingest::wal::WalError;
 use crate::ingest::{IngestError, LineProtocolWrite, WriteOutcome};
+use crate::server::database::DatabaseChoice;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
@@ -64,19 +63,27 @@ fn parse_flag(params: &[(String, String)], name: &str, default: bool) -> Result<
     }
 }
 
+fn too_large(limit: usize) -> Response {
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body is larger than {limit} bytes (HOURGLASS_MAX_BODY_BYTES); split the write"),
+    )
+}
+
+/// Whether a body's declared `Content-Length` is over the limit. The
+/// declared size is only ever a reason to refuse: it is never trusted to
+/// size a buffer.
+fn declared_too_large(headers: &HeaderMap, limit: usize) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|length| length > limit as u64)
+}
+
 /// Reads a body of at most `limit` bytes, decompressing gzip. The error is the response.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
-    let too_large = || {
-        json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than {limit} bytes (HOURGLASS_MAX_BODY_BYTES); split the write"),
-        )
-    };
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
-    }
+    let too_large = || too_large(limit);
     let gzip =
         match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase()) {
             None => false,
@@ -90,7 +97,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
             }
         };
     let mut stream = body.into_data_stream();
-    let mut raw = BytesMut::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
+    let mut raw = BytesMut::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| json_error(StatusCode::BAD_REQUEST, format!("reading the request body: {e}")))?;
         if raw.len() + chunk.len() > limit {
@@ -142,25 +149,10 @@ fn rejected_response(endpoint: Endpoint, outcome: &WriteOutcome) -> Response {
 }
 
 fn ingest_error_response(error: IngestError) -> Response {
-    let status = match &error {
-        IngestError::BufferFull { .. } | IngestError::Busy | IngestError::Wal(WalError::Closed) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        IngestError::Schema(_)
-        | IngestError::UnknownColumn(_)
-        | IngestError::IncompletePoint { .. }
-        | IngestError::BadValue { .. } => StatusCode::BAD_REQUEST,
-        IngestError::Wal(WalError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
-        IngestError::Wal(_) | IngestError::Catalog(_) | IngestError::Internal(_) => {
-            tracing::error!(%error, "write failed");
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-    };
-    let mut response = json_error(status, error.to_string());
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if error.class() == ErrorClass::Server {
+        tracing::error!(%error, "write failed");
     }
-    response
+    classified_error(&error)
 }
 
 async fn write(
@@ -178,16 +170,16 @@ async fn write(
         );
     };
     let params = query_params(query.as_deref());
-    let database = match endpoint {
-        Endpoint::V2 => param(&params, "bucket"),
-        _ => path_database.as_deref().or_else(|| param(&params, "db")),
-    }
-    .filter(|d| !d.is_empty())
-    .unwrap_or(DEFAULT_DATABASE)
-    .to_owned();
-    if let Err(e) = check_name(NameKind::Database, &database) {
-        return json_error(StatusCode::BAD_REQUEST, e.to_string());
-    }
+    let choice = match endpoint {
+        Endpoint::V2 => DatabaseChoice::new().named("the bucket parameter", param(&params, "bucket")),
+        _ => DatabaseChoice::new()
+            .named("the path", path_database.as_deref())
+            .named("the db parameter", param(&params, "db")),
+    };
+    let database = match choice.first() {
+        Ok(database) => database,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
     let precision = match parse_precision(endpoint, param(&params, "precision")) {
         Ok(p) => p,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
@@ -201,13 +193,22 @@ async fn write(
         Ok(flags) => flags,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
     };
+    // A declared size over the limit is refused before the write waits for
+    // a place; the body is read only once it has one.
+    if declared_too_large(&headers, state.max_body_bytes) {
+        return too_large(state.max_body_bytes);
+    }
+    let slot = match ingester.admit().await {
+        Ok(slot) => slot,
+        Err(error) => return ingest_error_response(error),
+    };
     let body = match read_body(&headers, body, state.max_body_bytes).await {
         Ok(body) => body,
         Err(response) => return response,
     };
     let received_at_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let options = LineProtocolWrite { precision, accept_partial, no_sync, received_at_ns };
-    match ingester.write_line_protocol(&database, body, options).await {
+    match ingester.write_line_protocol(slot, &database, body, options).await {
         Ok(outcome) if outcome.rejected_lines == 0 => StatusCode::NO_CONTENT.into_response(),
         Ok(outcome) => rejected_response(endpoint, &outcome),
         Err(error) => ingest_error_response(error),

@@ -8,40 +8,44 @@
 //! Arrow batches into rows.
 
 mod cancel;
+mod connection;
 mod copy;
 mod queries;
+mod results;
 mod startup;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion_postgres::pgwire;
 use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError};
 
 use super::auth::Users;
+use crate::errors::Classified;
 use crate::query::{QueryEngine, QueryError};
 
 use crate::config::PgAuthMethod;
 
 /// How the Postgres front runs.
-#[derive(Debug, Clone)]
 pub(crate) struct PgOptions {
-    /// Interface to listen on.
-    pub(crate) host: String,
-    /// Port to listen on.
-    pub(crate) port: u16,
     /// How passwords are checked when users are configured.
     pub(crate) auth: PgAuthMethod,
-    /// Certificate chain and key for TLS, checked by [`check_tls`].
-    pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    /// TLS for clients that ask for it, from [`check_tls`].
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Most connections open at once; more are refused with 53300.
+    pub(crate) max_connections: usize,
+    /// The longest COPY line a load takes.
+    pub(crate) max_copy_line_bytes: usize,
+    /// How long queries in flight may run on after shutdown starts.
+    pub(crate) shutdown_grace: Duration,
 }
 
-/// Loads the certificate chain and key as datafusion-postgres will, so that
-/// a file it cannot use stops the server at start-up: datafusion-postgres
-/// itself would log a warning and serve plain text, which a user who set up
-/// TLS must never get.
-pub(crate) fn check_tls(cert: &Path, key: &Path) -> Result<(), String> {
+/// The TLS configuration of the certificate chain and key: checked at
+/// start-up, so that a file that cannot be used stops the server rather
+/// than leave it serving plain text to a user who set up TLS.
+pub(crate) fn check_tls(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, String> {
     use std::io::BufReader;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use tokio_rustls::rustls::{self, ServerConfig};
@@ -54,8 +58,6 @@ pub(crate) fn check_tls(cert: &Path, key: &Path) -> Result<(), String> {
     if certs.is_empty() {
         return Err(format!("{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", cert.display()));
     }
-    // Every key block is read, as datafusion-postgres reads them: one it
-    // cannot parse would make it fall back to plain text.
     let key_der = rustls_pemfile::pkcs8_private_keys(&mut open(key)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?
@@ -70,11 +72,11 @@ pub(crate) fn check_tls(cert: &Path, key: &Path) -> Result<(), String> {
             )
         })?;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    ServerConfig::builder()
+    let config = ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, PrivateKeyDer::from(key_der))
         .map_err(|e| format!("the certificate and key do not make a TLS configuration: {e}"))?;
-    Ok(())
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// The handlers of every connection.
@@ -121,23 +123,24 @@ impl PgWireServerHandlers for Handlers {
     }
 }
 
-/// Serves the Postgres protocol until the process ends.
-pub(crate) async fn serve(engine: Arc<QueryEngine>, users: Arc<Users>, options: PgOptions) -> std::io::Result<()> {
+/// Serves the Postgres protocol on `listener` until `shutdown` fires, then
+/// lets queries in flight finish (see [`connection`]).
+pub(crate) async fn serve(
+    engine: Arc<QueryEngine>,
+    users: Arc<Users>,
+    options: PgOptions,
+    listener: tokio::net::TcpListener,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let handlers = Arc::new(Handlers {
-        queries: Arc::new(queries::Queries::new(Arc::clone(&engine))),
+        queries: Arc::new(queries::Queries::new(Arc::clone(&engine), options.max_copy_line_bytes)),
         engine,
         users,
         auth: options.auth,
         connections: Arc::new(ConnectionManager::new()),
         signals: Arc::default(),
     });
-    let mut server = datafusion_postgres::ServerOptions::new().with_host(options.host).with_port(options.port);
-    if let Some((cert, key)) = options.tls {
-        server = server
-            .with_tls_cert_path(Some(cert.to_string_lossy().into_owned()))
-            .with_tls_key_path(Some(key.to_string_lossy().into_owned()));
-    }
-    datafusion_postgres::serve_with_handlers(handlers, &server).await
+    connection::serve(listener, handlers, options.tls, options.max_connections, shutdown, options.shutdown_grace).await;
 }
 
 /// An engine error as the Postgres error a client can act on.

@@ -1,10 +1,12 @@
 //! Simple and extended query protocol over the engine.
 //!
-//! SQL is parsed by datafusion-postgres' compatibility parser (which rewrites
-//! what psql, Grafana, dbt and others send into SQL DataFusion plans), passed
-//! through its hooks (SET/SHOW, transactions) and otherwise planned and run by
-//! the engine, in the connection's database, with the engine's sandbox and
-//! limits.
+//! SQL is parsed by the engine's Postgres parser (datafusion-postgres'
+//! compatibility parser and the engine's own rewrites), passed through
+//! datafusion-postgres' hooks (SET/SHOW, transactions) and otherwise planned
+//! and run by the engine, in the connection's database, with the engine's
+//! sandbox and limits. A simple query with several statements runs them one
+//! at a time, each result sent before the next statement starts, and stops at
+//! the first error, as PostgreSQL does.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -15,33 +17,39 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
-use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
-use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use datafusion_postgres::arrow_pg::datatypes::into_pg_type;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::hooks::{HookClient, QueryHook};
 use datafusion_postgres::pgwire;
 use futures::{stream, Sink, SinkExt, StreamExt};
-use pgwire::api::copy::CopyHandler;
+use pgwire::api::copy::{send_copy_in_response, send_copy_out_response, CopyHandler};
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::query::{
+    send_execution_response, send_query_response, send_ready_for_query, ExtendedQueryHandler, SimpleQueryHandler,
+};
 use pgwire::api::results::{CopyResponse, DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, Type, METADATA_DATABASE};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionHandle, PgWireConnectionState, Type, METADATA_DATABASE, METADATA_USER,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
-use pgwire::messages::data::DataRow;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyOutResponse};
+use pgwire::messages::response::EmptyQueryResponse;
+use pgwire::messages::simplequery::Query;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 
 use super::cancel::QuerySignal;
-use super::copy::{CopyFrom, CopyIn, CopySlot};
-use super::query_error;
+use super::copy::{CopyIn, CopySlot, CopyStatement};
+use super::{query_error, results};
 use crate::catalog::DEFAULT_DATABASE;
-use crate::query::{postgres as pg, QueryEngine, QueryError, QueryOutput};
+use crate::query::postgres_sql::{column_names, PostgresParser};
+use crate::query::{params, postgres as pg, QueryEngine, QueryError, QueryOutput};
 
 /// A prepared statement: its SQL and, unless it was empty, the parsed statement
 /// and its plan (the type datafusion-postgres' hooks expect in the portal store).
@@ -51,14 +59,24 @@ pub(crate) type Prepared = (String, Option<(Statement, LogicalPlan)>);
 pub(crate) struct Queries {
     engine: Arc<QueryEngine>,
     parser: Arc<Parser>,
+    /// The longest COPY line (or binary row) a load takes.
+    max_copy_line_bytes: usize,
+}
+
+/// What running one statement of a simple query gives.
+enum Outcome {
+    /// A response pgwire knows how to send.
+    Response(Response),
+    /// The rows of a COPY TO.
+    CopyOut(super::copy::CopyOut),
 }
 
 impl Queries {
-    pub(crate) fn new(engine: Arc<QueryEngine>) -> Self {
+    pub(crate) fn new(engine: Arc<QueryEngine>, max_copy_line_bytes: usize) -> Self {
         let hooks: Vec<Arc<dyn QueryHook>> =
             vec![Arc::new(ShowSettings), Arc::new(SetShowHook), Arc::new(TransactionStatementHook)];
-        let parser = Arc::new(Parser { engine: Arc::clone(&engine), sql: PostgresCompatibilityParser::new(), hooks });
-        Queries { engine, parser }
+        let parser = Arc::new(Parser { engine: Arc::clone(&engine), sql: PostgresParser::new(), hooks });
+        Queries { engine, parser, max_copy_line_bytes }
     }
 }
 
@@ -66,25 +84,32 @@ fn database_of<C: ClientInfo + ?Sized>(client: &C) -> String {
     client.metadata().get(METADATA_DATABASE).cloned().unwrap_or_else(|| DEFAULT_DATABASE.to_owned())
 }
 
+/// Parses SQL for a client: its user stands for `"$user"` in the search path.
+fn parse_for<C: ClientInfo + ?Sized>(parser: &PostgresParser, client: &C, sql: &str) -> Result<Vec<Statement>, String> {
+    let user = client.metadata().get(METADATA_USER).map_or("", String::as_str);
+    let search_path = pg::setting("search_path").unwrap_or_default();
+    parser.parse(sql, user, &search_path).map_err(|e| e.to_string())
+}
+
 /// A context over the connection's database, for datafusion-postgres' hooks.
 fn hook_context(engine: &QueryEngine, database: &str) -> SessionContext {
     SessionContext::new_with_state(engine.session(database))
 }
 
-/// Encodes a result as rows, batch by batch as the engine produces them.
-fn encode(output: QueryOutput, format: &Format, client: &impl ClientInfo) -> PgWireResult<QueryResponse> {
-    let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-    let fields = Arc::new(arrow_schema_to_pg_fields(&output.schema, format, Some(options))?);
-    let row_fields = Arc::clone(&fields);
-    let rows = output
-        .stream
-        .map(move |batch| -> Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> {
-            match batch {
-                Ok(batch) => encode_recordbatch(Arc::clone(&row_fields), batch),
-                Err(e) => Box::new(std::iter::once(Err(query_error(QueryError::from_datafusion(e, false))))),
-            }
-        })
-        .flat_map(stream::iter);
+fn format_options(client: &impl ClientInfo) -> Arc<FormatOptions> {
+    Arc::new(FormatOptions::from_client_metadata(client.metadata()))
+}
+
+/// Encodes a result as rows, batch by batch as the engine produces them,
+/// with its columns named `names` where given.
+fn encode(
+    output: QueryOutput,
+    names: &[Option<String>],
+    format: &Format,
+    client: &impl ClientInfo,
+) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(results::fields(&output.schema, names, format, format_options(client))?);
+    let rows = results::rows(output.stream, Arc::clone(&fields));
     Ok(QueryResponse::new(fields, rows))
 }
 
@@ -94,6 +119,7 @@ impl Queries {
         &self,
         database: &str,
         plan: LogicalPlan,
+        names: &[Option<String>],
         format: &Format,
         client: &impl ClientInfo,
     ) -> PgWireResult<Response> {
@@ -106,7 +132,7 @@ impl Queries {
             None => output,
         };
         if !insert && catalog_tag.is_none() {
-            return Ok(Response::Query(encode(output, format, client)?));
+            return Ok(Response::Query(encode(output, names, format, client)?));
         }
         let mut rows = 0;
         for batch in output.collect().await.map_err(query_error)? {
@@ -122,14 +148,34 @@ impl Queries {
         }))
     }
 
+    /// Plans and runs one parsed statement through the engine, its columns
+    /// named as PostgreSQL names them.
+    async fn run_statement(
+        &self,
+        database: &str,
+        statement: Statement,
+        format: &Format,
+        client: &impl ClientInfo,
+    ) -> PgWireResult<Response> {
+        let planned = self.engine.plan_statement(database, DfStatement::Statement(Box::new(statement.clone())));
+        let plan = planned.await.map_err(query_error)?;
+        let names = column_names(&statement, plan.schema().fields().len());
+        self.run(database, plan, &names, format, client).await
+    }
+
     /// Starts `COPY ... FROM STDIN`: the load waits in the connection for the
     /// client's CopyData.
-    fn start_copy(&self, copy: CopyFrom, database: &str, client: &impl ClientInfo) -> PgWireResult<Response> {
-        let load = copy.start(&self.engine, database)?;
-        let columns = load.column_count();
+    fn start_copy(
+        &self,
+        copy: super::copy::CopyFrom,
+        database: &str,
+        client: &impl ClientInfo,
+    ) -> PgWireResult<Response> {
+        let load = copy.start(&self.engine, database, self.max_copy_line_bytes)?;
+        let (format, columns) = (load.format_code(), load.column_count());
         let slot = client.session_extensions().get_or_insert_with(CopySlot::default);
         *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(load);
-        Ok(Response::CopyIn(CopyResponse::new(0, columns, stream::empty())))
+        Ok(Response::CopyIn(CopyResponse::new(format, columns, stream::empty())))
     }
 
     fn take_copy(client: &impl ClientInfo) -> Option<CopyIn> {
@@ -143,6 +189,171 @@ impl Queries {
             *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(load);
         }
     }
+
+    /// One statement of a simple query: COPY, a hook's answer (SET, SHOW,
+    /// transactions), or the engine's result.
+    async fn simple_statement<C>(
+        &self,
+        client: &mut C,
+        database: &str,
+        statement: Statement,
+        last: bool,
+    ) -> PgWireResult<Outcome>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match CopyStatement::from_statement(&statement)? {
+            Some(CopyStatement::From(copy)) => {
+                if !last {
+                    return Err(syntax_error("COPY FROM STDIN must be the last statement of a query"));
+                }
+                return self.start_copy(copy, database, client).map(Outcome::Response);
+            }
+            Some(CopyStatement::To(copy)) => {
+                let options = FormatOptions::from_client_metadata(client.metadata());
+                return copy.run(&self.engine, database, options).await.map(Outcome::CopyOut);
+            }
+            None => {}
+        }
+        let context = hook_context(&self.engine, database);
+        for hook in &self.parser.hooks {
+            if let Some(response) = hook.handle_simple_query(&statement, &context, client).await {
+                return response.map(Outcome::Response);
+            }
+        }
+        self.run_statement(database, statement, &Format::UnifiedText, client).await.map(Outcome::Response)
+    }
+
+    /// Runs a simple query's statements in order, sending each result before
+    /// the next statement runs; `status` follows the transaction statements.
+    /// Returns whether a COPY FROM now waits for the client's data.
+    async fn simple_query<C>(
+        &self,
+        client: &mut C,
+        query: &str,
+        status: &mut pgwire::messages::response::TransactionStatus,
+    ) -> PgWireResult<bool>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let database = database_of(client);
+        let statements = match parse_for(&self.parser.sql, client, query) {
+            Ok(statements) => statements,
+            // What Postgres' grammar rejects may be DataFusion's own syntax: the
+            // engine runs it or says why not (CREATE EXTERNAL TABLE is refused).
+            Err(_) => {
+                let plan = self.engine.plan(&database, query).await.map_err(query_error)?;
+                let response = self.run(&database, plan, &[], &Format::UnifiedText, client).await?;
+                send(client, response, status).await?;
+                return Ok(false);
+            }
+        };
+        if statements.is_empty() {
+            client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
+            return Ok(false);
+        }
+        // A cancel while a statement is planned or started: its result
+        // stream has its own (QuerySignal), for the rows.
+        let handle = client.session_extensions().get::<Arc<ConnectionHandle>>();
+        let mut cancelled = match handle {
+            Some(handle) => Some(handle.start_query().await),
+            None => None,
+        };
+        let count = statements.len();
+        for (index, statement) in statements.into_iter().enumerate() {
+            let outcome = {
+                let run = self.simple_statement(client, &database, statement, index + 1 == count);
+                match cancelled.as_mut() {
+                    Some(cancel) => tokio::select! {
+                        outcome = run => outcome,
+                        _ = cancel => Err(PgWireError::QueryCanceled),
+                    },
+                    None => run.await,
+                }
+            }?;
+            match outcome {
+                Outcome::CopyOut(out) => send_copy_out(client, out).await?,
+                Outcome::Response(Response::CopyIn(copy)) => {
+                    send_copy_in_response(client, copy).await?;
+                    client.set_state(PgWireConnectionState::CopyInProgress(false));
+                    return Ok(true);
+                }
+                Outcome::Response(response) => {
+                    if !send(client, response, status).await? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Sends one response of a simple query; `false` after an error response,
+/// which ends the query.
+async fn send<C>(
+    client: &mut C,
+    response: Response,
+    status: &mut pgwire::messages::response::TransactionStatus,
+) -> PgWireResult<bool>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    match response {
+        Response::EmptyQuery => {
+            client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?
+        }
+        Response::Query(results) => send_query_response(client, results, true).await?,
+        Response::Execution(tag) => send_execution_response(client, tag).await?,
+        Response::TransactionStart(tag) => {
+            send_execution_response(client, tag).await?;
+            *status = status.to_in_transaction_state();
+        }
+        Response::TransactionEnd(tag) => {
+            send_execution_response(client, tag).await?;
+            *status = status.to_idle_state();
+        }
+        Response::Error(error) => {
+            client.feed(PgWireBackendMessage::ErrorResponse((*error).into())).await?;
+            *status = status.to_error_state();
+            return Ok(false);
+        }
+        Response::CopyOut(copy) => send_copy_out_response(client, copy).await?,
+        Response::CopyIn(_) | Response::CopyBoth(_) => {
+            return Err(syntax_error("COPY FROM STDIN must be the last statement of a query"))
+        }
+    }
+    Ok(true)
+}
+
+/// Sends a COPY TO's data: CopyOutResponse, a CopyData per row, CopyDone
+/// and `COPY n`, where n counts rows and not the header line. An error in
+/// the rows ends the copy with an ErrorResponse, as in PostgreSQL.
+async fn send_copy_out<C>(client: &mut C, out: super::copy::CopyOut) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let formats = vec![0i16; out.columns];
+    client.send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(0, out.columns as i16, formats))).await?;
+    let mut data = out.data;
+    let mut messages = 0usize;
+    while let Some(message) = data.next().await {
+        client.feed(PgWireBackendMessage::CopyData(message?)).await?;
+        messages += 1;
+    }
+    client.feed(PgWireBackendMessage::CopyDone(CopyDone::new())).await?;
+    let rows = messages - usize::from(out.has_header && messages > 0);
+    send_execution_response(client, Tag::new("COPY").with_rows(rows)).await
 }
 
 #[async_trait]
@@ -197,6 +408,29 @@ fn syntax_error(error: impl std::fmt::Display) -> PgWireError {
 
 #[async_trait]
 impl SimpleQueryHandler for Queries {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        let mut status = client.transaction_status();
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let copying = self.simple_query(client, &query.query, &mut status).await;
+        // On an error the connection's answer (ErrorResponse, ReadyForQuery)
+        // reports the transaction as the statements before it left it.
+        client.set_transaction_status(status);
+        if copying? {
+            return Ok(());
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        send_ready_for_query(client, status).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -204,38 +438,23 @@ impl SimpleQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // `on_query` runs simple queries; this serves callers of the trait
+        // that want every response at once.
         let database = database_of(client);
-        let statements = match self.parser.sql.parse(query) {
-            Ok(statements) => statements,
-            // What Postgres' grammar rejects may be DataFusion's own syntax: the
-            // engine runs it or says why not (CREATE EXTERNAL TABLE is refused).
-            Err(_) => {
-                let plan = self.engine.plan(&database, query).await.map_err(query_error)?;
-                return Ok(vec![self.run(&database, plan, &Format::UnifiedText, client).await?]);
-            }
-        };
-        if statements.is_empty() {
-            return Ok(vec![Response::EmptyQuery]);
-        }
-        let mut responses = Vec::with_capacity(statements.len());
+        let statements = parse_for(&self.parser.sql, client, query).map_err(syntax_error)?;
         let count = statements.len();
-        'statements: for (i, statement) in statements.into_iter().enumerate() {
-            if let Some(copy) = CopyFrom::from_statement(&statement)? {
-                if i + 1 != count {
-                    return Err(syntax_error("COPY FROM STDIN must be the last statement of a query"));
+        let mut responses = Vec::with_capacity(count);
+        for (index, statement) in statements.into_iter().enumerate() {
+            match self.simple_statement(client, &database, statement, index + 1 == count).await {
+                Ok(Outcome::Response(response)) => responses.push(response),
+                Ok(Outcome::CopyOut(out)) => {
+                    responses.push(Response::CopyOut(CopyResponse::new(0, out.columns, out.data)))
                 }
-                responses.push(self.start_copy(copy, &database, client)?);
-                break;
-            }
-            let context = hook_context(&self.engine, &database);
-            for hook in &self.parser.hooks {
-                if let Some(response) = hook.handle_simple_query(&statement, &context, client).await {
-                    responses.push(response?);
-                    continue 'statements;
+                Err(error) => {
+                    responses.push(Response::Error(Box::new(error.into())));
+                    break;
                 }
             }
-            let plan = self.engine.plan(&database, &statement.to_string()).await.map_err(query_error)?;
-            responses.push(self.run(&database, plan, &Format::UnifiedText, client).await?);
         }
         Ok(responses)
     }
@@ -270,8 +489,14 @@ impl ExtendedQueryHandler for Queries {
             return Ok(Response::EmptyQuery);
         };
         let database = database_of(client);
-        if let Some(copy) = CopyFrom::from_statement(statement)? {
-            return self.start_copy(copy, &database, client);
+        match CopyStatement::from_statement(statement)? {
+            Some(CopyStatement::From(copy)) => return self.start_copy(copy, &database, client),
+            Some(CopyStatement::To(copy)) => {
+                let options = FormatOptions::from_client_metadata(client.metadata());
+                let out = copy.run(&self.engine, &database, options).await?;
+                return Ok(Response::CopyOut(CopyResponse::new(0, out.columns, out.data)));
+            }
+            None => {}
         }
         let types = parameter_types(plan)?;
         let wire = wire_types(&types)?;
@@ -284,18 +509,24 @@ impl ExtendedQueryHandler for Queries {
                 return response;
             }
         }
-        let plan = plan
-            .clone()
-            .replace_params_with_values(&params)
-            .map_err(|e| query_error(QueryError::InvalidData { message: e.to_string(), sqlstate: "22023" }))?;
-        self.run(&database, plan, &portal.result_column_format, client).await
+        let plan = match params {
+            ParamValues::List(values) => {
+                params::bind(plan.clone(), values.into_iter().map(|v| v.value).collect()).map_err(query_error)?
+            }
+            ParamValues::Map(values) => {
+                params::bind_named(plan.clone(), values.into_iter().map(|(name, v)| (name, v.value)).collect())
+                    .map_err(query_error)?
+            }
+        };
+        let names = column_names(statement, plan.schema().fields().len());
+        self.run(&database, plan, &names, &portal.result_column_format, client).await
     }
 }
 
 /// Plans statements for the extended protocol.
 pub(crate) struct Parser {
     engine: Arc<QueryEngine>,
-    sql: PostgresCompatibilityParser,
+    sql: PostgresParser,
     hooks: Vec<Arc<dyn QueryHook>>,
 }
 
@@ -308,7 +539,7 @@ impl QueryParser for Parser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let database = database_of(client);
-        let mut statements = match self.sql.parse(sql) {
+        let mut statements = match parse_for(&self.sql, client, sql) {
             Ok(statements) => statements,
             Err(e) => {
                 // As in the simple protocol, the engine's reason (CREATE EXTERNAL TABLE
@@ -325,8 +556,9 @@ impl QueryParser for Parser {
             return Err(syntax_error("cannot insert multiple commands into a prepared statement"));
         }
         let statement = statements.remove(0);
-        if CopyFrom::from_statement(&statement)?.is_some() {
-            // The load starts at Execute; it has no parameters and no result columns.
+        if CopyStatement::from_statement(&statement)?.is_some() {
+            // The COPY starts at Execute; it has no parameters and its
+            // columns are announced by its CopyInResponse or CopyOutResponse.
             let plan = LogicalPlanBuilder::empty(false)
                 .build()
                 .map_err(|e| query_error(QueryError::from_datafusion(e, true)))?;
@@ -338,7 +570,8 @@ impl QueryParser for Parser {
                 return Ok(Some((sql.to_owned(), Some((statement, plan?)))));
             }
         }
-        let plan = self.engine.plan(&database, &statement.to_string()).await.map_err(query_error)?;
+        let planned = self.engine.plan_statement(&database, DfStatement::Statement(Box::new(statement.clone())));
+        let plan = planned.await.map_err(query_error)?;
         Ok(Some((sql.to_owned(), Some((statement, plan)))))
     }
 
@@ -351,8 +584,13 @@ impl QueryParser for Parser {
 
     fn get_result_schema(&self, statement: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         match statement {
-            (_, Some((_, plan))) if !matches!(plan, LogicalPlan::Ddl(_)) && !QueryEngine::changes_data(plan) => {
-                arrow_schema_to_pg_fields(plan.schema().as_arrow(), format.unwrap_or(&Format::UnifiedText), None)
+            (_, Some((statement, plan)))
+                if !matches!(plan, LogicalPlan::Ddl(_)) && !QueryEngine::changes_data(plan) =>
+            {
+                let schema = plan.schema().as_arrow();
+                let names = column_names(statement, schema.fields().len());
+                let options = Arc::new(FormatOptions::default());
+                results::fields(schema, &names, format.unwrap_or(&Format::UnifiedText), options)
             }
             _ => Ok(Vec::new()),
         }

@@ -1,0 +1,447 @@
+//! An opened storage layer (local disk or S3 through object_store): writing
+//! Parquet files (whole or streamed), deleting, copying between layers, and
+//! checking a copy.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use object_store::aws::AmazonS3Builder;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use super::{
+    fs, fs_layer_root, parquet, time_range, LayerConfig, LayerType, ParquetOptions, RowOrder, S3Url, StorageError,
+};
+
+/// Retries of a failed S3 request (with exponential backoff from 100 ms).
+const S3_MAX_RETRIES: usize = 5;
+/// How long an S3 request is retried in all.
+const S3_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What a streamed Parquet write produced: what the catalog records of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// File size in bytes.
+    pub size_bytes: u64,
+    /// Rows written.
+    pub row_count: u64,
+    /// Smallest event time written (ns); `i64::MAX` for no rows.
+    pub min_time: i64,
+    /// Largest event time written (ns); `i64::MIN` for no rows.
+    pub max_time: i64,
+}
+
+impl WrittenFile {
+    fn add(&mut self, batch: &RecordBatch, time: usize) {
+        self.row_count += batch.num_rows() as u64;
+        if let Some((min, max)) = time_range(batch, time) {
+            self.min_time = self.min_time.min(min);
+            self.max_time = self.max_time.max(max);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum Backend {
+    Fs { root: PathBuf },
+    ObjectStore,
+}
+
+/// An opened storage layer.
+#[derive(Debug)]
+pub struct Layer {
+    pub(super) config: LayerConfig,
+    pub(super) backend: Backend,
+    /// The layer as an object store, rooted at the layer's root (or prefix).
+    pub(super) store: Arc<dyn ObjectStore>,
+    /// The URL under which the query engine finds `store`.
+    url: String,
+}
+
+impl Layer {
+    /// Opens layer number `index`: checks the configuration and creates a local
+    /// layer's directory, but does not contact remote storage.
+    pub fn open(index: usize, config: LayerConfig) -> Result<Layer, StorageError> {
+        let error = |message: String| StorageError::Config { layer: config.name.clone(), message };
+        let url = format!("hourglass-layer-{index}://store");
+        let (backend, store): (Backend, Arc<dyn ObjectStore>) = match config.layer_type {
+            LayerType::Fs => {
+                let root = fs_layer_root(&config.url);
+                std::fs::create_dir_all(&root).map_err(|e| error(format!("cannot create {}: {e}", root.display())))?;
+                let local = object_store::local::LocalFileSystem::new_with_prefix(&root)
+                    .map_err(|e| error(format!("{}: {e}", root.display())))?;
+                (Backend::Fs { root }, Arc::new(local))
+            }
+            LayerType::S3 => {
+                let url = S3Url::parse(&config.url).map_err(error)?;
+                let (key, secret) = match (&config.auth_key, &config.auth_secret, &url.credentials) {
+                    (Some(k), Some(s), _) => (k.clone(), s.clone()),
+                    (None, None, Some((k, s))) => (k.clone(), s.clone()),
+                    _ => return Err(error("an S3 layer needs both AUTH_KEY and AUTH_SECRET".into())),
+                };
+                let store = AmazonS3Builder::new()
+                    .with_endpoint(&url.endpoint)
+                    .with_bucket_name(&url.bucket)
+                    .with_region("us-east-1")
+                    .with_access_key_id(key)
+                    .with_secret_access_key(secret)
+                    .with_virtual_hosted_style_request(!url.path_style)
+                    .with_allow_http(url.endpoint.starts_with("http://"))
+                    // A store that is down fails a query in seconds ("retry
+                    // later"), not after object_store's default three minutes
+                    // (connections time out after its default 5 s).
+                    .with_retry(object_store::RetryConfig {
+                        max_retries: S3_MAX_RETRIES,
+                        retry_timeout: S3_RETRY_TIMEOUT,
+                        ..object_store::RetryConfig::default()
+                    })
+                    .build()
+                    .map_err(|e| error(e.to_string()))?;
+                let prefix = url.prefix;
+                let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                    Arc::new(store)
+                } else {
+                    Arc::new(object_store::prefix::PrefixStore::new(store, prefix.as_str()))
+                };
+                (Backend::ObjectStore, store)
+            }
+        };
+        Ok(Layer { config, backend, store, url })
+    }
+
+    /// The layer as an object store whose paths are relative to the layer root.
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// The URL the query engine registers [`Self::object_store`] under.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The layer's configuration.
+    pub fn config(&self) -> &LayerConfig {
+        &self.config
+    }
+
+    /// The local directory of an fs layer.
+    pub fn local_root(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Fs { root } => Some(root),
+            Backend::ObjectStore => None,
+        }
+    }
+
+    /// Writes `batch`, already in `order`, as a Parquet file at `relative` (a path
+    /// under the layer root). Returns the file size in bytes.
+    pub async fn write_parquet(
+        &self,
+        relative: &str,
+        batch: RecordBatch,
+        order: RowOrder,
+        options: ParquetOptions,
+    ) -> Result<u64, StorageError> {
+        match &self.backend {
+            Backend::Fs { root } => {
+                let path = root.join(relative);
+                let display = path.display().to_string();
+                let io = |source| StorageError::Io { path: display.clone(), source };
+                tokio::task::spawn_blocking(move || -> Result<u64, StorageError> {
+                    let io = |source| StorageError::Io { path: path.display().to_string(), source };
+                    let mut parquet_error = None;
+                    fs::write_atomic(&path, |file| {
+                        let sink = std::io::BufWriter::with_capacity(1 << 20, file);
+                        match parquet::write_batch(sink, &batch, &order, options) {
+                            Ok(mut sink) => std::io::Write::flush(&mut sink),
+                            Err(e) => {
+                                parquet_error = Some(e);
+                                Err(std::io::Error::other("parquet encoding failed"))
+                            }
+                        }
+                    })
+                    .map_err(|e| match parquet_error.take() {
+                        Some(p) => StorageError::Parquet(p),
+                        None => io(e.into()),
+                    })?;
+                    Ok(std::fs::metadata(&path).map_err(io)?.len())
+                })
+                .await
+                .map_err(|e| io(std::io::Error::other(e)))?
+            }
+            Backend::ObjectStore => {
+                let bytes =
+                    tokio::task::spawn_blocking(move || parquet::write_batch(Vec::new(), &batch, &order, options))
+                        .await
+                        .map_err(|e| StorageError::Io {
+                            path: relative.to_owned(),
+                            source: std::io::Error::other(e),
+                        })??;
+                let size = bytes.len() as u64;
+                let location = object_store::path::Path::from(relative);
+                self.store
+                    .put(&location, PutPayload::from(bytes))
+                    .await
+                    .map_err(|source| StorageError::ObjectStore { layer: self.config.name.clone(), source })?;
+                Ok(size)
+            }
+        }
+    }
+}
+
+impl Layer {
+    /// Writes `batches`, already in `order`, as one Parquet file at `relative`
+    /// (a path under the layer root), a batch at a time: memory holds a row
+    /// group, not the file, so a merge of gigabytes stays small. On local disk
+    /// the file appears whole or not at all (temporary file, fsync, rename);
+    /// on S3 it is a multipart upload that only completes at the end.
+    pub async fn write_parquet_stream<S>(
+        &self,
+        relative: &str,
+        mut batches: S,
+        order: &RowOrder,
+        options: ParquetOptions,
+    ) -> Result<WrittenFile, StorageError>
+    where
+        S: futures::Stream<Item = Result<RecordBatch, arrow::error::ArrowError>> + Unpin + Send,
+    {
+        use futures::StreamExt;
+        let properties = parquet::writer_properties(order, options)?;
+        let mut written = WrittenFile { size_bytes: 0, row_count: 0, min_time: i64::MAX, max_time: i64::MIN };
+        match &self.backend {
+            Backend::Fs { root } => {
+                let (batches, counted) = (&mut batches, &mut written);
+                let schema = Arc::clone(&order.schema);
+                let size = write_local_file(root, relative, |file| async move {
+                    let mut writer = ::parquet::arrow::AsyncArrowWriter::try_new(file, schema, Some(properties))?;
+                    while let Some(batch) = batches.next().await {
+                        let batch = batch.map_err(StorageError::Input)?;
+                        counted.add(&batch, order.time);
+                        writer.write(&batch).await?;
+                    }
+                    writer.finish().await?;
+                    Ok(writer.into_inner())
+                })
+                .await?;
+                written.size_bytes = size;
+            }
+            Backend::ObjectStore => {
+                let location = object_store::path::Path::from(relative);
+                let sink = object_store::buffered::BufWriter::new(Arc::clone(&self.store), location);
+                let mut writer =
+                    ::parquet::arrow::AsyncArrowWriter::try_new(sink, Arc::clone(&order.schema), Some(properties))?;
+                let result = async {
+                    while let Some(batch) = batches.next().await {
+                        let batch = batch.map_err(StorageError::Input)?;
+                        written.add(&batch, order.time);
+                        writer.write(&batch).await?;
+                    }
+                    writer.finish().await?;
+                    Ok::<_, StorageError>(())
+                }
+                .await;
+                if let Err(error) = result {
+                    // The upload never completes: nothing appears at `location`.
+                    let _ = writer.into_inner().abort().await;
+                    return Err(error);
+                }
+                // `finish` shut the sink down, which completed the upload.
+                written.size_bytes = self
+                    .store
+                    .head(&object_store::path::Path::from(relative))
+                    .await
+                    .map_err(|source| StorageError::ObjectStore { layer: self.config.name.clone(), source })?
+                    .size;
+            }
+        }
+        Ok(written)
+    }
+}
+
+impl Layer {
+    pub(super) fn store_error(&self) -> impl Fn(object_store::Error) -> StorageError + '_ {
+        move |source| StorageError::ObjectStore { layer: self.config.name.clone(), source }
+    }
+
+    /// Where the layer keeps its files, as a string two layers share only
+    /// if they store into the same place.
+    pub(super) fn place(&self) -> String {
+        match &self.backend {
+            Backend::Fs { root } => format!("fs:{}", root.canonicalize().unwrap_or_else(|_| root.clone()).display()),
+            Backend::ObjectStore => match S3Url::parse(&self.config.url) {
+                Ok(url) => format!("s3:{}/{}/{}", url.endpoint, url.bucket, url.prefix),
+                Err(_) => format!("s3:{}", self.config.url),
+            },
+        }
+    }
+
+    /// Checks that the layer answers now, within `timeout`: its directory
+    /// exists, or its object store answers a request (a missing object is an
+    /// answer). What `/ready` asks of every layer.
+    pub async fn probe(&self, timeout: std::time::Duration) -> Result<(), String> {
+        match &self.backend {
+            Backend::Fs { root } => match tokio::fs::metadata(root).await {
+                Ok(metadata) if metadata.is_dir() => Ok(()),
+                Ok(_) => Err(format!("{} is not a directory", root.display())),
+                Err(e) => Err(format!("{}: {e}", root.display())),
+            },
+            Backend::ObjectStore => {
+                let probe = object_store::path::Path::from("_hourglass_ready_probe");
+                match tokio::time::timeout(timeout, self.store.head(&probe)).await {
+                    Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+                }
+            }
+        }
+    }
+
+    /// Deletes the file at `relative`; a file already gone is not an error.
+    pub async fn delete(&self, relative: &str) -> Result<(), StorageError> {
+        match &self.backend {
+            Backend::Fs { root } => {
+                let path = root.join(relative);
+                match tokio::fs::remove_file(&path).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(source) => Err(StorageError::Io { path: path.display().to_string(), source }),
+                }
+            }
+            Backend::ObjectStore => match self.store.delete(&object_store::path::Path::from(relative)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.store_error()(e)),
+            },
+        }
+    }
+
+    /// Copies the file at `relative` from `source` to the same path on this
+    /// layer, streaming (memory holds a chunk, not the file), and checks the
+    /// copy: its size must be `size_bytes` and its Parquet footer must read
+    /// back with `row_count` rows. On local disk the copy is crash-safe
+    /// (temporary file, fsync, rename); on S3 it is a multipart upload that
+    /// completes only at the end.
+    pub async fn copy_from(
+        &self,
+        source: &Layer,
+        relative: &str,
+        size_bytes: u64,
+        row_count: u64,
+    ) -> Result<(), StorageError> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let location = object_store::path::Path::from(relative);
+        let mut chunks = source.store.get(&location).await.map_err(source.store_error())?.into_stream();
+        match &self.backend {
+            Backend::Fs { root } => {
+                write_local_file(root, relative, |mut file| async move {
+                    while let Some(chunk) = chunks.next().await {
+                        file.write_all(&chunk.map_err(source.store_error())?)
+                            .await
+                            .map_err(|e| StorageError::Io { path: relative.to_owned(), source: e })?;
+                    }
+                    Ok(file)
+                })
+                .await?;
+            }
+            Backend::ObjectStore => {
+                let mut sink = object_store::buffered::BufWriter::new(Arc::clone(&self.store), location.clone());
+                let mut result = Ok(());
+                while let Some(chunk) = chunks.next().await {
+                    let written = match chunk {
+                        Ok(bytes) => sink
+                            .write_all(&bytes)
+                            .await
+                            .map_err(|e| StorageError::Io { path: relative.to_owned(), source: e }),
+                        Err(e) => Err(source.store_error()(e)),
+                    };
+                    if let Err(e) = written {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                if let Err(error) = result {
+                    let _ = sink.abort().await;
+                    return Err(error);
+                }
+                sink.shutdown().await.map_err(|e| StorageError::Io { path: relative.to_owned(), source: e })?;
+            }
+        }
+        let check = self.check_parquet(relative, size_bytes, row_count).await;
+        if check.is_err() {
+            let _ = self.delete(relative).await;
+        }
+        check
+    }
+
+    /// Reads back the size and the Parquet footer of the file at `relative`
+    /// and fails unless they are `size_bytes` and `row_count`.
+    pub async fn check_parquet(&self, relative: &str, size_bytes: u64, row_count: u64) -> Result<(), StorageError> {
+        let location = object_store::path::Path::from(relative);
+        let mismatch = |message: String| StorageError::BadCopy { layer: self.config.name.clone(), message };
+        let size = self.store.head(&location).await.map_err(self.store_error())?.size;
+        if size != size_bytes || size < 12 {
+            return Err(mismatch(format!("{relative}: {size} bytes where {size_bytes} were expected")));
+        }
+        let tail = self.store.get_range(&location, size - 8..size).await.map_err(self.store_error())?;
+        if &tail[4..8] != b"PAR1" {
+            return Err(mismatch(format!("{relative}: not a Parquet file (no PAR1 at its end)")));
+        }
+        let footer = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+        if footer + 12 > size {
+            return Err(mismatch(format!("{relative}: its Parquet footer length {footer} exceeds the file")));
+        }
+        let metadata_bytes =
+            self.store.get_range(&location, size - 8 - footer..size - 8).await.map_err(self.store_error())?;
+        let metadata = ::parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&metadata_bytes)?;
+        let rows = metadata.file_metadata().num_rows();
+        if u64::try_from(rows).ok() != Some(row_count) {
+            return Err(mismatch(format!("{relative}: {rows} rows where {row_count} were expected")));
+        }
+        Ok(())
+    }
+}
+
+/// Writes the file at `relative` under `root` crash-safely from async code:
+/// `fill` writes a temporary file beside it and hands it back; it is then
+/// fsynced, renamed into place, and its directory fsynced, so after a crash
+/// the file is whole or absent. On error the temporary file is removed.
+/// Returns the file's size.
+async fn write_local_file<F, Fut>(root: &Path, relative: &str, fill: F) -> Result<u64, StorageError>
+where
+    F: FnOnce(tokio::fs::File) -> Fut,
+    Fut: std::future::Future<Output = Result<tokio::fs::File, StorageError>>,
+{
+    use tokio::io::AsyncWriteExt;
+    let path = root.join(relative);
+    let io = |source| StorageError::Io { path: path.display().to_string(), source };
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+    let created = dir.clone();
+    tokio::task::spawn_blocking(move || fs::create_dir_all_synced(&created))
+        .await
+        .map_err(|e| io(std::io::Error::other(e)))?
+        .map_err(io)?;
+    let temp = fs::temp_path_for(&path);
+    let result = async {
+        let file = tokio::fs::File::create(&temp).await.map_err(io)?;
+        let mut file = fill(file).await?;
+        file.flush().await.map_err(io)?;
+        file.sync_all().await.map_err(io)?;
+        let size = file.metadata().await.map_err(io)?.len();
+        drop(file);
+        tokio::fs::rename(&temp, &path).await.map_err(io)?;
+        tokio::task::spawn_blocking(move || fs::sync_dir(&dir))
+            .await
+            .map_err(|e| io(std::io::Error::other(e)))?
+            .map_err(io)?;
+        Ok(size)
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&temp).await;
+    }
+    result
+}
