@@ -318,7 +318,9 @@ async fn health_ping_and_metrics() {
     assert_eq!(value("hourglass_persisted_files_total"), 1);
     assert_eq!(value("hourglass_persisted_rows_total"), 2);
     assert!(value("hourglass_persisted_bytes_total") > 0);
-    let _ = value("hourglass_buffered_bytes");
+    assert_eq!(value("hourglass_buffered_bytes"), 0, "everything written is in Parquet");
+    assert_eq!(value("hourglass_queries_running"), 0);
+    assert_eq!(value("hourglass_queries_queued"), 0);
 
     let response = client().get(server.url("/nope")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 404);

@@ -538,7 +538,11 @@ async fn pages_of_other_origins_cannot_write_or_run_sql_and_curl_can() {
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_and_time_limits_end_the_query_not_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--query-memory-bytes", "2MiB", "--query-timeout-s", "1"]);
+    let pg_port = crate::support::free_port();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--query-memory-bytes", "2MiB", "--query-timeout-s", "1", "--pg-port", &pg_port.to_string()],
+    );
     let body: String =
         (0..20_000).map(|i| format!("m,host=h{} s=\"{}\" {}\n", i % 50, "x".repeat(200), 1_700_000_000 + i)).collect();
     assert_eq!(post(&server.url("/write?db=l&precision=s"), body).await.0, 204);
@@ -550,6 +554,15 @@ async fn memory_and_time_limits_end_the_query_not_the_server() {
     assert!(response.headers().contains_key("retry-after"));
     let message = response.text().await.unwrap();
     assert!(message.contains("HOURGLASS_QUERY_MEMORY_BYTES"), "{message}");
+    let (pg, connection) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={pg_port} dbname=l user=u connect_timeout=10"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect over Postgres");
+    tokio::spawn(connection);
+    let error = pg.simple_query(memory_hog).await.unwrap_err();
+    assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::OUT_OF_MEMORY), "{error:?}");
 
     let (status, message) = query_error(&server, "l", "SELECT count(*) FROM generate_series(1, 100000000000) a").await;
     assert_eq!(status, 504, "{message}");
