@@ -363,6 +363,11 @@ pub struct Settings {
     #[arg(long = "write-queue-timeout-s", env = "HOURGLASS_WRITE_QUEUE_TIMEOUT_S", value_name = "SECONDS", default_value = "10", value_parser = positive_seconds, global = true)]
     pub write_queue_timeout_s: f64,
 
+    /// Seconds a write that has its place may take to send its body; a
+    /// slower one gets 408 and its place goes to the next write.
+    #[arg(long = "write-body-timeout-s", env = "HOURGLASS_WRITE_BODY_TIMEOUT_S", value_name = "SECONDS", default_value = "30", value_parser = positive_seconds, global = true)]
+    pub write_body_timeout_s: f64,
+
     /// Size at which a WAL segment is closed and a new one started.
     #[arg(long, env = "HOURGLASS_WAL_SEGMENT_BYTES", value_name = "SIZE", default_value = "64MiB", global = true)]
     pub wal_segment_bytes: ByteSize,

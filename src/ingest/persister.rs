@@ -53,6 +53,8 @@ pub struct Persister {
     options: PersistOptions,
     /// One round at a time.
     round: tokio::sync::Mutex<()>,
+    /// Whether the log already says persisting waits for a stopped catalog.
+    told_stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Persister {
@@ -65,7 +67,16 @@ impl Persister {
         metrics: Arc<Metrics>,
         options: PersistOptions,
     ) -> Self {
-        Persister { catalog, storage, buffer, wal, metrics, options, round: tokio::sync::Mutex::new(()) }
+        Persister {
+            catalog,
+            storage,
+            buffer,
+            wal,
+            metrics,
+            options,
+            round: tokio::sync::Mutex::new(()),
+            told_stopped: Default::default(),
+        }
     }
 
     /// Persists on the interval and whenever the buffer asks, until `stop` fires.
@@ -99,6 +110,15 @@ impl Persister {
     pub async fn persist(&self) -> Result<PersistReport, WalError> {
         let _round = self.round.lock().await;
         let mut report = PersistReport::default();
+        // A file written now could not be committed, and would wait as an
+        // orphan the stopped compactor does not sweep: the rows stay in the
+        // buffer and the WAL until a restart.
+        if let Some(reason) = self.catalog.stopped() {
+            if !self.told_stopped.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::error!(%reason, "the catalog stopped: the write buffer is not persisted until a restart");
+            }
+            return Ok(report);
+        }
         if self.persist_pending(&mut report).await? && self.wal.snapshot().await?.is_some() {
             self.persist_pending(&mut report).await?;
         }

@@ -70,6 +70,18 @@ pub enum WalError {
         /// What is wrong.
         message: String,
     },
+    /// The fsync of a group failed: its writes were not acknowledged, and
+    /// whether they survive a restart is unknown (their records were written).
+    #[error(
+        "WAL fsync failed on {path}: {message}. The write was not acknowledged and is not visible; whether it \
+         survives a restart is unknown. The WAL takes no more writes: restart the server"
+    )]
+    SyncFailed {
+        /// The segment.
+        path: String,
+        /// The error.
+        message: String,
+    },
     /// An earlier I/O error stopped the WAL.
     #[error("the WAL stopped after an I/O error ({0}); restart the server to replay it")]
     Failed(String),
@@ -89,9 +101,11 @@ impl Classified for WalError {
         match self {
             WalError::Closed => ErrorKind::Unavailable,
             WalError::TooLarge(_) => ErrorKind::TooLarge,
-            WalError::Io { .. } | WalError::Corrupt { .. } | WalError::Failed(_) | WalError::Replay(_) => {
-                ErrorKind::Internal
-            }
+            WalError::Io { .. }
+            | WalError::SyncFailed { .. }
+            | WalError::Corrupt { .. }
+            | WalError::Failed(_)
+            | WalError::Replay(_) => ErrorKind::Internal,
         }
     }
 
@@ -99,7 +113,7 @@ impl Classified for WalError {
         match self {
             WalError::Closed => "57P01",
             WalError::TooLarge(_) => "54000",
-            WalError::Io { .. } | WalError::Failed(_) => "58030",
+            WalError::Io { .. } | WalError::SyncFailed { .. } | WalError::Failed(_) => "58030",
             WalError::Corrupt { .. } => "XX001",
             WalError::Replay(_) => "XX000",
         }
@@ -308,7 +322,6 @@ impl Wal {
             buffer,
             metrics,
             options,
-            failed: None,
         };
         let thread = std::thread::Builder::new()
             .name("hourglass-wal".into())
@@ -525,7 +538,6 @@ struct WalThread {
     buffer: Arc<WriteBuffer>,
     metrics: Arc<Metrics>,
     options: WalOptions,
-    failed: Option<String>,
 }
 
 type PendingWrite = (WalWrite, oneshot::Sender<Result<u64, WalError>>);
@@ -576,9 +588,13 @@ impl WalThread {
         }
     }
 
+    /// Why the thread takes no more writes, once it failed.
+    fn failed(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     fn fail(&mut self, error: &WalError) {
         tracing::error!(%error, "the WAL failed; writes are refused until restart");
-        self.failed = Some(error.to_string());
         *self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error.to_string());
     }
 
@@ -591,7 +607,7 @@ impl WalThread {
         if group.is_empty() {
             return;
         }
-        if let Some(failed) = &self.failed {
+        if let Some(failed) = self.failed() {
             for (_, reply) in group.drain(..) {
                 let _ = reply.send(Err(WalError::Failed(failed.clone())));
             }
@@ -652,7 +668,7 @@ impl WalThread {
                 None => self.file.sync_data(),
             };
             if let Err(e) = synced {
-                let error = io_error(&self.file_path, e);
+                let error = WalError::SyncFailed { path: self.file_path.display().to_string(), message: e.to_string() };
                 self.fail(&error);
                 for (_, reply, _) in durable {
                     let _ = reply.send(Err(error.clone()));
@@ -691,8 +707,8 @@ impl WalThread {
         match command {
             Command::Write(..) | Command::Close(_) => unreachable!("run() handles writes and close"),
             Command::Snapshot(reply) => {
-                if let Some(failed) = &self.failed {
-                    let _ = reply.send(Err(WalError::Failed(failed.clone())));
+                if let Some(failed) = self.failed() {
+                    let _ = reply.send(Err(WalError::Failed(failed)));
                     return;
                 }
                 let result = (|| {

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -73,32 +73,57 @@ impl QueryOutput {
         self.stream.try_collect().await.map_err(|e| QueryError::from_datafusion(e, false))
     }
 
-    /// The same result, ending with the time-limit error `timeout` from now,
-    /// and holding `slot` (the query's admission) until the stream is
-    /// dropped.
-    pub(super) fn bounded(self, timeout: Duration, slot: Option<QuerySlot>) -> QueryOutput {
-        let deadline = DeadlineStream {
-            inner: self.stream,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
+    /// The same result, ending with the time-limit error at `deadline` (the
+    /// limit was `timeout`), and holding `slot` (the query's admission)
+    /// until the stream is dropped or the deadline passes, whichever comes
+    /// first: at the deadline the query is dropped and its slot freed even if
+    /// nobody reads the stream (a client that stopped reading).
+    pub(super) fn bounded(self, deadline: tokio::time::Instant, timeout: Duration, slot: QuerySlot) -> QueryOutput {
+        let running = Arc::new(Mutex::new(Some(Running { stream: self.stream, _slot: slot })));
+        let reaper = tokio::spawn({
+            let running = Arc::clone(&running);
+            async move {
+                tokio::time::sleep_until(deadline).await;
+                let expired = running.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+                drop(expired);
+            }
+        });
+        let bounded = DeadlineStream {
+            running,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
             timeout,
             expired: false,
-            _slot: slot,
+            reaper,
         };
         QueryOutput {
             schema: Arc::clone(&self.schema),
-            stream: Box::pin(RecordBatchStreamAdapter::new(self.schema, deadline)),
+            stream: Box::pin(RecordBatchStreamAdapter::new(self.schema, bounded)),
         }
     }
 }
 
+/// A query being read: its stream and its admission slot.
+struct Running {
+    stream: SendableRecordBatchStream,
+    /// The query counts as running while its result is read.
+    _slot: QuerySlot,
+}
+
 /// A stream that ends with [`QueryTimeout`] at its deadline.
 struct DeadlineStream {
-    inner: SendableRecordBatchStream,
+    /// Taken (the query dropped, its slot freed) at the deadline.
+    running: Arc<Mutex<Option<Running>>>,
     sleep: Pin<Box<tokio::time::Sleep>>,
     timeout: Duration,
     expired: bool,
-    /// The query counts as running while its result is read.
-    _slot: Option<QuerySlot>,
+    /// Ends the query at the deadline if nobody polls the stream then.
+    reaper: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DeadlineStream {
+    fn drop(&mut self) {
+        self.reaper.abort();
+    }
 }
 
 impl Stream for DeadlineStream {
@@ -108,11 +133,20 @@ impl Stream for DeadlineStream {
         if self.expired {
             return Poll::Ready(None);
         }
+        let timeout = self.timeout;
+        let timed_out = move || Poll::Ready(Some(Err(DataFusionError::External(Box::new(QueryTimeout(timeout))))));
         if self.sleep.as_mut().poll(cx).is_ready() {
+            self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+            let answer = timed_out();
             self.expired = true;
-            let timeout = self.timeout;
-            return Poll::Ready(Some(Err(DataFusionError::External(Box::new(QueryTimeout(timeout))))));
+            return answer;
         }
-        self.inner.as_mut().poll_next(cx)
+        let polled = match self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_mut() {
+            Some(running) => running.stream.as_mut().poll_next(cx),
+            // The reaper got there first.
+            None => timed_out(),
+        };
+        self.expired |= matches!(polled, Poll::Ready(Some(Err(_))) | Poll::Ready(None));
+        polled
     }
 }

@@ -35,11 +35,17 @@ pub struct ResolvedTable {
 impl QueryEngine {
     /// Runs one SQL statement against `database`.
     pub async fn sql(&self, database: &str, sql: &str) -> Result<QueryOutput, QueryError> {
-        let timeout = self.options.timeout;
-        let planned = tokio::time::timeout(timeout, self.plan(database, sql))
+        let (timeout, deadline) = self.deadline();
+        let planned = tokio::time::timeout_at(deadline, self.plan(database, sql))
             .await
             .map_err(|_| QueryError::Timeout(timeout))??;
-        self.execute(database, planned).await
+        self.execute_by(database, planned, deadline).await
+    }
+
+    /// The time limit of a query starting now, and its deadline.
+    fn deadline(&self) -> (std::time::Duration, tokio::time::Instant) {
+        let timeout = self.options.timeout;
+        (timeout, tokio::time::Instant::now() + timeout)
     }
 
     /// Plans one SQL statement against `database` without running it, for
@@ -203,13 +209,24 @@ impl QueryEngine {
     /// against `database`: once admitted (see `HOURGLASS_MAX_CONCURRENT_QUERIES`),
     /// within the engine's time limit, which counts the wait for admission.
     pub async fn execute(&self, database: &str, plan: LogicalPlan) -> Result<QueryOutput, QueryError> {
+        self.execute_by(database, plan, self.deadline().1).await
+    }
+
+    /// [`Self::execute`] with one deadline for the wait, the start and every
+    /// batch of the result.
+    async fn execute_by(
+        &self,
+        database: &str,
+        plan: LogicalPlan,
+        deadline: tokio::time::Instant,
+    ) -> Result<QueryOutput, QueryError> {
         let timeout = self.options.timeout;
         let started = async {
             let slot = self.admission.admit().await?;
             let output = self.start(database, plan).await?;
-            Ok::<_, QueryError>(output.bounded(timeout, Some(slot)))
+            Ok::<_, QueryError>(output.bounded(deadline, timeout, slot))
         };
-        tokio::time::timeout(timeout, started).await.map_err(|_| QueryError::Timeout(timeout))?
+        tokio::time::timeout_at(deadline, started).await.map_err(|_| QueryError::Timeout(timeout))?
     }
 
     async fn start(&self, database: &str, plan: LogicalPlan) -> Result<QueryOutput, QueryError> {

@@ -399,6 +399,7 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         users,
         metrics: Arc::clone(&components.metrics),
         max_body_bytes: settings.max_body_bytes.0 as usize,
+        write_body_timeout: Duration::from_secs_f64(settings.write_body_timeout_s),
         max_query_bytes: settings.max_query_bytes.0 as usize,
         origins: Arc::new(http::AllowedOrigins::new(&settings.cors_allow_origins)),
         mode: settings.mode,

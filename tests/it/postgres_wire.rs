@@ -134,6 +134,12 @@ async fn a_start_up_error_closes_the_connection_without_ready_for_query() {
     assert_eq!(kinds, ['E'], "one ErrorResponse, then the close: {:?}", String::from_utf8_lossy(&answer));
     assert!(String::from_utf8_lossy(&answer).contains("3D000"));
     assert!(String::from_utf8_lossy(&answer).contains("FATAL"));
+
+    // An unknown database named in a query is the query's error: the session goes on.
+    let client = connect(port, "d", "anyone", "").await.expect("connect");
+    let error = client.simple_query("SHOW TABLES FROM no_such_database").await.unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::INVALID_CATALOG_NAME), "{error:?}");
+    assert_eq!(simple_rows(client.simple_query("SELECT 1").await.unwrap()), [texts(&["1"])]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -25,9 +25,7 @@ fn accepted_nodelay(pid: u32, port: u16) -> Vec<bool> {
         }
         // SAFETY: pidfd_getfd(2) duplicates the server's descriptor into this process.
         let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) } as libc::c_int;
-        if copy < 0 {
-            continue;
-        }
+        assert!(copy >= 0, "pidfd_getfd of the server's socket {fd}: {}", std::io::Error::last_os_error());
         // SAFETY: `copy` is a descriptor this process now owns; the stream closes it.
         let socket = unsafe { TcpStream::from_raw_fd(copy) };
         let accepted_here = socket.local_addr().is_ok_and(|a| a.port() == port) && socket.peer_addr().is_ok();

@@ -229,7 +229,11 @@ pub(crate) struct FlightOptions {
 /// The gRPC server of the front, with TLS when configured: built before the
 /// server starts, so that a certificate tonic cannot use stops the start-up.
 pub(crate) fn router(front: FlightFront, options: &FlightOptions) -> Result<Router, String> {
-    let mut server = Server::builder();
+    // Pings find connections whose client is gone, so they give back their
+    // place among HOURGLASS_FLIGHTSQL_MAX_CONNECTIONS.
+    let mut server = Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)));
     if let Some((cert, key)) = &options.tls {
         let read = |path: &std::path::Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
         let identity = Identity::from_pem(read(cert)?, read(key)?);

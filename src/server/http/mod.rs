@@ -47,6 +47,8 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// Largest write body, after decompression.
     pub max_body_bytes: usize,
+    /// How long an admitted write may take to send its body.
+    pub write_body_timeout: Duration,
     /// Largest query body.
     pub max_query_bytes: usize,
     /// The web origins whose pages may write and run SQL.
@@ -59,8 +61,7 @@ pub struct HttpState {
 
 /// A JSON error response: `{"error": message}`.
 pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
-    let body = serde_json::json!({ "error": message.into() });
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    json_response(status, serde_json::json!({ "error": message.into() }))
 }
 
 /// A failure as the JSON error response every HTTP endpoint gives: the
@@ -234,12 +235,12 @@ pub fn router(state: HttpState) -> Router {
     #[cfg(feature = "fault-injection")]
     let router = router.route("/admin/failpoints/{point}", axum::routing::put(arm_failpoint));
     router
-        .route("/write", post(write::write_v1))
-        .route("/api/v2/write", post(write::write_v2))
-        .route("/api/v3/write_lp", post(write::write_v3))
-        .route("/gigapi/write", post(write::write_gigapi))
-        .route("/gigapi/write/{db}", post(write::write_gigapi_db))
-        .route("/gigapi/insert", post(write::write_gigapi))
+        .route("/write", post(write::write_v1).options(cors::preflight))
+        .route("/api/v2/write", post(write::write_v2).options(cors::preflight))
+        .route("/api/v3/write_lp", post(write::write_v3).options(cors::preflight))
+        .route("/gigapi/write", post(write::write_gigapi).options(cors::preflight))
+        .route("/gigapi/write/{db}", post(write::write_gigapi_db).options(cors::preflight))
+        .route("/gigapi/insert", post(write::write_gigapi).options(cors::preflight))
         .route("/query", post(query::gigapi_query).options(cors::preflight))
         .route("/api/v3/query_sql", get(query::influx_query).post(query::influx_query).options(cors::preflight))
         .route("/health", get(health))

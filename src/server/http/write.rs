@@ -202,10 +202,22 @@ async fn write(
         Ok(slot) => slot,
         Err(error) => return ingest_error_response(error),
     };
-    let body = match read_body(&headers, body, state.max_body_bytes).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+    // The place is held while the body arrives: a sender too slow to finish
+    // in time gives it up, so a few stalled clients cannot stop every write.
+    let body =
+        match tokio::time::timeout(state.write_body_timeout, read_body(&headers, body, state.max_body_bytes)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(response)) => return response,
+            Err(_) => {
+                return json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                    "the request body did not arrive within {} s (HOURGLASS_WRITE_BODY_TIMEOUT_S); nothing was written",
+                    state.write_body_timeout.as_secs_f64()
+                ),
+                )
+            }
+        };
     let received_at_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let options = LineProtocolWrite { precision, accept_partial, no_sync, received_at_ns };
     match ingester.write_line_protocol(slot, &database, body, options).await {

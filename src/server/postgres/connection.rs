@@ -119,8 +119,9 @@ async fn connection<H>(
         );
         let idle = starting || matches!(socket.state(), PgWireConnectionState::ReadyForQuery);
         let message = tokio::select! {
-            message = socket.next() => message,
-            _ = &mut startup_deadline, if starting => None,
+            // A shutdown wins over a message that arrives with it: an idle
+            // connection starts nothing new once the server is stopping.
+            biased;
             _ = shutdown.changed(), if idle => {
                 let _ = socket
                     .send(PgWireBackendMessage::ErrorResponse(
@@ -130,6 +131,8 @@ async fn connection<H>(
                 let _ = socket.close().await;
                 return;
             }
+            _ = &mut startup_deadline, if starting => None,
+            message = socket.next() => message,
         };
         let Some(Ok(message)) = message else { return };
         // The client is leaving: close, so clients that wait for the close (asyncpg) go on.

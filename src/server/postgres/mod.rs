@@ -143,9 +143,18 @@ pub(crate) async fn serve(
     connection::serve(listener, handlers, options.tls, options.max_connections, shutdown, options.shutdown_grace).await;
 }
 
-/// An engine error as the Postgres error a client can act on.
+/// An engine error as the Postgres error a client can act on; the
+/// connection goes on.
 pub(crate) fn query_error(error: QueryError) -> PgWireError {
-    let severity = if matches!(error, QueryError::UnknownDatabase(_)) { "FATAL" } else { "ERROR" };
+    with_severity("ERROR", error)
+}
+
+/// An error that ends the connection (at start-up: an unknown database).
+pub(crate) fn fatal_error(error: QueryError) -> PgWireError {
+    with_severity("FATAL", error)
+}
+
+fn with_severity(severity: &str, error: QueryError) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         severity.to_owned(),
         error.sqlstate().to_owned(),

@@ -214,7 +214,8 @@ impl Queries {
             }
             Some(CopyStatement::To(copy)) => {
                 let options = FormatOptions::from_client_metadata(client.metadata());
-                return copy.run(&self.engine, database, options).await.map(Outcome::CopyOut);
+                let signal = client.session_extensions().get::<Arc<QuerySignal>>().map(|signal| Arc::clone(&*signal));
+                return copy.run(&self.engine, database, options, signal).await.map(Outcome::CopyOut);
             }
             None => {}
         }
@@ -278,7 +279,10 @@ impl Queries {
                 }
             }?;
             match outcome {
-                Outcome::CopyOut(out) => send_copy_out(client, out).await?,
+                Outcome::CopyOut(out) => {
+                    let rows = send_copy_out(client, out).await?;
+                    send_execution_response(client, Tag::new("COPY").with_rows(rows)).await?;
+                }
                 Outcome::Response(Response::CopyIn(copy)) => {
                     send_copy_in_response(client, copy).await?;
                     client.set_state(PgWireConnectionState::CopyInProgress(false));
@@ -334,10 +338,11 @@ where
     Ok(true)
 }
 
-/// Sends a COPY TO's data: CopyOutResponse, a CopyData per row, CopyDone
-/// and `COPY n`, where n counts rows and not the header line. An error in
-/// the rows ends the copy with an ErrorResponse, as in PostgreSQL.
-async fn send_copy_out<C>(client: &mut C, out: super::copy::CopyOut) -> PgWireResult<()>
+/// Sends a COPY TO's data: CopyOutResponse, a CopyData per row, CopyDone;
+/// returns the rows sent (the header line is not one), for the `COPY n` that
+/// follows. An error in the rows ends the copy with the error, which the
+/// connection sends as an ErrorResponse, as PostgreSQL does.
+async fn send_copy_out<C>(client: &mut C, out: super::copy::CopyOut) -> PgWireResult<usize>
 where
     C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
     C::Error: Debug,
@@ -352,8 +357,7 @@ where
         messages += 1;
     }
     client.feed(PgWireBackendMessage::CopyDone(CopyDone::new())).await?;
-    let rows = messages - usize::from(out.has_header && messages > 0);
-    send_execution_response(client, Tag::new("COPY").with_rows(rows)).await
+    Ok(messages - usize::from(out.has_header && messages > 0))
 }
 
 #[async_trait]
@@ -431,32 +435,16 @@ impl SimpleQueryHandler for Queries {
         send_ready_for_query(client, status).await
     }
 
-    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    async fn do_query<C>(&self, _client: &mut C, _query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        // `on_query` runs simple queries; this serves callers of the trait
-        // that want every response at once.
-        let database = database_of(client);
-        let statements = parse_for(&self.parser.sql, client, query).map_err(syntax_error)?;
-        let count = statements.len();
-        let mut responses = Vec::with_capacity(count);
-        for (index, statement) in statements.into_iter().enumerate() {
-            match self.simple_statement(client, &database, statement, index + 1 == count).await {
-                Ok(Outcome::Response(response)) => responses.push(response),
-                Ok(Outcome::CopyOut(out)) => {
-                    responses.push(Response::CopyOut(CopyResponse::new(0, out.columns, out.data)))
-                }
-                Err(error) => {
-                    responses.push(Response::Error(Box::new(error.into())));
-                    break;
-                }
-            }
-        }
-        Ok(responses)
+        // `on_query` above runs simple queries statement by statement; pgwire
+        // calls this only from the `on_query` it replaces.
+        Err(PgWireError::ApiError("simple queries run through on_query".into()))
     }
 }
 
@@ -492,9 +480,14 @@ impl ExtendedQueryHandler for Queries {
         match CopyStatement::from_statement(statement)? {
             Some(CopyStatement::From(copy)) => return self.start_copy(copy, &database, client),
             Some(CopyStatement::To(copy)) => {
+                // Sent here rather than by pgwire, which would count the
+                // header as a row and answer an error with a CopyFail; pgwire
+                // then sends the `COPY n`.
                 let options = FormatOptions::from_client_metadata(client.metadata());
-                let out = copy.run(&self.engine, &database, options).await?;
-                return Ok(Response::CopyOut(CopyResponse::new(0, out.columns, out.data)));
+                let signal = client.session_extensions().get::<Arc<QuerySignal>>().map(|signal| Arc::clone(&*signal));
+                let out = copy.run(&self.engine, &database, options, signal).await?;
+                let rows = send_copy_out(client, out).await?;
+                return Ok(Response::Execution(Tag::new("COPY").with_rows(rows)));
             }
             None => {}
         }

@@ -162,7 +162,7 @@ impl StartupHandler for Startup {
             let name =
                 startup.parameters.get(METADATA_DATABASE).filter(|d| !d.is_empty()).map_or(DEFAULT_DATABASE, |d| d);
             if !self.engine.database_exists(name) {
-                return Err(super::query_error(QueryError::UnknownDatabase(name.to_owned())));
+                return Err(super::fatal_error(QueryError::UnknownDatabase(name.to_owned())));
             }
             database = Some(name.to_owned());
         }

@@ -19,6 +19,7 @@ use pgwire::types::format::FormatOptions;
 use super::text::push_value;
 use super::{copy_error, Encoding, Format};
 use crate::query::{identifier, name_parts, postgres_sql, quote_identifier, QueryEngine};
+use crate::server::postgres::cancel::QuerySignal;
 use crate::server::postgres::{query_error, results};
 
 /// What a COPY TO sends.
@@ -61,12 +62,14 @@ impl CopyTo {
         Ok(CopyTo { source, format })
     }
 
-    /// Runs the COPY's query in `database` and encodes its rows.
+    /// Runs the COPY's query in `database` and encodes its rows; a cancel
+    /// request on `signal` (the connection's) ends them with 57014.
     pub(crate) async fn run(
         self,
         engine: &QueryEngine,
         database: &str,
         options: FormatOptions,
+        signal: Option<Arc<QuerySignal>>,
     ) -> PgWireResult<CopyOut> {
         let (plan, names) = match self.source {
             Source::Table { name, columns } => {
@@ -89,6 +92,10 @@ impl CopyTo {
             }
         };
         let output = engine.execute(database, plan).await.map_err(query_error)?;
+        let output = match signal {
+            Some(signal) => output.cancellable(signal.next_cancel()),
+            None => output,
+        };
         let fields = Arc::new(results::fields(&output.schema, &names, &WireFormat::UnifiedText, Arc::new(options))?);
         let columns = fields.len();
         let format = Arc::new(self.format);
