@@ -15,7 +15,7 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{Classified, ErrorKind};
-use crate::storage::fs::{create_dir_all_synced, write_atomic_bytes};
+use crate::storage::fs::{create_dir_all_synced, write_atomic_bytes, AtomicWriteError};
 
 /// What a relation is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,13 +82,31 @@ pub enum RelationError {
         /// What failed.
         message: String,
     },
+    /// The new definitions are in place but their directory's fsync failed:
+    /// whether the change survives a crash is unknown, so the store takes no
+    /// more changes until it is reloaded from disk.
+    #[error(
+        "relation catalog {path}: the change may or may not have reached the disk ({message}); no more \
+         CREATE, ALTER or DROP until the server restarts"
+    )]
+    OutcomeUnknown {
+        /// The file.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+    /// An earlier change's outcome is unknown.
+    #[error("the relation catalog takes no changes since a write whose outcome is unknown ({0}); restart the server")]
+    Stopped(String),
 }
 
 impl Classified for RelationError {
     fn kind(&self) -> ErrorKind {
         match self {
             RelationError::NotFound(_) | RelationError::SchemaNotFound(_) => ErrorKind::Missing,
-            RelationError::Io { .. } => ErrorKind::Internal,
+            RelationError::Io { .. } | RelationError::OutcomeUnknown { .. } | RelationError::Stopped(_) => {
+                ErrorKind::Internal
+            }
             _ => ErrorKind::Invalid,
         }
     }
@@ -102,7 +120,7 @@ impl Classified for RelationError {
             RelationError::SchemaNotEmpty(_) => "2BP01",
             RelationError::WrongKind { .. } => "42809",
             RelationError::Reserved(_) => "42939",
-            RelationError::Io { .. } => "58030",
+            RelationError::Io { .. } | RelationError::OutcomeUnknown { .. } | RelationError::Stopped(_) => "58030",
         }
     }
 }
@@ -138,6 +156,8 @@ pub struct RelationStore {
     state: RwLock<RelationsFile>,
     /// Serialises changes, so that two never write the file from the same state.
     change: std::sync::Mutex<()>,
+    /// Why the store takes no more changes, once a write's outcome is unknown.
+    stopped: std::sync::Mutex<Option<String>>,
 }
 
 impl RelationStore {
@@ -153,7 +173,12 @@ impl RelationStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => RelationsFile::default(),
             Err(e) => return Err(RelationError::Io { path: path.display().to_string(), message: e.to_string() }),
         };
-        Ok(RelationStore { dir, state: RwLock::new(state), change: std::sync::Mutex::new(()) })
+        Ok(RelationStore {
+            dir,
+            state: RwLock::new(state),
+            change: std::sync::Mutex::new(()),
+            stopped: std::sync::Mutex::new(None),
+        })
     }
 
     /// Removes table directories no relation names: left by a CREATE TABLE ...
@@ -242,6 +267,9 @@ impl RelationStore {
         change: impl FnOnce(&mut DatabaseRelations) -> Result<T, RelationError>,
     ) -> Result<T, RelationError> {
         let _one_at_a_time = self.change.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(reason) = self.stopped() {
+            return Err(RelationError::Stopped(reason));
+        }
         let mut next = self.read().clone();
         let result = change(next.databases.entry(database.to_owned()).or_default())?;
         let path = self.dir.join("relations.json");
@@ -249,9 +277,23 @@ impl RelationStore {
             |e: &dyn std::fmt::Display| RelationError::Io { path: path.display().to_string(), message: e.to_string() };
         let bytes = serde_json::to_vec_pretty(&next).map_err(|e| io(&e))?;
         create_dir_all_synced(&self.dir).map_err(|e| io(&e))?;
-        write_atomic_bytes(&path, &bytes).map_err(|e| io(&e))?;
+        match write_atomic_bytes(&path, &bytes) {
+            Ok(()) => {}
+            Err(AtomicWriteError::NotWritten(e)) => return Err(io(&e)),
+            Err(AtomicWriteError::OutcomeUnknown(e)) => {
+                let error = RelationError::OutcomeUnknown { path: path.display().to_string(), message: e.to_string() };
+                tracing::error!(%error, "the relation catalog stopped");
+                *self.stopped.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error.to_string());
+                return Err(error);
+            }
+        }
         *self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
         Ok(result)
+    }
+
+    /// Why the store takes no more changes, if a write's outcome was unknown.
+    pub fn stopped(&self) -> Option<String> {
+        self.stopped.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// `CREATE SCHEMA [IF NOT EXISTS]`.

@@ -269,6 +269,8 @@ impl CatalogStatements<'_> {
                         }
                         Ok(rows)
                     }
+                    // The definitions on disk may name the new table: its files stay.
+                    Err(e @ RelationError::OutcomeUnknown { .. }) => Err(relation_error(e)),
                     Err(e) => {
                         let _ = std::fs::remove_dir_all(self.relations.table_dir(self.database, &id));
                         Err(relation_error(e))

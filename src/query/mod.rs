@@ -179,6 +179,12 @@ impl QueryEngine {
         &self.options
     }
 
+    /// Why the relations SQL made (schemas, tables, views) take no more
+    /// changes, if a write of theirs had an unknown outcome.
+    pub fn relations_stopped(&self) -> Option<String> {
+        self.relations.stopped()
+    }
+
     /// Queries running now.
     pub fn queries_running(&self) -> usize {
         self.admission.running()

@@ -144,3 +144,32 @@ async fn a_catalog_commit_of_unknown_outcome_stops_the_catalog_and_deletes_nothi
     let (status, _) = get_json(&server, "/health").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_table_as_of_unknown_outcome_keeps_its_files_and_stops_ddl() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let mut server = Server::start(&root, &[]);
+    assert_eq!(post(&server.url("/write?db=r"), "m,host=a v=1 1700000000000000000").await.0, 204);
+    arm(&server, "fs-sync-dir-after-rename", "return(relations.json)").await;
+    let sql = |q: &str| {
+        let url = server.url("/query?db=r");
+        let body = serde_json::json!({ "query": q });
+        async move { client().post(url).json_body(&body).send().await.unwrap() }
+    };
+    let response = sql("CREATE TABLE snapshot AS SELECT host, v FROM m").await;
+    assert_eq!(response.status().as_u16(), 500);
+    assert!(json_of(response).await.to_string().contains("may or may not"));
+    arm(&server, "fs-sync-dir-after-rename", "off").await;
+    let response = sql("CREATE VIEW later AS SELECT 1").await;
+    assert_eq!(response.status().as_u16(), 500, "DDL waits for a restart");
+    let (status, health) = get_json(&server, "/health").await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["checks"][0]["name"], "relations", "{health}");
+
+    // The definitions on disk name the table (the rename happened): after a
+    // restart it reads back whole, its files were kept.
+    server.kill9();
+    server.restart();
+    assert_eq!(count(&server, "r", "SELECT count(*) AS n FROM snapshot").await, 1);
+}

@@ -121,6 +121,9 @@ fn stopped_components(state: &HttpState) -> Vec<serde_json::Value> {
     if let Some(reason) = state.catalog.stopped() {
         checks.push(serde_json::json!({"name": "catalog", "status": "fail", "message": reason}));
     }
+    if let Some(reason) = state.engine.as_ref().and_then(|e| e.relations_stopped()) {
+        checks.push(serde_json::json!({"name": "relations", "status": "fail", "message": reason}));
+    }
     checks
 }
 
