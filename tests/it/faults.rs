@@ -32,12 +32,6 @@ async fn count(server: &Server, database: &str, sql: &str) -> i64 {
     body["results"][0]["n"].as_i64().unwrap_or_else(|| panic!("{sql}: {body}"))
 }
 
-/// A value of the server's metrics.
-async fn metric(server: &Server, name: &str) -> u64 {
-    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    metrics.lines().find_map(|l| l.strip_prefix(&format!("{name} "))?.parse().ok()).unwrap_or_default()
-}
-
 async fn get_json(server: &Server, path: &str) -> (u16, Value) {
     let response = client().get(server.url(path)).send().await.unwrap();
     (response.status().as_u16(), json_of(response).await)
@@ -59,7 +53,7 @@ async fn rows_whose_wal_fsync_fails_are_never_visible() {
     });
     // Once the second record is appended, a query runs inside the window.
     let started = Instant::now();
-    while metric(&server, "hourglass_wal_records_total").await < 2 {
+    while crate::support::metric(&server, "hourglass_wal_records_total").await < 2 {
         assert!(started.elapsed() < Duration::from_secs(60), "the second write was never appended");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

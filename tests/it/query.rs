@@ -554,13 +554,7 @@ async fn memory_and_time_limits_end_the_query_not_the_server() {
     assert!(response.headers().contains_key("retry-after"));
     let message = response.text().await.unwrap();
     assert!(message.contains("HOURGLASS_QUERY_MEMORY_BYTES"), "{message}");
-    let (pg, connection) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={pg_port} dbname=l user=u connect_timeout=10"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("connect over Postgres");
-    tokio::spawn(connection);
+    let pg = crate::postgres::connect(pg_port, "l", "u", "").await.expect("connect over Postgres");
     let error = pg.simple_query(memory_hog).await.unwrap_err();
     assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::OUT_OF_MEMORY), "{error:?}");
 
@@ -569,16 +563,6 @@ async fn memory_and_time_limits_end_the_query_not_the_server() {
     assert!(message.contains("HOURGLASS_QUERY_TIMEOUT_S"), "{message}");
 
     assert_eq!(results(&server, "l", "SELECT count(*) AS n FROM m").await, vec![json!({"n": 20000})], "still serving");
-}
-
-/// A value of the server's metrics.
-async fn metric(server: &Server, name: &str) -> u64 {
-    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -602,14 +586,14 @@ async fn queries_past_the_admission_limits_wait_then_are_refused_on_every_front(
     let huge = json!({"query": "SELECT * FROM generate_series(1, 1000000000000) t(x)"});
     let running = client().post(server.url("/query?db=default&format=csv")).json_body(&huge).send().await.unwrap();
     assert_eq!(running.status().as_u16(), 200);
-    assert_eq!(metric(&server, "hourglass_queries_running").await, 1);
+    assert_eq!(crate::support::metric(&server, "hourglass_queries_running").await, 1);
     // The next query waits for the slot...
     let waiting = tokio::spawn({
         let url = server.url("/query?db=default");
         async move { client().post(url).json_body(&json!({"query": "SELECT 42 AS n"})).send().await.unwrap() }
     });
     assert!(crate::support::wait_for(std::time::Duration::from_secs(20), || {
-        crate::support::block_on_thread(|| metric(&server, "hourglass_queries_queued")) == 1
+        crate::support::block_on_thread(|| crate::support::metric(&server, "hourglass_queries_queued")) == 1
     }));
     // ...and with the queue full, every front refuses at once: "busy, retry shortly".
     let refused =
@@ -617,13 +601,7 @@ async fn queries_past_the_admission_limits_wait_then_are_refused_on_every_front(
     assert_eq!(refused.status().as_u16(), 429);
     assert_eq!(refused.headers()["retry-after"], "1");
     assert!(refused.text().await.unwrap().contains("HOURGLASS_MAX_CONCURRENT_QUERIES"));
-    let (pg, connection) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={pg_port} dbname=default user=u connect_timeout=10"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("connect over Postgres");
-    tokio::spawn(connection);
+    let pg = crate::postgres::connect(pg_port, "default", "u", "").await.expect("connect over Postgres");
     let error = pg.simple_query("SELECT 1").await.unwrap_err();
     assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS), "{error:?}");
     let error = crate::flight::query_on(flight_port, "SELECT 1").await.unwrap_err();
@@ -636,6 +614,6 @@ async fn queries_past_the_admission_limits_wait_then_are_refused_on_every_front(
     let body: Value = json_of(answered).await;
     assert_eq!(body["results"], json!([{"n": 42}]));
     assert!(crate::support::wait_for(std::time::Duration::from_secs(20), || {
-        crate::support::block_on_thread(|| metric(&server, "hourglass_queries_running")) == 0
+        crate::support::block_on_thread(|| crate::support::metric(&server, "hourglass_queries_running")) == 0
     }));
 }

@@ -246,13 +246,7 @@ async fn an_s3_outage_makes_the_server_unready_and_queries_answer_retry_later_on
     let (status, retry_after) = (response.status().as_u16(), response.headers().contains_key("retry-after"));
     assert_eq!(status, 503, "{}", response.text().await.unwrap_or_default());
     assert!(retry_after);
-    let (pg_client, connection) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={pg} dbname=d user=u connect_timeout=10"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let pg_client = crate::postgres::connect(pg, "d", "u", "").await.expect("connect over Postgres");
     let error = pg_client.simple_query(sql).await.unwrap_err();
     let code = error.code().map(|c| c.code().to_owned()).unwrap_or_default();
     assert!(code.starts_with("58"), "SQLSTATE {code}: {error:?}");

@@ -261,6 +261,16 @@ pub(crate) async fn json_of(response: reqwest::Response) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }
 
+/// A value of the server's metrics.
+pub(crate) async fn metric(server: &Server, name: &str) -> u64 {
+    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+}
+
 /// Posts `body` to `url`; returns the status and body text.
 pub(crate) async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
     let response = client().post(url).body(body).send().await.expect("request");
