@@ -32,7 +32,7 @@ fn main() {
 
     let generated = Instant::now();
     let ticks = rows.div_ceil(scale);
-    let text = tsbs::cpu_lines(scale, ticks, 1_451_606_400_000_000_000, 10_000_000_000, 7);
+    let text = tsbs::cpu_lines(scale, ticks, tsbs::DEFAULT_START_NS, tsbs::DEFAULT_INTERVAL_NS, 7);
     let lines: Vec<&str> = text.lines().take(rows).collect();
     let bodies: Vec<Vec<u8>> = lines
         .chunks(batch)

@@ -19,7 +19,7 @@ fn options() -> ParseOptions {
 
 fn bench_tsbs_cpu(c: &mut Criterion) {
     // A TSBS load request: 5,000 lines, as tsbs_load sends them (4,000 hosts per tick).
-    let body = tsbs::cpu_lines(4000, 2, 1_451_606_400_000_000_000, 10_000_000_000, 42);
+    let body = tsbs::cpu_lines(4000, 2, tsbs::DEFAULT_START_NS, tsbs::DEFAULT_INTERVAL_NS, 42);
     let body: String = body.lines().take(5000).map(|l| format!("{l}\n")).collect();
     let lines = body.lines().count() as u64;
     let bytes = body.len();

@@ -1,8 +1,16 @@
-//! TSBS `devops cpu-only` data, generated in process: the data model of
-//! `pkg/data/usecases/devops` (10 tags, 10 integer fields as a clamped random walk,
-//! time-major order), with our own RNG. Statistically the same as TSBS output,
-//! not byte-identical.
+//! TSBS `devops cpu-only` data: the data model of TSBS's
+//! `pkg/data/usecases/devops` (one `cpu` row per host per tick; 10 tags fixed per
+//! host; 10 integer fields, each a random walk of N(0, 1) steps clamped to
+//! [0, 100] and truncated; time-major order), with our own RNG. Statistically the
+//! same as TSBS's output, not byte-identical (that would need a port of Go's
+//! `math/rand`).
+//!
+//! Each host has its own RNG, seeded from the run's seed and the host's number, so
+//! a file is the same whichever way the hosts are split between threads.
+//!
+//! Shared by the criterion benches (`mod tsbs;`) and the `hourglass-tsbs` tool.
 
+/// Regions and their datacenters, as TSBS lists them.
 const REGIONS: &[(&str, &[&str])] = &[
     ("us-east-1", &["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1e"]),
     ("us-west-1", &["us-west-1a", "us-west-1b"]),
@@ -18,7 +26,8 @@ const OS: &[&str] = &["Ubuntu16.10", "Ubuntu16.04LTS", "Ubuntu15.10"];
 const ARCH: &[&str] = &["x64", "x86"];
 const TEAM: &[&str] = &["SF", "NYC", "LON", "CHI"];
 const ENVIRONMENT: &[&str] = &["production", "staging", "test"];
-const FIELDS: &[&str] = &[
+/// The ten fields, in the order TSBS writes them.
+pub(crate) const FIELDS: [&str; 10] = [
     "usage_user",
     "usage_system",
     "usage_idle",
@@ -31,12 +40,21 @@ const FIELDS: &[&str] = &[
     "usage_guest_nice",
 ];
 
+/// TSBS's default start, 2016-01-01T00:00:00Z, in nanoseconds.
+pub(crate) const DEFAULT_START_NS: i64 = 1_451_606_400_000_000_000;
+/// TSBS's default log interval, 10 s.
+pub(crate) const DEFAULT_INTERVAL_NS: i64 = 10_000_000_000;
+
 /// xorshift64*; deterministic for a seed.
 pub(crate) struct Rng(u64);
 
 impl Rng {
     pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
+        // splitmix64 of the seed, so that neighbouring seeds (host numbers) start far apart.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Rng((z ^ (z >> 31)).max(1))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
@@ -62,17 +80,26 @@ impl Rng {
     }
 }
 
-/// Generates `ticks` × `scale` lines starting at `start_ns`, `interval_ns` apart.
-pub(crate) fn cpu_lines(scale: usize, ticks: usize, start_ns: i64, interval_ns: i64, seed: u64) -> String {
-    let mut rng = Rng::new(seed);
-    let mut tags = Vec::with_capacity(scale);
-    let mut state = Vec::with_capacity(scale);
-    for host in 0..scale {
-        state.push((0..FIELDS.len()).map(|_| rng.unit() * 100.0).collect::<Vec<f64>>());
+/// One simulated host: its line prefix (measurement and tags) and the state of its
+/// ten random walks.
+pub(crate) struct Host {
+    prefix: Vec<u8>,
+    state: [f64; 10],
+    rng: Rng,
+}
+
+impl Host {
+    /// Host number `id` of a run with `seed`.
+    pub(crate) fn new(id: usize, seed: u64) -> Host {
+        let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(id as u64));
+        let mut state = [0.0; 10];
+        for value in &mut state {
+            *value = rng.unit() * 100.0;
+        }
         let (region, datacenters) = REGIONS[rng.below(REGIONS.len())];
         let datacenter = datacenters[rng.below(datacenters.len())];
-        tags.push(format!(
-            "cpu,hostname=host_{host},region={region},datacenter={datacenter},rack={},os={},arch={},team={},service={},service_version={},service_environment={}",
+        let prefix = format!(
+            "cpu,hostname=host_{id},region={region},datacenter={datacenter},rack={},os={},arch={},team={},service={},service_version={},service_environment={} ",
             rng.below(100),
             OS[rng.below(OS.len())],
             ARCH[rng.below(ARCH.len())],
@@ -80,26 +107,54 @@ pub(crate) fn cpu_lines(scale: usize, ticks: usize, start_ns: i64, interval_ns: 
             rng.below(20),
             rng.below(2),
             ENVIRONMENT[rng.below(ENVIRONMENT.len())],
-        ));
+        );
+        Host { prefix: prefix.into_bytes(), state, rng }
     }
-    let mut out = String::with_capacity(scale * ticks * 360);
-    for tick in 0..ticks {
-        let time = start_ns + tick as i64 * interval_ns;
-        for host in 0..scale {
-            out.push_str(&tags[host]);
-            for (i, field) in FIELDS.iter().enumerate() {
-                let value = &mut state[host][i];
-                *value = (*value + rng.normal()).clamp(0.0, 100.0);
-                out.push(if i == 0 { ' ' } else { ',' });
-                out.push_str(field);
-                out.push('=');
-                out.push_str(&(*value as i64).to_string());
-                out.push('i');
+
+    /// Steps the walks one tick and appends the host's line for `time` (the
+    /// timestamp already formatted, with its leading space and trailing newline).
+    pub(crate) fn write_line(&mut self, time: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.prefix);
+        for (i, field) in FIELDS.iter().enumerate() {
+            let value = &mut self.state[i];
+            *value = (*value + self.rng.normal()).clamp(0.0, 100.0);
+            if i > 0 {
+                out.push(b',');
             }
-            out.push(' ');
-            out.push_str(&time.to_string());
-            out.push('\n');
+            out.extend_from_slice(field.as_bytes());
+            out.push(b'=');
+            push_small_int(*value as u32, out);
+            out.push(b'i');
+        }
+        out.extend_from_slice(time);
+    }
+}
+
+/// Appends 0..=100 without going through `fmt`.
+fn push_small_int(value: u32, out: &mut Vec<u8>) {
+    if value >= 100 {
+        out.extend_from_slice(b"100");
+    } else if value >= 10 {
+        out.extend_from_slice(&[b'0' + (value / 10) as u8, b'0' + (value % 10) as u8]);
+    } else {
+        out.push(b'0' + value as u8);
+    }
+}
+
+/// ` <time>\n` for a tick.
+pub(crate) fn time_suffix(time_ns: i64) -> Vec<u8> {
+    format!(" {time_ns}\n").into_bytes()
+}
+
+/// Generates `ticks` × `scale` lines starting at `start_ns`, `interval_ns` apart.
+pub(crate) fn cpu_lines(scale: usize, ticks: usize, start_ns: i64, interval_ns: i64, seed: u64) -> String {
+    let mut hosts: Vec<Host> = (0..scale).map(|id| Host::new(id, seed)).collect();
+    let mut out = Vec::with_capacity(scale * ticks * 360);
+    for tick in 0..ticks {
+        let time = time_suffix(start_ns + tick as i64 * interval_ns);
+        for host in &mut hosts {
+            host.write_line(&time, &mut out);
         }
     }
-    out
+    String::from_utf8(out).expect("the generator writes ASCII")
 }

@@ -16,3 +16,4 @@ mod s3;
 mod sockets;
 mod sqllogic;
 mod support;
+mod tsbs;
