@@ -49,6 +49,18 @@ def http_request(port, method, path, body=None, timeout=600, headers=None):
         conn.close()
 
 
+def stop_process(process, timeout_s):
+    """SIGTERM to a process we started, then SIGKILL if it has not exited in time."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def peak_rss_bytes(pid):
     """VmHWM: the most memory the process ever had resident."""
     with open(f"/proc/{pid}/status") as f:
@@ -92,14 +104,7 @@ class Hourglass:
         return values
 
     def stop(self):
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, 120)
 
 
 class PostgresFront:
@@ -290,8 +295,7 @@ class InfluxDB:
         with open(config, "w") as f:
             f.write(INFLUXDB_CONFIG.format(dir=self.directory, http_port=self.http_port, rpc_port=rpc_port))
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([binary, "-config", config], stdout=log, stderr=log,
-                                        env={**os.environ, "INFLUXDB_HTTP_BIND_ADDRESS": f"127.0.0.1:{self.http_port}"})
+        self.process = subprocess.Popen([binary, "-config", config], stdout=log, stderr=log)
         log.close()
         wait_until(lambda: http_request(self.http_port, "GET", "/ping", timeout=2)[0] == 204,
                    "InfluxDB /ping", 120, self.process)
@@ -313,14 +317,7 @@ class InfluxDB:
         return answer
 
     def stop(self):
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, 60)
 
 
 class InfluxFront:

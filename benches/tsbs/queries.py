@@ -49,6 +49,15 @@ class Query:
         self.influxql = influxql
 
 
+def _grouped(select, where, groups, order="", limit=""):
+    """The same grouped query for HourglassDB, which groups and orders by the
+    aliases, and for DuckDB, which takes their positions (they come first)."""
+    ordinals = ", ".join(str(i + 1) for i in range(len(groups)))
+    ours = f"SELECT {select} FROM cpu WHERE {where} GROUP BY {', '.join(groups)} ORDER BY {', '.join(groups)}{order}{limit}"
+    duck = f"SELECT {select} FROM cpu WHERE {where} GROUP BY {ordinals} ORDER BY {ordinals}{order}{limit}"
+    return ours, duck
+
+
 def _literal(ns):
     """A timestamp literal every dialect reads as UTC, microsecond precision as TSBS."""
     moment = datetime.datetime.fromtimestamp(ns // 1000 / 1e6, tz=datetime.timezone.utc)
@@ -108,10 +117,7 @@ class Generator:
         aggregates = ", ".join(f"max({f}) AS max_{f}" for f in fields)
         in_list = ", ".join(f"'{h}'" for h in hosts)
         where = f"hostname IN ({in_list}) AND time >= '{_literal(start)}' AND time < '{_literal(end)}'"
-        sql = (f"SELECT date_trunc('{unit}', time) AS {unit}, {aggregates} FROM cpu "
-               f"WHERE {where} GROUP BY {unit} ORDER BY {unit}")
-        duck = (f"SELECT date_trunc('{unit}', time) AS {unit}, {aggregates} FROM cpu "
-                f"WHERE {where} GROUP BY 1 ORDER BY 1")
+        sql, duck = _grouped(f"date_trunc('{unit}', time) AS {unit}, {aggregates}", where, [unit])
         influx_hosts = " or ".join(f"hostname = '{h}'" for h in hosts)
         influx = (f"SELECT {', '.join(f'max({f})' for f in fields)} from cpu where ({influx_hosts}) "
                   f"and time >= '{_literal(start)}' and time < '{_literal(end)}' group by time({influx_unit})")
@@ -121,10 +127,7 @@ class Generator:
         start, end = self.window(kind, 12)
         aggregates = ", ".join(f"avg({f}) AS mean_{f}" for f in fields)
         where = f"time >= '{_literal(start)}' AND time < '{_literal(end)}'"
-        sql = (f"SELECT date_trunc('hour', time) AS hour, hostname, {aggregates} FROM cpu "
-               f"WHERE {where} GROUP BY hour, hostname ORDER BY hour, hostname")
-        duck = (f"SELECT date_trunc('hour', time) AS hour, hostname, {aggregates} FROM cpu "
-                f"WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2")
+        sql, duck = _grouped(f"date_trunc('hour', time) AS hour, hostname, {aggregates}", where, ["hour", "hostname"])
         influx = (f"SELECT {', '.join(f'mean({f})' for f in fields)} from cpu "
                   f"where time >= '{_literal(start)}' and time < '{_literal(end)}' group by time(1h),hostname")
         return Query(kind, sql, duck, influx)
@@ -143,9 +146,7 @@ class Generator:
 
     def _groupby_orderby_limit(self, kind):
         _, end = self.window(kind, 1)
-        sql = (f"SELECT date_trunc('minute', time) AS minute, max(usage_user) FROM cpu "
-               f"WHERE time < '{_literal(end)}' GROUP BY minute ORDER BY minute DESC LIMIT 5")
-        duck = (f"SELECT date_trunc('minute', time) AS minute, max(usage_user) FROM cpu "
-                f"WHERE time < '{_literal(end)}' GROUP BY 1 ORDER BY 1 DESC LIMIT 5")
+        sql, duck = _grouped("date_trunc('minute', time) AS minute, max(usage_user)",
+                             f"time < '{_literal(end)}'", ["minute"], order=" DESC", limit=" LIMIT 5")
         influx = f"SELECT max(usage_user) from cpu WHERE time < '{_literal(end)}' group by time(1m) limit 5"
         return Query(kind, sql, duck, influx)
