@@ -15,6 +15,7 @@
 //! | `wal-before-fsync` | the WAL thread, after a group is appended, before its fsync (`sleep`) | - |
 //! | `wal-fsync` | the WAL's fsync of a group | the segment |
 //! | `fs-sync-dir-after-rename` | a crash-safe file write, after the rename, as the directory is fsynced | the file |
+//! | `merge-before-commit` | a merge, after its file is written, before the catalog commit (`sleep`) | - |
 
 /// An I/O error to return instead of doing the operation at `point` on
 /// `subject`, if a test armed the point.

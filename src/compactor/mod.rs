@@ -496,6 +496,8 @@ impl Compactor {
             .write_parquet_stream(&relative, rows, &schema.row_order(), self.options.parquet)
             .await
             .map_err(|e| e.to_string())?;
+        // A test stops here to crash with the merged file written and not committed.
+        crate::faults::stall("merge-before-commit");
         let remove: Vec<String> = inputs.iter().map(|f| f.id.clone()).collect();
         let mut add = Vec::new();
         if written.row_count > 0 {

@@ -11,7 +11,9 @@ use hourglassdb::ingest::{Ingester, LineProtocolWrite};
 use hourglassdb::server::Components;
 use hourglassdb::storage::{file_path_in_layer, file_path_in_table, ParquetOptions};
 
-use crate::support::{batch_rows, client, command, free_port, listed_files, post, read_parquet, wait_for, Server};
+use crate::support::{
+    arm_failpoint, batch_rows, client, command, free_port, listed_files, post, read_parquet, wait_for, Server,
+};
 
 async fn write_and_persist(ingester: &Ingester, body: &str) {
     let write =
@@ -419,10 +421,10 @@ async fn the_server_merges_in_the_background_and_on_demand() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_crash_in_the_middle_of_a_merge_loses_nothing_and_leaves_nothing() {
+async fn a_crash_between_a_merge_and_its_commit_loses_nothing_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data");
-    let args = ["--save-timeout-s", "0.3", "--no-merges", "--file-grace-s", "1", "--query-timeout-s", "1"];
+    let args = ["--save-timeout-s", "0.3", "--no-merges"];
     let mut server = Server::start(&root, &args);
     // Eight level-1 files of 100,000 distinct points each, in one hour.
     let start = 1_700_002_800_000_000_000i64;
@@ -442,23 +444,33 @@ async fn a_crash_in_the_middle_of_a_merge_loses_nothing_and_leaves_nothing() {
     let total = 8 * per_file as u64;
     assert_eq!(query_number(&server, "", "SELECT count(*) AS n FROM m").await, total);
 
-    // Merge, and kill the server while the merged file is being written.
+    // Merge, and kill the server once the merged file is written and before
+    // the catalog commit names it: the stall point holds the merge there.
+    arm_failpoint(&server, "merge-before-commit", "sleep(60000)").await;
     let compact_url = server.url("/admin/compact");
-    let compact = tokio::spawn(async move { post(&compact_url, "").await });
+    // The request dies with the server: its error is the expected outcome.
+    let compact = tokio::spawn(async move { client().post(compact_url).send().await });
     let partition_dir = root.join("db/m/date=2023-11-14/hour=23");
-    let writing = wait_for(std::time::Duration::from_secs(60), || {
+    // Written means renamed from its temporary name to its own.
+    let written = wait_for(std::time::Duration::from_secs(60), || {
         std::fs::read_dir(&partition_dir).into_iter().flatten().flatten().any(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with(".tmp-") && name.ends_with(".2.parquet")
+            !name.starts_with(".tmp-") && name.ends_with(".2.parquet")
         })
     });
     server.kill9();
-    assert!(writing, "the merge never wrote its file:\n{}", server.log_text());
+    assert!(written, "the merge never wrote its file:\n{}", server.log_text());
     let _ = compact.await;
     assert_eq!(listed_files(&root, "db", "m").len(), 8, "the catalog still lists the level-1 files");
 
-    // After the grace period, a restart removes the half-written file.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Once its grace period is over (made so by its modification time), a
+    // restart removes the file no commit names.
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for entry in std::fs::read_dir(&partition_dir).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".2.parquet") {
+            std::fs::File::options().write(true).open(entry.path()).unwrap().set_modified(an_hour_ago).unwrap();
+        }
+    }
     server.restart();
     let on_disk = || -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(&partition_dir)
@@ -483,7 +495,8 @@ async fn a_crash_in_the_middle_of_a_merge_loses_nothing_and_leaves_nothing() {
         listed(),
         server.log_text()
     );
-    assert!(server.log_text().contains("removed a file no catalog entry names"), "{}", server.log_text());
+    let said = || server.log_text().contains("removed a file no catalog entry names");
+    assert!(wait_for(std::time::Duration::from_secs(5), said), "{}", server.log_text());
     // Every point has its own v: as many distinct values as rows means none twice.
     let distinct = "SELECT count(DISTINCT v) AS n FROM m";
     assert_eq!(query_number(&server, "", "SELECT count(*) AS n FROM m").await, total, "nothing lost");

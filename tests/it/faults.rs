@@ -6,17 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{client, json_of, listed_files, post, JsonBody, Server};
-
-/// Arms a fault point of the server, now.
-async fn arm(server: &Server, point: &str, actions: &str) {
-    if !cfg!(feature = "fault-injection") {
-        panic!("the fault tests need the server's fault points: run tests/run (cargo test --features fault-injection)");
-    }
-    let response =
-        client().put(server.url(&format!("/admin/failpoints/{point}"))).body(actions.to_owned()).send().await.unwrap();
-    assert_eq!(response.status().as_u16(), 204, "arming {point}: {}", response.text().await.unwrap_or_default());
-}
+use crate::support::{arm_failpoint as arm, client, json_of, listed_files, post, JsonBody, Server};
 
 /// The number in the first row of a query's JSON result.
 async fn count(server: &Server, database: &str, sql: &str) -> i64 {

@@ -271,6 +271,16 @@ pub(crate) async fn metric(server: &Server, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
 }
 
+/// Arms a fault point of the server (src/faults.rs), now.
+pub(crate) async fn arm_failpoint(server: &Server, point: &str, actions: &str) {
+    if !cfg!(feature = "fault-injection") {
+        panic!("the fault tests need the server's fault points: run tests/run (cargo test --features fault-injection)");
+    }
+    let response =
+        client().put(server.url(&format!("/admin/failpoints/{point}"))).body(actions.to_owned()).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 204, "arming {point}: {}", response.text().await.unwrap_or_default());
+}
+
 /// Posts `body` to `url`; returns the status and body text.
 pub(crate) async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
     let response = client().post(url).body(body).send().await.expect("request");
