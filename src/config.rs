@@ -273,6 +273,22 @@ pub struct Settings {
     #[arg(long, env = "GIGAPI_METADATA_URL", value_name = "URL", global = true)]
     pub metadata_url: Option<String>,
 
+    /// Prefix of every key the Redis catalog writes, so that several clusters
+    /// can share one Redis.
+    #[arg(long, env = "HOURGLASS_REDIS_PREFIX", value_name = "PREFIX", default_value = "hourglass", global = true)]
+    pub redis_prefix: String,
+
+    /// How often a process checks the Redis catalog for changes made by other
+    /// processes: the most a reader's view of the files lags behind.
+    #[arg(long = "catalog-poll-ms", env = "HOURGLASS_CATALOG_POLL_MS", value_name = "MS", default_value = "100", value_parser = clap::value_parser!(u64).range(1..=60_000), global = true)]
+    pub catalog_poll_ms: u64,
+
+    /// This writer's id in a shared catalog, which records per writer how far
+    /// each one's WAL is persisted: every writer needs its own, kept across
+    /// restarts. Default: the host name and the data root.
+    #[arg(long, env = "HOURGLASS_WRITER_ID", value_name = "ID", global = true)]
+    pub writer_id: Option<String>,
+
     /// Address the HTTP API listens on.
     #[arg(long, env = "HTTP_HOST", value_name = "ADDRESS", default_value = "0.0.0.0", global = true)]
     pub http_host: String,

@@ -9,16 +9,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::memory::{CatalogView, PartitionState};
 use super::names::{check_name, NameKind};
 use super::schema::SchemaFile;
 use super::{
     Catalog, CatalogError, Column, Commit, FileEntry, PartitionFiles, PartitionKey, TableSchema, TableSummary,
-    DEFAULT_DATABASE,
 };
 use crate::storage::fs::{write_atomic_bytes, AtomicWriteError, TEMP_PREFIX};
 
@@ -71,29 +71,11 @@ struct StoredPartition {
     files: Vec<StoredFile>,
 }
 
-#[derive(Debug, Default, Clone)]
-struct PartitionState {
-    files: Vec<FileEntry>,
-    wal_sequence: u64,
-}
-
-#[derive(Debug, Default)]
-struct TableState {
-    schema: Arc<TableSchema>,
-    partitions: BTreeMap<PartitionKey, PartitionState>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    databases: BTreeMap<String, BTreeMap<String, TableState>>,
-    max_wal_sequence: u64,
-}
-
 /// The catalog kept in JSON files under the data root.
 #[derive(Debug)]
 pub struct LocalCatalog {
     root: PathBuf,
-    state: RwLock<State>,
+    view: CatalogView,
     schema_lock: tokio::sync::Mutex<()>,
     partition_locks: Vec<tokio::sync::Mutex<()>>,
     /// Why the catalog takes no more changes, once a write's outcome is unknown.
@@ -132,14 +114,13 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Cat
 impl LocalCatalog {
     /// Loads the catalog under `root` (creating nothing).
     pub fn open(root: &Path) -> Result<Self, CatalogError> {
-        let mut state = State::default();
+        let view = CatalogView::default();
         if root.is_dir() {
             for database in read_dir_names(root)? {
                 if check_name(NameKind::Database, &database).is_err() {
                     continue;
                 }
                 let db_dir = root.join(&database);
-                let mut tables = BTreeMap::new();
                 for table in read_dir_names(&db_dir)? {
                     let table_dir = db_dir.join(&table);
                     let Some(schema) = read_json::<SchemaFile>(&table_dir.join(SCHEMA_FILE))? else {
@@ -148,8 +129,7 @@ impl LocalCatalog {
                         }
                         continue;
                     };
-                    let mut table_state =
-                        TableState { schema: Arc::new(schema.into_schema()), partitions: BTreeMap::new() };
+                    let mut partitions = BTreeMap::new();
                     for date in read_dir_names(&table_dir)?.iter().filter(|d| d.starts_with("date=")) {
                         for hour in read_dir_names(&table_dir.join(date))? {
                             let path = table_dir.join(date).join(&hour).join(PARTITION_FILE);
@@ -165,23 +145,16 @@ impl LocalCatalog {
                                 files: stored.files.into_iter().map(|f| f.entry).collect(),
                                 wal_sequence: stored.wal_sequence,
                             };
-                            state.max_wal_sequence = state.max_wal_sequence.max(partition.wal_sequence);
-                            table_state.partitions.insert(key, partition);
+                            partitions.insert(key, partition);
                         }
                     }
-                    tables.insert(table, table_state);
-                }
-                if !tables.is_empty() {
-                    state.databases.insert(database, tables);
+                    view.set_table(&database, &table, Arc::new(schema.into_schema()), partitions);
                 }
             }
         }
-        // Clients that name no database use `default`; it exists, empty, from the first start so
-        // that `SHOW TABLES` and a Postgres connection to it work before anything is written.
-        state.databases.entry(DEFAULT_DATABASE.to_owned()).or_default();
         Ok(LocalCatalog {
             root: root.to_path_buf(),
-            state: RwLock::new(state),
+            view,
             schema_lock: tokio::sync::Mutex::new(()),
             partition_locks: (0..LOCK_SHARDS).map(|_| tokio::sync::Mutex::new(())).collect(),
             stopped: std::sync::Mutex::new(None),
@@ -191,14 +164,6 @@ impl LocalCatalog {
     /// The directory of a table.
     pub fn table_dir(&self, database: &str, table: &str) -> PathBuf {
         self.root.join(database).join(table)
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn partition_lock(&self, database: &str, table: &str, partition: PartitionKey) -> &tokio::sync::Mutex<()> {
@@ -252,15 +217,15 @@ impl LocalCatalog {
 #[async_trait]
 impl Catalog for LocalCatalog {
     fn databases(&self) -> Vec<String> {
-        self.read().databases.keys().cloned().collect()
+        self.view.databases()
     }
 
     fn tables(&self, database: &str) -> Vec<String> {
-        self.read().databases.get(database).map(|t| t.keys().cloned().collect()).unwrap_or_default()
+        self.view.tables(database)
     }
 
     fn table_schema(&self, database: &str, table: &str) -> Option<Arc<TableSchema>> {
-        self.read().databases.get(database)?.get(table).map(|t| Arc::clone(&t.schema))
+        self.view.table_schema(database, table)
     }
 
     async fn add_columns(
@@ -283,56 +248,24 @@ impl Catalog for LocalCatalog {
             .map_err(|e| CatalogError::Encode { path: path.display().to_string(), message: e.to_string() })?;
         self.write_catalog_file(path, bytes).await?;
         let merged = Arc::new(merged);
-        let mut state = self.write();
-        let entry = state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default();
-        entry.schema = Arc::clone(&merged);
+        self.view.set_schema(database, table, Arc::clone(&merged));
         Ok(merged)
     }
 
     fn files(&self, database: &str, table: &str, min_ns: i64, max_ns: i64) -> Vec<PartitionFiles> {
-        if min_ns > max_ns {
-            return Vec::new();
-        }
-        let state = self.read();
-        let Some(table) = state.databases.get(database).and_then(|t| t.get(table)) else {
-            return Vec::new();
-        };
-        table
-            .partitions
-            .range(PartitionKey::for_time(min_ns)..=PartitionKey::for_time(max_ns))
-            .map(|(key, p)| PartitionFiles {
-                partition: Some(*key),
-                files: p.files.iter().filter(|f| f.max_time >= min_ns && f.min_time <= max_ns).cloned().collect(),
-                wal_sequence: p.wal_sequence,
-            })
-            .collect()
+        self.view.files(database, table, min_ns, max_ns)
     }
 
     fn table_summary(&self, database: &str, table: &str) -> TableSummary {
-        let state = self.read();
-        let Some(table) = state.databases.get(database).and_then(|t| t.get(table)) else {
-            return TableSummary::default();
-        };
-        let mut summary = TableSummary { partitions: table.partitions.len(), ..TableSummary::default() };
-        for partition in table.partitions.values() {
-            summary.files += partition.files.len();
-            summary.rows += partition.files.iter().map(|f| f.row_count).sum::<u64>();
-            summary.bytes += partition.files.iter().map(|f| f.size_bytes).sum::<u64>();
-        }
-        summary
+        self.view.table_summary(database, table)
     }
 
     fn partition_wal_sequence(&self, database: &str, table: &str, partition: PartitionKey) -> u64 {
-        self.read()
-            .databases
-            .get(database)
-            .and_then(|t| t.get(table))
-            .and_then(|t| t.partitions.get(&partition))
-            .map_or(0, |p| p.wal_sequence)
+        self.view.partition(database, table, partition).wal_sequence
     }
 
     fn max_wal_sequence(&self) -> u64 {
-        self.read().max_wal_sequence
+        self.view.max_wal_sequence()
     }
 
     fn stopped(&self) -> Option<String> {
@@ -341,30 +274,7 @@ impl Catalog for LocalCatalog {
 
     async fn commit(&self, commit: Commit) -> Result<(), CatalogError> {
         let _guard = self.partition_lock(&commit.database, &commit.table, commit.partition).lock().await;
-        let mut partition = {
-            let state = self.read();
-            state
-                .databases
-                .get(&commit.database)
-                .and_then(|t| t.get(&commit.table))
-                .and_then(|t| t.partitions.get(&commit.partition))
-                .cloned()
-                .unwrap_or_default()
-        };
-        for id in &commit.remove {
-            let before = partition.files.len();
-            partition.files.retain(|f| &f.id != id);
-            if partition.files.len() == before {
-                return Err(CatalogError::MissingFile {
-                    database: commit.database.clone(),
-                    table: commit.table.clone(),
-                    partition: commit.partition,
-                    id: id.clone(),
-                });
-            }
-        }
-        partition.files.extend(commit.add.iter().cloned());
-        partition.wal_sequence = partition.wal_sequence.max(commit.wal_sequence);
+        let partition = self.view.partition(&commit.database, &commit.table, commit.partition).committed(&commit)?;
 
         let stored = StoredPartition {
             table: commit.table.clone(),
@@ -393,11 +303,7 @@ impl Catalog for LocalCatalog {
             .map_err(|e| CatalogError::Encode { path: path.display().to_string(), message: e.to_string() })?;
         self.write_catalog_file(path, bytes).await?;
 
-        let mut state = self.write();
-        state.max_wal_sequence = state.max_wal_sequence.max(partition.wal_sequence);
-        let table =
-            state.databases.entry(commit.database.clone()).or_default().entry(commit.table.clone()).or_default();
-        table.partitions.insert(commit.partition, partition);
+        self.view.set_partition(&commit.database, &commit.table, commit.partition, partition);
         Ok(())
     }
 }

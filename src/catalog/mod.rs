@@ -9,7 +9,9 @@
 //! one atomic step, which is what lets the compactor swap files under readers.
 
 pub mod local;
+mod memory;
 pub mod names;
+pub mod redis;
 pub mod relations;
 mod schema;
 
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::errors::{Classified, ErrorKind};
 
 pub use local::LocalCatalog;
+pub use redis::{RedisCatalog, RedisOptions};
 pub use schema::{
     tag_data_type, time_data_type, Column, ColumnType, SchemaConflict, TableSchema, TIME_COLUMN, TIME_ZONE,
 };
@@ -207,6 +210,12 @@ pub enum CatalogError {
         /// The error.
         source: std::io::Error,
     },
+    /// The shared catalog cannot be reached now: retry shortly.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The shared catalog refused a change or answered something unexpected.
+    #[error("the shared catalog: {0}")]
+    Shared(String),
     /// The catalog stopped after an earlier change whose outcome is unknown.
     #[error("the catalog takes no changes since a write whose outcome is unknown ({0}); restart the server to reload it from disk")]
     Stopped(String),
@@ -216,11 +225,13 @@ impl Classified for CatalogError {
     fn kind(&self) -> ErrorKind {
         match self {
             CatalogError::Conflict(_) => ErrorKind::Invalid,
+            CatalogError::Unavailable(_) => ErrorKind::Unavailable,
             CatalogError::MissingFile { .. }
             | CatalogError::Io { .. }
             | CatalogError::Corrupt { .. }
             | CatalogError::Encode { .. }
             | CatalogError::OutcomeUnknown { .. }
+            | CatalogError::Shared(_)
             | CatalogError::Stopped(_) => ErrorKind::Internal,
         }
     }
@@ -228,15 +239,20 @@ impl Classified for CatalogError {
     fn sqlstate(&self) -> &'static str {
         match self {
             CatalogError::Conflict(_) => "42804",
-            CatalogError::MissingFile { .. } | CatalogError::Encode { .. } => "XX000",
+            CatalogError::MissingFile { .. } | CatalogError::Encode { .. } | CatalogError::Shared(_) => "XX000",
+            // cannot_connect_now: the client retries.
+            CatalogError::Unavailable(_) => "57P03",
             CatalogError::Io { .. } | CatalogError::OutcomeUnknown { .. } | CatalogError::Stopped(_) => "58030",
             CatalogError::Corrupt { .. } => "XX001",
         }
     }
 }
 
-/// The catalog interface. The local JSON catalog implements it, and so will a
-/// shared Redis catalog; reads are answered from memory.
+/// The catalog interface. The local JSON catalog (one process) and the Redis
+/// catalog (shared by writers, readers and a compactor) implement it; reads
+/// are answered from memory. With several writers, WAL sequences are each
+/// writer's own: [`Catalog::partition_wal_sequence`], [`Catalog::max_wal_sequence`]
+/// and [`Commit::wal_sequence`] speak of this process's writer.
 #[async_trait]
 pub trait Catalog: Send + Sync + fmt::Debug {
     /// Every database, sorted. `default` is always among them.
@@ -270,6 +286,13 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// The highest WAL sequence any partition covers.
     fn max_wal_sequence(&self) -> u64;
+
+    /// Brings this process's view up to date with the catalog's store, for
+    /// decisions that must not rest on a view a poll behind (what to merge,
+    /// what is an orphan). A local catalog is always up to date.
+    async fn refresh(&self) -> Result<(), CatalogError> {
+        Ok(())
+    }
 
     /// Applies a change to one partition: on disk, then in memory.
     async fn commit(&self, commit: Commit) -> Result<(), CatalogError>;

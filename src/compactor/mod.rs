@@ -275,6 +275,14 @@ impl Compactor {
             self.metrics.compaction_errors.add(1);
             return CompactionReport { errors: vec![reason], ..CompactionReport::default() };
         }
+        // Plans from the latest state a shared catalog has, not a view a poll behind.
+        if let Err(error) = self.catalog.refresh().await {
+            self.metrics.compaction_errors.add(1);
+            return CompactionReport {
+                errors: vec![format!("nothing is merged or moved: {error}")],
+                ..Default::default()
+            };
+        }
         let mut partitions = Vec::new();
         for database in self.catalog.databases() {
             if scope.database.as_ref().is_some_and(|d| d != &database) {
@@ -329,6 +337,10 @@ impl Compactor {
     async fn remove_orphans_locked(&self) -> (u64, Vec<String>) {
         if let Some(reason) = self.catalog_stopped() {
             return (0, vec![reason]);
+        }
+        // A file is an orphan only if the latest catalog does not list it.
+        if let Err(error) = self.catalog.refresh().await {
+            return (0, vec![format!("no file is swept: {error}")]);
         }
         let (removed, errors) = self.garbage.remove_orphans(&self.catalog, &self.storage).await;
         self.metrics.orphans_deleted.add(removed);

@@ -18,9 +18,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-use crate::catalog::{Catalog, LocalCatalog};
+use crate::catalog::{Catalog, LocalCatalog, RedisCatalog, RedisOptions};
 use crate::compactor::{Compactor, CompactorOptions, MergeLevel, MAX_FILES_PER_MERGE};
-use crate::config::{resolve_layers, MetadataType, SettingError, Settings};
+use crate::config::{resolve_layers, MetadataType, Mode, SettingError, Settings};
 use crate::ingest::{IngestOptions, Ingester};
 use crate::metrics::Metrics;
 use crate::query::{BufferedRows, QueryEngine, QueryOptions, TableWriter};
@@ -100,6 +100,64 @@ fn lock_root(root: &Path) -> Result<std::fs::File, SettingError> {
         )),
         Err(std::fs::TryLockError::Error(e)) => Err(error(format!("cannot lock {}: {e}", path.display()))),
     }
+}
+
+/// Refuses, with the setting to change, a set of roles that cannot work:
+/// processes that share a catalog must share the storage its files are on.
+fn check_roles(settings: &Settings, layers: &[crate::storage::LayerConfig]) -> Result<(), SettingError> {
+    match settings.metadata_type {
+        MetadataType::Redis => {
+            if settings.metadata_url.as_deref().is_none_or(str::is_empty) {
+                return Err(SettingError::new(
+                    "metadata-url",
+                    "GIGAPI_METADATA_URL",
+                    "GIGAPI_METADATA_TYPE=redis needs the Redis URL, for example redis://127.0.0.1:6379/0",
+                ));
+            }
+            if settings.mode != Mode::Aio && !layers.first().is_some_and(|l| l.global) {
+                return Err(SettingError::new(
+                    "layer",
+                    "GIGAPI_LAYERS_0_GLOBAL",
+                    format!(
+                        "a {} process on the Redis catalog writes and reads files every other process must reach: \
+                         its first storage layer must be a global one (an S3 layer with GIGAPI_LAYERS_0_GLOBAL=true)",
+                        settings.mode
+                    ),
+                ));
+            }
+        }
+        MetadataType::Json => {
+            if settings.metadata_url.is_some() {
+                tracing::warn!("GIGAPI_METADATA_URL is set but GIGAPI_METADATA_TYPE is json: the URL is not used");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether this process merges, moves, expires and sweeps files. On the
+/// shared catalog only `compaction` processes (and `aio`) do: writers would
+/// otherwise all compact the same partitions at once.
+fn runs_compactor(settings: &Settings) -> bool {
+    match settings.metadata_type {
+        MetadataType::Json => settings.mode.compacts(),
+        MetadataType::Redis => matches!(settings.mode, Mode::Aio | Mode::Compaction),
+    }
+}
+
+/// This process's writer id: the setting, or the host name and the data root.
+fn writer_id(settings: &Settings) -> String {
+    if let Some(id) = settings.writer_id.as_deref().filter(|id| !id.is_empty()) {
+        return id.to_owned();
+    }
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let root = std::fs::canonicalize(&settings.root).unwrap_or_else(|_| settings.root.clone());
+    format!("{host}:{}", root.display())
 }
 
 /// The compactor's settings, checked.
@@ -193,32 +251,45 @@ pub struct Components {
     pub engine: Option<Arc<QueryEngine>>,
     /// The compactor, in modes that compact.
     pub compactor: Option<Arc<Compactor>>,
-    /// The data root's lock, held while the components live.
-    _root_lock: std::fs::File,
+    /// The data root's lock, held while the components live (not by a reader).
+    _root_lock: Option<std::fs::File>,
 }
 
 impl Components {
     /// Opens the catalog and storage, replays the WAL, and starts the engine, as
     /// the settings' mode asks.
     pub async fn open(settings: &Settings, layers: Vec<crate::storage::LayerConfig>) -> Result<Components, ServeError> {
-        if settings.metadata_type == MetadataType::Redis {
-            return Err(SettingError::new(
-                "metadata-type",
-                "GIGAPI_METADATA_TYPE",
-                "the Redis catalog is not available in this version; use json",
-            )
-            .into());
-        }
+        check_roles(settings, &layers)?;
         prepare_root(&settings.root)?;
-        let root_lock = lock_root(&settings.root)?;
+        // A reader neither writes nor deletes under its root: it needs no lock,
+        // and several may share one root.
+        let root_lock = match settings.mode {
+            Mode::Readonly => None,
+            _ => Some(lock_root(&settings.root)?),
+        };
         let compactor_options = compactor_options(settings)?;
         let storage =
             Arc::new(Storage::open(layers).map_err(|e| SettingError {
                 setting: "GIGAPI_LAYERS_<i>_* (--layer)".into(),
                 message: e.to_string(),
             })?);
-        let catalog: Arc<dyn Catalog> =
-            Arc::new(LocalCatalog::open(&settings.root).map_err(|e| ServeError::Runtime(e.to_string()))?);
+        let catalog: Arc<dyn Catalog> = match settings.metadata_type {
+            MetadataType::Json => {
+                Arc::new(LocalCatalog::open(&settings.root).map_err(|e| ServeError::Runtime(e.to_string()))?)
+            }
+            MetadataType::Redis => {
+                let options = RedisOptions {
+                    url: settings.metadata_url.clone().unwrap_or_default(),
+                    prefix: settings.redis_prefix.clone(),
+                    writer_id: writer_id(settings),
+                    poll_interval: Duration::from_millis(settings.catalog_poll_ms),
+                };
+                tracing::info!(writer_id = %options.writer_id, prefix = %options.prefix, "opening the Redis catalog");
+                RedisCatalog::open(options).await.map_err(|e| {
+                    ServeError::Runtime(format!("cannot open the Redis catalog (GIGAPI_METADATA_URL): {e}"))
+                })?
+            }
+        };
         let metrics = Arc::new(Metrics::default());
         let ingester = if settings.mode.writes() {
             let started = std::time::Instant::now();
@@ -244,7 +315,8 @@ impl Components {
         } else {
             None
         };
-        let engine = if settings.mode.queries() || settings.mode.compacts() {
+        let compacts = runs_compactor(settings);
+        let engine = if settings.mode.queries() || compacts {
             let buffer =
                 ingester.as_ref().map(|i| Arc::new(BufferForQueries(Arc::clone(i.buffer()))) as Arc<dyn BufferedRows>);
             let writer = ingester.as_ref().map(|i| Arc::new(InsertsToIngester(Arc::clone(i))) as Arc<dyn TableWriter>);
@@ -268,7 +340,7 @@ impl Components {
         } else {
             None
         };
-        let compactor = match (&engine, settings.mode.compacts()) {
+        let compactor = match (&engine, compacts) {
             (Some(engine), true) => Some(Arc::new(Compactor::new(
                 Arc::clone(&catalog),
                 Arc::clone(&storage),

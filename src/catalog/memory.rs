@@ -1,0 +1,171 @@
+//! The catalog's in-memory view, shared by every implementation: each serves
+//! reads from it and publishes a change into it only once the change is
+//! stored (in JSON files, or in Redis).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use super::{
+    CatalogError, Commit, FileEntry, PartitionFiles, PartitionKey, TableSchema, TableSummary, DEFAULT_DATABASE,
+};
+
+/// One hour partition: its files and the WAL sequence this process's writer
+/// has persisted into them.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct PartitionState {
+    pub(crate) files: Vec<FileEntry>,
+    pub(crate) wal_sequence: u64,
+}
+
+impl PartitionState {
+    /// The partition after `commit`, or the file it removes that is not there
+    /// (another process removed it first): a commit states what it expects.
+    pub(crate) fn committed(&self, commit: &Commit) -> Result<PartitionState, CatalogError> {
+        let mut next = self.clone();
+        for id in &commit.remove {
+            let before = next.files.len();
+            next.files.retain(|f| &f.id != id);
+            if next.files.len() == before {
+                return Err(CatalogError::MissingFile {
+                    database: commit.database.clone(),
+                    table: commit.table.clone(),
+                    partition: commit.partition,
+                    id: id.clone(),
+                });
+            }
+        }
+        next.files.extend(commit.add.iter().cloned());
+        next.wal_sequence = next.wal_sequence.max(commit.wal_sequence);
+        Ok(next)
+    }
+}
+
+#[derive(Debug, Default)]
+struct TableState {
+    schema: Arc<TableSchema>,
+    partitions: BTreeMap<PartitionKey, PartitionState>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    databases: BTreeMap<String, BTreeMap<String, TableState>>,
+    max_wal_sequence: u64,
+}
+
+/// Databases, tables, schemas and files, as the process last saw them.
+#[derive(Debug)]
+pub(crate) struct CatalogView {
+    state: RwLock<State>,
+}
+
+impl Default for CatalogView {
+    fn default() -> Self {
+        let mut state = State::default();
+        // Clients that name no database use `default`; it exists, empty, from the first start so
+        // that `SHOW TABLES` and a Postgres connection to it work before anything is written.
+        state.databases.entry(DEFAULT_DATABASE.to_owned()).or_default();
+        CatalogView { state: RwLock::new(state) }
+    }
+}
+
+impl CatalogView {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn databases(&self) -> Vec<String> {
+        self.read().databases.keys().cloned().collect()
+    }
+
+    pub(crate) fn tables(&self, database: &str) -> Vec<String> {
+        self.read().databases.get(database).map(|t| t.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    pub(crate) fn table_schema(&self, database: &str, table: &str) -> Option<Arc<TableSchema>> {
+        self.read().databases.get(database)?.get(table).map(|t| Arc::clone(&t.schema))
+    }
+
+    /// Publishes a table's schema, creating the database and table if needed.
+    pub(crate) fn set_schema(&self, database: &str, table: &str, schema: Arc<TableSchema>) {
+        let mut state = self.write();
+        state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default().schema = schema;
+    }
+
+    pub(crate) fn files(&self, database: &str, table: &str, min_ns: i64, max_ns: i64) -> Vec<PartitionFiles> {
+        if min_ns > max_ns {
+            return Vec::new();
+        }
+        let state = self.read();
+        let Some(table) = state.databases.get(database).and_then(|t| t.get(table)) else {
+            return Vec::new();
+        };
+        table
+            .partitions
+            .range(PartitionKey::for_time(min_ns)..=PartitionKey::for_time(max_ns))
+            .map(|(key, p)| PartitionFiles {
+                partition: Some(*key),
+                files: p.files.iter().filter(|f| f.max_time >= min_ns && f.min_time <= max_ns).cloned().collect(),
+                wal_sequence: p.wal_sequence,
+            })
+            .collect()
+    }
+
+    pub(crate) fn table_summary(&self, database: &str, table: &str) -> TableSummary {
+        let state = self.read();
+        let Some(table) = state.databases.get(database).and_then(|t| t.get(table)) else {
+            return TableSummary::default();
+        };
+        let mut summary = TableSummary { partitions: table.partitions.len(), ..TableSummary::default() };
+        for partition in table.partitions.values() {
+            summary.files += partition.files.len();
+            summary.rows += partition.files.iter().map(|f| f.row_count).sum::<u64>();
+            summary.bytes += partition.files.iter().map(|f| f.size_bytes).sum::<u64>();
+        }
+        summary
+    }
+
+    /// A partition as it stands (empty for an unknown one).
+    pub(crate) fn partition(&self, database: &str, table: &str, partition: PartitionKey) -> PartitionState {
+        self.read()
+            .databases
+            .get(database)
+            .and_then(|t| t.get(table))
+            .and_then(|t| t.partitions.get(&partition))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Publishes a partition's new state.
+    pub(crate) fn set_partition(&self, database: &str, table: &str, key: PartitionKey, partition: PartitionState) {
+        let mut state = self.write();
+        state.max_wal_sequence = state.max_wal_sequence.max(partition.wal_sequence);
+        let table = state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default();
+        table.partitions.insert(key, partition);
+    }
+
+    /// Replaces a whole table (a reload from the shared catalog).
+    pub(crate) fn set_table(
+        &self,
+        database: &str,
+        table: &str,
+        schema: Arc<TableSchema>,
+        partitions: BTreeMap<PartitionKey, PartitionState>,
+    ) {
+        let mut state = self.write();
+        let highest = partitions.values().map(|p| p.wal_sequence).max().unwrap_or(0);
+        state.max_wal_sequence = state.max_wal_sequence.max(highest);
+        state
+            .databases
+            .entry(database.to_owned())
+            .or_default()
+            .insert(table.to_owned(), TableState { schema, partitions });
+    }
+
+    pub(crate) fn max_wal_sequence(&self) -> u64 {
+        self.read().max_wal_sequence
+    }
+}

@@ -1,0 +1,46 @@
+-- One commit to one partition of one table, atomically (src/catalog/redis/mod.rs).
+-- KEYS: 1 files:<hour>, 2 wal:<hour>, 3 partitions, 4 seq, 5 log, 6 commits
+-- ARGV: 1 hour, 2 commit id, 3 writer id, 4 WAL sequence (0: none),
+--       5 count of removed ids, the ids, then the count of added files, then (id, entry JSON) pairs.
+-- Returns {'ok', seq}, {'applied', 0} when this commit id already went in
+-- (a retry after a lost reply), or {'missing', id} when a file to remove is
+-- not listed (another process removed it): nothing is changed then.
+local files, wal, partitions, seq, log, commits = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local hour, commit_id, writer, wal_sequence = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+if redis.call('ZSCORE', commits, commit_id) then
+  return {'applied', '0'}
+end
+local i = 5
+local removes = {}
+for j = 1, tonumber(ARGV[i]) do
+  removes[j] = ARGV[i + j]
+end
+i = i + #removes + 1
+local adds = {}
+for j = 1, tonumber(ARGV[i]) do
+  adds[j] = {ARGV[i + 2 * j - 1], ARGV[i + 2 * j]}
+end
+for _, id in ipairs(removes) do
+  if redis.call('HEXISTS', files, id) == 0 then
+    return {'missing', id}
+  end
+end
+for _, id in ipairs(removes) do
+  redis.call('HDEL', files, id)
+end
+for _, add in ipairs(adds) do
+  redis.call('HSET', files, add[1], add[2])
+end
+if wal_sequence > 0 then
+  local current = tonumber(redis.call('HGET', wal, writer) or '0')
+  if wal_sequence > current then
+    redis.call('HSET', wal, writer, ARGV[4])
+  end
+end
+redis.call('ZADD', partitions, hour, hour)
+local next = redis.call('INCR', seq)
+redis.call('ZADD', log, next, next .. '|' .. hour)
+redis.call('ZREMRANGEBYRANK', log, 0, -10001)
+redis.call('ZADD', commits, next, commit_id)
+redis.call('ZREMRANGEBYRANK', commits, 0, -100001)
+return {'ok', tostring(next)}

@@ -1,0 +1,86 @@
+//! Where the shared catalog keeps what in Redis. Every key of one table
+//! carries the same hash tag, `{<db>/<table>}` (`/` is in no name), so the
+//! commit scripts touch one hash slot and also run on Redis Cluster; the two
+//! global keys are only read and written by single commands.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `<prefix>:tables` | SET | every table, as the JSON `["<db>","<table>"]` |
+//! | `<prefix>:epoch` | STRING | a counter bumped after every commit: followers poll it |
+//! | `<prefix>:{<db>/<table>}:schema` | HASH | `version` (grows by one per change) and `json` (the columns) |
+//! | `<prefix>:{<db>/<table>}:seq` | STRING | the table's change sequence: every commit takes the next |
+//! | `<prefix>:{<db>/<table>}:log` | ZSET | the last 10,000 changes: score = sequence, member `<seq>\|<hour>` or `<seq>\|schema` |
+//! | `<prefix>:{<db>/<table>}:commits` | ZSET | the last 100,000 commit ids (score = sequence): a retried commit is applied once |
+//! | `<prefix>:{<db>/<table>}:partitions` | ZSET | the hour partitions with an entry (score and member: hours since the epoch) |
+//! | `<prefix>:{<db>/<table>}:files:<hour>` | HASH | the partition's files: field = file id, value = the file entry's JSON |
+//! | `<prefix>:{<db>/<table>}:wal:<hour>` | HASH | per writer id, the highest WAL sequence its files in the partition cover |
+
+/// The keys of one catalog (one prefix).
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Self {
+        Keys { prefix: prefix.to_owned() }
+    }
+
+    pub(super) fn tables(&self) -> String {
+        format!("{}:tables", self.prefix)
+    }
+
+    pub(super) fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+
+    pub(super) fn table(&self, database: &str, table: &str) -> TableKeys {
+        TableKeys { base: format!("{}:{{{database}/{table}}}", self.prefix) }
+    }
+}
+
+/// The keys of one table, all in one hash slot.
+#[derive(Debug, Clone)]
+pub(super) struct TableKeys {
+    base: String,
+}
+
+impl TableKeys {
+    pub(super) fn schema(&self) -> String {
+        format!("{}:schema", self.base)
+    }
+
+    pub(super) fn seq(&self) -> String {
+        format!("{}:seq", self.base)
+    }
+
+    pub(super) fn log(&self) -> String {
+        format!("{}:log", self.base)
+    }
+
+    pub(super) fn commits(&self) -> String {
+        format!("{}:commits", self.base)
+    }
+
+    pub(super) fn partitions(&self) -> String {
+        format!("{}:partitions", self.base)
+    }
+
+    pub(super) fn files(&self, hour: i64) -> String {
+        format!("{}:files:{hour}", self.base)
+    }
+
+    pub(super) fn wal(&self, hour: i64) -> String {
+        format!("{}:wal:{hour}", self.base)
+    }
+}
+
+/// The member of the tables set that names a table.
+pub(super) fn table_member(database: &str, table: &str) -> String {
+    serde_json::json!([database, table]).to_string()
+}
+
+/// The table a member of the tables set names.
+pub(super) fn parse_table_member(member: &str) -> Option<(String, String)> {
+    serde_json::from_str(member).ok()
+}

@@ -1,0 +1,582 @@
+//! The shared catalog in Redis (`GIGAPI_METADATA_TYPE=redis`): what lets
+//! writers, readers and a compactor run as separate processes over one S3
+//! layer. Redis is the truth; each process serves reads from its own
+//! in-memory view, which a background task keeps at most a poll interval
+//! (plus a round trip) behind.
+//!
+//! Every change is one Lua script on one table's keys (see [`keys`]): a file
+//! commit states the files it removes, which must still be listed, and
+//! carries an id, so a retry after a lost reply is applied once; a schema
+//! change states the version it extends and is retried on fresh state when
+//! another process got there first. Each change takes the table's next
+//! sequence number and is logged, which is how followers read only what
+//! changed. Redis being unreachable is a transient error: commits wait for
+//! it (their outcome must be known before anything else is written), schema
+//! changes give up after a while with [`CatalogError::Unavailable`].
+
+mod keys;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Script};
+
+use super::memory::{CatalogView, PartitionState};
+use super::schema::SchemaFile;
+use super::{
+    Catalog, CatalogError, Column, Commit, FileEntry, PartitionFiles, PartitionKey, TableSchema, TableSummary,
+};
+use keys::{parse_table_member, table_member, Keys, TableKeys};
+
+/// How to reach the shared catalog, and who this process is in it.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://[user:password@]host:port[/db]` (`GIGAPI_METADATA_URL`).
+    pub url: String,
+    /// The prefix of every key, so that several clusters can share a Redis.
+    pub prefix: String,
+    /// This process's writer id: the catalog records per writer which WAL
+    /// sequence its files cover, since every writer has its own WAL.
+    pub writer_id: String,
+    /// How often the view checks Redis for changes.
+    pub poll_interval: Duration,
+}
+
+/// How long a schema change keeps trying while Redis is unreachable before
+/// the write that needs it is refused as "retry later".
+const SCHEMA_RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// A full check of every table's sequence at least this often, even when the
+/// epoch did not move (a writer that died between its commit and its epoch
+/// bump).
+const FULL_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// The catalog shared through Redis.
+pub struct RedisCatalog {
+    connection: ConnectionManager,
+    keys: Keys,
+    writer_id: String,
+    view: CatalogView,
+    commit_script: Script,
+    schema_script: Script,
+    /// Serializes schema changes within this process; other processes are
+    /// kept out by the schema version.
+    schema_lock: tokio::sync::Mutex<()>,
+    /// Held while reading Redis into the view, and while a commit publishes
+    /// its partition, so that an older read never overwrites a newer one.
+    apply_lock: tokio::sync::Mutex<SyncState>,
+    /// When the view last matched Redis (for the lag metric and readiness).
+    last_sync: std::sync::Mutex<Instant>,
+}
+
+impl std::fmt::Debug for RedisCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCatalog").field("keys", &self.keys).field("writer_id", &self.writer_id).finish()
+    }
+}
+
+/// What the follower has read so far.
+#[derive(Debug, Default)]
+struct SyncState {
+    /// The epoch at the last sync.
+    epoch: Option<u64>,
+    /// Each table's change sequence as last read.
+    seen: HashMap<(String, String), u64>,
+    /// When every table was last checked whatever the epoch said.
+    full_check: Option<Instant>,
+}
+
+/// Whether a Redis error may go away by itself: Redis down, restarting,
+/// loading its data, or a connection cut.
+fn is_transient(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || matches!(error.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading))
+        || error.code() == Some("LOADING")
+}
+
+fn redis_error(context: &str, error: RedisError) -> CatalogError {
+    if is_transient(&error) {
+        CatalogError::Unavailable(format!("{context}: the Redis catalog is unreachable ({error}); retry shortly"))
+    } else {
+        CatalogError::Shared(format!("{context}: {error}"))
+    }
+}
+
+/// A Redis URL fit for a log line: its password replaced.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(an unparsable URL)".to_owned(),
+    }
+}
+
+fn decode<T: for<'de> serde::Deserialize<'de>>(what: &str, json: &str) -> Result<T, CatalogError> {
+    serde_json::from_str(json).map_err(|e| CatalogError::Corrupt { path: what.to_owned(), message: e.to_string() })
+}
+
+impl RedisCatalog {
+    /// Connects, reads the whole catalog into memory, and starts following
+    /// changes. Fails if Redis cannot be reached now.
+    pub async fn open(options: RedisOptions) -> Result<Arc<RedisCatalog>, CatalogError> {
+        let shown = without_password(&options.url);
+        let client = redis::Client::open(options.url.as_str())
+            .map_err(|e| CatalogError::Shared(format!("GIGAPI_METADATA_URL {shown}: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| redis_error(&format!("connecting to {shown}"), e))?;
+        let catalog = Arc::new(RedisCatalog {
+            connection,
+            keys: Keys::new(&options.prefix),
+            writer_id: options.writer_id,
+            view: CatalogView::default(),
+            commit_script: Script::new(include_str!("commit.lua")),
+            schema_script: Script::new(include_str!("schema.lua")),
+            schema_lock: tokio::sync::Mutex::new(()),
+            apply_lock: tokio::sync::Mutex::new(SyncState::default()),
+            last_sync: std::sync::Mutex::new(Instant::now()),
+        });
+        catalog.sync(true).await?;
+        tokio::spawn(follow(Arc::downgrade(&catalog), options.poll_interval));
+        Ok(catalog)
+    }
+
+    fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// How long ago the view last matched Redis.
+    pub fn lag(&self) -> Duration {
+        self.last_sync.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+    }
+
+    /// Brings the view up to date: every table whose sequence moved since
+    /// the last sync, if the epoch moved (or `force`, or a full check is due).
+    pub async fn sync(&self, force: bool) -> Result<(), CatalogError> {
+        let started = Instant::now();
+        let mut connection = self.connection();
+        let epoch: Option<u64> = redis::cmd("GET")
+            .arg(self.keys.epoch())
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| redis_error("reading the catalog's epoch", e))?;
+        let epoch = epoch.unwrap_or(0);
+        let mut state = self.apply_lock.lock().await;
+        let full_due = state.full_check.is_none_or(|t| t.elapsed() >= FULL_CHECK_EVERY);
+        if !force && !full_due && state.epoch == Some(epoch) {
+            *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = started;
+            return Ok(());
+        }
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.tables())
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| redis_error("listing the catalog's tables", e))?;
+        let tables: Vec<(String, String)> = members.iter().filter_map(|m| parse_table_member(m)).collect();
+        let mut pipe = redis::pipe();
+        for (database, table) in &tables {
+            pipe.cmd("GET").arg(self.keys.table(database, table).seq());
+        }
+        let sequences: Vec<Option<u64>> = if tables.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut connection)
+                .await
+                .map_err(|e| redis_error("reading the tables' change sequences", e))?
+        };
+        for ((database, table), sequence) in tables.into_iter().zip(sequences) {
+            let Some(sequence) = sequence else { continue };
+            let key = (database, table);
+            let seen = state.seen.get(&key).copied();
+            if seen == Some(sequence) {
+                continue;
+            }
+            let read = match seen {
+                Some(seen) => self.read_changes(&key.0, &key.1, seen).await?,
+                None => self.read_table(&key.0, &key.1).await?,
+            };
+            state.seen.insert(key, read);
+        }
+        state.epoch = Some(epoch);
+        state.full_check = Some(Instant::now());
+        *self.last_sync.lock().unwrap_or_else(|p| p.into_inner()) = started;
+        Ok(())
+    }
+
+    /// Reads a whole table into the view; returns the sequence it read at
+    /// (the contents may be newer, never older).
+    async fn read_table(&self, database: &str, table: &str) -> Result<u64, CatalogError> {
+        let keys = self.keys.table(database, table);
+        let mut connection = self.connection();
+        let (sequence, hours): (Option<u64>, Vec<i64>) = redis::pipe()
+            .cmd("GET")
+            .arg(keys.seq())
+            .cmd("ZRANGE")
+            .arg(keys.partitions())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| redis_error(&format!("reading table {database}.{table}"), e))?;
+        let Some(schema) = self.read_schema(&keys, database, table).await? else {
+            // Listed before its schema went in: next time.
+            return Ok(0);
+        };
+        let mut partitions = BTreeMap::new();
+        for hour in hours {
+            partitions.insert(PartitionKey(hour), self.read_partition(&keys, database, table, hour).await?);
+        }
+        self.view.set_table(database, table, Arc::new(schema.1), partitions);
+        Ok(sequence.unwrap_or(0))
+    }
+
+    /// Reads what changed in a table since `seen` into the view; returns the
+    /// sequence it read up to.
+    async fn read_changes(&self, database: &str, table: &str, seen: u64) -> Result<u64, CatalogError> {
+        let keys = self.keys.table(database, table);
+        let mut connection = self.connection();
+        let changes: Vec<(String, u64)> = redis::cmd("ZRANGE")
+            .arg(keys.log())
+            .arg(format!("({seen}"))
+            .arg("+inf")
+            .arg("BYSCORE")
+            .arg("WITHSCORES")
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| redis_error(&format!("reading the changes of {database}.{table}"), e))?;
+        // The log keeps the last 10,000 changes: a view further behind reads
+        // the whole table.
+        if changes.first().is_none_or(|(_, first)| *first != seen + 1) {
+            return self.read_table(database, table).await;
+        }
+        let mut hours = BTreeSet::new();
+        let mut schema_changed = false;
+        for (member, _) in &changes {
+            match member.split_once('|').map(|(_, what)| what) {
+                Some("schema") => schema_changed = true,
+                Some(hour) => {
+                    if let Ok(hour) = hour.parse::<i64>() {
+                        hours.insert(hour);
+                    }
+                }
+                None => {}
+            }
+        }
+        if schema_changed {
+            if let Some((_, schema)) = self.read_schema(&keys, database, table).await? {
+                self.view.set_schema(database, table, Arc::new(schema));
+            }
+        }
+        for hour in hours {
+            let partition = self.read_partition(&keys, database, table, hour).await?;
+            self.view.set_partition(database, table, PartitionKey(hour), partition);
+        }
+        Ok(changes.last().map_or(seen, |(_, sequence)| *sequence))
+    }
+
+    /// A table's schema and its version, if it has one yet.
+    async fn read_schema(
+        &self,
+        keys: &TableKeys,
+        database: &str,
+        table: &str,
+    ) -> Result<Option<(u64, TableSchema)>, CatalogError> {
+        let mut connection = self.connection();
+        let (version, json): (Option<u64>, Option<String>) = redis::cmd("HMGET")
+            .arg(keys.schema())
+            .arg("version")
+            .arg("json")
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| redis_error(&format!("reading the schema of {database}.{table}"), e))?;
+        match (version, json) {
+            (Some(version), Some(json)) => {
+                let file: SchemaFile = decode(&keys.schema(), &json)?;
+                Ok(Some((version, file.into_schema())))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// One partition's files and this writer's WAL sequence in it, read together.
+    async fn read_partition(
+        &self,
+        keys: &TableKeys,
+        database: &str,
+        table: &str,
+        hour: i64,
+    ) -> Result<PartitionState, CatalogError> {
+        let mut connection = self.connection();
+        let (files, wal_sequence): (HashMap<String, String>, Option<u64>) = redis::pipe()
+            .atomic()
+            .cmd("HGETALL")
+            .arg(keys.files(hour))
+            .cmd("HGET")
+            .arg(keys.wal(hour))
+            .arg(&self.writer_id)
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| redis_error(&format!("reading {database}.{table} {}", PartitionKey(hour)), e))?;
+        let mut entries = Vec::with_capacity(files.len());
+        for json in files.values() {
+            entries.push(decode::<FileEntry>(&keys.files(hour), json)?);
+        }
+        // The order files were added in is lost in a hash; time then id is stable.
+        entries.sort_by(|a, b| (a.min_time, &a.id).cmp(&(b.min_time, &b.id)));
+        Ok(PartitionState { files: entries, wal_sequence: wal_sequence.unwrap_or(0) })
+    }
+
+    /// Bumps the epoch so that followers look now rather than at their next full check.
+    async fn announce(&self) {
+        let mut connection = self.connection();
+        let bumped: Result<u64, RedisError> =
+            redis::cmd("INCR").arg(self.keys.epoch()).query_async(&mut connection).await;
+        if let Err(error) = bumped {
+            tracing::warn!(%error, "could not bump the catalog's epoch; readers see the change at their next full check");
+        }
+    }
+
+    async fn add_columns_once(
+        &self,
+        database: &str,
+        table: &str,
+        columns: &[Column],
+        max_columns: usize,
+    ) -> Result<Option<Arc<TableSchema>>, CatalogError> {
+        let keys = self.keys.table(database, table);
+        let current = self.read_schema(&keys, database, table).await?;
+        let (version, base) = match current {
+            Some((version, schema)) => (version, schema),
+            None => (0, TableSchema::default()),
+        };
+        let merged = match base.merged_with(table, columns, max_columns)? {
+            Some(merged) => merged,
+            None if version > 0 => {
+                let schema = Arc::new(base);
+                self.view.set_schema(database, table, Arc::clone(&schema));
+                return Ok(Some(schema));
+            }
+            None => base,
+        };
+        let mut connection = self.connection();
+        // Listed first: a reader skips a listed table until its schema is in.
+        let _: i64 = redis::cmd("SADD")
+            .arg(self.keys.tables())
+            .arg(table_member(database, table))
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| redis_error(&format!("listing table {database}.{table}"), e))?;
+        let json = serde_json::to_string(&SchemaFile::from_schema(table, &merged))
+            .map_err(|e| CatalogError::Encode { path: keys.schema(), message: e.to_string() })?;
+        let (outcome, _): (String, String) = self
+            .schema_script
+            .key(keys.schema())
+            .key(keys.seq())
+            .key(keys.log())
+            .arg(version)
+            .arg(json)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| redis_error(&format!("changing the schema of {database}.{table}"), e))?;
+        if outcome != "ok" {
+            // Another process changed the schema first: merge again with theirs.
+            return Ok(None);
+        }
+        self.announce().await;
+        let schema = Arc::new(merged);
+        self.view.set_schema(database, table, Arc::clone(&schema));
+        Ok(Some(schema))
+    }
+}
+
+/// Keeps the view of a catalog following Redis until the catalog is dropped.
+async fn follow(catalog: Weak<RedisCatalog>, interval: Duration) {
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(catalog) = catalog.upgrade() else { return };
+        match catalog.sync(false).await {
+            Ok(()) => {
+                if let Some(since) = failing_since.take() {
+                    tracing::info!(after_s = since.elapsed().as_secs_f64(), "the Redis catalog is reachable again");
+                }
+            }
+            Err(error) => {
+                if failing_since.is_none() {
+                    tracing::warn!(%error, "cannot follow the Redis catalog; queries see the catalog as it was");
+                    failing_since = Some(Instant::now());
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Catalog for RedisCatalog {
+    fn databases(&self) -> Vec<String> {
+        self.view.databases()
+    }
+
+    fn tables(&self, database: &str) -> Vec<String> {
+        self.view.tables(database)
+    }
+
+    fn table_schema(&self, database: &str, table: &str) -> Option<Arc<TableSchema>> {
+        self.view.table_schema(database, table)
+    }
+
+    async fn add_columns(
+        &self,
+        database: &str,
+        table: &str,
+        columns: &[Column],
+        max_columns: usize,
+    ) -> Result<Arc<TableSchema>, CatalogError> {
+        // Most writes bring no new column: answered from memory.
+        if let Some(current) = self.view.table_schema(database, table) {
+            if current.merged_with(table, columns, max_columns)?.is_none() {
+                return Ok(current);
+            }
+        }
+        let _guard = self.schema_lock.lock().await;
+        let deadline = Instant::now() + SCHEMA_RETRY_FOR;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            match self.add_columns_once(database, table, columns, max_columns).await {
+                Ok(Some(schema)) => return Ok(schema),
+                // Lost a race with another process: merge with the new version.
+                Ok(None) => continue,
+                Err(CatalogError::Unavailable(message)) if Instant::now() < deadline => {
+                    tracing::debug!(%message, "retrying a schema change");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn files(&self, database: &str, table: &str, min_ns: i64, max_ns: i64) -> Vec<PartitionFiles> {
+        self.view.files(database, table, min_ns, max_ns)
+    }
+
+    fn table_summary(&self, database: &str, table: &str) -> TableSummary {
+        self.view.table_summary(database, table)
+    }
+
+    fn partition_wal_sequence(&self, database: &str, table: &str, partition: PartitionKey) -> u64 {
+        self.view.partition(database, table, partition).wal_sequence
+    }
+
+    fn max_wal_sequence(&self) -> u64 {
+        self.view.max_wal_sequence()
+    }
+
+    /// Waits for Redis while it is unreachable: the commit's outcome must be
+    /// known before the caller writes anything else (a persister that wrote
+    /// the rows again would have them twice). A retry of a commit that did go
+    /// in is recognised by its id.
+    async fn commit(&self, commit: Commit) -> Result<(), CatalogError> {
+        let keys = self.keys.table(&commit.database, &commit.table);
+        let hour = commit.partition.0;
+        let commit_id = uuid::Uuid::new_v4().to_string();
+        let mut added = Vec::with_capacity(commit.add.len());
+        for file in &commit.add {
+            let json = serde_json::to_string(file)
+                .map_err(|e| CatalogError::Encode { path: keys.files(hour), message: e.to_string() })?;
+            added.push((file.id.clone(), json));
+        }
+        let mut invocation = self.commit_script.prepare_invoke();
+        invocation
+            .key(keys.files(hour))
+            .key(keys.wal(hour))
+            .key(keys.partitions())
+            .key(keys.seq())
+            .key(keys.log())
+            .key(keys.commits())
+            .arg(hour)
+            .arg(&commit_id)
+            .arg(&self.writer_id)
+            .arg(commit.wal_sequence)
+            .arg(commit.remove.len());
+        for id in &commit.remove {
+            invocation.arg(id);
+        }
+        invocation.arg(added.len());
+        for (id, json) in &added {
+            invocation.arg(id).arg(json);
+        }
+        let mut delay = Duration::from_millis(20);
+        let mut warned = false;
+        let (outcome, detail): (String, String) = loop {
+            let mut connection = self.connection();
+            match invocation.invoke_async(&mut connection).await {
+                Ok(reply) => break reply,
+                Err(error) if is_transient(&error) => {
+                    if !warned {
+                        tracing::warn!(
+                            %error,
+                            database = %commit.database,
+                            table = %commit.table,
+                            partition = %commit.partition,
+                            "the Redis catalog is unreachable; the commit waits for it"
+                        );
+                        warned = true;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(error) => return Err(redis_error("committing files", error)),
+            }
+        };
+        if outcome == "missing" {
+            return Err(CatalogError::MissingFile {
+                database: commit.database,
+                table: commit.table,
+                partition: commit.partition,
+                id: detail,
+            });
+        }
+        if warned {
+            tracing::info!(database = %commit.database, table = %commit.table, "the Redis catalog took the commit");
+        }
+        self.announce().await;
+        // Published from Redis itself, which may already hold later changes
+        // of other processes: never an older state than Redis has.
+        let _apply = self.apply_lock.lock().await;
+        match self.read_partition(&keys, &commit.database, &commit.table, hour).await {
+            Ok(partition) => self.view.set_partition(&commit.database, &commit.table, commit.partition, partition),
+            // Committed, but not read back: published from the commit itself
+            // until the follower reads the partition.
+            Err(_) => {
+                let current = self.view.partition(&commit.database, &commit.table, commit.partition);
+                if let Ok(next) = current.committed(&commit) {
+                    self.view.set_partition(&commit.database, &commit.table, commit.partition, next);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn refresh(&self) -> Result<(), CatalogError> {
+        self.sync(true).await
+    }
+
+    fn stopped(&self) -> Option<String> {
+        None
+    }
+}

@@ -1,0 +1,168 @@
+//! Writers and readers as separate `hourglass` processes over one Redis
+//! catalog and one S3 layer: real Redis (redis_server.rs) and real S3
+//! (SeaweedFS), every process on loopback.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::redis_server::RedisServer;
+use crate::support::{client, command, free_port, post, wait_for, JsonBody, SeaweedFs, Server};
+
+/// Redis, S3 and a directory for the processes' roots.
+struct Cluster {
+    redis: RedisServer,
+    seaweed: SeaweedFs,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Cluster {
+        Cluster {
+            redis: RedisServer::start(&dir.join("redis")),
+            seaweed: SeaweedFs::start(&dir.join("seaweedfs")),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The settings every process of the cluster shares: the Redis catalog and
+    /// the global S3 layer.
+    fn shared_args(&self) -> Vec<String> {
+        vec![
+            "--metadata-type".into(),
+            "redis".into(),
+            "--metadata-url".into(),
+            self.redis.url(),
+            "--layer".into(),
+            format!("{},global=true", self.seaweed.layer_flag("lake", "lake")),
+            "--save-timeout-s".into(),
+            "0.5".into(),
+        ]
+    }
+
+    /// Starts a process in `mode` on its own root `name`, with `extra` settings.
+    fn process(&self, name: &str, mode: &str, extra: &[&str]) -> Server {
+        let mut args = self.shared_args();
+        args.extend(["--mode".to_owned(), mode.to_owned()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::start(&self.dir.join(name), &args)
+    }
+}
+
+/// Writes `count` rows of host `host` to a writer, from `first` on; every row
+/// has its own `n`, so duplicates show.
+async fn write_rows(writer: &Server, host: &str, first: u64, count: u64) {
+    let body: String = (first..first + count)
+        .map(|n| format!("m,host={host} n={n}i {}\n", 1_700_000_000_000_000_000u64 + n * 1_000_000))
+        .collect();
+    let (status, text) = post(&writer.url("/write?db=default"), body).await;
+    assert_eq!(status, 204, "{text}");
+}
+
+/// `count(*)` and `count(DISTINCT n)` of `m` over a server's HTTP API; None
+/// while the table is unknown there.
+async fn counts(server: &Server) -> Option<(u64, u64)> {
+    let response = client()
+        .post(server.url("/query?db=default"))
+        .json_body(&serde_json::json!({"query": "SELECT count(*) AS rows, count(DISTINCT n) AS distinct_n FROM m"}))
+        .send()
+        .await
+        .ok()?;
+    let body: serde_json::Value = serde_json::from_str(&response.text().await.ok()?).ok()?;
+    let row = &body["results"][0];
+    Some((row["rows"].as_u64()?, row["distinct_n"].as_u64()?))
+}
+
+/// Waits until a reader sees `want` rows, each once; panics with what it saw.
+async fn wait_for_rows(reader: &Server, want: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = None;
+    while std::time::Instant::now() < deadline {
+        seen = counts(reader).await;
+        if seen == Some((want, want)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the reader saw (rows, distinct) = {seen:?}, not {want} rows each once:\n{}", reader.log_text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_written_to_two_writers_are_read_back_from_every_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let mut first_writer = cluster.process("writer-1", "writeonly", &[]);
+    let second_writer = cluster.process("writer-2", "writeonly", &[]);
+    let (pg_port, flight_port) = (free_port(), free_port());
+    let pg = pg_port.to_string();
+    let flight = flight_port.to_string();
+    let reader = cluster.process("reader-1", "readonly", &["--pg-port", &pg, "--flightsql-port", &flight]);
+    let second_reader = cluster.process("reader-2", "readonly", &[]);
+
+    write_rows(&first_writer, "w1", 0, 500).await;
+    write_rows(&second_writer, "w2", 500, 500).await;
+    wait_for_rows(&reader, 1000).await;
+    wait_for_rows(&second_reader, 1000).await;
+
+    // The same rows over the Postgres wire and FlightSQL.
+    let postgres = crate::postgres::connect(pg_port, "default", "u", "").await.expect("Postgres connection");
+    let rows = postgres.query("SELECT host, count(*) FROM m GROUP BY host ORDER BY host", &[]).await.unwrap();
+    let per_host: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(per_host, [("w1".to_owned(), 500), ("w2".to_owned(), 500)]);
+    let flight_rows = crate::flight::query_on(flight_port, "SELECT count(*) AS n FROM m").await.expect("FlightSQL");
+    assert_eq!(flight_rows[0]["n"], "1000");
+
+    // A writer killed with rows acknowledged and not yet persisted replays its
+    // own WAL: nothing lost, nothing twice.
+    write_rows(&first_writer, "w1", 1000, 300).await;
+    first_writer.kill9();
+    first_writer.restart();
+    wait_for_rows(&reader, 1300).await;
+    write_rows(&first_writer, "w1", 1300, 100).await;
+    wait_for_rows(&second_reader, 1400).await;
+
+    // A reader started later sees everything at once.
+    let late_reader = cluster.process("reader-3", "readonly", &[]);
+    assert_eq!(counts(&late_reader).await, Some((1400, 1400)));
+    drop(second_writer);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_go_on_while_redis_restarts_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path());
+    let writer = cluster.process("writer", "writeonly", &[]);
+    let reader = cluster.process("reader", "readonly", &[]);
+    write_rows(&writer, "w", 0, 200).await;
+    wait_for_rows(&reader, 200).await;
+
+    // Acknowledged from the WAL while the catalog is away.
+    cluster.redis.kill();
+    write_rows(&writer, "w", 200, 200).await;
+    write_rows(&writer, "w", 400, 200).await;
+    assert_eq!(counts(&reader).await, Some((200, 200)), "the reader keeps its last view");
+    assert!(
+        wait_for(Duration::from_secs(20), || writer.log_text().contains("the commit waits for it")),
+        "the writer's persister waits for Redis:\n{}",
+        writer.log_text()
+    );
+    cluster.redis.restart();
+    wait_for_rows(&reader, 600).await;
+    assert!(writer.log_text().contains("the Redis catalog took the commit"), "{}", writer.log_text());
+}
+
+/// A role that cannot work is refused at start with one line naming the setting.
+#[test]
+fn a_shared_catalog_without_what_it_needs_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |args: &[&str]| {
+        let output = command().arg("--root").arg(dir.path().join("data")).args(args).output().expect("run hourglass");
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).trim().to_owned()
+    };
+    let message = refused(&["--metadata-type", "redis"]);
+    assert!(message.contains("GIGAPI_METADATA_URL") && !message.contains('\n'), "{message}");
+    let message =
+        refused(&["--metadata-type", "redis", "--metadata-url", "redis://127.0.0.1:1/0", "--mode", "readonly"]);
+    assert!(message.contains("GIGAPI_LAYERS_0_GLOBAL") && !message.contains('\n'), "{message}");
+}
