@@ -283,6 +283,11 @@ pub struct Settings {
     #[arg(long = "catalog-poll-ms", env = "HOURGLASS_CATALOG_POLL_MS", value_name = "MS", default_value = "100", value_parser = clap::value_parser!(u64).range(1..=60_000), global = true)]
     pub catalog_poll_ms: u64,
 
+    /// Seconds a compactor's lease on a table lasts unless renewed (Redis
+    /// catalog): how soon a standby compactor takes over from one that died.
+    #[arg(long = "compaction-lease-s", env = "HOURGLASS_COMPACTION_LEASE_S", value_name = "SECONDS", default_value = "30", value_parser = positive_seconds, global = true)]
+    pub compaction_lease_s: f64,
+
     /// This writer's id in a shared catalog, which records per writer how far
     /// each one's WAL is persisted: every writer needs its own, kept across
     /// restarts. Default: the host name and the data root.

@@ -153,6 +153,10 @@ pub struct Commit {
     pub remove: Vec<String>,
     /// Raise the partition's WAL sequence to this (it never goes down).
     pub wal_sequence: u64,
+    /// The compaction lease token this change is made under (see
+    /// [`Catalog::compaction_lease`]): a shared catalog refuses the change if
+    /// the lease has passed to another process since. None for writes.
+    pub lease: Option<u64>,
 }
 
 /// What can go wrong in the catalog.
@@ -216,6 +220,17 @@ pub enum CatalogError {
     /// The shared catalog refused a change or answered something unexpected.
     #[error("the shared catalog: {0}")]
     Shared(String),
+    /// A compactor's change made under a lease that has since expired or
+    /// passed to another process: the other process compacts this table now.
+    #[error("the compaction lease on {database}.{table} is no longer this process's (held by {holder})")]
+    Fenced {
+        /// The database.
+        database: String,
+        /// The table.
+        table: String,
+        /// Who holds the lease now.
+        holder: String,
+    },
     /// The catalog stopped after an earlier change whose outcome is unknown.
     #[error("the catalog takes no changes since a write whose outcome is unknown ({0}); restart the server to reload it from disk")]
     Stopped(String),
@@ -225,7 +240,7 @@ impl Classified for CatalogError {
     fn kind(&self) -> ErrorKind {
         match self {
             CatalogError::Conflict(_) => ErrorKind::Invalid,
-            CatalogError::Unavailable(_) => ErrorKind::Unavailable,
+            CatalogError::Unavailable(_) | CatalogError::Fenced { .. } => ErrorKind::Unavailable,
             CatalogError::MissingFile { .. }
             | CatalogError::Io { .. }
             | CatalogError::Corrupt { .. }
@@ -242,6 +257,8 @@ impl Classified for CatalogError {
             CatalogError::MissingFile { .. } | CatalogError::Encode { .. } | CatalogError::Shared(_) => "XX000",
             // cannot_connect_now: the client retries.
             CatalogError::Unavailable(_) => "57P03",
+            // lock_not_available
+            CatalogError::Fenced { .. } => "55P03",
             CatalogError::Io { .. } | CatalogError::OutcomeUnknown { .. } | CatalogError::Stopped(_) => "58030",
             CatalogError::Corrupt { .. } => "XX001",
         }
@@ -286,6 +303,16 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// The highest WAL sequence any partition covers.
     fn max_wal_sequence(&self) -> u64;
+
+    /// Takes or renews this process's lease on compacting a table, and
+    /// returns its token; None while another process holds it. Merges, layer
+    /// moves, expiry and the orphan sweep of a table happen only under its
+    /// lease, and their commits carry the token, so that a compactor whose
+    /// lease expired (paused, partitioned) cannot commit over its successor.
+    /// A local catalog has one process: the lease is always its own.
+    async fn compaction_lease(&self, _database: &str, _table: &str) -> Result<Option<u64>, CatalogError> {
+        Ok(Some(0))
+    }
 
     /// Brings this process's view up to date with the catalog's store, for
     /// decisions that must not rest on a view a poll behind (what to merge,

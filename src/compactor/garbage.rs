@@ -78,7 +78,13 @@ impl Garbage {
     /// directories that no catalog entry names, are not waiting for deletion,
     /// and were last written longer than the grace period ago: a file being
     /// written, or written and about to be committed, is younger than that.
-    pub(super) async fn remove_orphans(&self, catalog: &Arc<dyn Catalog>, storage: &Storage) -> (u64, Vec<String>) {
+    /// Only tables named in `leased` (`<db>/<table>`) are swept.
+    pub(super) async fn remove_orphans(
+        &self,
+        catalog: &Arc<dyn Catalog>,
+        storage: &Storage,
+        leased: &HashSet<String>,
+    ) -> (u64, Vec<String>) {
         let mut removed = 0;
         let mut errors = Vec::new();
         // Every layer is listed before the catalog is read: a file committed
@@ -124,6 +130,7 @@ impl Garbage {
                 let table_known = object.relative.splitn(3, '/').take(2).collect::<Vec<_>>().join("/");
                 let key = (layer.name().to_owned(), object.relative.clone());
                 if !tables.contains(&table_known)
+                    || !leased.contains(&table_known)
                     || !(name.starts_with(TEMP_PREFIX) || is_data_file_name(name))
                     || known.contains(&key)
                     || waiting.contains(&key)

@@ -218,6 +218,15 @@ pub struct Compactor {
     run: tokio::sync::Mutex<()>,
 }
 
+/// The partition a compaction step works on, and the lease it works under.
+#[derive(Debug, Clone, Copy)]
+struct PartitionAt<'a> {
+    database: &'a str,
+    table: &'a str,
+    partition: PartitionKey,
+    lease: Option<u64>,
+}
+
 fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
@@ -342,7 +351,24 @@ impl Compactor {
         if let Err(error) = self.catalog.refresh().await {
             return (0, vec![format!("no file is swept: {error}")]);
         }
-        let (removed, errors) = self.garbage.remove_orphans(&self.catalog, &self.storage).await;
+        // Only in tables this process holds the lease on: their compactor
+        // is the one that knows which of its files are committed.
+        let mut leased = std::collections::HashSet::new();
+        let mut errors = Vec::new();
+        for database in self.catalog.databases() {
+            for table in self.catalog.tables(&database) {
+                match self.catalog.compaction_lease(&database, &table).await {
+                    Ok(Some(_)) => {
+                        leased.insert(format!("{database}/{table}"));
+                    }
+                    Ok(None) => {}
+                    Err(error) => errors.push(format!("{database}.{table}: {error}")),
+                }
+            }
+        }
+        let (removed, mut swept_errors) = self.garbage.remove_orphans(&self.catalog, &self.storage, &leased).await;
+        swept_errors.extend(errors);
+        let errors = swept_errors;
         self.metrics.orphans_deleted.add(removed);
         (removed, errors)
     }
@@ -430,6 +456,16 @@ impl Compactor {
         scope: &RunScope,
     ) -> CompactionReport {
         let mut report = CompactionReport::default();
+        // Taken or renewed per partition, so that a long run keeps it.
+        let lease = match self.catalog.compaction_lease(database, table).await {
+            Ok(Some(token)) => Some(token),
+            Ok(None) => return report,
+            Err(error) => {
+                report.errors.push(format!("{database}.{table}: {error}"));
+                return report;
+            }
+        };
+        let at = PartitionAt { database, table, partition, lease };
         let last = self.options.levels.len().saturating_sub(1);
         for &index in &scope.levels {
             let Some(level) = self.options.levels.get(index) else { continue };
@@ -449,10 +485,10 @@ impl Compactor {
                     let outcome = match plan_level(&files, step, level.max_bytes, self.options.max_files_per_merge) {
                         LevelPlan::Nothing => break,
                         LevelPlan::Promote(_) if is_final => break,
-                        LevelPlan::Promote(file) => self.promote(database, table, partition, file, &mut report).await,
+                        LevelPlan::Promote(file) => self.promote(&at, file, &mut report).await,
                         LevelPlan::Merge(inputs) => {
                             let to_level = if is_final { step } else { step.saturating_add(1) };
-                            self.merge(database, table, partition, inputs, to_level, &mut report).await
+                            self.merge(&at, inputs, to_level, &mut report).await
                         }
                     };
                     if let Err(error) = outcome {
@@ -465,7 +501,7 @@ impl Compactor {
         }
         if scope.layers {
             for file in self.partition_files(database, table, partition) {
-                if let Err(error) = self.apply_ttl(database, table, partition, file, &mut report).await {
+                if let Err(error) = self.apply_ttl(&at, file, &mut report).await {
                     report.errors.push(format!("{database}.{table} {partition}: {error}"));
                     tracing::warn!(%database, %table, %partition, %error, "layer move or expiry failed; retried on the next run");
                 }
@@ -485,13 +521,12 @@ impl Compactor {
 
     async fn merge(
         &self,
-        database: &str,
-        table: &str,
-        partition: PartitionKey,
+        at: &PartitionAt<'_>,
         inputs: Vec<FileEntry>,
         to_level: u8,
         report: &mut CompactionReport,
     ) -> Result<(), String> {
+        let PartitionAt { database, table, partition, .. } = *at;
         let schema = self.catalog.table_schema(database, table).ok_or("the table is missing from the catalog")?;
         let Some(first) = inputs.first() else { return Ok(()) };
         let layer_name = first.layer.clone();
@@ -528,7 +563,7 @@ impl Compactor {
                 chunk_time: inputs.iter().map(|f| f.chunk_time).max().unwrap_or_else(now_ns),
             });
         }
-        if let Err(error) = self.swap(database, table, partition, add, remove).await {
+        if let Err(error) = self.swap(at, add, remove).await {
             // The commit may have reached disk before it failed: the file is
             // left for the orphan sweep, which deletes it only if no catalog
             // entry names it.
@@ -564,30 +599,30 @@ impl Compactor {
 
     /// Replaces files of a partition in one catalog commit. The partition's
     /// WAL sequence stays as it is: the rows were already covered.
-    async fn swap(
-        &self,
-        database: &str,
-        table: &str,
-        partition: PartitionKey,
-        add: Vec<FileEntry>,
-        remove: Vec<String>,
-    ) -> Result<(), String> {
-        let commit =
-            Commit { database: database.to_owned(), table: table.to_owned(), partition, add, remove, wal_sequence: 0 };
+    async fn swap(&self, at: &PartitionAt<'_>, add: Vec<FileEntry>, remove: Vec<String>) -> Result<(), String> {
+        let PartitionAt { database, table, partition, lease } = *at;
+        let commit = Commit {
+            database: database.to_owned(),
+            table: table.to_owned(),
+            partition,
+            add,
+            remove,
+            wal_sequence: 0,
+            lease,
+        };
         self.catalog.commit(commit).await.map_err(|e| e.to_string())
     }
 
     async fn promote(
         &self,
-        database: &str,
-        table: &str,
-        partition: PartitionKey,
+        at: &PartitionAt<'_>,
         file: FileEntry,
         report: &mut CompactionReport,
     ) -> Result<(), String> {
+        let PartitionAt { database, table, .. } = *at;
         let from_level = file.level;
         let promoted = FileEntry { level: from_level.saturating_add(1), ..file.clone() };
-        self.swap(database, table, partition, vec![promoted], vec![file.id.clone()]).await?;
+        self.swap(at, vec![promoted], vec![file.id.clone()]).await?;
         report.promotions.push(PromotionDone {
             database: database.to_owned(),
             table: table.to_owned(),
@@ -603,12 +638,11 @@ impl Compactor {
     /// has been on its layer longer than the layer's TTL.
     async fn apply_ttl(
         &self,
-        database: &str,
-        table: &str,
-        partition: PartitionKey,
+        at: &PartitionAt<'_>,
         file: FileEntry,
         report: &mut CompactionReport,
     ) -> Result<(), String> {
+        let PartitionAt { database, table, .. } = *at;
         let layers = self.storage.layers();
         let Some(index) = layers.iter().position(|l| l.name() == file.layer) else {
             return Err(format!(
@@ -629,7 +663,7 @@ impl Compactor {
                     .map_err(|e| format!("copying {} to layer '{}': {e}", file.path, next.name()))?;
                 let moved = FileEntry { layer: next.name().to_owned(), chunk_time: now_ns(), ..file.clone() };
                 // On a failed commit the copy is left for the orphan sweep (see `merge`).
-                self.swap(database, table, partition, vec![moved], vec![file.id.clone()]).await?;
+                self.swap(at, vec![moved], vec![file.id.clone()]).await?;
                 self.garbage.schedule(&file.layer, relative);
                 self.metrics.layer_moves.add(1);
                 report.moves.push(MoveDone {
@@ -642,7 +676,7 @@ impl Compactor {
                 });
             }
             None => {
-                self.swap(database, table, partition, Vec::new(), vec![file.id.clone()]).await?;
+                self.swap(at, Vec::new(), vec![file.id.clone()]).await?;
                 self.garbage.schedule(&file.layer, relative);
                 self.metrics.files_expired.add(1);
                 report.expired.push(ExpiryDone {

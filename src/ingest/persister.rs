@@ -218,6 +218,7 @@ impl Persister {
                 add: vec![entry.clone()],
                 remove: Vec::new(),
                 wal_sequence: snapshot.sequence,
+                lease: None,
             })
             .await
             .map_err(|e| e.to_string())?;

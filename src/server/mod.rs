@@ -160,6 +160,17 @@ fn writer_id(settings: &Settings) -> String {
     format!("{host}:{}", root.display())
 }
 
+/// A duration setting in seconds, checked.
+fn seconds(value: f64, flag: &str, env: &str) -> Result<Duration, SettingError> {
+    // Ten years: past that a schedule means "never", and adding it to a clock could overflow.
+    const LONGEST: f64 = 10.0 * 365.0 * 86_400.0;
+    if value <= LONGEST {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(SettingError::new(flag, env, format!("{value} s is more than ten years")))
+    }
+}
+
 /// The compactor's settings, checked.
 pub fn compactor_options(settings: &Settings) -> Result<CompactorOptions, SettingError> {
     if settings.merge_max_bytes.len() != settings.merge_interval_factors.len() {
@@ -176,15 +187,6 @@ pub fn compactor_options(settings: &Settings) -> Result<CompactorOptions, Settin
     if settings.merge_max_bytes.is_empty() || settings.merge_max_bytes.len() > 8 {
         return Err(SettingError::new("merge-max-bytes", "HOURGLASS_MERGE_MAX_BYTES", "give 1 to 8 level sizes"));
     }
-    // Ten years: past that a schedule means "never", and adding it to a clock could overflow.
-    const LONGEST: f64 = 10.0 * 365.0 * 86_400.0;
-    let seconds = |value: f64, flag: &str, env: &str| {
-        if value <= LONGEST {
-            Ok(Duration::from_secs_f64(value))
-        } else {
-            Err(SettingError::new(flag, env, format!("{value} s is more than ten years")))
-        }
-    };
     let base = seconds(settings.merge_timeout_s, "merge-timeout-s", "GIGAPI_MERGE_TIMEOUT_S")?;
     let mut levels = Vec::new();
     for (size, factor) in settings.merge_max_bytes.iter().zip(&settings.merge_interval_factors) {
@@ -283,6 +285,11 @@ impl Components {
                     prefix: settings.redis_prefix.clone(),
                     writer_id: writer_id(settings),
                     poll_interval: Duration::from_millis(settings.catalog_poll_ms),
+                    lease_ttl: seconds(
+                        settings.compaction_lease_s,
+                        "compaction-lease-s",
+                        "HOURGLASS_COMPACTION_LEASE_S",
+                    )?,
                 };
                 tracing::info!(writer_id = %options.writer_id, prefix = %options.prefix, "opening the Redis catalog");
                 RedisCatalog::open(options).await.map_err(|e| {

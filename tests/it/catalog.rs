@@ -1,7 +1,10 @@
-//! The local catalog: atomic commits that add and remove files, schemas, and
-//! reloading from disk.
+//! The catalogs: the local one's atomic commits, schemas and reloading from
+//! disk, and the Redis one shared by several processes.
 
-use hourglassdb::catalog::{Catalog, CatalogError, Column, ColumnType, Commit, FileEntry, LocalCatalog, PartitionKey};
+use hourglassdb::catalog::{
+    Catalog, CatalogError, Column, ColumnType, Commit, FileEntry, LocalCatalog, PartitionKey, RedisCatalog,
+    RedisOptions,
+};
 
 const HOUR: i64 = 3_600_000_000_000;
 
@@ -51,6 +54,7 @@ async fn commits_add_and_remove_atomically_and_survive_a_reload() {
         add,
         remove: remove.into_iter().map(String::from).collect(),
         wal_sequence,
+        lease: None,
     };
     catalog.commit(commit(p0, vec![file("a", p0, 10), file("b", p0, 20)], vec![], 5)).await.unwrap();
     catalog.commit(commit(p1, vec![file("c", p1, 30)], vec![], 6)).await.unwrap();
@@ -101,4 +105,81 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// The Redis catalog, opened by three processes' worth of catalogs on one
+/// real Redis: schemas merge, each writer's WAL sequence is its own, every
+/// view follows the others' commits, a commit's expectations hold, and a
+/// compaction lease fences the commits of a holder whose lease expired.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_redis_catalog_is_one_catalog_for_every_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = crate::redis_server::RedisServer::start(&dir.path().join("redis"));
+    let options = |writer: &str| RedisOptions {
+        url: redis.url(),
+        prefix: "test".into(),
+        writer_id: writer.into(),
+        poll_interval: std::time::Duration::from_millis(50),
+        lease_ttl: std::time::Duration::from_millis(800),
+    };
+    let a = RedisCatalog::open(options("a")).await.unwrap();
+    let b = RedisCatalog::open(options("b")).await.unwrap();
+
+    // Each adds its own columns; the schema has them all, and B's conflicting
+    // type is refused once it knows A's.
+    let column = |name: &str, column_type| Column { name: name.into(), column_type };
+    a.add_columns("db", "cpu", &[column("host", ColumnType::Tag), column("usage", ColumnType::Float)], 100)
+        .await
+        .unwrap();
+    let schema = b.add_columns("db", "cpu", &[column("cores", ColumnType::Integer)], 100).await.unwrap();
+    let names: Vec<&str> = schema.columns().iter().map(|c| c.name.as_ref()).collect();
+    assert_eq!(names.len(), 4, "time, host, usage and cores: {names:?}");
+    let conflict = b.add_columns("db", "cpu", &[column("usage", ColumnType::Integer)], 100).await;
+    assert!(matches!(conflict, Err(CatalogError::Conflict(_))), "{conflict:?}");
+
+    let p0 = PartitionKey::for_time(1_700_000_000_000_000_000);
+    let commit = |add: Vec<FileEntry>, remove: Vec<&str>, wal_sequence, lease| Commit {
+        database: "db".into(),
+        table: "cpu".into(),
+        partition: p0,
+        add,
+        remove: remove.into_iter().map(String::from).collect(),
+        wal_sequence,
+        lease,
+    };
+    a.commit(commit(vec![file("x", p0, 10)], vec![], 5, None)).await.unwrap();
+    b.commit(commit(vec![file("y", p0, 20)], vec![], 9, None)).await.unwrap();
+    assert_eq!(a.partition_wal_sequence("db", "cpu", p0), 5, "A's WAL sequence is A's");
+    assert_eq!(b.partition_wal_sequence("db", "cpu", p0), 9, "B's is B's");
+    let both = vec![vec!["x".to_string(), "y".to_string()]];
+    let all = (p0.start_ns(), p0.end_ns());
+    assert!(
+        crate::support::wait_for(std::time::Duration::from_secs(5), || ids(&*a, all.0, all.1) == both),
+        "A follows B's commit: {:?}",
+        ids(&*a, all.0, all.1)
+    );
+    let missing = b.commit(commit(vec![file("z", p0, 1)], vec!["nope"], 0, None)).await;
+    assert!(matches!(missing, Err(CatalogError::MissingFile { .. })), "{missing:?}");
+
+    // One compactor at a time per table; a lease that expired fences its holder.
+    let token = a.compaction_lease("db", "cpu").await.unwrap().expect("A takes the lease");
+    assert_eq!(b.compaction_lease("db", "cpu").await.unwrap(), None, "B waits while A holds it");
+    a.commit(commit(vec![file("xy", p0, 30)], vec!["x", "y"], 0, Some(token))).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let successor = loop {
+        if let Some(next) = b.compaction_lease("db", "cpu").await.unwrap() {
+            break next;
+        }
+        assert!(std::time::Instant::now() < deadline, "B never took the expired lease");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(successor > token, "a new holder gets a larger token: {successor} after {token}");
+    let fenced = a.commit(commit(vec![file("late", p0, 30)], vec!["xy"], 0, Some(token))).await;
+    assert!(matches!(fenced, Err(CatalogError::Fenced { .. })), "{fenced:?}");
+
+    // A catalog opened later reads everything at once.
+    let c = RedisCatalog::open(options("c")).await.unwrap();
+    assert_eq!(ids(&*c, all.0, all.1), vec![vec!["xy".to_string()]]);
+    assert_eq!(c.table_schema("db", "cpu"), b.table_schema("db", "cpu"));
+    assert_eq!(c.partition_wal_sequence("db", "cpu", p0), 0, "C has persisted nothing");
 }

@@ -166,3 +166,75 @@ fn a_shared_catalog_without_what_it_needs_is_refused_at_start() {
         refused(&["--metadata-type", "redis", "--metadata-url", "redis://127.0.0.1:1/0", "--mode", "readonly"]);
     assert!(message.contains("GIGAPI_LAYERS_0_GLOBAL") && !message.contains('\n'), "{message}");
 }
+
+/// The compactions in a table's change log, in commit order: (writer id,
+/// lease token) of every change made under a lease.
+fn compactions_in_log(redis: &RedisServer) -> Vec<(String, u64)> {
+    let reply = redis.command(&["ZRANGE", "hourglass:{default/m}:log", "0", "-1"]).unwrap_or_default();
+    reply
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split('|').collect();
+            match fields[..] {
+                [_, _, writer, token] if !token.is_empty() => Some((writer.to_owned(), token.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_compactor_takes_over_and_two_never_compact_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let writer = cluster.process("writer", "writeonly", &[]);
+    let reader = cluster.process("reader", "readonly", &[]);
+    let compacting = ["--merge-timeout-s", "1", "--compaction-lease-s", "2"];
+    let mut active = cluster.process("compactor-a", "compaction", &compacting);
+    let mut next = 0;
+    let mut write_some = |rounds: u64| {
+        let writer = &writer;
+        let first = next;
+        next += rounds * 50;
+        async move {
+            for round in 0..rounds {
+                write_rows(writer, "w", first + round * 50, 50).await;
+                tokio::time::sleep(Duration::from_millis(600)).await;
+            }
+        }
+    };
+    write_some(4).await;
+    let active_id = |log: &[(String, u64)]| log.first().map(|(writer, _)| writer.clone());
+    assert!(
+        wait_for(Duration::from_secs(30), || !compactions_in_log(&cluster.redis).is_empty()),
+        "the compactor merged nothing:\n{}",
+        active.log_text()
+    );
+    let first_holder = active_id(&compactions_in_log(&cluster.redis)).unwrap();
+    assert!(first_holder.ends_with("compactor-a"), "{first_holder}");
+
+    // A second compactor waits while the first holds the lease...
+    let standby = cluster.process("compactor-b", "compaction", &compacting);
+    write_some(4).await;
+    assert!(compactions_in_log(&cluster.redis).iter().all(|(writer, _)| writer == &first_holder));
+    // ...and takes over once the first dies.
+    active.kill9();
+    let before = compactions_in_log(&cluster.redis).len();
+    write_some(4).await;
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            compactions_in_log(&cluster.redis)[before..].iter().any(|(writer, _)| writer.ends_with("compactor-b"))
+        }),
+        "the standby never compacted:\n{}",
+        standby.log_text()
+    );
+
+    // From the catalog's own history: the lease tokens of the commits never
+    // go back, so no commit of the first holder came after the second began.
+    let log = compactions_in_log(&cluster.redis);
+    assert!(log.windows(2).all(|pair| pair[0].1 <= pair[1].1), "{log:?}");
+    let holders: Vec<&String> = log.iter().map(|(writer, _)| writer).collect();
+    let switch = holders.iter().position(|w| w.ends_with("compactor-b")).unwrap();
+    assert!(holders[switch..].iter().all(|w| w.ends_with("compactor-b")), "{log:?}");
+    wait_for_rows(&reader, next).await;
+}

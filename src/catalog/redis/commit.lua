@@ -1,16 +1,24 @@
 -- One commit to one partition of one table, atomically (src/catalog/redis/mod.rs).
--- KEYS: 1 files:<hour>, 2 wal:<hour>, 3 partitions, 4 seq, 5 log, 6 commits
--- ARGV: 1 hour, 2 commit id, 3 writer id, 4 WAL sequence (0: none),
---       5 count of removed ids, the ids, then the count of added files, then (id, entry JSON) pairs.
--- Returns {'ok', seq}, {'applied', 0} when this commit id already went in
--- (a retry after a lost reply), or {'missing', id} when a file to remove is
--- not listed (another process removed it): nothing is changed then.
-local files, wal, partitions, seq, log, commits = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local hour, commit_id, writer, wal_sequence = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+-- KEYS: 1 files:<hour>, 2 wal:<hour>, 3 partitions, 4 seq, 5 log, 6 commits, 7 lease
+-- ARGV: 1 hour, 2 commit id, 3 writer id, 4 WAL sequence (0: none), 5 the
+--       compaction lease token the commit is made under ('' for none),
+--       6 count of removed ids, the ids, then the count of added files, then (id, entry JSON) pairs.
+-- Returns {'ok', seq}, {'applied', '0'} when this commit id already went in
+-- (a retry after a lost reply), {'missing', id} when a file to remove is not
+-- listed (another process removed it), or {'fenced', holder} when the lease
+-- it was made under is no longer this writer's: nothing is changed then.
+local files, wal, partitions, seq, log, commits, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local hour, commit_id, writer, wal_sequence, token = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 if redis.call('ZSCORE', commits, commit_id) then
   return {'applied', '0'}
 end
-local i = 5
+if token ~= '' then
+  local holder = redis.call('GET', lease)
+  if holder ~= writer .. '|' .. token then
+    return {'fenced', holder or '(nobody: the lease expired)'}
+  end
+end
+local i = 6
 local removes = {}
 for j = 1, tonumber(ARGV[i]) do
   removes[j] = ARGV[i + j]
@@ -39,7 +47,8 @@ if wal_sequence > 0 then
 end
 redis.call('ZADD', partitions, hour, hour)
 local next = redis.call('INCR', seq)
-redis.call('ZADD', log, next, next .. '|' .. hour)
+-- The log says who made each change, and under which lease.
+redis.call('ZADD', log, next, next .. '|' .. hour .. '|' .. writer .. '|' .. token)
 redis.call('ZREMRANGEBYRANK', log, 0, -10001)
 redis.call('ZADD', commits, next, commit_id)
 redis.call('ZREMRANGEBYRANK', commits, 0, -100001)

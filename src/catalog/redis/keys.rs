@@ -9,11 +9,13 @@
 //! | `<prefix>:epoch` | STRING | a counter bumped after every commit: followers poll it |
 //! | `<prefix>:{<db>/<table>}:schema` | HASH | `version` (grows by one per change) and `json` (the columns) |
 //! | `<prefix>:{<db>/<table>}:seq` | STRING | the table's change sequence: every commit takes the next |
-//! | `<prefix>:{<db>/<table>}:log` | ZSET | the last 10,000 changes: score = sequence, member `<seq>\|<hour>` or `<seq>\|schema` |
+//! | `<prefix>:{<db>/<table>}:log` | ZSET | the last 10,000 changes: score = sequence, member `<seq>\|<hour>\|<writer id>\|<lease token>` (token empty for writes) or `<seq>\|schema` |
 //! | `<prefix>:{<db>/<table>}:commits` | ZSET | the last 100,000 commit ids (score = sequence): a retried commit is applied once |
 //! | `<prefix>:{<db>/<table>}:partitions` | ZSET | the hour partitions with an entry (score and member: hours since the epoch) |
 //! | `<prefix>:{<db>/<table>}:files:<hour>` | HASH | the partition's files: field = file id, value = the file entry's JSON |
 //! | `<prefix>:{<db>/<table>}:wal:<hour>` | HASH | per writer id, the highest WAL sequence its files in the partition cover |
+//! | `<prefix>:{<db>/<table>}:lease` | STRING | `<process id>\|<token>` while a compactor holds the table's lease (expires unless renewed) |
+//! | `<prefix>:{<db>/<table>}:fence` | STRING | the last lease token handed out: each new holder gets a larger one |
 
 /// The keys of one catalog (one prefix).
 #[derive(Debug, Clone)]
@@ -64,6 +66,14 @@ impl TableKeys {
 
     pub(super) fn partitions(&self) -> String {
         format!("{}:partitions", self.base)
+    }
+
+    pub(super) fn lease(&self) -> String {
+        format!("{}:lease", self.base)
+    }
+
+    pub(super) fn fence(&self) -> String {
+        format!("{}:fence", self.base)
     }
 
     pub(super) fn files(&self, hour: i64) -> String {

@@ -43,6 +43,9 @@ pub struct RedisOptions {
     pub writer_id: String,
     /// How often the view checks Redis for changes.
     pub poll_interval: Duration,
+    /// How long a compaction lease lasts unless renewed: how soon a standby
+    /// compactor takes over from one that died.
+    pub lease_ttl: Duration,
 }
 
 /// How long a schema change keeps trying while Redis is unreachable before
@@ -62,6 +65,8 @@ pub struct RedisCatalog {
     view: CatalogView,
     commit_script: Script,
     schema_script: Script,
+    lease_script: Script,
+    lease_ttl: Duration,
     /// Serializes schema changes within this process; other processes are
     /// kept out by the schema version.
     schema_lock: tokio::sync::Mutex<()>,
@@ -146,6 +151,8 @@ impl RedisCatalog {
             view: CatalogView::default(),
             commit_script: Script::new(include_str!("commit.lua")),
             schema_script: Script::new(include_str!("schema.lua")),
+            lease_script: Script::new(include_str!("lease.lua")),
+            lease_ttl: options.lease_ttl,
             schema_lock: tokio::sync::Mutex::new(()),
             apply_lock: tokio::sync::Mutex::new(SyncState::default()),
             last_sync: std::sync::Mutex::new(Instant::now()),
@@ -266,7 +273,8 @@ impl RedisCatalog {
         let mut hours = BTreeSet::new();
         let mut schema_changed = false;
         for (member, _) in &changes {
-            match member.split_once('|').map(|(_, what)| what) {
+            // `<seq>|<hour>|<writer>|<lease>` or `<seq>|schema`.
+            match member.split('|').nth(1) {
                 Some("schema") => schema_changed = true,
                 Some(hour) => {
                     if let Ok(hour) = hour.parse::<i64>() {
@@ -508,10 +516,12 @@ impl Catalog for RedisCatalog {
             .key(keys.seq())
             .key(keys.log())
             .key(keys.commits())
+            .key(keys.lease())
             .arg(hour)
             .arg(&commit_id)
             .arg(&self.writer_id)
             .arg(commit.wal_sequence)
+            .arg(commit.lease.map(|token| token.to_string()).unwrap_or_default())
             .arg(commit.remove.len());
         for id in &commit.remove {
             invocation.arg(id);
@@ -543,6 +553,9 @@ impl Catalog for RedisCatalog {
                 Err(error) => return Err(redis_error("committing files", error)),
             }
         };
+        if outcome == "fenced" {
+            return Err(CatalogError::Fenced { database: commit.database, table: commit.table, holder: detail });
+        }
         if outcome == "missing" {
             return Err(CatalogError::MissingFile {
                 database: commit.database,
@@ -570,6 +583,29 @@ impl Catalog for RedisCatalog {
             }
         }
         Ok(())
+    }
+
+    async fn compaction_lease(&self, database: &str, table: &str) -> Result<Option<u64>, CatalogError> {
+        let keys = self.keys.table(database, table);
+        let mut connection = self.connection();
+        let ttl_ms = u64::try_from(self.lease_ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let (outcome, detail): (String, String) = self
+            .lease_script
+            .key(keys.lease())
+            .key(keys.fence())
+            .arg(&self.writer_id)
+            .arg(ttl_ms)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| redis_error(&format!("taking the compaction lease on {database}.{table}"), e))?;
+        if outcome != "ok" {
+            tracing::debug!(%database, %table, holder = %detail, "another process compacts this table");
+            return Ok(None);
+        }
+        detail
+            .parse()
+            .map(Some)
+            .map_err(|_| CatalogError::Shared(format!("the lease on {database}.{table} has the token {detail:?}")))
     }
 
     async fn refresh(&self) -> Result<(), CatalogError> {
