@@ -73,6 +73,9 @@ pub struct Gauges {
     pub queries_running: u64,
     /// Queries waiting for a slot.
     pub queries_queued: u64,
+    /// Milliseconds since the view of a shared catalog last matched Redis (0
+    /// for the local catalog).
+    pub catalog_lag_ms: u64,
 }
 
 impl Metrics {
@@ -135,6 +138,11 @@ impl Metrics {
         };
         gauge("hourglass_buffered_bytes", "Bytes in the write buffer, not yet in Parquet.", gauges.buffered_bytes);
         gauge("hourglass_queries_running", "Queries running.", gauges.queries_running);
+        gauge(
+            "hourglass_catalog_lag_ms",
+            "Milliseconds since this process's view of the shared (Redis) catalog last matched it; 0 for the local catalog.",
+            gauges.catalog_lag_ms,
+        );
         gauge(
             "hourglass_queries_queued",
             "Queries waiting for a slot (HOURGLASS_MAX_CONCURRENT_QUERIES).",

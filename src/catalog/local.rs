@@ -148,7 +148,7 @@ impl LocalCatalog {
                             partitions.insert(key, partition);
                         }
                     }
-                    view.set_table(&database, &table, Arc::new(schema.into_schema()), partitions);
+                    view.set_table(&database, &table, Arc::new(schema.into_schema()), 0, partitions);
                 }
             }
         }

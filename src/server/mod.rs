@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-use crate::catalog::{Catalog, LocalCatalog, RedisCatalog, RedisOptions};
+use crate::catalog::{Catalog, CatalogError, LocalCatalog, RedisCatalog, RedisOptions};
 use crate::compactor::{Compactor, CompactorOptions, MergeLevel, MAX_FILES_PER_MERGE};
 use crate::config::{resolve_layers, MetadataType, Mode, SettingError, Settings};
 use crate::ingest::{IngestOptions, Ingester};
@@ -145,19 +145,31 @@ fn runs_compactor(settings: &Settings) -> bool {
     }
 }
 
-/// This process's writer id: the setting, or the host name and the data root.
-fn writer_id(settings: &Settings) -> String {
-    if let Some(id) = settings.writer_id.as_deref().filter(|id| !id.is_empty()) {
-        return id.to_owned();
+/// The name of the file under a data root that holds the root's own id.
+pub const ROOT_ID_FILE: &str = ".hourglass-id";
+
+/// The data root's own id, a UUID made at its first start and kept in
+/// [`ROOT_ID_FILE`]: what tells one writer's WAL from another's.
+fn root_id(root: &Path) -> Result<String, SettingError> {
+    let path = root.join(ROOT_ID_FILE);
+    let error = |message: String| SettingError::new("root", "GIGAPI_ROOT", format!("{}: {message}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(error(format!("cannot read: {e}"))),
     }
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_owned());
-    let root = std::fs::canonicalize(&settings.root).unwrap_or_else(|_| settings.root.clone());
-    format!("{host}:{}", root.display())
+    let id = uuid::Uuid::new_v4().to_string();
+    crate::storage::fs::write_atomic_bytes(&path, id.as_bytes()).map_err(|e| error(format!("cannot write: {e}")))?;
+    Ok(id)
+}
+
+/// This process's writer id: the setting, or the data root's own id.
+fn writer_id(settings: &Settings) -> Result<String, SettingError> {
+    match settings.writer_id.as_deref().filter(|id| !id.is_empty()) {
+        Some(id) => Ok(id.to_owned()),
+        None => root_id(&settings.root),
+    }
 }
 
 /// A duration setting in seconds, checked.
@@ -203,6 +215,12 @@ pub fn compactor_options(settings: &Settings) -> Result<CompactorOptions, Settin
         grace,
         housekeeping_interval: base,
         max_files_per_merge: MAX_FILES_PER_MERGE,
+        lease_renew_every: seconds(
+            settings.compaction_lease_s / 3.0,
+            "compaction-lease-s",
+            "HOURGLASS_COMPACTION_LEASE_S",
+        )?
+        .max(Duration::from_millis(10)),
         parquet: ParquetOptions { zstd_level: 3, row_group_rows: 512 * 1024 },
     })
 }
@@ -263,10 +281,11 @@ impl Components {
     pub async fn open(settings: &Settings, layers: Vec<crate::storage::LayerConfig>) -> Result<Components, ServeError> {
         check_roles(settings, &layers)?;
         prepare_root(&settings.root)?;
-        // A reader neither writes nor deletes under its root: it needs no lock,
-        // and several may share one root.
-        let root_lock = match settings.mode {
-            Mode::Readonly => None,
+        // A reader on the shared catalog neither writes nor deletes under its
+        // root: it needs no lock, and several may share one root. (On the
+        // local catalog it reads the root's catalog, whose writer holds it.)
+        let root_lock = match (settings.mode, settings.metadata_type) {
+            (Mode::Readonly, MetadataType::Redis) => None,
             _ => Some(lock_root(&settings.root)?),
         };
         let compactor_options = compactor_options(settings)?;
@@ -283,18 +302,32 @@ impl Components {
                 let options = RedisOptions {
                     url: settings.metadata_url.clone().unwrap_or_default(),
                     prefix: settings.redis_prefix.clone(),
-                    writer_id: writer_id(settings),
+                    writer_id: writer_id(settings)?,
                     poll_interval: Duration::from_millis(settings.catalog_poll_ms),
                     lease_ttl: seconds(
                         settings.compaction_lease_s,
                         "compaction-lease-s",
                         "HOURGLASS_COMPACTION_LEASE_S",
                     )?,
+                    // Every process's sweep waits the grace period for a file
+                    // to be committed; half of it leaves room for clocks.
+                    commit_deadline: compactor_options.grace / 2,
                 };
                 tracing::info!(writer_id = %options.writer_id, prefix = %options.prefix, "opening the Redis catalog");
-                RedisCatalog::open(options).await.map_err(|e| {
+                let writer = options.writer_id.clone();
+                let catalog = RedisCatalog::open(options).await.map_err(|e| {
                     ServeError::Runtime(format!("cannot open the Redis catalog (GIGAPI_METADATA_URL): {e}"))
-                })?
+                })?;
+                // Two writers under one id would skip each other's rows on replay.
+                if settings.mode.writes() {
+                    catalog.claim_writer(&root_id(&settings.root)?).await.map_err(|e| match e {
+                        CatalogError::Conflict(_) | CatalogError::Shared(_) => {
+                            ServeError::Setting(SettingError::new("writer-id", "HOURGLASS_WRITER_ID", e.to_string()))
+                        }
+                        other => ServeError::Runtime(format!("cannot claim writer id {writer}: {other}")),
+                    })?;
+                }
+                catalog
             }
         };
         let metrics = Arc::new(Metrics::default());

@@ -121,6 +121,7 @@ async fn the_redis_catalog_is_one_catalog_for_every_process() {
         writer_id: writer.into(),
         poll_interval: std::time::Duration::from_millis(50),
         lease_ttl: std::time::Duration::from_millis(800),
+        commit_deadline: std::time::Duration::from_secs(30),
     };
     let a = RedisCatalog::open(options("a")).await.unwrap();
     let b = RedisCatalog::open(options("b")).await.unwrap();

@@ -3,7 +3,6 @@
 //! a directory of the test and every write fsynced to its append-only file,
 //! as docs/scale-out.md asks of a production Redis. Killed when dropped.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,21 +53,19 @@ impl RedisServer {
 
     /// True once Redis answers PING.
     fn answers(&self) -> bool {
-        self.command(&["PING"]).is_some_and(|reply| reply.starts_with("+PONG"))
+        self.command(&["PING"]).is_some_and(|reply| reply.starts_with("PONG"))
     }
 
-    /// Sends one command and returns the raw reply, or None if Redis does not answer.
+    /// Runs one command with `redis-cli` (installed with redis-server) and
+    /// returns its output, a line per value, or None if Redis does not answer.
     pub(crate) fn command(&self, args: &[&str]) -> Option<String> {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        stream.write_all(request.as_bytes()).ok()?;
-        let mut reply = vec![0u8; 1 << 16];
-        let n = stream.read(&mut reply).ok()?;
-        Some(String::from_utf8_lossy(&reply[..n]).into_owned())
+        let output = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.success() && !text.starts_with("Could not connect")).then_some(text)
     }
 
     /// `redis://127.0.0.1:PORT/0`.

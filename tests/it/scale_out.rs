@@ -125,6 +125,20 @@ async fn rows_written_to_two_writers_are_read_back_from_every_reader() {
     let late_reader = cluster.process("reader-3", "readonly", &[]);
     assert_eq!(counts(&late_reader).await, Some((1400, 1400)));
     drop(second_writer);
+
+    // A writer whose id another data root already writes under is refused:
+    // the catalog keeps one WAL position per writer id.
+    let taken = std::fs::read_to_string(first_writer.root.join(".hourglass-id")).expect("the root's id");
+    let output = command()
+        .args(cluster.shared_args())
+        .args(["--mode", "writeonly", "--writer-id", taken.trim(), "--http-port", &free_port().to_string()])
+        .arg("--root")
+        .arg(dir.path().join("writer-3"))
+        .output()
+        .expect("run hourglass");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("HOURGLASS_WRITER_ID") && stderr.contains("already used"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -146,9 +160,22 @@ async fn writes_go_on_while_redis_restarts_and_nothing_is_lost() {
         "the writer's persister waits for Redis:\n{}",
         writer.log_text()
     );
+    // A reader that cannot follow the catalog for long says so in /ready.
+    let readiness = || async { crate::support::get(&reader.url("/ready")).await };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = readiness().await;
+        if status == 503 && body.contains("Redis catalog") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "/ready never said the view is stale: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(crate::support::metric(&reader, "hourglass_catalog_lag_ms").await >= 10_000);
     cluster.redis.restart();
     wait_for_rows(&reader, 600).await;
     assert!(writer.log_text().contains("the Redis catalog took the commit"), "{}", writer.log_text());
+    assert_eq!(readiness().await.0, 200, "ready again once the view follows Redis");
 }
 
 /// A role that cannot work is refused at start with one line naming the setting.
@@ -189,8 +216,11 @@ async fn a_standby_compactor_takes_over_and_two_never_compact_at_once() {
     let cluster = Cluster::start(dir.path());
     let writer = cluster.process("writer", "writeonly", &[]);
     let reader = cluster.process("reader", "readonly", &[]);
-    let compacting = ["--merge-timeout-s", "1", "--compaction-lease-s", "2"];
+    // A lease of a few merge intervals: a loaded machine must not lose it by a late tick.
+    let compacting = ["--merge-timeout-s", "1", "--compaction-lease-s", "4"];
     let mut active = cluster.process("compactor-a", "compaction", &compacting);
+    let id_of = |server: &Server| std::fs::read_to_string(server.root.join(".hourglass-id")).unwrap().trim().to_owned();
+    let first_id = id_of(&active);
     let mut next = 0;
     let mut write_some = |rounds: u64| {
         let writer = &writer;
@@ -211,10 +241,11 @@ async fn a_standby_compactor_takes_over_and_two_never_compact_at_once() {
         active.log_text()
     );
     let first_holder = active_id(&compactions_in_log(&cluster.redis)).unwrap();
-    assert!(first_holder.ends_with("compactor-a"), "{first_holder}");
+    assert_eq!(first_holder, first_id);
 
     // A second compactor waits while the first holds the lease...
     let standby = cluster.process("compactor-b", "compaction", &compacting);
+    let second_id = id_of(&standby);
     write_some(4).await;
     assert!(compactions_in_log(&cluster.redis).iter().all(|(writer, _)| writer == &first_holder));
     // ...and takes over once the first dies.
@@ -223,7 +254,7 @@ async fn a_standby_compactor_takes_over_and_two_never_compact_at_once() {
     write_some(4).await;
     assert!(
         wait_for(Duration::from_secs(30), || {
-            compactions_in_log(&cluster.redis)[before..].iter().any(|(writer, _)| writer.ends_with("compactor-b"))
+            compactions_in_log(&cluster.redis).iter().skip(before).any(|(writer, _)| writer == &second_id)
         }),
         "the standby never compacted:\n{}",
         standby.log_text()
@@ -234,7 +265,8 @@ async fn a_standby_compactor_takes_over_and_two_never_compact_at_once() {
     let log = compactions_in_log(&cluster.redis);
     assert!(log.windows(2).all(|pair| pair[0].1 <= pair[1].1), "{log:?}");
     let holders: Vec<&String> = log.iter().map(|(writer, _)| writer).collect();
-    let switch = holders.iter().position(|w| w.ends_with("compactor-b")).unwrap();
-    assert!(holders[switch..].iter().all(|w| w.ends_with("compactor-b")), "{log:?}");
+    let switch = holders.iter().position(|w| **w == second_id).unwrap();
+    assert!(holders[..switch].iter().all(|w| **w == first_id), "{log:?}");
+    assert!(holders[switch..].iter().all(|w| **w == second_id), "{log:?}");
     wait_for_rows(&reader, next).await;
 }

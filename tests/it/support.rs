@@ -281,6 +281,13 @@ pub(crate) async fn arm_failpoint(server: &Server, point: &str, actions: &str) {
     assert_eq!(response.status().as_u16(), 204, "arming {point}: {}", response.text().await.unwrap_or_default());
 }
 
+/// Gets `url`; returns the status and body text.
+pub(crate) async fn get(url: &str) -> (u16, String) {
+    let response = client().get(url).send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
 /// Posts `body` to `url`; returns the status and body text.
 pub(crate) async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
     let response = client().post(url).body(body).send().await.expect("request");

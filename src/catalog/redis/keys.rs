@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `<prefix>:tables` | SET | every table, as the JSON `["<db>","<table>"]` |
 //! | `<prefix>:epoch` | STRING | a counter bumped after every commit: followers poll it |
+//! | `<prefix>:writers` | HASH | writer id → the id of the data root (its `.hourglass-id`) that writes under it |
 //! | `<prefix>:{<db>/<table>}:schema` | HASH | `version` (grows by one per change) and `json` (the columns) |
 //! | `<prefix>:{<db>/<table>}:seq` | STRING | the table's change sequence: every commit takes the next |
 //! | `<prefix>:{<db>/<table>}:log` | ZSET | the last 10,000 changes: score = sequence, member `<seq>\|<hour>\|<writer id>\|<lease token>` (token empty for writes) or `<seq>\|schema` |
@@ -30,6 +31,10 @@ impl Keys {
 
     pub(super) fn tables(&self) -> String {
         format!("{}:tables", self.prefix)
+    }
+
+    pub(super) fn writers(&self) -> String {
+        format!("{}:writers", self.prefix)
     }
 
     pub(super) fn epoch(&self) -> String {

@@ -46,6 +46,11 @@ pub struct RedisOptions {
     /// How long a compaction lease lasts unless renewed: how soon a standby
     /// compactor takes over from one that died.
     pub lease_ttl: Duration,
+    /// How long after it starts a commit may still add files. The orphan
+    /// sweep deletes unlisted files older than the grace period, so a commit
+    /// that waited for Redis longer than this must not list its file (half
+    /// the grace period leaves room for clocks that disagree).
+    pub commit_deadline: Duration,
 }
 
 /// How long a schema change keeps trying while Redis is unreachable before
@@ -67,6 +72,7 @@ pub struct RedisCatalog {
     schema_script: Script,
     lease_script: Script,
     lease_ttl: Duration,
+    commit_deadline: Duration,
     /// Serializes schema changes within this process; other processes are
     /// kept out by the schema version.
     schema_lock: tokio::sync::Mutex<()>,
@@ -102,7 +108,8 @@ fn is_transient(error: &RedisError) -> bool {
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || matches!(error.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading))
-        || error.code() == Some("LOADING")
+        // Loading its data, a failover in progress, a script running long.
+        || matches!(error.code(), Some("LOADING" | "READONLY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "BUSY"))
 }
 
 fn redis_error(context: &str, error: RedisError) -> CatalogError {
@@ -153,6 +160,7 @@ impl RedisCatalog {
             schema_script: Script::new(include_str!("schema.lua")),
             lease_script: Script::new(include_str!("lease.lua")),
             lease_ttl: options.lease_ttl,
+            commit_deadline: options.commit_deadline,
             schema_lock: tokio::sync::Mutex::new(()),
             apply_lock: tokio::sync::Mutex::new(SyncState::default()),
             last_sync: std::sync::Mutex::new(Instant::now()),
@@ -166,9 +174,34 @@ impl RedisCatalog {
         self.connection.clone()
     }
 
-    /// How long ago the view last matched Redis.
-    pub fn lag(&self) -> Duration {
-        self.last_sync.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+    /// Claims this process's writer id for the data root `instance` (its
+    /// own id): refused if another root already writes under it, since the
+    /// catalog keeps one WAL position per writer id.
+    pub async fn claim_writer(&self, instance: &str) -> Result<(), CatalogError> {
+        let mut connection = self.connection();
+        let key = self.keys.writers();
+        let _: bool = redis::cmd("HSETNX")
+            .arg(&key)
+            .arg(&self.writer_id)
+            .arg(instance)
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| redis_error("claiming the writer id", e))?;
+        let holder: Option<String> = redis::cmd("HGET")
+            .arg(&key)
+            .arg(&self.writer_id)
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| redis_error("claiming the writer id", e))?;
+        match holder {
+            Some(holder) if holder == instance => Ok(()),
+            holder => Err(CatalogError::Shared(format!(
+                "writer id {:?} is already used by the data root with id {} (its {}): every writer needs its own id",
+                self.writer_id,
+                holder.unwrap_or_default(),
+                ".hourglass-id"
+            ))),
+        }
     }
 
     /// Brings the view up to date: every table whose sequence moved since
@@ -247,7 +280,7 @@ impl RedisCatalog {
         for hour in hours {
             partitions.insert(PartitionKey(hour), self.read_partition(&keys, database, table, hour).await?);
         }
-        self.view.set_table(database, table, Arc::new(schema.1), partitions);
+        self.view.set_table(database, table, Arc::new(schema.1), schema.0, partitions);
         Ok(sequence.unwrap_or(0))
     }
 
@@ -285,8 +318,8 @@ impl RedisCatalog {
             }
         }
         if schema_changed {
-            if let Some((_, schema)) = self.read_schema(&keys, database, table).await? {
-                self.view.set_schema(database, table, Arc::new(schema));
+            if let Some((version, schema)) = self.read_schema(&keys, database, table).await? {
+                self.view.set_schema_version(database, table, Arc::new(schema), version);
             }
         }
         for hour in hours {
@@ -375,7 +408,7 @@ impl RedisCatalog {
             Some(merged) => merged,
             None if version > 0 => {
                 let schema = Arc::new(base);
-                self.view.set_schema(database, table, Arc::clone(&schema));
+                self.view.set_schema_version(database, table, Arc::clone(&schema), version);
                 return Ok(Some(schema));
             }
             None => base,
@@ -406,7 +439,8 @@ impl RedisCatalog {
         }
         self.announce().await;
         let schema = Arc::new(merged);
-        self.view.set_schema(database, table, Arc::clone(&schema));
+        // A later version the follower read meanwhile stays.
+        self.view.set_schema_version(database, table, Arc::clone(&schema), version + 1);
         Ok(Some(schema))
     }
 }
@@ -467,7 +501,13 @@ impl Catalog for RedisCatalog {
             match self.add_columns_once(database, table, columns, max_columns).await {
                 Ok(Some(schema)) => return Ok(schema),
                 // Lost a race with another process: merge with the new version.
-                Ok(None) => continue,
+                Ok(None) if Instant::now() < deadline => continue,
+                Ok(None) => {
+                    return Err(CatalogError::Unavailable(format!(
+                        "the schema of {database}.{table} kept changing under this write for {} s; retry",
+                        SCHEMA_RETRY_FOR.as_secs()
+                    )))
+                }
                 Err(CatalogError::Unavailable(message)) if Instant::now() < deadline => {
                     tracing::debug!(%message, "retrying a schema change");
                     tokio::time::sleep(delay).await;
@@ -508,6 +548,8 @@ impl Catalog for RedisCatalog {
                 .map_err(|e| CatalogError::Encode { path: keys.files(hour), message: e.to_string() })?;
             added.push((file.id.clone(), json));
         }
+        let deadline = std::time::SystemTime::now() + self.commit_deadline;
+        let deadline_ms = deadline.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
         let mut invocation = self.commit_script.prepare_invoke();
         invocation
             .key(keys.files(hour))
@@ -522,6 +564,7 @@ impl Catalog for RedisCatalog {
             .arg(&self.writer_id)
             .arg(commit.wal_sequence)
             .arg(commit.lease.map(|token| token.to_string()).unwrap_or_default())
+            .arg(deadline_ms.to_string())
             .arg(commit.remove.len());
         for id in &commit.remove {
             invocation.arg(id);
@@ -536,7 +579,10 @@ impl Catalog for RedisCatalog {
             let mut connection = self.connection();
             match invocation.invoke_async(&mut connection).await {
                 Ok(reply) => break reply,
-                Err(error) if is_transient(&error) => {
+                // Once an attempt's outcome is unknown, every later answer but
+                // the script's own is retried under the same id: giving up
+                // would let the caller write the rows again.
+                Err(error) if is_transient(&error) || warned => {
                     if !warned {
                         tracing::warn!(
                             %error,
@@ -553,6 +599,16 @@ impl Catalog for RedisCatalog {
                 Err(error) => return Err(redis_error("committing files", error)),
             }
         };
+        if outcome == "late" {
+            return Err(CatalogError::Unavailable(format!(
+                "the commit to {}.{} {} waited for Redis past its deadline ({} s): its files are left for the \
+                 orphan sweep and written again",
+                commit.database,
+                commit.table,
+                commit.partition,
+                self.commit_deadline.as_secs_f64()
+            )));
+        }
         if outcome == "fenced" {
             return Err(CatalogError::Fenced { database: commit.database, table: commit.table, holder: detail });
         }
@@ -570,16 +626,14 @@ impl Catalog for RedisCatalog {
         self.announce().await;
         // Published from Redis itself, which may already hold later changes
         // of other processes: never an older state than Redis has.
-        let _apply = self.apply_lock.lock().await;
+        let mut state = self.apply_lock.lock().await;
         match self.read_partition(&keys, &commit.database, &commit.table, hour).await {
             Ok(partition) => self.view.set_partition(&commit.database, &commit.table, commit.partition, partition),
-            // Committed, but not read back: published from the commit itself
-            // until the follower reads the partition.
+            // Committed, but not read back: the follower reads the whole
+            // table at its next poll.
             Err(_) => {
-                let current = self.view.partition(&commit.database, &commit.table, commit.partition);
-                if let Ok(next) = current.committed(&commit) {
-                    self.view.set_partition(&commit.database, &commit.table, commit.partition, next);
-                }
+                state.seen.remove(&(commit.database.clone(), commit.table.clone()));
+                state.epoch = None;
             }
         }
         Ok(())
@@ -610,6 +664,10 @@ impl Catalog for RedisCatalog {
 
     async fn refresh(&self) -> Result<(), CatalogError> {
         self.sync(true).await
+    }
+
+    fn lag(&self) -> Option<Duration> {
+        Some(self.last_sync.lock().unwrap_or_else(|p| p.into_inner()).elapsed())
     }
 
     fn stopped(&self) -> Option<String> {

@@ -27,6 +27,10 @@ use crate::query::QueryEngine;
 use crate::storage::Storage;
 pub use cors::AllowedOrigins;
 
+/// How far behind the shared catalog a process's view may be before `/ready`
+/// says not ready: a reader that cannot follow Redis answers from an old view.
+const CATALOG_LAG_UNREADY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long `/ready` waits for a storage layer to answer.
 const LAYER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -153,8 +157,9 @@ async fn health(State(state): State<HttpState>) -> Response {
 }
 
 /// `GET /ready`: whether to send this server traffic. 200 when the WAL takes
-/// writes (in modes that write), the catalog takes changes and every storage
-/// layer answers; else 503 with the reasons.
+/// writes (in modes that write), the catalog takes changes (and a shared one
+/// was read within the last 10 s) and every storage layer answers; else 503
+/// with the reasons.
 async fn ready(State(state): State<HttpState>) -> Response {
     let mut checks = stopped_components(&state);
     let probes = state
@@ -170,6 +175,16 @@ async fn ready(State(state): State<HttpState>) -> Response {
                 "message": format!("storage layer '{name}' does not answer: {reason}"),
             }));
         }
+    }
+    if let Some(lag) = state.catalog.lag().filter(|lag| *lag > CATALOG_LAG_UNREADY) {
+        checks.push(serde_json::json!({
+            "name": "catalog",
+            "status": "fail",
+            "message": format!(
+                "this process's view of the Redis catalog is {:.1} s old: it cannot reach Redis (GIGAPI_METADATA_URL)",
+                lag.as_secs_f64()
+            ),
+        }));
     }
     let ready = checks.is_empty();
     let body = serde_json::json!({
@@ -189,6 +204,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         buffered_bytes: state.ingester.as_ref().map_or(0, |i| i.buffer().bytes() as u64),
         queries_running: state.engine.as_ref().map_or(0, |e| e.queries_running() as u64),
         queries_queued: state.engine.as_ref().map_or(0, |e| e.queries_queued() as u64),
+        catalog_lag_ms: state.catalog.lag().map_or(0, |lag| u64::try_from(lag.as_millis()).unwrap_or(u64::MAX)),
     };
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(gauges))
         .into_response()
