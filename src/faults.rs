@@ -36,10 +36,19 @@ pub fn injected(_point: &str, _subject: &str) -> Option<std::io::Error> {
     None
 }
 
-/// Stalls at `point` if a test armed it with `sleep(ms)` or `pause`.
+/// Stalls at `point` if a test armed it with `sleep(ms)` or `pause`. On a
+/// runtime worker the stall first hands the worker's other tasks to another
+/// thread: a blocked worker would otherwise hold tasks queued behind it (the
+/// HTTP request that disarms the point, say).
 #[cfg(feature = "fault-injection")]
 pub fn stall(point: &str) {
-    fail::fail_point!(point);
+    let on_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|runtime| runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_worker {
+        tokio::task::block_in_place(|| fail::fail_point!(point));
+    } else {
+        fail::fail_point!(point);
+    }
 }
 
 /// Stalls at `point`: never, without the `fault-injection` feature.

@@ -270,3 +270,59 @@ async fn a_standby_compactor_takes_over_and_two_never_compact_at_once() {
     assert!(holders[switch..].iter().all(|w| **w == second_id), "{log:?}");
     wait_for_rows(&reader, next).await;
 }
+
+/// A compactor held up past its lease (a long pause between writing a merged
+/// file and committing it) finds on waking that a standby has taken over: its
+/// commit is refused by the fence, and the table's history shows none of its
+/// changes after the standby's first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compactor_that_lost_its_lease_cannot_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let writer = cluster.process("writer", "writeonly", &[]);
+    let reader = cluster.process("reader", "readonly", &[]);
+    let compacting = ["--merge-timeout-s", "1", "--compaction-lease-s", "3"];
+    let stale = cluster.process("compactor-a", "compaction", &compacting);
+    let stale_id = std::fs::read_to_string(stale.root.join(".hourglass-id")).unwrap().trim().to_owned();
+    // Its first merge stops after writing the merged file, before the commit.
+    crate::support::arm_failpoint(&stale, "merge-before-commit", "pause").await;
+    for round in 0..4 {
+        write_rows(&writer, "w", round * 50, 50).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    let merged_written =
+        || async { cluster.seaweed.keys("lake/default/m").await.iter().any(|key| key.ends_with(".2.parquet")) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !merged_written().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first compactor wrote no merged file:\n{}",
+            stale.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The standby takes the expired lease and compacts.
+    let standby = cluster.process("compactor-b", "compaction", &compacting);
+    let standby_id = std::fs::read_to_string(standby.root.join(".hourglass-id")).unwrap().trim().to_owned();
+    write_rows(&writer, "w", 200, 50).await;
+    assert!(
+        wait_for(Duration::from_secs(30), || compactions_in_log(&cluster.redis).iter().any(|(w, _)| w == &standby_id)),
+        "the standby never compacted:\n{}",
+        standby.log_text()
+    );
+
+    // The first wakes up: its commit is fenced.
+    crate::support::arm_failpoint(&stale, "merge-before-commit", "off").await;
+    assert!(
+        wait_for(Duration::from_secs(20), || stale.log_text().contains("is no longer this process's")),
+        "the stale compactor's commit was not refused:\n{}",
+        stale.log_text()
+    );
+    // It may have promoted a file before its merge stopped; nothing after the standby began.
+    let log = compactions_in_log(&cluster.redis);
+    let takeover = log.iter().position(|(w, _)| w == &standby_id).unwrap();
+    assert!(log[takeover..].iter().all(|(w, _)| w != &stale_id), "{log:?}");
+    assert!(log[..takeover].iter().all(|(w, _)| w == &stale_id), "{log:?}");
+    wait_for_rows(&reader, 250).await;
+}
