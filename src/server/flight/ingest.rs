@@ -20,47 +20,16 @@ impl SqlService {
         command: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        use arrow_flight::sql::{TableExistsOption, TableNotExistOption};
         let call = call_of(&request)?;
         let ingester = Arc::clone(self.ingester()?);
-        if command.temporary {
-            return Err(Status::unimplemented("temporary tables are not supported: ingest into a measurement"));
-        }
-        if command.transaction_id.is_some() {
-            return Err(Status::unimplemented("transactions are not supported"));
+        if let Err(refusal) = self.ingest_allowed(&call, &command) {
+            // Refused before a batch is read: the client is still sending, and
+            // a stream closed under it reads as a broken pipe (ADBC's Go
+            // driver reports EOF) instead of this status.
+            drain(request).await;
+            return Err(refusal);
         }
         let database = call.database("the ingest's catalog", command.catalog.as_deref())?;
-        if let Some(schema) = command.schema.filter(|s| !s.is_empty() && s != SCHEMA_NAME) {
-            return Err(Status::invalid_argument(format!(
-                "measurements live in the schema '{SCHEMA_NAME}', not '{schema}'"
-            )));
-        }
-        let options = command.table_definition_options.unwrap_or_default();
-        let exists = self.engine.measurement_exists(&database, &command.table);
-        if exists {
-            match TableExistsOption::try_from(options.if_exists).unwrap_or(TableExistsOption::Unspecified) {
-                TableExistsOption::Fail => {
-                    return Err(Status::already_exists(format!(
-                        "table '{database}.{SCHEMA_NAME}.{}' already exists (ingest mode create); append to it \
-                         with mode append or create_append",
-                        command.table
-                    )))
-                }
-                TableExistsOption::Replace => {
-                    return Err(Status::unimplemented(
-                        "replacing a measurement is not supported: rows are appended, and a row with the same \
-                         series and time replaces the fields it names",
-                    ))
-                }
-                TableExistsOption::Append | TableExistsOption::Unspecified => {}
-            }
-        } else if TableNotExistOption::try_from(options.if_not_exist) == Ok(TableNotExistOption::Fail) {
-            return Err(Status::not_found(format!(
-                "table '{database}.{SCHEMA_NAME}.{}' not found (ingest mode append); create it with mode create \
-                 or create_append",
-                command.table
-            )));
-        }
         let mut written = 0usize;
         // Each batch is written before the next is read: no total bound is needed.
         let mut batches = Box::pin(put_batches(request, usize::MAX));
@@ -83,4 +52,64 @@ impl SqlService {
         }
         Ok(i64::try_from(written).unwrap_or(i64::MAX))
     }
+
+    /// Whether the ingest `command` may write: its options against the
+    /// measurement as it stands.
+    fn ingest_allowed(&self, call: &super::Call, command: &CommandStatementIngest) -> Result<(), Status> {
+        use arrow_flight::sql::{TableExistsOption, TableNotExistOption};
+        if command.temporary {
+            return Err(Status::unimplemented("temporary tables are not supported: ingest into a measurement"));
+        }
+        if command.transaction_id.is_some() {
+            return Err(Status::unimplemented("transactions are not supported"));
+        }
+        let database = call.database("the ingest's catalog", command.catalog.as_deref())?;
+        if let Some(schema) = command.schema.as_ref().filter(|s| !s.is_empty() && *s != SCHEMA_NAME) {
+            return Err(Status::invalid_argument(format!(
+                "measurements live in the schema '{SCHEMA_NAME}', not '{schema}'"
+            )));
+        }
+        let options = command.table_definition_options.unwrap_or_default();
+        let exists = self.engine.measurement_exists(&database, &command.table);
+        if exists {
+            match TableExistsOption::try_from(options.if_exists).unwrap_or(TableExistsOption::Unspecified) {
+                TableExistsOption::Fail => Err(Status::already_exists(format!(
+                    "table '{database}.{SCHEMA_NAME}.{}' already exists (ingest mode create); append to it \
+                     with mode append or create_append",
+                    command.table
+                ))),
+                TableExistsOption::Replace => Err(Status::unimplemented(
+                    "replacing a measurement is not supported: rows are appended, and a row with the same \
+                     series and time replaces the fields it names",
+                )),
+                TableExistsOption::Append | TableExistsOption::Unspecified => Ok(()),
+            }
+        } else if TableNotExistOption::try_from(options.if_not_exist) == Ok(TableNotExistOption::Fail) {
+            Err(Status::not_found(format!(
+                "table '{database}.{SCHEMA_NAME}.{}' not found (ingest mode append); create it with mode create \
+                 or create_append",
+                command.table
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Reads and drops what the client still sends of a refused upload, up to a
+/// bound of bytes and time, so that it reads the refusal instead of a reset.
+async fn drain(request: Request<PeekableFlightDataStream>) {
+    const MAX_BYTES: usize = 64 << 20;
+    const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+    let mut stream = request.into_inner();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(MAX_TIME, async {
+        while let Some(Ok(message)) = stream.next().await {
+            read += message.data_body.len() + message.data_header.len();
+            if read > MAX_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
