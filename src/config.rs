@@ -288,6 +288,12 @@ pub struct Settings {
     #[arg(long = "compaction-lease-s", env = "HOURGLASS_COMPACTION_LEASE_S", value_name = "SECONDS", default_value = "30", value_parser = positive_seconds, global = true)]
     pub compaction_lease_s: f64,
 
+    /// With the Redis catalog, a `writeonly` process also competes for the
+    /// compaction leases (merges, layer moves, retention, the orphan sweep),
+    /// as `compaction` processes do. Off by default: writers only write.
+    #[arg(long, env = "HOURGLASS_WRITER_COMPACTS", value_name = "BOOL", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, global = true)]
+    pub writer_compacts: bool,
+
     /// This writer's id in a shared catalog, which records per writer how far
     /// each one's WAL is persisted: every writer needs its own, kept across
     /// restarts. Default: the host name and the data root.

@@ -136,12 +136,17 @@ fn check_roles(settings: &Settings, layers: &[crate::storage::LayerConfig]) -> R
 }
 
 /// Whether this process merges, moves, expires and sweeps files. On the
-/// shared catalog only `compaction` processes (and `aio`) do: writers would
-/// otherwise all compact the same partitions at once.
+/// shared catalog `compaction` processes (and `aio`) do, and writers only
+/// when `HOURGLASS_WRITER_COMPACTS` says so: the leases keep them apart, but
+/// compacting takes a writer's CPU and memory from ingest.
 fn runs_compactor(settings: &Settings) -> bool {
     match settings.metadata_type {
         MetadataType::Json => settings.mode.compacts(),
-        MetadataType::Redis => matches!(settings.mode, Mode::Aio | Mode::Compaction),
+        MetadataType::Redis => match settings.mode {
+            Mode::Aio | Mode::Compaction => true,
+            Mode::Writeonly => settings.writer_compacts,
+            Mode::Readonly => false,
+        },
     }
 }
 

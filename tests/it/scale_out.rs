@@ -326,3 +326,21 @@ async fn a_compactor_that_lost_its_lease_cannot_commit() {
     assert!(log[..takeover].iter().all(|(w, _)| w == &stale_id), "{log:?}");
     wait_for_rows(&reader, 250).await;
 }
+
+/// A writer compacts on the shared catalog only when told to.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writer_compacts_when_told_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let writer = cluster.process("writer", "writeonly", &["--writer-compacts", "--merge-timeout-s", "1"]);
+    let writer_id = std::fs::read_to_string(writer.root.join(".hourglass-id")).unwrap().trim().to_owned();
+    for round in 0..4 {
+        write_rows(&writer, "w", round * 50, 50).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    assert!(
+        wait_for(Duration::from_secs(30), || compactions_in_log(&cluster.redis).iter().any(|(w, _)| w == &writer_id)),
+        "the writer never compacted:\n{}",
+        writer.log_text()
+    );
+}

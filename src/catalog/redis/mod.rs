@@ -196,10 +196,10 @@ impl RedisCatalog {
         match holder {
             Some(holder) if holder == instance => Ok(()),
             holder => Err(CatalogError::Shared(format!(
-                "writer id {:?} is already used by the data root with id {} (its {}): every writer needs its own id",
+                "writer id {:?} is already used by the data root whose .hourglass-id is {}: every writer needs its \
+                 own id",
                 self.writer_id,
-                holder.unwrap_or_default(),
-                ".hourglass-id"
+                holder.unwrap_or_default()
             ))),
         }
     }
