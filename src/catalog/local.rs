@@ -14,12 +14,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::memory::{CatalogView, PartitionState};
+use super::memory::{catalog_reads_from_view, CatalogView, PartitionState};
 use super::names::{check_name, NameKind};
 use super::schema::SchemaFile;
-use super::{
-    Catalog, CatalogError, Column, Commit, FileEntry, PartitionFiles, PartitionKey, TableSchema, TableSummary,
-};
+use super::{Catalog, CatalogError, Column, Commit, FileEntry, PartitionKey, TableSchema};
 use crate::storage::fs::{write_atomic_bytes, AtomicWriteError, TEMP_PREFIX};
 
 /// Name of the per-partition catalog file.
@@ -216,17 +214,7 @@ impl LocalCatalog {
 
 #[async_trait]
 impl Catalog for LocalCatalog {
-    fn databases(&self) -> Vec<String> {
-        self.view.databases()
-    }
-
-    fn tables(&self, database: &str) -> Vec<String> {
-        self.view.tables(database)
-    }
-
-    fn table_schema(&self, database: &str, table: &str) -> Option<Arc<TableSchema>> {
-        self.view.table_schema(database, table)
-    }
+    catalog_reads_from_view!();
 
     async fn add_columns(
         &self,
@@ -248,24 +236,8 @@ impl Catalog for LocalCatalog {
             .map_err(|e| CatalogError::Encode { path: path.display().to_string(), message: e.to_string() })?;
         self.write_catalog_file(path, bytes).await?;
         let merged = Arc::new(merged);
-        self.view.set_schema(database, table, Arc::clone(&merged));
+        self.view.set_schema_version(database, table, Arc::clone(&merged), 0);
         Ok(merged)
-    }
-
-    fn files(&self, database: &str, table: &str, min_ns: i64, max_ns: i64) -> Vec<PartitionFiles> {
-        self.view.files(database, table, min_ns, max_ns)
-    }
-
-    fn table_summary(&self, database: &str, table: &str) -> TableSummary {
-        self.view.table_summary(database, table)
-    }
-
-    fn partition_wal_sequence(&self, database: &str, table: &str, partition: PartitionKey) -> u64 {
-        self.view.partition(database, table, partition).wal_sequence
-    }
-
-    fn max_wal_sequence(&self) -> u64 {
-        self.view.max_wal_sequence()
     }
 
     fn stopped(&self) -> Option<String> {

@@ -92,13 +92,8 @@ impl CatalogView {
         self.read().databases.get(database)?.get(table).map(|t| Arc::clone(&t.schema))
     }
 
-    /// Publishes a table's schema, creating the database and table if needed.
-    pub(crate) fn set_schema(&self, database: &str, table: &str, schema: Arc<TableSchema>) {
-        let mut state = self.write();
-        state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default().schema = schema;
-    }
-
-    /// Publishes version `version` of a table's schema, unless the view
+    /// Publishes version `version` of a table's schema (0 for the local
+    /// catalog), creating the database and table if needed, unless the view
     /// already has a later one: a schema only grows, and a persister working
     /// from an older version would drop the newer columns' values.
     pub(crate) fn set_schema_version(&self, database: &str, table: &str, schema: Arc<TableSchema>, version: u64) {
@@ -188,3 +183,38 @@ impl CatalogView {
         self.read().max_wal_sequence
     }
 }
+
+/// The reads of [`super::Catalog`] that every implementation answers from
+/// its `view` field (a [`CatalogView`]), written once.
+macro_rules! catalog_reads_from_view {
+    () => {
+        fn databases(&self) -> Vec<String> {
+            self.view.databases()
+        }
+
+        fn tables(&self, database: &str) -> Vec<String> {
+            self.view.tables(database)
+        }
+
+        fn table_schema(&self, database: &str, table: &str) -> Option<std::sync::Arc<$crate::catalog::TableSchema>> {
+            self.view.table_schema(database, table)
+        }
+
+        fn files(&self, database: &str, table: &str, min_ns: i64, max_ns: i64) -> Vec<$crate::catalog::PartitionFiles> {
+            self.view.files(database, table, min_ns, max_ns)
+        }
+
+        fn table_summary(&self, database: &str, table: &str) -> $crate::catalog::TableSummary {
+            self.view.table_summary(database, table)
+        }
+
+        fn partition_wal_sequence(&self, database: &str, table: &str, partition: $crate::catalog::PartitionKey) -> u64 {
+            self.view.partition(database, table, partition).wal_sequence
+        }
+
+        fn max_wal_sequence(&self) -> u64 {
+            self.view.max_wal_sequence()
+        }
+    };
+}
+pub(crate) use catalog_reads_from_view;

@@ -326,7 +326,7 @@ impl Components {
                 // Two writers under one id would skip each other's rows on replay.
                 if settings.mode.writes() {
                     catalog.claim_writer(&root_id(&settings.root)?).await.map_err(|e| match e {
-                        CatalogError::Conflict(_) | CatalogError::Shared(_) => {
+                        CatalogError::Shared(_) => {
                             ServeError::Setting(SettingError::new("writer-id", "HOURGLASS_WRITER_ID", e.to_string()))
                         }
                         other => ServeError::Runtime(format!("cannot claim writer id {writer}: {other}")),

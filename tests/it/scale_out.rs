@@ -59,6 +59,20 @@ async fn write_rows(writer: &Server, host: &str, first: u64, count: u64) {
     assert_eq!(status, 204, "{text}");
 }
 
+/// Writes `rounds` batches of 50 rows from `first` on, one every 600 ms, so
+/// that the writer persists several level-1 files for a compactor to merge.
+async fn write_in_rounds(writer: &Server, first: u64, rounds: u64) {
+    for round in 0..rounds {
+        write_rows(writer, "w", first + round * 50, 50).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+}
+
+/// A process's id in the catalog: its data root's own id (no --writer-id given).
+fn id_of(server: &Server) -> String {
+    std::fs::read_to_string(server.root.join(".hourglass-id")).expect("the root's id").trim().to_owned()
+}
+
 /// `count(*)` and `count(DISTINCT n)` of `m` over a server's HTTP API; None
 /// while the table is unknown there.
 async fn counts(server: &Server) -> Option<(u64, u64)> {
@@ -128,10 +142,10 @@ async fn rows_written_to_two_writers_are_read_back_from_every_reader() {
 
     // A writer whose id another data root already writes under is refused:
     // the catalog keeps one WAL position per writer id.
-    let taken = std::fs::read_to_string(first_writer.root.join(".hourglass-id")).expect("the root's id");
+    let taken = id_of(&first_writer);
     let output = command()
         .args(cluster.shared_args())
-        .args(["--mode", "writeonly", "--writer-id", taken.trim(), "--http-port", &free_port().to_string()])
+        .args(["--mode", "writeonly", "--writer-id", &taken, "--http-port", &free_port().to_string()])
         .arg("--root")
         .arg(dir.path().join("writer-3"))
         .output()
@@ -219,21 +233,8 @@ async fn a_standby_compactor_takes_over_and_two_never_compact_at_once() {
     // A lease of a few merge intervals: a loaded machine must not lose it by a late tick.
     let compacting = ["--merge-timeout-s", "1", "--compaction-lease-s", "4"];
     let mut active = cluster.process("compactor-a", "compaction", &compacting);
-    let id_of = |server: &Server| std::fs::read_to_string(server.root.join(".hourglass-id")).unwrap().trim().to_owned();
     let first_id = id_of(&active);
-    let mut next = 0;
-    let mut write_some = |rounds: u64| {
-        let writer = &writer;
-        let first = next;
-        next += rounds * 50;
-        async move {
-            for round in 0..rounds {
-                write_rows(writer, "w", first + round * 50, 50).await;
-                tokio::time::sleep(Duration::from_millis(600)).await;
-            }
-        }
-    };
-    write_some(4).await;
+    write_in_rounds(&writer, 0, 4).await;
     let active_id = |log: &[(String, u64)]| log.first().map(|(writer, _)| writer.clone());
     assert!(
         wait_for(Duration::from_secs(30), || !compactions_in_log(&cluster.redis).is_empty()),
@@ -246,12 +247,12 @@ async fn a_standby_compactor_takes_over_and_two_never_compact_at_once() {
     // A second compactor waits while the first holds the lease...
     let standby = cluster.process("compactor-b", "compaction", &compacting);
     let second_id = id_of(&standby);
-    write_some(4).await;
+    write_in_rounds(&writer, 200, 4).await;
     assert!(compactions_in_log(&cluster.redis).iter().all(|(writer, _)| writer == &first_holder));
     // ...and takes over once the first dies.
     active.kill9();
     let before = compactions_in_log(&cluster.redis).len();
-    write_some(4).await;
+    write_in_rounds(&writer, 400, 4).await;
     assert!(
         wait_for(Duration::from_secs(30), || {
             compactions_in_log(&cluster.redis).iter().skip(before).any(|(writer, _)| writer == &second_id)
@@ -268,7 +269,7 @@ async fn a_standby_compactor_takes_over_and_two_never_compact_at_once() {
     let switch = holders.iter().position(|w| **w == second_id).unwrap();
     assert!(holders[..switch].iter().all(|w| **w == first_id), "{log:?}");
     assert!(holders[switch..].iter().all(|w| **w == second_id), "{log:?}");
-    wait_for_rows(&reader, next).await;
+    wait_for_rows(&reader, 600).await;
 }
 
 /// A compactor held up past its lease (a long pause between writing a merged
@@ -283,13 +284,10 @@ async fn a_compactor_that_lost_its_lease_cannot_commit() {
     let reader = cluster.process("reader", "readonly", &[]);
     let compacting = ["--merge-timeout-s", "1", "--compaction-lease-s", "3"];
     let stale = cluster.process("compactor-a", "compaction", &compacting);
-    let stale_id = std::fs::read_to_string(stale.root.join(".hourglass-id")).unwrap().trim().to_owned();
+    let stale_id = id_of(&stale);
     // Its first merge stops after writing the merged file, before the commit.
     crate::support::arm_failpoint(&stale, "merge-before-commit", "pause").await;
-    for round in 0..4 {
-        write_rows(&writer, "w", round * 50, 50).await;
-        tokio::time::sleep(Duration::from_millis(600)).await;
-    }
+    write_in_rounds(&writer, 0, 4).await;
     let merged_written =
         || async { cluster.seaweed.keys("lake/default/m").await.iter().any(|key| key.ends_with(".2.parquet")) };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -304,7 +302,7 @@ async fn a_compactor_that_lost_its_lease_cannot_commit() {
 
     // The standby takes the expired lease and compacts.
     let standby = cluster.process("compactor-b", "compaction", &compacting);
-    let standby_id = std::fs::read_to_string(standby.root.join(".hourglass-id")).unwrap().trim().to_owned();
+    let standby_id = id_of(&standby);
     write_rows(&writer, "w", 200, 50).await;
     assert!(
         wait_for(Duration::from_secs(30), || compactions_in_log(&cluster.redis).iter().any(|(w, _)| w == &standby_id)),
@@ -333,11 +331,8 @@ async fn a_writer_compacts_when_told_to() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path());
     let writer = cluster.process("writer", "writeonly", &["--writer-compacts", "--merge-timeout-s", "1"]);
-    let writer_id = std::fs::read_to_string(writer.root.join(".hourglass-id")).unwrap().trim().to_owned();
-    for round in 0..4 {
-        write_rows(&writer, "w", round * 50, 50).await;
-        tokio::time::sleep(Duration::from_millis(600)).await;
-    }
+    let writer_id = id_of(&writer);
+    write_in_rounds(&writer, 0, 4).await;
     assert!(
         wait_for(Duration::from_secs(30), || compactions_in_log(&cluster.redis).iter().any(|(w, _)| w == &writer_id)),
         "the writer never compacted:\n{}",

@@ -24,11 +24,9 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 
-use super::memory::{CatalogView, PartitionState};
+use super::memory::{catalog_reads_from_view, CatalogView, PartitionState};
 use super::schema::SchemaFile;
-use super::{
-    Catalog, CatalogError, Column, Commit, FileEntry, PartitionFiles, PartitionKey, TableSchema, TableSummary,
-};
+use super::{Catalog, CatalogError, Column, Commit, FileEntry, PartitionKey, TableSchema};
 use keys::{parse_table_member, table_member, Keys, TableKeys};
 
 /// How to reach the shared catalog, and who this process is in it.
@@ -276,10 +274,8 @@ impl RedisCatalog {
             // Listed before its schema went in: next time.
             return Ok(0);
         };
-        let mut partitions = BTreeMap::new();
-        for hour in hours {
-            partitions.insert(PartitionKey(hour), self.read_partition(&keys, database, table, hour).await?);
-        }
+        let partitions: BTreeMap<_, _> =
+            self.read_partitions(&keys, database, table, &hours).await?.into_iter().collect();
         self.view.set_table(database, table, Arc::new(schema.1), schema.0, partitions);
         Ok(sequence.unwrap_or(0))
     }
@@ -322,9 +318,9 @@ impl RedisCatalog {
                 self.view.set_schema_version(database, table, Arc::new(schema), version);
             }
         }
-        for hour in hours {
-            let partition = self.read_partition(&keys, database, table, hour).await?;
-            self.view.set_partition(database, table, PartitionKey(hour), partition);
+        let hours: Vec<i64> = hours.into_iter().collect();
+        for (key, partition) in self.read_partitions(&keys, database, table, &hours).await? {
+            self.view.set_partition(database, table, key, partition);
         }
         Ok(changes.last().map_or(seen, |(_, sequence)| *sequence))
     }
@@ -353,32 +349,46 @@ impl RedisCatalog {
         }
     }
 
-    /// One partition's files and this writer's WAL sequence in it, read together.
-    async fn read_partition(
+    /// Partitions' files and this writer's WAL sequence in each, all read in
+    /// one round trip and one transaction (a table of a thousand hours is
+    /// read at a reader's start-up in one go, not a thousand).
+    async fn read_partitions(
         &self,
         keys: &TableKeys,
         database: &str,
         table: &str,
-        hour: i64,
-    ) -> Result<PartitionState, CatalogError> {
-        let mut connection = self.connection();
-        let (files, wal_sequence): (HashMap<String, String>, Option<u64>) = redis::pipe()
-            .atomic()
-            .cmd("HGETALL")
-            .arg(keys.files(hour))
-            .cmd("HGET")
-            .arg(keys.wal(hour))
-            .arg(&self.writer_id)
-            .query_async(&mut connection)
-            .await
-            .map_err(|e| redis_error(&format!("reading {database}.{table} {}", PartitionKey(hour)), e))?;
-        let mut entries = Vec::with_capacity(files.len());
-        for json in files.values() {
-            entries.push(decode::<FileEntry>(&keys.files(hour), json)?);
+        hours: &[i64],
+    ) -> Result<Vec<(PartitionKey, PartitionState)>, CatalogError> {
+        if hours.is_empty() {
+            return Ok(Vec::new());
         }
-        // The order files were added in is lost in a hash; time then id is stable.
-        entries.sort_by(|a, b| (a.min_time, &a.id).cmp(&(b.min_time, &b.id)));
-        Ok(PartitionState { files: entries, wal_sequence: wal_sequence.unwrap_or(0) })
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for &hour in hours {
+            pipe.cmd("HGETALL").arg(keys.files(hour)).cmd("HGET").arg(keys.wal(hour)).arg(&self.writer_id);
+        }
+        let context = || format!("reading the partitions of {database}.{table}");
+        let replies: Vec<redis::Value> =
+            pipe.query_async(&mut self.connection()).await.map_err(|e| redis_error(&context(), e))?;
+        let unexpected = |e: redis::ParsingError| CatalogError::Shared(format!("{}: {e}", context()));
+        let mut replies = replies.into_iter();
+        let mut partitions = Vec::with_capacity(hours.len());
+        for &hour in hours {
+            let (Some(files), Some(wal)) = (replies.next(), replies.next()) else {
+                return Err(CatalogError::Shared(format!("{}: too few replies", context())));
+            };
+            let files: HashMap<String, String> = redis::from_redis_value(files).map_err(unexpected)?;
+            let wal_sequence: Option<u64> = redis::from_redis_value(wal).map_err(unexpected)?;
+            let mut entries = Vec::with_capacity(files.len());
+            for json in files.values() {
+                entries.push(decode::<FileEntry>(&keys.files(hour), json)?);
+            }
+            // The order files were added in is lost in a hash; time then id is stable.
+            entries.sort_by(|a, b| (a.min_time, &a.id).cmp(&(b.min_time, &b.id)));
+            partitions
+                .push((PartitionKey(hour), PartitionState { files: entries, wal_sequence: wal_sequence.unwrap_or(0) }));
+        }
+        Ok(partitions)
     }
 
     /// Bumps the epoch so that followers look now rather than at their next full check.
@@ -469,17 +479,7 @@ async fn follow(catalog: Weak<RedisCatalog>, interval: Duration) {
 
 #[async_trait]
 impl Catalog for RedisCatalog {
-    fn databases(&self) -> Vec<String> {
-        self.view.databases()
-    }
-
-    fn tables(&self, database: &str) -> Vec<String> {
-        self.view.tables(database)
-    }
-
-    fn table_schema(&self, database: &str, table: &str) -> Option<Arc<TableSchema>> {
-        self.view.table_schema(database, table)
-    }
+    catalog_reads_from_view!();
 
     async fn add_columns(
         &self,
@@ -516,22 +516,6 @@ impl Catalog for RedisCatalog {
                 Err(error) => return Err(error),
             }
         }
-    }
-
-    fn files(&self, database: &str, table: &str, min_ns: i64, max_ns: i64) -> Vec<PartitionFiles> {
-        self.view.files(database, table, min_ns, max_ns)
-    }
-
-    fn table_summary(&self, database: &str, table: &str) -> TableSummary {
-        self.view.table_summary(database, table)
-    }
-
-    fn partition_wal_sequence(&self, database: &str, table: &str, partition: PartitionKey) -> u64 {
-        self.view.partition(database, table, partition).wal_sequence
-    }
-
-    fn max_wal_sequence(&self) -> u64 {
-        self.view.max_wal_sequence()
     }
 
     /// Waits for Redis while it is unreachable: the commit's outcome must be
@@ -627,8 +611,12 @@ impl Catalog for RedisCatalog {
         // Published from Redis itself, which may already hold later changes
         // of other processes: never an older state than Redis has.
         let mut state = self.apply_lock.lock().await;
-        match self.read_partition(&keys, &commit.database, &commit.table, hour).await {
-            Ok(partition) => self.view.set_partition(&commit.database, &commit.table, commit.partition, partition),
+        match self.read_partitions(&keys, &commit.database, &commit.table, &[hour]).await {
+            Ok(read) => {
+                for (key, partition) in read {
+                    self.view.set_partition(&commit.database, &commit.table, key, partition);
+                }
+            }
             // Committed, but not read back: the follower reads the whole
             // table at its next poll.
             Err(_) => {

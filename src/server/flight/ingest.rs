@@ -22,14 +22,16 @@ impl SqlService {
     ) -> Result<i64, Status> {
         let call = call_of(&request)?;
         let ingester = Arc::clone(self.ingester()?);
-        if let Err(refusal) = self.ingest_allowed(&call, &command) {
-            // Refused before a batch is read: the client is still sending, and
-            // a stream closed under it reads as a broken pipe (ADBC's Go
-            // driver reports EOF) instead of this status.
-            drain(request).await;
-            return Err(refusal);
-        }
-        let database = call.database("the ingest's catalog", command.catalog.as_deref())?;
+        let database = match self.ingest_allowed(&call, &command) {
+            Ok(database) => database,
+            Err(refusal) => {
+                // Refused before a batch is read: the client is still sending,
+                // and a stream closed under it reads as a broken pipe (ADBC's
+                // Go driver reports EOF) instead of this status.
+                drain(request).await;
+                return Err(refusal);
+            }
+        };
         let mut written = 0usize;
         // Each batch is written before the next is read: no total bound is needed.
         let mut batches = Box::pin(put_batches(request, usize::MAX));
@@ -53,9 +55,9 @@ impl SqlService {
         Ok(i64::try_from(written).unwrap_or(i64::MAX))
     }
 
-    /// Whether the ingest `command` may write: its options against the
-    /// measurement as it stands.
-    fn ingest_allowed(&self, call: &super::Call, command: &CommandStatementIngest) -> Result<(), Status> {
+    /// Whether the ingest `command` may write (its options against the
+    /// measurement as it stands), and into which database.
+    fn ingest_allowed(&self, call: &super::Call, command: &CommandStatementIngest) -> Result<String, Status> {
         use arrow_flight::sql::{TableExistsOption, TableNotExistOption};
         if command.temporary {
             return Err(Status::unimplemented("temporary tables are not supported: ingest into a measurement"));
@@ -82,7 +84,7 @@ impl SqlService {
                     "replacing a measurement is not supported: rows are appended, and a row with the same \
                      series and time replaces the fields it names",
                 )),
-                TableExistsOption::Append | TableExistsOption::Unspecified => Ok(()),
+                TableExistsOption::Append | TableExistsOption::Unspecified => Ok(database),
             }
         } else if TableNotExistOption::try_from(options.if_not_exist) == Ok(TableNotExistOption::Fail) {
             Err(Status::not_found(format!(
@@ -91,7 +93,7 @@ impl SqlService {
                 command.table
             )))
         } else {
-            Ok(())
+            Ok(database)
         }
     }
 }
