@@ -44,6 +44,13 @@ impl Mode {
     pub fn queries(self) -> bool {
         matches!(self, Mode::Aio | Mode::Readonly)
     }
+
+    /// Whether this mode runs the SQL fronts (Postgres, FlightSQL): those
+    /// that answer queries, and `writeonly` for `INSERT`, `COPY` and bulk
+    /// ingest.
+    pub fn speaks_sql(self) -> bool {
+        self.queries() || self.writes()
+    }
 }
 
 impl fmt::Display for Mode {

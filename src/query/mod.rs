@@ -69,6 +69,12 @@ pub struct QueryOptions {
     pub max_concurrent: usize,
     /// Queries waiting for a slot at once; more are refused as busy.
     pub max_queued: usize,
+    /// A `writeonly` process: `INSERT`, `COPY FROM STDIN` and statements that
+    /// read no table run; reads of measurements, views and tables, and
+    /// catalog statements, are refused with a pointer to the readers. Its
+    /// view of the data (its own buffer, the shared catalog) is not what a
+    /// reader answers from, so a query here would answer differently.
+    pub writes_only: bool,
 }
 
 /// A table or view of a database, as metadata listings show it.

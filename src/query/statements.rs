@@ -124,6 +124,9 @@ impl QueryEngine {
             other => other,
         };
         let plan = state.statement_to_plan(statement).await.map_err(plan_error)?;
+        if self.options.writes_only {
+            refuse_reads_on_a_writer(&plan)?;
+        }
         if ddl::is_catalog_statement(&plan) {
             return self.writable(plan, "CREATE, ALTER and DROP");
         }
@@ -368,4 +371,38 @@ fn describe_batch(schema: &Schema, kinds: Vec<Option<&str>>) -> Result<RecordBat
         ],
     )
     .map_err(|e| QueryError::Internal(e.to_string()))
+}
+
+/// What a `writeonly` process refuses (see [`super::QueryOptions::writes_only`]):
+/// catalog statements, and any plan that reads a measurement, a view or a
+/// table SQL made. The server's own catalogs (`pg_catalog`,
+/// `information_schema`) stay readable, since drivers read them on connecting.
+fn refuse_reads_on_a_writer(plan: &LogicalPlan) -> Result<(), QueryError> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::datasource::listing::ListingTable;
+    use datafusion::datasource::view::ViewTable;
+    let to_readers = "this process is writeonly (GIGAPI_MODE): it takes INSERT and COPY ... FROM STDIN; \
+                      send queries and CREATE, ALTER or DROP to a readonly or aio process";
+    if ddl::is_catalog_statement(plan) {
+        return Err(QueryError::Forbidden(format!("CREATE, ALTER and DROP are refused: {to_readers}")));
+    }
+    let mut read = None;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let data = datafusion::datasource::source_as_provider(&scan.source).is_ok_and(|provider| {
+                let any = provider.as_ref() as &dyn std::any::Any;
+                any.is::<table::TimeseriesTable>() || any.is::<ViewTable>() || any.is::<ListingTable>()
+            });
+            if data {
+                read = Some(scan.table_name.to_string());
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| QueryError::from_datafusion(e, true))?;
+    match read {
+        Some(table) => Err(QueryError::Forbidden(format!("reading '{table}' is refused: {to_readers}"))),
+        None => Ok(()),
+    }
 }

@@ -62,6 +62,7 @@ pub fn query_options(settings: &Settings) -> QueryOptions {
         spill_dir: settings.root.join("_tmp").join("spill"),
         max_concurrent: settings.max_concurrent_queries,
         max_queued: settings.max_queued_queries,
+        writes_only: settings.mode == Mode::Writeonly,
     }
 }
 
@@ -361,7 +362,7 @@ impl Components {
             None
         };
         let compacts = runs_compactor(settings);
-        let engine = if settings.mode.queries() || compacts {
+        let engine = if settings.mode.speaks_sql() || compacts {
             let buffer =
                 ingester.as_ref().map(|i| Arc::new(BufferForQueries(Arc::clone(i.buffer()))) as Arc<dyn BufferedRows>);
             let writer = ingester.as_ref().map(|i| Arc::new(InsertsToIngester(Arc::clone(i))) as Arc<dyn TableWriter>);
@@ -396,8 +397,9 @@ impl Components {
             _ => None,
         };
         // The engine merges for the compactor in every mode that compacts; only
-        // the modes that answer queries hand it to the front doors.
-        let engine = engine.filter(|_| settings.mode.queries());
+        // the modes with SQL fronts hand it to the front doors (a writer's
+        // refuses reads: QueryOptions::writes_only).
+        let engine = engine.filter(|_| settings.mode.speaks_sql());
         Ok(Components { catalog, storage, metrics, ingester, engine, compactor, _root_lock: root_lock })
     }
 }
@@ -413,13 +415,13 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
     prepare_root(&settings.root)?;
     // Fail on a busy port before the (possibly long) WAL replay.
     let http_listener = bind(&settings.http_host, settings.http_port, "http-port", "HTTP_PORT").await?;
-    let answers_queries = settings.mode.queries();
-    let flight_listener = if settings.flightsql_enable && answers_queries {
+    let speaks_sql = settings.mode.speaks_sql();
+    let flight_listener = if settings.flightsql_enable && speaks_sql {
         Some(bind(&settings.http_host, settings.flightsql_port, "flightsql-port", "FLIGHTSQL_PORT").await?)
     } else {
         None
     };
-    let pg_listener = if settings.pg_enable && answers_queries {
+    let pg_listener = if settings.pg_enable && speaks_sql {
         Some(bind(&settings.http_host, settings.pg_port, "pg-port", "PG_PORT").await?)
     } else {
         None
@@ -476,7 +478,7 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
             fronts.spawn(postgres::serve(engine, users, options, listener, stopping));
         }
         _ if settings.pg_enable => {
-            tracing::info!("the Postgres front is off: this mode answers no queries (GIGAPI_MODE)")
+            tracing::info!("the Postgres front is off: a compaction process has no SQL fronts (GIGAPI_MODE)")
         }
         _ => {}
     }
@@ -504,7 +506,7 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
             });
         }
         _ if settings.flightsql_enable => {
-            tracing::info!("the FlightSQL front is off: this mode answers no queries (GIGAPI_MODE)")
+            tracing::info!("the FlightSQL front is off: a compaction process has no SQL fronts (GIGAPI_MODE)")
         }
         _ => {}
     }

@@ -35,7 +35,7 @@ async fn channel(port: u16) -> Channel {
     Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.expect("connect")
 }
 
-async fn sql_client(port: u16, database: Option<&str>) -> FlightSqlServiceClient<Channel> {
+pub(crate) async fn sql_client(port: u16, database: Option<&str>) -> FlightSqlServiceClient<Channel> {
     let mut client = FlightSqlServiceClient::new(channel(port).await);
     if let Some(database) = database {
         client.set_header("database", database);
@@ -365,7 +365,7 @@ async fn metadata_commands_list_every_database_without_a_catalog() {
     }
 }
 
-fn ingest_command(
+pub(crate) fn ingest_command(
     table: &str,
     if_not_exist: TableNotExistOption,
     if_exists: TableExistsOption,

@@ -60,7 +60,7 @@ fn refused(result: Result<Client, tokio_postgres::Error>) -> tokio_postgres::Err
     }
 }
 
-fn sqlstate(error: &tokio_postgres::Error) -> SqlState {
+pub(crate) fn sqlstate(error: &tokio_postgres::Error) -> SqlState {
     error.code().cloned().unwrap_or_else(|| panic!("no SQLSTATE in {error:?}"))
 }
 

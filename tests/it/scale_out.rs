@@ -73,16 +73,23 @@ fn id_of(server: &Server) -> String {
     std::fs::read_to_string(server.root.join(".hourglass-id")).expect("the root's id").trim().to_owned()
 }
 
-/// `count(*)` and `count(DISTINCT n)` of `m` over a server's HTTP API; None
-/// while the table is unknown there.
-async fn counts(server: &Server) -> Option<(u64, u64)> {
+/// Runs `sql` over a server's HTTP API: the status and the JSON answer
+/// (None when the server cannot be reached or answers no JSON).
+async fn query(server: &Server, sql: &str) -> Option<(u16, serde_json::Value)> {
     let response = client()
         .post(server.url("/query?db=default"))
-        .json_body(&serde_json::json!({"query": "SELECT count(*) AS rows, count(DISTINCT n) AS distinct_n FROM m"}))
+        .json_body(&serde_json::json!({ "query": sql }))
         .send()
         .await
         .ok()?;
-    let body: serde_json::Value = serde_json::from_str(&response.text().await.ok()?).ok()?;
+    let status = response.status().as_u16();
+    Some((status, serde_json::from_str(&response.text().await.ok()?).ok()?))
+}
+
+/// `count(*)` and `count(DISTINCT n)` of `m` over a server's HTTP API; None
+/// while the table is unknown there.
+async fn counts(server: &Server) -> Option<(u64, u64)> {
+    let (_, body) = query(server, "SELECT count(*) AS rows, count(DISTINCT n) AS distinct_n FROM m").await?;
     let row = &body["results"][0];
     Some((row["rows"].as_u64()?, row["distinct_n"].as_u64()?))
 }
@@ -338,4 +345,87 @@ async fn a_writer_compacts_when_told_to() {
         "the writer never compacted:\n{}",
         writer.log_text()
     );
+}
+
+/// The event time of row `n` in `m`, as write_rows gives it (ns).
+fn time_of(n: u64) -> i64 {
+    1_700_000_000_000_000_000 + n as i64 * 1_000_000
+}
+
+/// A writer takes rows on every write front (Postgres INSERT and COPY,
+/// FlightSQL bulk ingest, HTTP), the readers see them all, and the writer
+/// refuses reads with a pointer to the readers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writer_takes_rows_on_every_write_front() {
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use arrow_flight::sql::{TableExistsOption, TableNotExistOption};
+    use futures::SinkExt;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let (pg_port, flight_port) = (free_port(), free_port());
+    let (pg, flight) = (pg_port.to_string(), flight_port.to_string());
+    let writer = cluster.process("writer", "writeonly", &["--pg-port", &pg, "--flightsql-port", &flight]);
+    let reader = cluster.process("reader", "readonly", &[]);
+    write_rows(&writer, "http", 0, 100).await;
+
+    let postgres = crate::postgres::connect(pg_port, "default", "u", "").await.expect("Postgres connection");
+    let values: Vec<String> = (100..150).map(|n| format!("({}, 'insert', {n})", time_of(n))).collect();
+    let inserted =
+        postgres.execute(&format!("INSERT INTO m (time, host, n) VALUES {}", values.join(", ")), &[]).await.unwrap();
+    assert_eq!(inserted, 50);
+    let sink = postgres.copy_in("COPY m (host, n, time) FROM STDIN").await.expect("COPY");
+    futures::pin_mut!(sink);
+    let lines: String = (150..250)
+        .map(|n| format!("copy\t{n}\t{}\n", chrono::DateTime::from_timestamp_nanos(time_of(n)).to_rfc3339()))
+        .collect();
+    sink.send(bytes::Bytes::from(lines)).await.unwrap();
+    assert_eq!(sink.finish().await.expect("COPY done"), 100);
+
+    let tag = [("iox::column::type".to_owned(), "iox::column_type::tag".to_owned())].into();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("time", DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), false),
+        Field::new("host", DataType::Utf8, true).with_metadata(tag),
+        Field::new("n", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(TimestampNanosecondArray::from((250..350).map(time_of).collect::<Vec<_>>()).with_timezone("UTC"))
+                as ArrayRef,
+            Arc::new(StringArray::from(vec!["flight"; 100])),
+            Arc::new(Int64Array::from((250..350).collect::<Vec<i64>>())),
+        ],
+    )
+    .unwrap();
+    let mut flight_client = crate::flight::sql_client(flight_port, Some("default")).await;
+    let command = crate::flight::ingest_command("m", TableNotExistOption::Fail, TableExistsOption::Append);
+    let ingested = flight_client.execute_ingest(command, futures::stream::iter(vec![Ok(batch)])).await.unwrap();
+    assert_eq!(ingested, 100);
+
+    // The writer reads no table: its answer would not be a reader's.
+    let refused = postgres.query("SELECT count(*) FROM m", &[]).await.unwrap_err();
+    assert_eq!(crate::postgres::sqlstate(&refused), tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
+    let message =
+        |error: &tokio_postgres::Error| error.as_db_error().map(|e| e.message().to_owned()).unwrap_or_default();
+    assert!(message(&refused).contains("writeonly"), "{refused:?}");
+    let refused = postgres.execute("CREATE VIEW v AS SELECT 1", &[]).await.unwrap_err();
+    assert!(message(&refused).contains("readonly or aio"), "{refused:?}");
+    let one: i64 = postgres.query_one("SELECT 1::bigint", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1, "a query that reads no table (a driver's ping) runs");
+    let (status, body) = query(&writer, "SELECT count(*) FROM m").await.expect("an answer");
+    assert_eq!(status, 403, "{body}");
+
+    wait_for_rows(&reader, 350).await;
+    let (_, body) = query(&reader, "SELECT host, count(*) AS n FROM m GROUP BY host ORDER BY host").await.unwrap();
+    let per_host: Vec<(String, u64)> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["host"].as_str().unwrap().to_owned(), r["n"].as_u64().unwrap()))
+        .collect();
+    let want = [("copy", 100), ("flight", 100), ("http", 100), ("insert", 50)];
+    assert_eq!(per_host, want.map(|(h, n)| (h.to_owned(), n)));
 }
