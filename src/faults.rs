@@ -16,6 +16,7 @@
 //! | `wal-fsync` | the WAL's fsync of a group | the segment |
 //! | `fs-sync-dir-after-rename` | a crash-safe file write, after the rename, as the directory is fsynced | the file |
 //! | `merge-before-commit` | a merge, after its file is written, before the catalog commit (`sleep`) | - |
+//! | `redis-commit-reply-lost` | a commit to the Redis catalog that went in: its reply is dropped as a cut connection would | the table |
 
 /// An I/O error to return instead of doing the operation at `point` on
 /// `subject`, if a test armed the point.

@@ -129,7 +129,7 @@ impl Sources {
     async fn relation_table(&self, database: &str, relation: &Relation) -> Arc<dyn TableProvider> {
         let opened = match &relation.kind {
             RelationKind::View { sql } => self.plan_view(database, relation, sql).await,
-            RelationKind::Table { id } => self.open_table(database, id),
+            RelationKind::Table { id } => self.open_table(database, id).await,
         };
         opened.unwrap_or_else(|e| {
             let kind = match relation.kind {
@@ -173,15 +173,15 @@ impl Sources {
         Ok(Arc::new(ViewTable::new(plan, Some(sql.to_owned()))))
     }
 
-    fn open_table(&self, database: &str, id: &str) -> Result<Arc<dyn TableProvider>> {
-        let dir = self.relations.table_dir(database, id);
-        let file =
-            std::fs::File::open(dir.join("data.parquet")).map_err(|e| DataFusionError::Execution(e.to_string()))?;
-        let metadata = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, Default::default())?;
-        let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
+    async fn open_table(&self, database: &str, id: &str) -> Result<Arc<dyn TableProvider>> {
+        let state = self
+            .view_planner
+            .get()
+            .ok_or_else(|| DataFusionError::Internal("tables are read before the engine is ready".into()))?;
+        let url = ListingTableUrl::parse(self.relations.files().url(database, id))?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config =
-            ListingTableConfig::new(url).with_listing_options(options).with_schema(Arc::clone(metadata.schema()));
+        let schema = options.infer_schema(state, &url).await?;
+        let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
         Ok(Arc::new(ListingTable::try_new(config)?))
     }
 }

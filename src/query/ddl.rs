@@ -23,7 +23,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use futures::StreamExt;
 
 use super::{QueryError, SCHEMA};
-use crate::catalog::relations::{Relation, RelationError, RelationKind, RelationStore};
+use crate::catalog::relations::{Relation, RelationError, RelationFiles, RelationKind, RelationStore};
 use crate::catalog::Catalog;
 use crate::errors::ErrorKind;
 
@@ -198,7 +198,7 @@ impl CatalogStatements<'_> {
                 ..
             })) => {
                 let schema = self.schema_name(&schema_name)?;
-                self.relations.create_schema(self.database, &schema, if_not_exists).map_err(relation_error)?;
+                self.relations.create_schema(self.database, &schema, if_not_exists).await.map_err(relation_error)?;
                 Ok(0)
             }
             LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(DropCatalogSchema {
@@ -211,10 +211,13 @@ impl CatalogStatements<'_> {
                         schema.to_string()
                     }
                 };
-                let dropped =
-                    self.relations.drop_schema(self.database, &schema, if_exists, cascade).map_err(relation_error)?;
+                let dropped = self
+                    .relations
+                    .drop_schema(self.database, &schema, if_exists, cascade)
+                    .await
+                    .map_err(relation_error)?;
                 for relation in dropped {
-                    self.remove_files(&relation);
+                    self.remove_files(&relation).await;
                 }
                 Ok(0)
             }
@@ -231,9 +234,9 @@ impl CatalogStatements<'_> {
                 let taken = self.is_measurement(&schema, &view);
                 let relation = Relation { schema, name: view, kind: RelationKind::View { sql } };
                 let replaced =
-                    self.relations.create(self.database, relation, or_replace, taken).map_err(relation_error)?;
+                    self.relations.create(self.database, relation, or_replace, taken).await.map_err(relation_error)?;
                 if let Some(old) = replaced {
-                    self.remove_files(&old);
+                    self.remove_files(&old).await;
                 }
                 Ok(0)
             }
@@ -262,26 +265,29 @@ impl CatalogStatements<'_> {
                 }
                 let (id, rows) = self.write_table(Arc::unwrap_or_clone(input)).await?;
                 let relation = Relation { schema, name: table, kind: RelationKind::Table { id: id.clone() } };
-                match self.relations.create(self.database, relation, or_replace, taken) {
+                match self.relations.create(self.database, relation, or_replace, taken).await {
                     Ok(replaced) => {
                         if let Some(old) = replaced {
-                            self.remove_files(&old);
+                            self.remove_files(&old).await;
                         }
                         Ok(rows)
                     }
-                    // The definitions on disk may name the new table: its files stay.
-                    Err(e @ RelationError::OutcomeUnknown { .. }) => Err(relation_error(e)),
+                    // The stored definitions may name the new table: its files
+                    // stay (the orphan sweep takes them if they do not).
+                    Err(e @ (RelationError::OutcomeUnknown { .. } | RelationError::Unavailable(_))) => {
+                        Err(relation_error(e))
+                    }
                     Err(e) => {
-                        let _ = std::fs::remove_dir_all(self.relations.table_dir(self.database, &id));
+                        self.relations.files().remove(self.database, &id).await;
                         Err(relation_error(e))
                     }
                 }
             }
             LogicalPlan::Ddl(DdlStatement::DropTable(DropTable { name, if_exists, .. })) => {
-                self.drop_relation(&name, if_exists, false)
+                self.drop_relation(&name, if_exists, false).await
             }
             LogicalPlan::Ddl(DdlStatement::DropView(DropView { name, if_exists, .. })) => {
-                self.drop_relation(&name, if_exists, true)
+                self.drop_relation(&name, if_exists, true).await
             }
             LogicalPlan::Extension(extension) => {
                 let Some(rename) = extension.node.as_any().downcast_ref::<RenameRelation>() else {
@@ -301,7 +307,10 @@ impl CatalogStatements<'_> {
                     return Err(relation_error(RelationError::NotFound(format!("{schema}.{from}"))));
                 }
                 let taken = self.is_measurement(&schema, &rename.to);
-                self.relations.rename(self.database, &schema, &from, &rename.to, taken).map_err(relation_error)?;
+                self.relations
+                    .rename(self.database, &schema, &from, &rename.to, taken)
+                    .await
+                    .map_err(relation_error)?;
                 Ok(0)
             }
             other => Err(QueryError::Unsupported(format!("{} is not supported", other.display()))),
@@ -309,7 +318,7 @@ impl CatalogStatements<'_> {
     }
 
     /// `DROP TABLE` or `DROP VIEW`; as in Postgres, each drops only its kind.
-    fn drop_relation(&self, name: &TableReference, if_exists: bool, view: bool) -> Result<usize, QueryError> {
+    async fn drop_relation(&self, name: &TableReference, if_exists: bool, view: bool) -> Result<usize, QueryError> {
         let (schema, relation) = self.locate(name)?;
         if self.is_measurement(&schema, &relation) {
             return Err(self.measurement_refused(&relation, "dropped with SQL"));
@@ -330,8 +339,10 @@ impl CatalogStatements<'_> {
                 bad_row: None,
             });
         }
-        if let Some(dropped) = self.relations.drop(self.database, &schema, &relation).map_err(relation_error)? {
-            self.remove_files(&dropped);
+        if let Some(dropped) =
+            self.relations.drop_relation(self.database, &schema, &relation).await.map_err(relation_error)?
+        {
+            self.remove_files(&dropped).await;
         }
         Ok(0)
     }
@@ -347,50 +358,48 @@ impl CatalogStatements<'_> {
         }
     }
 
-    /// Runs the query and writes its rows as one Parquet file in a new table
-    /// directory; returns the directory's id and the rows.
+    /// Runs the query and writes its rows as the Parquet file of a new
+    /// table; returns the table's id and the rows.
     async fn write_table(&self, input: LogicalPlan) -> Result<(String, usize), QueryError> {
-        use parquet::arrow::AsyncArrowWriter;
-        use parquet::basic::{Compression, ZstdLevel};
-        use parquet::file::properties::WriterProperties;
-        let (id, dir) = self.relations.new_table_dir(self.database).map_err(relation_error)?;
-        let cleanup = |e: QueryError| {
-            let _ = std::fs::remove_dir_all(&dir);
-            e
-        };
         let frame = DataFrame::new(self.state.clone(), input);
         let schema = Arc::new(frame.schema().as_arrow().clone());
-        let mut stream = frame.execute_stream().await.map_err(|e| cleanup(QueryError::from_datafusion(e, true)))?;
-        let path = dir.join("data.parquet");
-        let io = |e: &dyn fmt::Display| QueryError::Write {
-            message: format!("{}: {e}", path.display()),
-            sqlstate: "58030",
-            kind: ErrorKind::Internal,
-            bad_row: None,
-        };
-        let file = tokio::fs::File::create(&path).await.map_err(|e| cleanup(io(&e)))?;
-        let properties = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
-        let mut writer =
-            AsyncArrowWriter::try_new(file, Arc::clone(&schema), Some(properties)).map_err(|e| cleanup(io(&e)))?;
-        let mut rows = 0;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| cleanup(QueryError::from_datafusion(e, false)))?;
-            rows += batch.num_rows();
-            writer.write(&batch).await.map_err(|e| cleanup(io(&e)))?;
-        }
-        writer.close().await.map_err(|e| cleanup(io(&e)))?;
-        let synced = std::fs::File::open(&path).and_then(|f| f.sync_all());
-        synced.and_then(|()| crate::storage::fs::sync_dir(&dir)).map_err(|e| cleanup(io(&e)))?;
-        Ok((id, rows))
-    }
-
-    fn remove_files(&self, relation: &Relation) {
-        if let RelationKind::Table { id } = &relation.kind {
-            let dir = self.relations.table_dir(self.database, id);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), "removing a dropped table's files: {e}");
+        let stream = frame.execute_stream().await.map_err(|e| QueryError::from_datafusion(e, true))?;
+        let batches =
+            stream.map(|batch| batch.map_err(|e| TableWriteError::Query(QueryError::from_datafusion(e, false))));
+        let id = RelationFiles::new_id();
+        match self.relations.files().write(self.database, &id, schema, batches).await {
+            Ok(rows) => Ok((id, rows)),
+            Err(error) => {
+                self.relations.files().remove(self.database, &id).await;
+                Err(match error {
+                    TableWriteError::Query(e) => e,
+                    TableWriteError::Storage(e) => QueryError::Write {
+                        message: format!("writing the table's file: {e}"),
+                        sqlstate: "58030",
+                        kind: ErrorKind::Internal,
+                        bad_row: None,
+                    },
+                })
             }
         }
+    }
+
+    async fn remove_files(&self, relation: &Relation) {
+        if let RelationKind::Table { id } = &relation.kind {
+            self.relations.files().remove(self.database, id).await;
+        }
+    }
+}
+
+/// Why writing a table's file failed: its query, or the storage.
+enum TableWriteError {
+    Query(QueryError),
+    Storage(crate::storage::StorageError),
+}
+
+impl From<crate::storage::StorageError> for TableWriteError {
+    fn from(error: crate::storage::StorageError) -> Self {
+        TableWriteError::Storage(error)
     }
 }
 

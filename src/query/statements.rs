@@ -117,7 +117,7 @@ impl QueryEngine {
                 alter @ SqlStatement::AlterTable(_) => {
                     let plan = ddl::alter_plan(&alter)?
                         .ok_or_else(|| QueryError::Unsupported("this ALTER statement is not supported".into()))?;
-                    return self.writable(plan, "CREATE, ALTER and DROP");
+                    return self.relations_changeable(plan);
                 }
                 other => DfStatement::Statement(Box::new(other)),
             },
@@ -128,7 +128,7 @@ impl QueryEngine {
             refuse_reads_on_a_writer(&plan)?;
         }
         if ddl::is_catalog_statement(&plan) {
-            return self.writable(plan, "CREATE, ALTER and DROP");
+            return self.relations_changeable(plan);
         }
         if let LogicalPlan::Dml(dml) = &plan {
             // Rows go to measurements only, through the WAL; a table made by
@@ -205,6 +205,14 @@ impl QueryEngine {
         match self.writer {
             Some(_) => Ok(plan),
             None => Err(QueryError::read_only(what)),
+        }
+    }
+
+    /// A catalog statement, if this process changes the relations.
+    fn relations_changeable(&self, plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
+        match self.relations.refuses() {
+            Some(reason) => Err(QueryError::Forbidden(format!("CREATE, ALTER and DROP are refused: {reason}"))),
+            None => Ok(plan),
         }
     }
 

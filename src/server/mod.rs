@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+use crate::catalog::relations::{RelationFile, RelationFiles, RelationLog, RelationStore};
 use crate::catalog::{Catalog, CatalogError, LocalCatalog, RedisCatalog, RedisOptions};
 use crate::compactor::{Compactor, CompactorOptions, MergeLevel, MAX_FILES_PER_MERGE};
 use crate::config::{resolve_layers, MetadataType, Mode, SettingError, Settings};
@@ -134,6 +135,46 @@ fn check_roles(settings: &Settings, layers: &[crate::storage::LayerConfig]) -> R
         }
     }
     Ok(())
+}
+
+/// The schemas, views and tables SQL makes. On the Redis catalog they are
+/// shared: followed every poll interval, the files of tables kept on the
+/// first (global) layer, and those no relation names swept by the processes
+/// that compact, once older than the file grace period. A `readonly`
+/// process on the json catalog reads the root's and changes nothing.
+async fn open_relations(
+    settings: &Settings,
+    log: Arc<dyn RelationLog>,
+    storage: &Arc<Storage>,
+    grace: Duration,
+) -> Result<Arc<RelationStore>, ServeError> {
+    let files = match settings.metadata_type {
+        MetadataType::Json => RelationFiles::local(&settings.root).map_err(|e| ServeError::Runtime(e.to_string()))?,
+        MetadataType::Redis => RelationFiles::shared(Arc::clone(storage)),
+    };
+    let refuses = (settings.mode == Mode::Readonly && settings.metadata_type == MetadataType::Json).then(|| {
+        "a readonly process on the json catalog reads the relations of the process that owns its data root: \
+         change them there, or share them through the Redis catalog (GIGAPI_METADATA_TYPE=redis)"
+            .to_owned()
+    });
+    let relations = RelationStore::open(log, files, refuses)
+        .await
+        .map_err(|e| ServeError::Runtime(format!("cannot read the relations SQL made: {e}")))?;
+    if settings.metadata_type == MetadataType::Redis {
+        relations.follow(Duration::from_millis(settings.catalog_poll_ms));
+        if runs_compactor(settings) {
+            let (relations, every) = (Arc::downgrade(&relations), grace.max(Duration::from_secs(60)));
+            tokio::spawn(async move {
+                loop {
+                    let Some(store) = relations.upgrade() else { return };
+                    store.remove_orphans(grace).await;
+                    drop(store);
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
+    }
+    Ok(relations)
 }
 
 /// Whether this process merges, moves, expires and sweeps files. On the
@@ -300,10 +341,13 @@ impl Components {
                 setting: "GIGAPI_LAYERS_<i>_* (--layer)".into(),
                 message: e.to_string(),
             })?);
-        let catalog: Arc<dyn Catalog> = match settings.metadata_type {
-            MetadataType::Json => {
-                Arc::new(LocalCatalog::open(&settings.root).map_err(|e| ServeError::Runtime(e.to_string()))?)
-            }
+        // The catalog, and where the relations SQL makes are stored: beside
+        // it, so that every process sharing the catalog shares them too.
+        let (catalog, relation_log): (Arc<dyn Catalog>, Arc<dyn RelationLog>) = match settings.metadata_type {
+            MetadataType::Json => (
+                Arc::new(LocalCatalog::open(&settings.root).map_err(|e| ServeError::Runtime(e.to_string()))?),
+                Arc::new(RelationFile::new(&settings.root)),
+            ),
             MetadataType::Redis => {
                 let options = RedisOptions {
                     url: settings.metadata_url.clone().unwrap_or_default(),
@@ -333,7 +377,7 @@ impl Components {
                         other => ServeError::Runtime(format!("cannot claim writer id {writer}: {other}")),
                     })?;
                 }
-                catalog
+                (Arc::clone(&catalog) as Arc<dyn Catalog>, catalog as Arc<dyn RelationLog>)
             }
         };
         let metrics = Arc::new(Metrics::default());
@@ -366,12 +410,10 @@ impl Components {
             let buffer =
                 ingester.as_ref().map(|i| Arc::new(BufferForQueries(Arc::clone(i.buffer()))) as Arc<dyn BufferedRows>);
             let writer = ingester.as_ref().map(|i| Arc::new(InsertsToIngester(Arc::clone(i))) as Arc<dyn TableWriter>);
-            let relations = Arc::new(
-                crate::catalog::relations::RelationStore::open(&settings.root)
-                    .map_err(|e| ServeError::Runtime(e.to_string()))?,
-            );
-            if ingester.is_some() {
-                relations.remove_orphans();
+            let relations = open_relations(settings, relation_log, &storage, compactor_options.grace).await?;
+            if ingester.is_some() && settings.metadata_type == MetadataType::Json {
+                // Alone on its root, before it takes statements: any table not named is an orphan.
+                relations.remove_orphans(Duration::ZERO).await;
             }
             let engine = QueryEngine::new(
                 Arc::clone(&catalog),

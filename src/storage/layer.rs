@@ -202,7 +202,7 @@ impl Layer {
     pub async fn write_parquet_stream<S>(
         &self,
         relative: &str,
-        mut batches: S,
+        batches: S,
         order: &RowOrder,
         options: ParquetOptions,
     ) -> Result<WrittenFile, StorageError>
@@ -212,36 +212,77 @@ impl Layer {
         use futures::StreamExt;
         let properties = parquet::writer_properties(order, options)?;
         let mut written = WrittenFile { size_bytes: 0, row_count: 0, min_time: i64::MAX, max_time: i64::MIN };
+        let batches = batches.map(|batch| batch.map_err(StorageError::Input));
+        let counted = &mut written;
+        let size = self
+            .write_batches(relative, Arc::clone(&order.schema), properties, batches, |batch| {
+                counted.add(batch, order.time)
+            })
+            .await?;
+        written.size_bytes = size;
+        Ok(written)
+    }
+
+    /// Writes `batches` of `schema` as one Parquet file at `relative`, a
+    /// batch at a time, crash-safely (see [`Self::write_parquet_stream`]);
+    /// `each` sees every batch before it is written. Returns the file's size.
+    pub async fn write_batches<S, E>(
+        &self,
+        relative: &str,
+        schema: arrow::datatypes::SchemaRef,
+        properties: ::parquet::file::properties::WriterProperties,
+        mut batches: S,
+        mut each: impl FnMut(&RecordBatch) + Send,
+    ) -> Result<u64, E>
+    where
+        S: futures::Stream<Item = Result<RecordBatch, E>> + Unpin + Send,
+        E: From<StorageError> + Send,
+    {
+        use futures::StreamExt;
         match &self.backend {
             Backend::Fs { root } => {
-                let (batches, counted) = (&mut batches, &mut written);
-                let schema = Arc::clone(&order.schema);
-                let size = write_local_file(root, relative, |file| async move {
+                let (batches, each) = (&mut batches, &mut each);
+                let mut failed = None;
+                let failed_slot = &mut failed;
+                let written = write_local_file(root, relative, |file| async move {
                     let mut writer = ::parquet::arrow::AsyncArrowWriter::try_new(file, schema, Some(properties))?;
                     while let Some(batch) = batches.next().await {
-                        let batch = batch.map_err(StorageError::Input)?;
-                        counted.add(&batch, order.time);
+                        let batch = match batch {
+                            Ok(batch) => batch,
+                            Err(e) => {
+                                *failed_slot = Some(e);
+                                return Err(StorageError::Io {
+                                    path: relative.to_owned(),
+                                    source: std::io::Error::other("the rows to write failed"),
+                                });
+                            }
+                        };
+                        each(&batch);
                         writer.write(&batch).await?;
                     }
                     writer.finish().await?;
                     Ok(writer.into_inner())
                 })
-                .await?;
-                written.size_bytes = size;
+                .await;
+                match (written, failed) {
+                    (_, Some(input)) => Err(input),
+                    (Ok(size), None) => Ok(size),
+                    (Err(e), None) => Err(e.into()),
+                }
             }
             Backend::ObjectStore => {
                 let location = object_store::path::Path::from(relative);
-                let sink = object_store::buffered::BufWriter::new(Arc::clone(&self.store), location);
-                let mut writer =
-                    ::parquet::arrow::AsyncArrowWriter::try_new(sink, Arc::clone(&order.schema), Some(properties))?;
+                let sink = object_store::buffered::BufWriter::new(Arc::clone(&self.store), location.clone());
+                let mut writer = ::parquet::arrow::AsyncArrowWriter::try_new(sink, schema, Some(properties))
+                    .map_err(|e| E::from(StorageError::from(e)))?;
                 let result = async {
                     while let Some(batch) = batches.next().await {
-                        let batch = batch.map_err(StorageError::Input)?;
-                        written.add(&batch, order.time);
-                        writer.write(&batch).await?;
+                        let batch = batch?;
+                        each(&batch);
+                        writer.write(&batch).await.map_err(|e| E::from(StorageError::from(e)))?;
                     }
-                    writer.finish().await?;
-                    Ok::<_, StorageError>(())
+                    writer.finish().await.map_err(|e| E::from(StorageError::from(e)))?;
+                    Ok::<_, E>(())
                 }
                 .await;
                 if let Err(error) = result {
@@ -250,15 +291,9 @@ impl Layer {
                     return Err(error);
                 }
                 // `finish` shut the sink down, which completed the upload.
-                written.size_bytes = self
-                    .store
-                    .head(&object_store::path::Path::from(relative))
-                    .await
-                    .map_err(|source| StorageError::ObjectStore { layer: self.config.name.clone(), source })?
-                    .size;
+                Ok(self.store.head(&location).await.map_err(|e| E::from(self.store_error()(e)))?.size)
             }
         }
-        Ok(written)
     }
 }
 
@@ -315,6 +350,27 @@ impl Layer {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(self.store_error()(e)),
             },
+        }
+    }
+
+    /// Deletes every file under the directory `relative` (on local disk, the
+    /// directory too); one already gone is not an error.
+    pub async fn delete_dir(&self, relative: &str) -> Result<(), StorageError> {
+        match &self.backend {
+            Backend::Fs { root } => {
+                let path = root.join(relative);
+                match tokio::fs::remove_dir_all(&path).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(source) => Err(StorageError::Io { path: path.display().to_string(), source }),
+                }
+            }
+            Backend::ObjectStore => {
+                for object in self.list_under(relative).await? {
+                    self.delete(&object.relative).await?;
+                }
+                Ok(())
+            }
         }
     }
 

@@ -46,6 +46,61 @@ impl Layer {
     }
 }
 
+impl Layer {
+    /// Every file under the directory `prefix` (a path relative to the layer
+    /// root), at any depth; none when it does not exist.
+    pub async fn list_under(&self, prefix: &str) -> Result<Vec<StoredObject>, StorageError> {
+        match &self.backend {
+            Backend::Fs { root } => {
+                let (root, dir) = (root.clone(), root.join(prefix.trim_end_matches('/')));
+                let shown = dir.display().to_string();
+                tokio::task::spawn_blocking(move || {
+                    let mut found = Vec::new();
+                    list_local_tree(&root, &dir, &mut found)?;
+                    Ok(found)
+                })
+                .await
+                .map_err(|e| StorageError::Io { path: shown, source: std::io::Error::other(e) })?
+            }
+            Backend::ObjectStore => {
+                use futures::TryStreamExt;
+                let prefix = object_store::path::Path::from(prefix);
+                let objects: Vec<object_store::ObjectMeta> =
+                    self.store.list(Some(&prefix)).try_collect().await.map_err(self.store_error())?;
+                Ok(objects
+                    .into_iter()
+                    .map(|o| StoredObject { relative: o.location.to_string(), modified: o.last_modified.into() })
+                    .collect())
+            }
+        }
+    }
+}
+
+/// Adds every file under `dir` to `found`, with its path relative to `root`.
+fn list_local_tree(root: &Path, dir: &Path, found: &mut Vec<StoredObject>) -> Result<(), StorageError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| StorageError::Io { path, source }
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io(dir))?;
+        let path = entry.path();
+        let metadata = entry.metadata().map_err(io(&path))?;
+        if metadata.is_dir() {
+            list_local_tree(root, &path, found)?;
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            let modified = metadata.modified().map_err(io(&path))?;
+            found.push(StoredObject { relative: relative.to_string_lossy().into_owned(), modified });
+        }
+    }
+    Ok(())
+}
+
 /// Walks `<root>/<db>/<table>/date=*/hour=*/` for files (see
 /// [`Layer::list_partition_files`]).
 fn list_local_partition_files(root: &Path) -> Result<Vec<StoredObject>, StorageError> {

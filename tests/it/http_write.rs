@@ -211,7 +211,7 @@ async fn names_cannot_escape_the_data_root() {
     inside.sort();
     assert_eq!(
         inside,
-        [".hourglass.lock", "_tmp", "_wal"],
+        [".hourglass.lock", "_catalog", "_tmp", "_wal"],
         "nothing but the server's own files was created: {inside:?}"
     );
 }

@@ -1,13 +1,14 @@
 //! Where the shared catalog keeps what in Redis. Every key of one table
 //! carries the same hash tag, `{<db>/<table>}` (`/` is in no name), so the
-//! commit scripts touch one hash slot and also run on Redis Cluster; the two
-//! global keys are only read and written by single commands.
+//! commit scripts touch one hash slot and also run on Redis Cluster; the global
+//! keys are each read and written by single commands or scripts on that one key.
 //!
 //! | key | type | holds |
 //! |---|---|---|
 //! | `<prefix>:tables` | SET | every table, as the JSON `["<db>","<table>"]` |
 //! | `<prefix>:epoch` | STRING | a counter bumped after every commit: followers poll it |
 //! | `<prefix>:writers` | HASH | writer id → the id of the data root (its `.hourglass-id`) that writes under it |
+//! | `<prefix>:relations` | HASH | `version` (grows by one per change) and `json`: the schemas, views and tables SQL made, in every database |
 //! | `<prefix>:{<db>/<table>}:schema` | HASH | `version` (grows by one per change) and `json` (the columns) |
 //! | `<prefix>:{<db>/<table>}:seq` | STRING | the table's change sequence: every commit takes the next |
 //! | `<prefix>:{<db>/<table>}:log` | ZSET | the last 10,000 changes: score = sequence, member `<seq>\|<hour>\|<writer id>\|<lease token>` (token empty for writes) or `<seq>\|schema` |
@@ -35,6 +36,10 @@ impl Keys {
 
     pub(super) fn writers(&self) -> String {
         format!("{}:writers", self.prefix)
+    }
+
+    pub(super) fn relations(&self) -> String {
+        format!("{}:relations", self.prefix)
     }
 
     pub(super) fn epoch(&self) -> String {

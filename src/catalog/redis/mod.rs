@@ -15,6 +15,7 @@
 //! changes give up after a while with [`CatalogError::Unavailable`].
 
 mod keys;
+mod relations;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
@@ -69,6 +70,7 @@ pub struct RedisCatalog {
     commit_script: Script,
     schema_script: Script,
     lease_script: Script,
+    relations_script: Script,
     lease_ttl: Duration,
     commit_deadline: Duration,
     /// Serializes schema changes within this process; other processes are
@@ -157,6 +159,7 @@ impl RedisCatalog {
             commit_script: Script::new(include_str!("commit.lua")),
             schema_script: Script::new(include_str!("schema.lua")),
             lease_script: Script::new(include_str!("lease.lua")),
+            relations_script: Script::new(include_str!("relations.lua")),
             lease_ttl: options.lease_ttl,
             commit_deadline: options.commit_deadline,
             schema_lock: tokio::sync::Mutex::new(()),
@@ -561,7 +564,15 @@ impl Catalog for RedisCatalog {
         let mut warned = false;
         let (outcome, detail): (String, String) = loop {
             let mut connection = self.connection();
-            match invocation.invoke_async(&mut connection).await {
+            let attempt = match invocation.invoke_async(&mut connection).await {
+                // A test may lose the reply of a commit that went in (src/faults.rs).
+                Ok(reply) => match crate::faults::injected("redis-commit-reply-lost", &commit.table) {
+                    Some(lost) => Err(RedisError::from(lost)),
+                    None => Ok(reply),
+                },
+                Err(error) => Err(error),
+            };
+            match attempt {
                 Ok(reply) => break reply,
                 // Once an attempt's outcome is unknown, every later answer but
                 // the script's own is retried under the same id: giving up
@@ -604,7 +615,13 @@ impl Catalog for RedisCatalog {
                 id: detail,
             });
         }
-        if warned {
+        if outcome == "applied" {
+            tracing::info!(
+                database = %commit.database,
+                table = %commit.table,
+                "the commit had gone in before its reply was lost: it is applied once"
+            );
+        } else if warned {
             tracing::info!(database = %commit.database, table = %commit.table, "the Redis catalog took the commit");
         }
         self.announce().await;

@@ -1,0 +1,97 @@
+//! Where the definitions of schemas, tables and views are stored: a JSON
+//! document with a version that grows by one per change. One process keeps
+//! it in `<root>/_catalog/relations.json`; processes that share the Redis
+//! catalog keep it there (`src/catalog/redis/relations.rs`) and follow it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+
+use super::RelationError;
+use crate::storage::fs::{create_dir_all_synced, write_atomic_bytes, AtomicWriteError};
+
+/// The store of the relations document.
+#[async_trait]
+pub trait RelationLog: Send + Sync + std::fmt::Debug {
+    /// The stored document and its version (0 and None before the first change).
+    async fn load(&self) -> Result<(u64, Option<String>), RelationError>;
+
+    /// The stored version alone: what a follower polls.
+    async fn version(&self) -> Result<u64, RelationError>;
+
+    /// Stores `json` as version `expected + 1` if the stored version is
+    /// still `expected`; false (and nothing changed) if another process
+    /// changed it first.
+    async fn store(&self, expected: u64, json: &str) -> Result<bool, RelationError>;
+
+    /// Whether other processes change the document too, so that this one
+    /// must follow it.
+    fn shared(&self) -> bool;
+}
+
+/// `<root>/_catalog/relations.json`, replaced atomically on every change,
+/// so a crash leaves either the old document or the new one. Only its own
+/// process changes it: the version counts this process's changes.
+#[derive(Debug)]
+pub struct RelationFile {
+    dir: PathBuf,
+    version: AtomicU64,
+}
+
+impl RelationFile {
+    /// The document of the data root `root`.
+    pub fn new(root: &std::path::Path) -> RelationFile {
+        RelationFile { dir: root.join("_catalog"), version: AtomicU64::new(0) }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join("relations.json")
+    }
+}
+
+#[async_trait]
+impl RelationLog for RelationFile {
+    async fn load(&self) -> Result<(u64, Option<String>), RelationError> {
+        let path = self.path();
+        let version = self.version.load(Ordering::SeqCst);
+        match tokio::fs::read_to_string(&path).await {
+            Ok(json) => Ok((version, Some(json))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((version, None)),
+            Err(e) => Err(RelationError::Io { path: path.display().to_string(), message: e.to_string() }),
+        }
+    }
+
+    async fn version(&self) -> Result<u64, RelationError> {
+        Ok(self.version.load(Ordering::SeqCst))
+    }
+
+    async fn store(&self, expected: u64, json: &str) -> Result<bool, RelationError> {
+        if self.version.load(Ordering::SeqCst) != expected {
+            return Ok(false);
+        }
+        let (dir, path, bytes) = (self.dir.clone(), self.path(), json.as_bytes().to_vec());
+        let shown = path.display().to_string();
+        let io = |e: &dyn std::fmt::Display| RelationError::Io { path: shown.clone(), message: e.to_string() };
+        let written = tokio::task::spawn_blocking(move || {
+            create_dir_all_synced(&dir).map_err(AtomicWriteError::NotWritten)?;
+            write_atomic_bytes(&path, &bytes)
+        })
+        .await
+        .map_err(|e| io(&e))?;
+        match written {
+            Ok(()) => {
+                self.version.fetch_add(1, Ordering::SeqCst);
+                Ok(true)
+            }
+            Err(AtomicWriteError::NotWritten(e)) => Err(io(&e)),
+            Err(AtomicWriteError::OutcomeUnknown(e)) => {
+                Err(RelationError::OutcomeUnknown { path: shown.clone(), message: e.to_string() })
+            }
+        }
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+}
