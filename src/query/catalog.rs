@@ -180,7 +180,15 @@ impl Sources {
             .ok_or_else(|| DataFusionError::Internal("tables are read before the engine is ready".into()))?;
         let url = ListingTableUrl::parse(self.relations.files().url(database, id))?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let schema = options.infer_schema(state, &url).await?;
+        let files = self.relations.files();
+        let schema = match files.known_schema(database, id) {
+            Some(schema) => schema,
+            None => {
+                let schema = options.infer_schema(state, &url).await?;
+                files.remember_schema(database, id, Arc::clone(&schema));
+                schema
+            }
+        };
         let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
         Ok(Arc::new(ListingTable::try_new(config)?))
     }

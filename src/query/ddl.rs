@@ -233,8 +233,11 @@ impl CatalogStatements<'_> {
                     .ok_or_else(|| QueryError::Plan(format!("cannot read the query of view '{name}'")))?;
                 let taken = self.is_measurement(&schema, &view);
                 let relation = Relation { schema, name: view, kind: RelationKind::View { sql } };
-                let replaced =
-                    self.relations.create(self.database, relation, or_replace, taken).await.map_err(relation_error)?;
+                let replaced = self
+                    .relations
+                    .create(self.database, relation, or_replace, taken, None)
+                    .await
+                    .map_err(relation_error)?;
                 if let Some(old) = replaced {
                     self.remove_files(&old).await;
                 }
@@ -263,9 +266,10 @@ impl CatalogStatements<'_> {
                 if exists && !or_replace {
                     return Err(relation_error(RelationError::AlreadyExists(format!("{schema}.{table}"))));
                 }
+                let started = std::time::SystemTime::now();
                 let (id, rows) = self.write_table(Arc::unwrap_or_clone(input)).await?;
                 let relation = Relation { schema, name: table, kind: RelationKind::Table { id: id.clone() } };
-                match self.relations.create(self.database, relation, or_replace, taken).await {
+                match self.relations.create(self.database, relation, or_replace, taken, Some(started)).await {
                     Ok(replaced) => {
                         if let Some(old) = replaced {
                             self.remove_files(&old).await;
@@ -373,6 +377,15 @@ impl CatalogStatements<'_> {
                 self.relations.files().remove(self.database, &id).await;
                 Err(match error {
                     TableWriteError::Query(e) => e,
+                    // A store that does not answer is worth a retry; a disk fault is not.
+                    TableWriteError::Storage(e @ crate::storage::StorageError::ObjectStore { .. }) => {
+                        QueryError::Write {
+                            message: format!("writing the table's file: {e}; retry shortly"),
+                            sqlstate: "57P03",
+                            kind: ErrorKind::Unavailable,
+                            bad_row: None,
+                        }
+                    }
                     TableWriteError::Storage(e) => QueryError::Write {
                         message: format!("writing the table's file: {e}"),
                         sqlstate: "58030",
@@ -385,9 +398,7 @@ impl CatalogStatements<'_> {
     }
 
     async fn remove_files(&self, relation: &Relation) {
-        if let RelationKind::Table { id } = &relation.kind {
-            self.relations.files().remove(self.database, id).await;
-        }
+        self.relations.release(self.database, relation).await;
     }
 }
 

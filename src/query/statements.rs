@@ -210,8 +210,13 @@ impl QueryEngine {
 
     /// A catalog statement, if this process changes the relations.
     fn relations_changeable(&self, plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
+        if self.options.writes_only {
+            refuse_reads_on_a_writer(&plan)?;
+        }
         match self.relations.refuses() {
-            Some(reason) => Err(QueryError::Forbidden(format!("CREATE, ALTER and DROP are refused: {reason}"))),
+            Some(reason) => Err(QueryError::refused(&crate::catalog::relations::RelationError::Refused(format!(
+                "CREATE, ALTER and DROP are refused: {reason}"
+            )))),
             None => Ok(plan),
         }
     }
@@ -382,35 +387,41 @@ fn describe_batch(schema: &Schema, kinds: Vec<Option<&str>>) -> Result<RecordBat
 }
 
 /// What a `writeonly` process refuses (see [`super::QueryOptions::writes_only`]):
-/// catalog statements, and any plan that reads a measurement, a view or a
-/// table SQL made. The server's own catalogs (`pg_catalog`,
-/// `information_schema`) stay readable, since drivers read them on connecting.
+/// catalog statements, and any plan that reads a measurement or a table SQL
+/// made, itself or through a view. The server's own catalogs (`pg_catalog`,
+/// `information_schema`, whose views read no data) stay readable, since
+/// drivers read them on connecting.
 fn refuse_reads_on_a_writer(plan: &LogicalPlan) -> Result<(), QueryError> {
-    use datafusion::common::tree_node::TreeNodeRecursion;
-    use datafusion::datasource::listing::ListingTable;
-    use datafusion::datasource::view::ViewTable;
     let to_readers = "this process is writeonly (GIGAPI_MODE): it takes INSERT and COPY ... FROM STDIN; \
                       send queries and CREATE, ALTER or DROP to a readonly or aio process";
     if ddl::is_catalog_statement(plan) {
         return Err(QueryError::Forbidden(format!("CREATE, ALTER and DROP are refused: {to_readers}")));
     }
-    let mut read = None;
-    plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            let data = datafusion::datasource::source_as_provider(&scan.source).is_ok_and(|provider| {
-                let any = provider.as_ref() as &dyn std::any::Any;
-                any.is::<table::TimeseriesTable>() || any.is::<ViewTable>() || any.is::<ListingTable>()
-            });
-            if data {
-                read = Some(scan.table_name.to_string());
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .map_err(|e| QueryError::from_datafusion(e, true))?;
-    match read {
+    match first_data_read(plan).map_err(|e| QueryError::from_datafusion(e, true))? {
         Some(table) => Err(QueryError::Forbidden(format!("reading '{table}' is refused: {to_readers}"))),
         None => Ok(()),
     }
+}
+
+/// The first measurement or table made by SQL that `plan` reads, looking
+/// into the views it reads.
+fn first_data_read(plan: &LogicalPlan) -> datafusion::common::Result<Option<String>> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::datasource::listing::ListingTable;
+    use datafusion::datasource::view::ViewTable;
+    let mut read = None;
+    plan.apply_with_subqueries(|node| {
+        let LogicalPlan::TableScan(scan) = node else { return Ok(TreeNodeRecursion::Continue) };
+        let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let any = provider.as_ref() as &dyn std::any::Any;
+        if any.is::<table::TimeseriesTable>() || any.is::<ListingTable>() {
+            read = Some(scan.table_name.to_string());
+        } else if let Some(view) = any.downcast_ref::<ViewTable>() {
+            read = first_data_read(view.logical_plan())?.map(|inner| format!("{} (through {inner})", scan.table_name));
+        }
+        Ok(if read.is_some() { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    })?;
+    Ok(read)
 }

@@ -160,10 +160,18 @@ async fn open_relations(
     let relations = RelationStore::open(log, files, refuses)
         .await
         .map_err(|e| ServeError::Runtime(format!("cannot read the relations SQL made: {e}")))?;
+    relations.follow(Duration::from_millis(settings.catalog_poll_ms));
     if settings.metadata_type == MetadataType::Redis {
-        relations.follow(Duration::from_millis(settings.catalog_poll_ms));
+        let local = settings.root.join("_catalog").join("relations.json");
+        if local.exists() {
+            tracing::warn!(
+                file = %local.display(),
+                "this data root has schemas, views and tables made with the json catalog; with the Redis catalog \
+                 they are not used (create them again, and remove the file and _catalog/tables/ beside it)"
+            );
+        }
         if runs_compactor(settings) {
-            let (relations, every) = (Arc::downgrade(&relations), grace.max(Duration::from_secs(60)));
+            let (relations, every) = (Arc::downgrade(&relations), grace.max(Duration::from_secs(1)));
             tokio::spawn(async move {
                 loop {
                     let Some(store) = relations.upgrade() else { return };

@@ -184,3 +184,85 @@ async fn the_redis_catalog_is_one_catalog_for_every_process() {
     assert_eq!(c.table_schema("db", "cpu"), b.table_schema("db", "cpu"));
     assert_eq!(c.partition_wal_sequence("db", "cpu", p0), 0, "C has persisted nothing");
 }
+
+/// The relations SQL makes, shared through Redis: two processes changing the
+/// document at once both get their change in (the second made again on the
+/// first's document), the same name twice fails once, a definition of files
+/// written too long ago is refused, and a document restored to an older
+/// state (Redis flushed) is followed, not fought.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shared_relations_are_one_document_for_every_process() {
+    use hourglassdb::catalog::relations::{Relation, RelationError, RelationFiles, RelationKind, RelationStore};
+    use hourglassdb::storage::{LayerConfig, LayerType, Storage};
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    let dir = tempfile::tempdir().unwrap();
+    let redis = crate::redis_server::RedisServer::start(&dir.path().join("redis"));
+    let storage = Arc::new(
+        Storage::open(vec![LayerConfig {
+            name: "lake".into(),
+            layer_type: LayerType::Fs,
+            url: dir.path().join("lake").display().to_string(),
+            global: true,
+            ttl: None,
+            auth_key: None,
+            auth_secret: None,
+        }])
+        .unwrap(),
+    );
+    let store = |writer: &'static str| {
+        let (url, storage) = (redis.url(), Arc::clone(&storage));
+        async move {
+            let catalog = RedisCatalog::open(RedisOptions {
+                url,
+                prefix: "test".into(),
+                writer_id: writer.into(),
+                poll_interval: Duration::from_millis(50),
+                lease_ttl: Duration::from_secs(5),
+                commit_deadline: Duration::from_secs(1),
+            })
+            .await
+            .unwrap();
+            let relations = RelationStore::open(catalog, RelationFiles::shared(storage), None).await.unwrap();
+            relations.follow(Duration::from_millis(50));
+            relations
+        }
+    };
+    let (a, b) = (store("a").await, store("b").await);
+    let view = |name: &str| Relation {
+        schema: "public".into(),
+        name: name.into(),
+        kind: RelationKind::View { sql: "SELECT 1".into() },
+    };
+    let names = |store: &RelationStore| store.relations("d", "public").into_iter().map(|r| r.name).collect::<Vec<_>>();
+
+    // B has not seen A's change when it makes its own: both go in.
+    let (first, second) =
+        tokio::join!(a.create("d", view("v1"), false, false, None), b.create("d", view("v2"), false, false, None));
+    first.unwrap();
+    second.unwrap();
+    assert!(crate::support::wait_for(Duration::from_secs(10), || names(&a).len() == 2 && names(&b).len() == 2));
+    let mut both = names(&a);
+    both.sort();
+    assert_eq!(both, ["v1", "v2"]);
+
+    // The same name from both: one wins, the other is told it exists.
+    let (first, second) =
+        tokio::join!(a.create("d", view("v3"), false, false, None), b.create("d", view("v3"), false, false, None));
+    let refused: Vec<_> = [first, second].into_iter().filter_map(Result::err).collect();
+    assert!(matches!(refused[..], [RelationError::AlreadyExists(_)]), "{refused:?}");
+
+    // A table whose file was written longer ago than the commit deadline: refused, nothing changed.
+    let table = Relation { schema: "public".into(), name: "t".into(), kind: RelationKind::Table { id: "x".into() } };
+    let long_ago = SystemTime::now() - Duration::from_secs(5);
+    let late = a.create("d", table, false, false, Some(long_ago)).await;
+    assert!(matches!(late, Err(RelationError::Late(_))), "{late:?}");
+    assert!(a.get("d", "public", "t").is_none());
+
+    // Redis loses the document: every process follows it back to empty.
+    redis.command(&["FLUSHALL"]).unwrap();
+    assert!(crate::support::wait_for(Duration::from_secs(10), || names(&a).is_empty() && names(&b).is_empty()));
+    b.create("d", view("v4"), false, false, None).await.unwrap();
+    assert!(crate::support::wait_for(Duration::from_secs(10), || names(&a) == ["v4"]));
+}

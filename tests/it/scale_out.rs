@@ -420,8 +420,13 @@ async fn a_writer_takes_rows_on_every_write_front() {
     assert!(message(&refused).contains("writeonly"), "{refused:?}");
     let refused = postgres.execute("CREATE VIEW v AS SELECT 1", &[]).await.unwrap_err();
     assert!(message(&refused).contains("readonly or aio"), "{refused:?}");
+    let refused = postgres.execute("ALTER TABLE m RENAME TO m2", &[]).await.unwrap_err();
+    assert!(message(&refused).contains("writeonly"), "{refused:?}");
     let one: i64 = postgres.query_one("SELECT 1::bigint", &[]).await.unwrap().get(0);
     assert_eq!(one, 1, "a query that reads no table (a driver's ping) runs");
+    // What psql's \l and JDBC's getCatalogs read: the server's catalogs, no data.
+    let databases = postgres.query("SELECT datname FROM pg_catalog.pg_database", &[]).await.unwrap();
+    assert!(databases.iter().any(|r| r.get::<_, String>(0) == "default"));
     let (status, body) = query(&writer, "SELECT count(*) FROM m").await.expect("an answer");
     assert_eq!(status, 403, "{body}");
 
@@ -440,7 +445,8 @@ async fn a_writer_takes_rows_on_every_write_front() {
 /// Schemas, views and tables made by SQL on one reader are the cluster's:
 /// another reader (and one started later) sees them within a poll, a
 /// table's rows are read from the shared layer, and a drop on the other
-/// reader removes them everywhere.
+/// reader removes the table everywhere at once and its file once the grace
+/// period has passed.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_view_created_on_one_reader_is_visible_on_the_other() {
     let dir = tempfile::tempdir().unwrap();
@@ -452,6 +458,7 @@ async fn a_view_created_on_one_reader_is_visible_on_the_other() {
     };
     let first = cluster.process("reader-1", "readonly", &["--pg-port", &pg]);
     let second = cluster.process("reader-2", "readonly", &[]);
+    let _compactor = cluster.process("compactor", "compaction", &["--file-grace-s", "3", "--query-timeout-s", "3"]);
     write_rows(&writer, "w", 0, 100).await;
     wait_for_rows(&first, 100).await;
 
@@ -460,55 +467,60 @@ async fn a_view_created_on_one_reader_is_visible_on_the_other() {
     postgres.batch_execute("CREATE VIEW analytics.big AS SELECT host, n FROM m WHERE n >= 50").await.unwrap();
     postgres.batch_execute("CREATE TABLE analytics.snapshot AS SELECT host, n FROM m WHERE n < 10").await.unwrap();
 
-    let rows_on = |server: &'static str, reader: &Server, sql: &str| {
-        let sql = sql.to_owned();
-        let reader_url = reader.url("/query?db=default");
-        async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                let response =
-                    client().post(&reader_url).json_body(&serde_json::json!({ "query": sql })).send().await.unwrap();
-                let status = response.status().as_u16();
-                let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
-                if status == 200 {
-                    return body["results"][0]["n"].as_u64().unwrap();
-                }
-                assert!(std::time::Instant::now() < deadline, "{server}: {sql} answered {status} {body}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    /// `count(*)` of a relation on a reader, once it answers (within 30 s).
+    async fn count_on(reader: &Server, relation: &str) -> u64 {
+        let sql = format!("SELECT count(*) AS n FROM {relation}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = query(reader, &sql).await.expect("an answer");
+            if status == 200 {
+                return body["results"][0]["n"].as_u64().expect("a count");
             }
+            assert!(std::time::Instant::now() < deadline, "{sql} answered {status} {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    };
-    assert_eq!(rows_on("reader-2", &second, "SELECT count(*) AS n FROM analytics.big").await, 50);
-    assert_eq!(rows_on("reader-2", &second, "SELECT count(*) AS n FROM analytics.snapshot").await, 10);
+    }
+    assert_eq!(count_on(&second, "analytics.big").await, 50);
+    assert_eq!(count_on(&second, "analytics.snapshot").await, 10);
     // The view sees new rows; the table made by AS is a snapshot.
     write_rows(&writer, "w", 100, 100).await;
     wait_for_rows(&second, 200).await;
-    assert_eq!(rows_on("reader-2", &second, "SELECT count(*) AS n FROM analytics.big").await, 150);
-    assert_eq!(rows_on("reader-2", &second, "SELECT count(*) AS n FROM analytics.snapshot").await, 10);
-    let table_files = cluster.seaweed.keys("lake/_catalog/tables/default/").await;
-    assert_eq!(table_files.len(), 1, "{table_files:?}");
+    assert_eq!(count_on(&second, "analytics.big").await, 150);
+    assert_eq!(count_on(&second, "analytics.snapshot").await, 10);
+    let table_files = || cluster.seaweed.keys("lake/_catalog/tables/default/");
+    assert_eq!(table_files().await.len(), 1, "the table's one file is on the shared layer");
 
     // A reader started later has them too.
     let late = cluster.process("reader-3", "readonly", &[]);
-    assert_eq!(rows_on("reader-3", &late, "SELECT count(*) AS n FROM analytics.snapshot").await, 10);
+    assert_eq!(count_on(&late, "analytics.snapshot").await, 10);
 
-    // Dropped on the second reader: gone on the first, and its file with it.
+    // Dropped on the second reader: gone on the first within a poll...
     let (status, body) = query(&second, "DROP TABLE analytics.snapshot").await.unwrap();
     assert_eq!(status, 200, "{body}");
-    let gone = || async {
-        let (status, _) = query(&first, "SELECT count(*) FROM analytics.snapshot").await.unwrap();
-        status == 404 || status == 400
-    };
+    let relations = || cluster.redis.command(&["HGET", "hourglass:relations", "json"]).unwrap_or_default();
+    assert!(relations().contains("\"dropped\""), "the drop is remembered for the sweep: {}", relations());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !gone().await {
-        assert!(std::time::Instant::now() < deadline, "the first reader still has the dropped table");
+    loop {
+        let (status, body) = query(&first, "SELECT count(*) FROM analytics.snapshot").await.unwrap();
+        // Not a table whose file cannot be read: no such table.
+        if status == 400 && body["error"].as_str().is_some_and(|e| e.contains("not found")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the first reader still has the dropped table: {status} {body}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(cluster.seaweed.keys("lake/_catalog/tables/default/").await.is_empty());
-    let schemas =
-        postgres.query("SELECT table_name FROM information_schema.views WHERE table_schema = 'analytics'", &[]);
-    let names: Vec<String> = schemas.await.unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(names, ["big"]);
+    let tables = postgres
+        .query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'analytics' ORDER BY 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(tables.iter().map(|r| r.get(0)).collect::<Vec<String>>(), ["big"]);
+    // ...and its file is swept by the compactor once the grace period has
+    // passed (a query that was reading it had that long to finish).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !table_files().await.is_empty() || relations().contains("\"dropped\"") {
+        assert!(std::time::Instant::now() < deadline, "the dropped table's file stays: {}", relations());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The writes (not schema changes, not compactions) in a table's change log.
@@ -600,4 +612,38 @@ async fn kill_9_of_any_process_during_writes_loses_and_doubles_nothing() {
     assert!(batches >= 10, "the load ran {batches} batches only");
     wait_for_rows(&processes[2], batches * ROWS).await;
     wait_for_rows(&processes[3], batches * ROWS).await;
+}
+
+/// A writer cut off from Redis acknowledges writes from its WAL until its
+/// buffer's bound, then refuses them with 503 and the reason; once Redis is
+/// back every acknowledged row reaches the readers, and writes are taken again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writer_cut_off_from_redis_refuses_writes_at_its_bound_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path());
+    let writer = cluster.process("writer", "writeonly", &["--max-buffer-bytes", "256KiB"]);
+    let reader = cluster.process("reader", "readonly", &[]);
+    write_rows(&writer, "w", 0, 50).await;
+    wait_for_rows(&reader, 50).await;
+
+    cluster.redis.kill();
+    let mut acknowledged = 50;
+    let refusal = loop {
+        let body: String =
+            (acknowledged..acknowledged + 50).map(|n| format!("m,host=w n={n}i {}\n", time_of(n))).collect();
+        let (status, text) = post(&writer.url("/write?db=default"), body).await;
+        match status {
+            204 => acknowledged += 50,
+            503 => break text,
+            other => panic!("{other}: {text}"),
+        }
+        assert!(acknowledged < 200_000, "the buffer's bound was never reached");
+    };
+    assert!(refusal.contains("HOURGLASS_MAX_BUFFER_BYTES"), "{refusal}");
+    assert!(acknowledged > 100, "only {acknowledged} rows were taken before the bound");
+
+    cluster.redis.restart();
+    wait_for_rows(&reader, acknowledged).await;
+    write_rows(&writer, "w", acknowledged, 50).await;
+    wait_for_rows(&reader, acknowledged + 50).await;
 }

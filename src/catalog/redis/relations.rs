@@ -3,7 +3,9 @@
 //! by a script only if its version is still the one the change was made on.
 
 use super::{is_transient, RedisCatalog};
-use crate::catalog::relations::{RelationError, RelationLog};
+use std::time::SystemTime;
+
+use crate::catalog::relations::{RelationError, RelationLog, StoreOutcome};
 use async_trait::async_trait;
 
 fn relation_error(context: &str, error: redis::RedisError) -> RelationError {
@@ -39,17 +41,33 @@ impl RelationLog for RedisCatalog {
 
     /// A reply lost to a cut connection leaves the outcome unknown: the
     /// statement fails with "retry", and the follower reads whichever
-    /// document Redis holds.
-    async fn store(&self, expected: u64, json: &str) -> Result<bool, RelationError> {
+    /// document Redis holds. Files named by the change must go in within
+    /// the commit deadline of their writing, on Redis's clock, as a file
+    /// commit's do: later, the orphan sweep may have judged them.
+    async fn store(
+        &self,
+        expected: u64,
+        json: &str,
+        files_since: Option<SystemTime>,
+    ) -> Result<StoreOutcome, RelationError> {
+        let deadline_ms = files_since
+            .and_then(|since| since.checked_add(self.commit_deadline))
+            .and_then(|deadline| deadline.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis());
         let (outcome, _): (String, String) = self
             .relations_script
             .key(self.keys.relations())
             .arg(expected)
             .arg(json)
+            .arg(deadline_ms.to_string())
             .invoke_async(&mut self.connection())
             .await
             .map_err(|e| relation_error("changing the relations", e))?;
-        Ok(outcome == "ok")
+        Ok(match outcome.as_str() {
+            "ok" => StoreOutcome::Stored,
+            "late" => StoreOutcome::Late,
+            _ => StoreOutcome::Conflict,
+        })
     }
 
     fn shared(&self) -> bool {

@@ -24,6 +24,10 @@ pub struct RelationFiles {
     place: Place,
     /// The directory, relative to the layer root, that holds `<database>/<id>/`.
     prefix: &'static str,
+    /// The schema of each table read so far: a table's file never changes,
+    /// and reading its footer again (on S3, a listing and a request) for
+    /// every catalog query would be waste.
+    schemas: std::sync::Mutex<std::collections::HashMap<(String, String), SchemaRef>>,
 }
 
 #[derive(Debug)]
@@ -60,13 +64,13 @@ impl RelationFiles {
         };
         let layer = Layer::open(0, config)
             .map_err(|e| RelationError::Io { path: dir.display().to_string(), message: e.to_string() })?;
-        Ok(RelationFiles { place: Place::Own(Box::new(layer)), prefix: "tables" })
+        Ok(RelationFiles { place: Place::Own(Box::new(layer)), prefix: "tables", schemas: Default::default() })
     }
 
     /// Under `_catalog/tables/` of the first layer, which every process of a
     /// cluster reaches.
     pub fn shared(storage: Arc<Storage>) -> RelationFiles {
-        RelationFiles { place: Place::First(storage), prefix: "_catalog/tables" }
+        RelationFiles { place: Place::First(storage), prefix: "_catalog/tables", schemas: Default::default() }
     }
 
     fn layer(&self) -> &Layer {
@@ -95,6 +99,18 @@ impl RelationFiles {
         }
     }
 
+    /// The schema of table `id`, if it was read before.
+    pub fn known_schema(&self, database: &str, id: &str) -> Option<SchemaRef> {
+        let schemas = self.schemas.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        schemas.get(&(database.to_owned(), id.to_owned())).cloned()
+    }
+
+    /// Remembers the schema of table `id`, read from its file.
+    pub fn remember_schema(&self, database: &str, id: &str, schema: SchemaRef) {
+        let mut schemas = self.schemas.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        schemas.insert((database.to_owned(), id.to_owned()), schema);
+    }
+
     /// Writes `batches` of `schema` as table `id`'s file, crash-safely
     /// (whole or absent); returns the rows written. `E` carries the input's
     /// errors through.
@@ -116,6 +132,10 @@ impl RelationFiles {
     /// finds what is left).
     pub async fn remove(&self, database: &str, id: &str) {
         let dir = self.dir(database, id);
+        self.schemas
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&(database.to_owned(), id.to_owned()));
         if let Err(error) = self.layer().delete_dir(&dir).await {
             tracing::warn!(%dir, %error, "removing a dropped table's files");
         }

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -21,13 +22,30 @@ pub trait RelationLog: Send + Sync + std::fmt::Debug {
     async fn version(&self) -> Result<u64, RelationError>;
 
     /// Stores `json` as version `expected + 1` if the stored version is
-    /// still `expected`; false (and nothing changed) if another process
-    /// changed it first.
-    async fn store(&self, expected: u64, json: &str) -> Result<bool, RelationError>;
+    /// still `expected`. A change that names files written since
+    /// `files_since` is refused ([`StoreOutcome::Late`]) where another
+    /// process's orphan sweep may already have judged them.
+    async fn store(
+        &self,
+        expected: u64,
+        json: &str,
+        files_since: Option<std::time::SystemTime>,
+    ) -> Result<StoreOutcome, RelationError>;
 
     /// Whether other processes change the document too, so that this one
     /// must follow it.
     fn shared(&self) -> bool;
+}
+
+/// What became of a [`RelationLog::store`]: nothing changed unless `Stored`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// The document is the new version.
+    Stored,
+    /// Another change came first: make the change again on its document.
+    Conflict,
+    /// Too late for the files the change names.
+    Late,
 }
 
 /// `<root>/_catalog/relations.json`, replaced atomically on every change,
@@ -36,13 +54,13 @@ pub trait RelationLog: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct RelationFile {
     dir: PathBuf,
-    version: AtomicU64,
+    version: Arc<AtomicU64>,
 }
 
 impl RelationFile {
     /// The document of the data root `root`.
     pub fn new(root: &std::path::Path) -> RelationFile {
-        RelationFile { dir: root.join("_catalog"), version: AtomicU64::new(0) }
+        RelationFile { dir: root.join("_catalog"), version: Arc::new(AtomicU64::new(0)) }
     }
 
     fn path(&self) -> PathBuf {
@@ -66,24 +84,34 @@ impl RelationLog for RelationFile {
         Ok(self.version.load(Ordering::SeqCst))
     }
 
-    async fn store(&self, expected: u64, json: &str) -> Result<bool, RelationError> {
+    /// One process alone changes the file, so no change is ever late.
+    async fn store(
+        &self,
+        expected: u64,
+        json: &str,
+        _files_since: Option<std::time::SystemTime>,
+    ) -> Result<StoreOutcome, RelationError> {
         if self.version.load(Ordering::SeqCst) != expected {
-            return Ok(false);
+            return Ok(StoreOutcome::Conflict);
         }
         let (dir, path, bytes) = (self.dir.clone(), self.path(), json.as_bytes().to_vec());
         let shown = path.display().to_string();
         let io = |e: &dyn std::fmt::Display| RelationError::Io { path: shown.clone(), message: e.to_string() };
+        let version = Arc::clone(&self.version);
+        // The file and its version change together even if the statement is
+        // cancelled meanwhile: a blocking task runs to its end.
         let written = tokio::task::spawn_blocking(move || {
             create_dir_all_synced(&dir).map_err(AtomicWriteError::NotWritten)?;
-            write_atomic_bytes(&path, &bytes)
+            let written = write_atomic_bytes(&path, &bytes);
+            if !matches!(written, Err(AtomicWriteError::NotWritten(_))) {
+                version.fetch_add(1, Ordering::SeqCst);
+            }
+            written
         })
         .await
         .map_err(|e| io(&e))?;
         match written {
-            Ok(()) => {
-                self.version.fetch_add(1, Ordering::SeqCst);
-                Ok(true)
-            }
+            Ok(()) => Ok(StoreOutcome::Stored),
             Err(AtomicWriteError::NotWritten(e)) => Err(io(&e)),
             Err(AtomicWriteError::OutcomeUnknown(e)) => {
                 Err(RelationError::OutcomeUnknown { path: shown.clone(), message: e.to_string() })

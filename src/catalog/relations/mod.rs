@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::errors::{Classified, ErrorKind};
 pub use files::RelationFiles;
-pub use log::{RelationFile, RelationLog};
+pub use log::{RelationFile, RelationLog, StoreOutcome};
 
 /// What a relation is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +110,9 @@ pub enum RelationError {
     /// This process does not change the relations.
     #[error("{0}")]
     Refused(String),
+    /// A change came too late for the files it names: nothing was changed.
+    #[error("{0}")]
+    Late(String),
 }
 
 impl Classified for RelationError {
@@ -119,7 +122,7 @@ impl Classified for RelationError {
             RelationError::Io { .. } | RelationError::OutcomeUnknown { .. } | RelationError::Stopped(_) => {
                 ErrorKind::Internal
             }
-            RelationError::Unavailable(_) => ErrorKind::Unavailable,
+            RelationError::Unavailable(_) | RelationError::Late(_) => ErrorKind::Unavailable,
             RelationError::Refused(_) => ErrorKind::Forbidden,
             _ => ErrorKind::Invalid,
         }
@@ -135,7 +138,7 @@ impl Classified for RelationError {
             RelationError::WrongKind { .. } => "42809",
             RelationError::Reserved(_) => "42939",
             RelationError::Io { .. } | RelationError::OutcomeUnknown { .. } | RelationError::Stopped(_) => "58030",
-            RelationError::Unavailable(_) => "57P03",
+            RelationError::Unavailable(_) | RelationError::Late(_) => "57P03",
             // read_only_sql_transaction
             RelationError::Refused(_) => "25006",
         }
@@ -153,6 +156,35 @@ fn kind_name(kind: &RelationKind) -> &'static str {
 struct DatabaseRelations {
     schemas: BTreeSet<String>,
     relations: Vec<Relation>,
+    /// Tables dropped from a shared document whose files stay for the
+    /// grace period, since other processes may still be reading them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    dropped: Vec<DroppedTable>,
+}
+
+/// A table whose definition is gone and whose files wait out the grace period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct DroppedTable {
+    /// The table's id.
+    id: String,
+    /// When it was dropped (ms since the epoch).
+    at_ms: u64,
+}
+
+impl DatabaseRelations {
+    fn table_ids(&self) -> BTreeSet<&str> {
+        self.relations
+            .iter()
+            .filter_map(|r| match &r.kind {
+                RelationKind::Table { id } => Some(id.as_str()),
+                RelationKind::View { .. } => None,
+            })
+            .collect()
+    }
+}
+
+fn ms_since_epoch(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -220,12 +252,10 @@ impl RelationStore {
         }))
     }
 
-    /// Keeps following a shared document, every `interval`, until the store
-    /// is dropped. Nothing to follow for a document of this process's own.
+    /// Keeps following the document, every `interval`, until the store is
+    /// dropped: the changes of other processes, and a change of this one
+    /// whose statement was cancelled after the document was stored.
     pub fn follow(self: &Arc<Self>, interval: Duration) {
-        if !self.log.shared() {
-            return;
-        }
         let store: Weak<RelationStore> = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut failing = false;
@@ -252,14 +282,21 @@ impl RelationStore {
         Ok(())
     }
 
-    /// Reads the document again; a version older than the one held is ignored.
+    /// Reads the document again, between this process's changes.
     async fn reload(&self) -> Result<(), RelationError> {
+        let _between_changes = self.change.lock().await;
+        self.reload_now().await
+    }
+
+    /// Reads the document again and makes it current, whatever its version:
+    /// the store is the truth, even one restored to an older state. The
+    /// caller holds the change lock, so no change of this process is between
+    /// its store and making it current.
+    async fn reload_now(&self) -> Result<(), RelationError> {
         let (version, json) = self.log.load().await?;
         let relations = parse(json, "the relations document")?;
-        let mut current = self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if version >= current.version {
-            *current = Arc::new(Current { version, relations });
-        }
+        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Arc::new(Current { version, relations });
         Ok(())
     }
 
@@ -293,18 +330,21 @@ impl RelationStore {
             return 0;
         }
         let current = self.current();
-        let named: BTreeSet<(&str, &str)> = current
-            .relations
-            .databases
-            .iter()
-            .flat_map(|(database, d)| {
-                d.relations.iter().filter_map(move |r| match &r.kind {
-                    RelationKind::Table { id } => Some((database.as_str(), id.as_str())),
-                    RelationKind::View { .. } => None,
-                })
-            })
-            .collect();
         let cutoff = SystemTime::now().checked_sub(older_than).unwrap_or(SystemTime::UNIX_EPOCH);
+        let cutoff_ms = ms_since_epoch(cutoff);
+        // Named: by a relation, or by a drop younger than the grace period.
+        let mut named: BTreeSet<(&str, &str)> = BTreeSet::new();
+        let mut expired_drops = Vec::new();
+        for (database, d) in &current.relations.databases {
+            named.extend(d.table_ids().into_iter().map(|id| (database.as_str(), id)));
+            for dropped in &d.dropped {
+                if dropped.at_ms > cutoff_ms {
+                    named.insert((database.as_str(), dropped.id.as_str()));
+                } else if !expired_drops.contains(database) {
+                    expired_drops.push(database.clone());
+                }
+            }
+        }
         let mut removed = 0;
         for table in listed {
             if named.contains(&(table.database.as_str(), table.id.as_str())) || table.newest > cutoff {
@@ -314,7 +354,30 @@ impl RelationStore {
             self.files.remove(&table.database, &table.id).await;
             removed += 1;
         }
+        // The drops whose files are now gone are forgotten.
+        for database in expired_drops {
+            let forgotten = self
+                .update(&database, None, |d| {
+                    d.dropped.retain(|t| t.at_ms > cutoff_ms);
+                    Ok(())
+                })
+                .await;
+            if let Err(error) = forgotten {
+                tracing::warn!(%database, %error, "cannot forget the dropped tables; the next sweep tries again");
+            }
+        }
         removed
+    }
+
+    /// Lets go of the files of `relation`, just dropped or replaced: deleted
+    /// now when this process alone uses them, or left for the sweep once the
+    /// grace period has passed when others may still be reading them.
+    pub async fn release(&self, database: &str, relation: &Relation) {
+        if let RelationKind::Table { id } = &relation.kind {
+            if !self.log.shared() {
+                self.files.remove(database, id).await;
+            }
+        }
     }
 
     /// The schemas SQL created in `database`.
@@ -356,10 +419,13 @@ impl RelationStore {
 
     /// Applies `change` to a copy of `database`'s relations, stores the
     /// document, then makes the copy current. When another process changed
-    /// the document first, the change is made again on theirs.
+    /// the document first, the change is made again on theirs. A change that
+    /// names files written since `files_since` is refused by a shared store
+    /// once the orphan sweep may have judged them.
     async fn update<T>(
         &self,
         database: &str,
+        files_since: Option<SystemTime>,
         change: impl Fn(&mut DatabaseRelations) -> Result<T, RelationError>,
     ) -> Result<T, RelationError> {
         if let Some(reason) = &self.refuses {
@@ -372,17 +438,33 @@ impl RelationStore {
         for _ in 0..MAX_CONFLICTS {
             let current = self.current();
             let mut next = current.relations.clone();
-            let result = change(next.databases.entry(database.to_owned()).or_default())?;
+            let d = next.databases.entry(database.to_owned()).or_default();
+            let before: BTreeSet<String> = d.table_ids().into_iter().map(str::to_owned).collect();
+            let result = change(d)?;
+            if self.log.shared() {
+                // Another process may be reading a table dropped here.
+                let at_ms = ms_since_epoch(SystemTime::now());
+                let kept = d.table_ids();
+                let gone: Vec<String> = before.into_iter().filter(|id| !kept.contains(id.as_str())).collect();
+                d.dropped.extend(gone.into_iter().map(|id| DroppedTable { id, at_ms }));
+            }
             let json = serde_json::to_string_pretty(&next)
                 .map_err(|e| RelationError::Io { path: "the relations document".into(), message: e.to_string() })?;
-            match self.log.store(current.version, &json).await {
-                Ok(true) => {
+            match self.log.store(current.version, &json, files_since).await {
+                Ok(StoreOutcome::Stored) => {
                     let version = current.version + 1;
                     *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
                         Arc::new(Current { version, relations: next });
                     return Ok(result);
                 }
-                Ok(false) => self.reload().await?,
+                Ok(StoreOutcome::Conflict) => self.reload_now().await?,
+                Ok(StoreOutcome::Late) => {
+                    return Err(RelationError::Late(
+                        "the statement's files were written longer ago than the orphan sweep waits \
+                         (half of HOURGLASS_FILE_GRACE_S); nothing was changed: retry"
+                            .into(),
+                    ))
+                }
                 Err(error @ RelationError::OutcomeUnknown { .. }) => {
                     tracing::error!(%error, "the relation catalog stopped");
                     *self.stopped.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error.to_string());
@@ -418,7 +500,7 @@ impl RelationStore {
         if if_not_exists && self.schema_exists(database, schema) {
             return Ok(());
         }
-        self.update(database, |d| {
+        self.update(database, None, |d| {
             if d.schemas.contains(schema) {
                 return if if_not_exists { Ok(()) } else { Err(RelationError::SchemaExists(schema.to_owned())) };
             }
@@ -439,7 +521,7 @@ impl RelationStore {
         if RESERVED_SCHEMAS.contains(&schema) {
             return Err(RelationError::Reserved(schema.to_owned()));
         }
-        self.update(database, |d| {
+        self.update(database, None, |d| {
             if !d.schemas.contains(schema) {
                 return if if_exists { Ok(Vec::new()) } else { Err(RelationError::SchemaNotFound(schema.to_owned())) };
             }
@@ -458,18 +540,20 @@ impl RelationStore {
     /// Adds a relation; with `or_replace`, replaces one of the same name and
     /// returns it. `taken` says whether the name is taken by something this
     /// store does not hold (a measurement).
+    /// `files_since` is when the files of a new table began to be written.
     pub async fn create(
         &self,
         database: &str,
         relation: Relation,
         or_replace: bool,
         taken: bool,
+        files_since: Option<SystemTime>,
     ) -> Result<Option<Relation>, RelationError> {
         let full = format!("{}.{}", relation.schema, relation.name);
         if taken {
             return Err(RelationError::AlreadyExists(full));
         }
-        self.update(database, |d| {
+        self.update(database, files_since, |d| {
             // Checked on the document being changed: a schema dropped meanwhile is gone.
             if relation.schema != PUBLIC && !d.schemas.contains(&relation.schema) {
                 return Err(RelationError::SchemaNotFound(relation.schema.clone()));
@@ -501,7 +585,7 @@ impl RelationStore {
         if taken {
             return Err(RelationError::AlreadyExists(format!("{schema}.{to}")));
         }
-        self.update(database, |d| {
+        self.update(database, None, |d| {
             if d.relations.iter().any(|r| r.schema == schema && r.name == to) {
                 return Err(RelationError::AlreadyExists(format!("{schema}.{to}")));
             }
@@ -527,7 +611,7 @@ impl RelationStore {
         if self.get(database, schema, name).is_none() {
             return Ok(None);
         }
-        self.update(database, |d| {
+        self.update(database, None, |d| {
             let i = d.relations.iter().position(|r| r.schema == schema && r.name == name);
             Ok(i.map(|i| d.relations.remove(i)))
         })
@@ -555,13 +639,13 @@ mod tests {
         store.create_schema("d", "analytics", false).await.expect("schema");
         store.create_schema("d", "analytics", true).await.expect("if not exists");
         assert!(matches!(store.create_schema("d", "analytics", false).await, Err(RelationError::SchemaExists(_))));
-        store.create("d", view("analytics", "v_tmp"), false, false).await.expect("create");
+        store.create("d", view("analytics", "v_tmp"), false, false, None).await.expect("create");
         assert!(matches!(
-            store.create("d", view("analytics", "v_tmp"), false, false).await,
+            store.create("d", view("analytics", "v_tmp"), false, false, None).await,
             Err(RelationError::AlreadyExists(_))
         ));
         assert!(matches!(
-            store.create("d", view("nope", "v"), false, false).await,
+            store.create("d", view("nope", "v"), false, false, None).await,
             Err(RelationError::SchemaNotFound(_))
         ));
         store.rename("d", "analytics", "v_tmp", "v", false).await.expect("rename");
