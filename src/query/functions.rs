@@ -30,7 +30,11 @@ const JANUARY_2000_NS: i64 = 946_684_800_000_000_000;
 
 /// Every function this module adds, to register in a session.
 pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
-    let mut functions = vec![Arc::new(ScalarUDF::from(TimeBucket::new()))];
+    let mut functions = vec![
+        Arc::new(ScalarUDF::from(TimeBucket::new())),
+        // Replaces DataFusion's `date_trunc` (same name): see utc_date_trunc.rs.
+        Arc::new(ScalarUDF::from(super::utc_date_trunc::UtcDateTrunc::new())),
+    ];
     for unit in [EpochUnit::Nanoseconds, EpochUnit::Microseconds, EpochUnit::Milliseconds, EpochUnit::Seconds] {
         functions.push(Arc::new(ScalarUDF::from(Epoch::new(unit))));
     }

@@ -23,6 +23,7 @@ pub mod postgres;
 pub mod postgres_sql;
 mod statements;
 pub mod table;
+mod utc_date_trunc;
 
 use std::path::PathBuf;
 use std::sync::Arc;
