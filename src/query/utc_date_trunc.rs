@@ -32,9 +32,27 @@ impl UtcDateTrunc {
     }
 }
 
-/// Whether `zone` names UTC, as a time zone or as an offset.
+/// Whether `zone` names UTC, as a time zone or as an offset Arrow accepts.
 fn is_utc(zone: &str) -> bool {
-    matches!(zone, "UTC" | "utc" | "Z" | "+00:00" | "+00" | "Etc/UTC" | "GMT")
+    matches!(zone, "UTC" | "+00:00" | "+00" | "+0000" | "Etc/UTC" | "GMT" | "Etc/GMT" | "UCT" | "Zulu")
+}
+
+/// Nanosecond timestamps this close to the smallest one are left to
+/// DataFusion's own path, which reports them out of range where truncating
+/// by arithmetic (down to a week) would overflow.
+const NEAR_MIN_NS: i64 = i64::MIN + 8 * 86_400_000_000_000;
+
+/// Whether the timestamps hold a nanosecond value too close to the smallest.
+fn near_the_minimum(value: &ColumnarValue) -> bool {
+    match value {
+        ColumnarValue::Array(array) => array
+            .as_any()
+            .downcast_ref::<arrow::array::TimestampNanosecondArray>()
+            .and_then(arrow::compute::min)
+            .is_some_and(|min| min < NEAR_MIN_NS),
+        ColumnarValue::Scalar(ScalarValue::TimestampNanosecond(Some(v), _)) => *v < NEAR_MIN_NS,
+        ColumnarValue::Scalar(_) => false,
+    }
 }
 
 /// `array` (a timestamp array) with its time zone replaced by `zone`: the
@@ -79,7 +97,7 @@ impl ScalarUDFImpl for UtcDateTrunc {
 
     fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let zone = match args.args.get(1).map(ColumnarValue::data_type) {
-            Some(DataType::Timestamp(_, Some(zone))) if is_utc(&zone) => zone,
+            Some(DataType::Timestamp(_, Some(zone))) if is_utc(&zone) && !near_the_minimum(&args.args[1]) => zone,
             _ => return self.inner.invoke_with_args(args),
         };
         args.args[1] = match &args.args[1] {
@@ -156,6 +174,32 @@ mod tests {
             Some(951_782_400_000_000_000),
         ]
         .to_vec();
+        // Near the smallest timestamp DataFusion reports "out of range" for
+        // the coarse units: so must this function, not wrap around.
+        let edge: ArrayRef =
+            Arc::new(TimestampNanosecondArray::from(vec![Some(i64::MIN + 1_000), Some(0)]).with_timezone("UTC"));
+        for unit in ["hour", "day", "week"] {
+            let call = |function: &ScalarUDF| {
+                let args = vec![
+                    ColumnarValue::Scalar(ScalarValue::Utf8(Some(unit.into()))),
+                    ColumnarValue::Array(Arc::clone(&edge)),
+                ];
+                function
+                    .invoke_with_args(ScalarFunctionArgs {
+                        args,
+                        arg_fields: vec![
+                            Arc::new(Field::new("unit", DataType::Utf8, false)),
+                            Arc::new(Field::new("time", edge.data_type().clone(), true)),
+                        ],
+                        number_rows: 2,
+                        return_field: Arc::new(Field::new("out", edge.data_type().clone(), true)),
+                        config_options: Arc::new(Default::default()),
+                    })
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            };
+            assert_eq!(call(&ours), call(&theirs), "{unit} at the smallest timestamp");
+        }
         for zone in ["UTC", "+00:00", "Europe/Oslo"] {
             let values: ArrayRef = Arc::new(TimestampNanosecondArray::from(times.clone()).with_timezone(zone));
             for unit in

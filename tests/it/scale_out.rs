@@ -456,9 +456,12 @@ async fn a_view_created_on_one_reader_is_visible_on_the_other() {
         let port = free_port();
         (port, port.to_string())
     };
-    let first = cluster.process("reader-1", "readonly", &["--pg-port", &pg]);
-    let second = cluster.process("reader-2", "readonly", &[]);
-    let _compactor = cluster.process("compactor", "compaction", &["--file-grace-s", "3", "--query-timeout-s", "3"]);
+    // One grace period for every process, as docs/scale-out.md asks; short,
+    // so that the sweep of a dropped table's file comes within the test.
+    let grace = ["--file-grace-s", "8", "--query-timeout-s", "8"];
+    let first = cluster.process("reader-1", "readonly", &["--pg-port", &pg, grace[0], grace[1], grace[2], grace[3]]);
+    let second = cluster.process("reader-2", "readonly", &grace);
+    let _compactor = cluster.process("compactor", "compaction", &grace);
     write_rows(&writer, "w", 0, 100).await;
     wait_for_rows(&first, 100).await;
 
@@ -491,7 +494,7 @@ async fn a_view_created_on_one_reader_is_visible_on_the_other() {
     assert_eq!(table_files().await.len(), 1, "the table's one file is on the shared layer");
 
     // A reader started later has them too.
-    let late = cluster.process("reader-3", "readonly", &[]);
+    let late = cluster.process("reader-3", "readonly", &grace);
     assert_eq!(count_on(&late, "analytics.snapshot").await, 10);
 
     // Dropped on the second reader: gone on the first within a poll...

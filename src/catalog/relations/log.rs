@@ -55,12 +55,14 @@ pub enum StoreOutcome {
 pub struct RelationFile {
     dir: PathBuf,
     version: Arc<AtomicU64>,
+    /// Held while a change is checked and written.
+    writing: Arc<std::sync::Mutex<()>>,
 }
 
 impl RelationFile {
     /// The document of the data root `root`.
     pub fn new(root: &std::path::Path) -> RelationFile {
-        RelationFile { dir: root.join("_catalog"), version: Arc::new(AtomicU64::new(0)) }
+        RelationFile { dir: root.join("_catalog"), version: Arc::new(AtomicU64::new(0)), writing: Arc::default() }
     }
 
     fn path(&self) -> PathBuf {
@@ -91,27 +93,30 @@ impl RelationLog for RelationFile {
         json: &str,
         _files_since: Option<std::time::SystemTime>,
     ) -> Result<StoreOutcome, RelationError> {
-        if self.version.load(Ordering::SeqCst) != expected {
-            return Ok(StoreOutcome::Conflict);
-        }
         let (dir, path, bytes) = (self.dir.clone(), self.path(), json.as_bytes().to_vec());
         let shown = path.display().to_string();
         let io = |e: &dyn std::fmt::Display| RelationError::Io { path: shown.clone(), message: e.to_string() };
-        let version = Arc::clone(&self.version);
-        // The file and its version change together even if the statement is
-        // cancelled meanwhile: a blocking task runs to its end.
+        let (version, writing) = (Arc::clone(&self.version), Arc::clone(&self.writing));
+        // The check, the file and its version change together, even if the
+        // statement is cancelled meanwhile (a blocking task runs to its end)
+        // and the next statement's store starts before this one ends.
         let written = tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if version.load(Ordering::SeqCst) != expected {
+                return Ok(false);
+            }
             create_dir_all_synced(&dir).map_err(AtomicWriteError::NotWritten)?;
             let written = write_atomic_bytes(&path, &bytes);
             if !matches!(written, Err(AtomicWriteError::NotWritten(_))) {
                 version.fetch_add(1, Ordering::SeqCst);
             }
-            written
+            written.map(|()| true)
         })
         .await
         .map_err(|e| io(&e))?;
         match written {
-            Ok(()) => Ok(StoreOutcome::Stored),
+            Ok(true) => Ok(StoreOutcome::Stored),
+            Ok(false) => Ok(StoreOutcome::Conflict),
             Err(AtomicWriteError::NotWritten(e)) => Err(io(&e)),
             Err(AtomicWriteError::OutcomeUnknown(e)) => {
                 Err(RelationError::OutcomeUnknown { path: shown.clone(), message: e.to_string() })

@@ -460,8 +460,10 @@ impl RelationStore {
                 Ok(StoreOutcome::Conflict) => self.reload_now().await?,
                 Ok(StoreOutcome::Late) => {
                     return Err(RelationError::Late(
-                        "the statement's files were written longer ago than the orphan sweep waits \
-                         (half of HOURGLASS_FILE_GRACE_S); nothing was changed: retry"
+                        "the statement ran longer than half the file grace period (the larger of \
+                         HOURGLASS_FILE_GRACE_S and HOURGLASS_QUERY_TIMEOUT_S), after which the orphan sweep may \
+                         delete the table's file; nothing was changed. Raise HOURGLASS_FILE_GRACE_S on every \
+                         process to make tables that take this long"
                             .into(),
                     ))
                 }
