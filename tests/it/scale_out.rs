@@ -458,7 +458,7 @@ async fn a_view_created_on_one_reader_is_visible_on_the_other() {
     };
     // One grace period for every process, as docs/scale-out.md asks; short,
     // so that the sweep of a dropped table's file comes within the test.
-    let grace = ["--file-grace-s", "8", "--query-timeout-s", "8"];
+    let grace = ["--file-grace-s", "12", "--query-timeout-s", "12"];
     let first = cluster.process("reader-1", "readonly", &["--pg-port", &pg, grace[0], grace[1], grace[2], grace[3]]);
     let second = cluster.process("reader-2", "readonly", &grace);
     let _compactor = cluster.process("compactor", "compaction", &grace);
@@ -518,8 +518,9 @@ async fn a_view_created_on_one_reader_is_visible_on_the_other() {
         .unwrap();
     assert_eq!(tables.iter().map(|r| r.get(0)).collect::<Vec<String>>(), ["big"]);
     // ...and its file is swept by the compactor once the grace period has
-    // passed (a query that was reading it had that long to finish).
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // passed (a query that was reading it had that long to finish; the
+    // compactor sweeps once a grace period).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !table_files().await.is_empty() || relations().contains("\"dropped\"") {
         assert!(std::time::Instant::now() < deadline, "the dropped table's file stays: {}", relations());
         tokio::time::sleep(Duration::from_millis(200)).await;
