@@ -21,9 +21,12 @@ use crate::storage::{LayerConfig, LayerType, S3Url};
 pub enum Mode {
     /// Everything: writes, queries, compaction.
     Aio,
-    /// Writes and compaction, no queries.
+    /// Writes on every front (HTTP line protocol, Postgres INSERT and COPY,
+    /// FlightSQL ingest), no query that reads a table; compaction too with the
+    /// json catalog, or with --writer-compacts.
     Writeonly,
-    /// Queries only.
+    /// Queries on every front, and (on the Redis catalog) CREATE, ALTER and
+    /// DROP of schemas, views and tables; no writes.
     Readonly,
     /// Compaction only.
     Compaction,
