@@ -124,11 +124,11 @@ impl QueryEngine {
             other => other,
         };
         let plan = state.statement_to_plan(statement).await.map_err(plan_error)?;
-        if self.options.writes_only {
-            refuse_reads_on_a_writer(&plan)?;
-        }
         if ddl::is_catalog_statement(&plan) {
             return self.relations_changeable(plan);
+        }
+        if self.options.writes_only {
+            refuse_reads_on_a_writer(&plan)?;
         }
         if let LogicalPlan::Dml(dml) = &plan {
             // Rows go to measurements only, through the WAL; a table made by

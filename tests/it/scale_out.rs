@@ -99,6 +99,24 @@ async fn counts(server: &Server) -> Option<(u64, u64)> {
     Some((row["rows"].as_u64()?, row["distinct_n"].as_u64()?))
 }
 
+/// Polls `condition` every 100 ms until it holds: false if it still does not
+/// after `timeout` (an async [`wait_for`]).
+async fn eventually<F: std::future::Future<Output = bool>>(
+    timeout: Duration,
+    mut condition: impl FnMut() -> F,
+) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until a reader sees `want` rows, each once; panics with what it saw.
 async fn wait_for_rows(reader: &Server, want: u64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -304,15 +322,11 @@ async fn a_compactor_that_lost_its_lease_cannot_commit() {
     write_in_rounds(&writer, 0, 4).await;
     let merged_written =
         || async { cluster.seaweed.keys("lake/default/m").await.iter().any(|key| key.ends_with(".2.parquet")) };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !merged_written().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first compactor wrote no merged file:\n{}",
-            stale.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(30), merged_written).await,
+        "the first compactor wrote no merged file:\n{}",
+        stale.log_text()
+    );
 
     // The standby takes the expired lease and compacts.
     let standby = cluster.process("compactor-b", "compaction", &compacting);
@@ -520,11 +534,8 @@ async fn a_view_created_on_one_reader_is_visible_on_the_other() {
     // ...and its file is swept by the compactor once the grace period has
     // passed (a query that was reading it had that long to finish; the
     // compactor sweeps once a grace period).
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !table_files().await.is_empty() || relations().contains("\"dropped\"") {
-        assert!(std::time::Instant::now() < deadline, "the dropped table's file stays: {}", relations());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let swept = || async { table_files().await.is_empty() && !relations().contains("\"dropped\"") };
+    assert!(eventually(Duration::from_secs(60), swept).await, "the dropped table's file stays: {}", relations());
 }
 
 /// The writes (not schema changes, not compactions) in a table's change log.
