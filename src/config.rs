@@ -389,6 +389,21 @@ pub struct Settings {
     #[arg(long, env = "HOURGLASS_FLUSH_BUFFER_BYTES", value_name = "SIZE", default_value = "256MiB", global = true)]
     pub flush_buffer_bytes: ByteSize,
 
+    /// Memory the last-value cache may hold, all tables together: the last
+    /// row of every series, kept by the write path so that latest-value and
+    /// distinct-tag queries (`DISTINCT ON (host) ... ORDER BY host, time
+    /// DESC`, `SELECT DISTINCT host FROM cpu`) read memory, not files. A
+    /// table that would pass it reads its files for those queries. Used in
+    /// the aio mode on the local catalog; 0 turns it off.
+    #[arg(
+        long,
+        env = "HOURGLASS_LAST_VALUE_CACHE_BYTES",
+        value_name = "SIZE",
+        default_value = "256MiB",
+        global = true
+    )]
+    pub last_value_cache_bytes: ByteSize,
+
     /// Most write requests parsed or waiting for the WAL at once; more wait
     /// up to --write-queue-timeout-s, then get 503. A write's body is read
     /// only once it has a place.

@@ -8,6 +8,8 @@
 //! - [`query`]: the DataFusion engine, its tables and functions.
 //! - [`compactor`]: level merges, layer moves, retention, orphan removal
 //!   (its merges read through a trait the server backs with the engine).
+//! - [`last_values`]: the last row of every series, kept by the write path
+//!   for the queries that need no more.
 //! - [`catalog`]: schemas and the files of each hour partition.
 //! - [`storage`]: layers, Parquet, row order, crash-safe files.
 
@@ -18,6 +20,7 @@ pub mod config;
 pub mod errors;
 pub mod faults;
 pub mod ingest;
+pub mod last_values;
 pub mod metrics;
 pub mod query;
 pub mod server;

@@ -76,6 +76,12 @@ pub struct Gauges {
     /// Milliseconds since the view of a shared catalog last matched Redis (0
     /// for the local catalog).
     pub catalog_lag_ms: u64,
+    /// Memory the last-value cache holds.
+    pub last_value_cache_bytes: u64,
+    /// Queries the last-value cache answered (a counter, kept by the cache).
+    pub last_value_cache_hits: u64,
+    /// Times a table's last-value cache was built by reading the table (a counter).
+    pub last_value_cache_builds: u64,
 }
 
 impl Metrics {
@@ -147,6 +153,24 @@ impl Metrics {
             "hourglass_queries_queued",
             "Queries waiting for a slot (HOURGLASS_MAX_CONCURRENT_QUERIES).",
             gauges.queries_queued,
+        );
+        gauge(
+            "hourglass_last_value_cache_bytes",
+            "Memory the last-value cache holds (HOURGLASS_LAST_VALUE_CACHE_BYTES).",
+            gauges.last_value_cache_bytes,
+        );
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        };
+        counter(
+            "hourglass_last_value_cache_hits_total",
+            "Scans answered from the last-value cache.",
+            gauges.last_value_cache_hits,
+        );
+        counter(
+            "hourglass_last_value_cache_builds_total",
+            "Times a table's last-value cache was built by reading the table.",
+            gauges.last_value_cache_builds,
         );
         out
     }

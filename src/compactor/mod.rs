@@ -24,6 +24,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use serde::Serialize;
 
 use crate::catalog::{Catalog, Commit, FileEntry, PartitionKey};
+use crate::last_values::LastValueCache;
 use crate::metrics::Metrics;
 use crate::storage::{file_path_in_layer, file_path_in_table, ParquetOptions, Storage};
 use garbage::Garbage;
@@ -218,6 +219,9 @@ pub struct Compactor {
     metrics: Arc<Metrics>,
     options: CompactorOptions,
     garbage: Garbage,
+    /// Told when retention removes a table's rows, which may be a series'
+    /// last ones.
+    last_values: Option<Arc<LastValueCache>>,
     /// One run at a time: a manual run waits for the background one.
     run: tokio::sync::Mutex<()>,
 }
@@ -242,10 +246,11 @@ impl Compactor {
         storage: Arc<Storage>,
         merger: Arc<dyn FileMerger>,
         metrics: Arc<Metrics>,
+        last_values: Option<Arc<LastValueCache>>,
         options: CompactorOptions,
     ) -> Self {
         let garbage = Garbage::new(options.grace);
-        Compactor { catalog, storage, merger, metrics, options, garbage, run: tokio::sync::Mutex::new(()) }
+        Compactor { catalog, storage, merger, metrics, options, garbage, last_values, run: tokio::sync::Mutex::new(()) }
     }
 
     /// The settings.
@@ -715,6 +720,9 @@ impl Compactor {
             }
             None => {
                 self.swap(at, Vec::new(), vec![file.id.clone()]).await?;
+                if let Some(cache) = &self.last_values {
+                    cache.forget(database, table);
+                }
                 self.garbage.schedule(&file.layer, relative);
                 self.metrics.files_expired.add(1);
                 report.expired.push(ExpiryDone {

@@ -14,6 +14,7 @@ use arrow::array::RecordBatch;
 use tokio::sync::Notify;
 
 use crate::catalog::PartitionKey;
+use crate::last_values::LastValueCache;
 
 /// Rows of one table and hour partition, ready to be buffered.
 #[derive(Debug, Clone)]
@@ -90,18 +91,21 @@ pub struct WriteBuffer {
     max_bytes: usize,
     flush_bytes: usize,
     flush_wanted: Notify,
+    /// Told of every write once it is in the buffer.
+    last_values: Option<Arc<LastValueCache>>,
 }
 
 impl WriteBuffer {
-    /// A buffer that refuses writes past `max_bytes` and asks for a flush past
-    /// `flush_bytes`.
-    pub fn new(max_bytes: usize, flush_bytes: usize) -> Self {
+    /// A buffer that refuses writes past `max_bytes`, asks for a flush past
+    /// `flush_bytes`, and keeps `last_values` up to date.
+    pub fn new(max_bytes: usize, flush_bytes: usize, last_values: Option<Arc<LastValueCache>>) -> Self {
         WriteBuffer {
             state: Mutex::new(BufferState::default()),
             total_bytes: AtomicUsize::new(0),
             max_bytes,
             flush_bytes,
             flush_wanted: Notify::new(),
+            last_values,
         }
     }
 
@@ -156,6 +160,13 @@ impl WriteBuffer {
             state.bytes
         };
         self.total_bytes.fetch_add(added, Ordering::Relaxed);
+        // After the rows are readable: a cache build that starts now reads
+        // them, and one that started before takes them in here.
+        if let Some(cache) = &self.last_values {
+            for write in writes {
+                cache.observe_write(&write.database, &write.table, &write.batch);
+            }
+        }
         if buffered >= self.flush_bytes {
             self.flush_wanted.notify_one();
         }

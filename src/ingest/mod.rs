@@ -242,9 +242,10 @@ impl Ingester {
         catalog: Arc<dyn Catalog>,
         storage: Arc<Storage>,
         metrics: Arc<Metrics>,
+        last_values: Option<Arc<crate::last_values::LastValueCache>>,
         options: IngestOptions,
     ) -> Result<(Arc<Ingester>, ReplayReport), IngestError> {
-        let buffer = Arc::new(WriteBuffer::new(options.max_buffer_bytes, options.flush_buffer_bytes));
+        let buffer = Arc::new(WriteBuffer::new(options.max_buffer_bytes, options.flush_buffer_bytes, last_values));
         let (wal, report) = Wal::open(
             &root.join("_wal"),
             catalog.as_ref(),

@@ -16,6 +16,7 @@ pub mod dedup;
 mod error;
 pub mod functions;
 mod information_schema;
+mod last_values;
 mod output;
 pub mod params;
 mod placeholders;
@@ -115,6 +116,7 @@ impl QueryEngine {
         buffer: Option<Arc<dyn BufferedRows>>,
         writer: Option<Arc<dyn TableWriter>>,
         relations: Arc<RelationStore>,
+        last_values: Option<Arc<crate::last_values::LastValueCache>>,
         options: QueryOptions,
     ) -> Result<QueryEngine, QueryError> {
         let setup = |e: DataFusionError| QueryError::Internal(format!("setting up the query engine: {e}"));
@@ -156,12 +158,15 @@ impl QueryEngine {
             view_stack: Arc::default(),
             pg_catalogs: Arc::default(),
         };
-        let base = SessionStateBuilder::new()
+        let mut builder = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .with_catalog_list(Arc::new(catalog::DatabaseList::new(sources)))
-            .build();
+            .with_catalog_list(Arc::new(catalog::DatabaseList::new(sources)));
+        if let Some(cache) = last_values {
+            builder = builder.with_optimizer_rule(Arc::new(last_values::LastValuesRule::new(cache)));
+        }
+        let base = builder.build();
         // pg_catalog registers into the catalog `default`, which always exists;
         // the catalog provider shares it with every database.
         let context = datafusion::prelude::SessionContext::new_with_state(base);

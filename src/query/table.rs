@@ -119,6 +119,23 @@ impl TimeseriesTable {
 }
 
 impl TimeseriesTable {
+    /// The database it is in.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Its name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Its columns and their kinds, as the catalog had them when it was opened.
+    pub fn table_schema(&self) -> Arc<TableSchema> {
+        Arc::clone(&self.schema)
+    }
+}
+
+impl TimeseriesTable {
     /// The rows of `files` (oldest first) as one stream sorted by tags then
     /// time, with rows of the same series and time merged as readers merge
     /// them (the last write wins field by field): what a compaction writes.

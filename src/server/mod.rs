@@ -23,6 +23,7 @@ use crate::catalog::{Catalog, CatalogError, LocalCatalog, RedisCatalog, RedisOpt
 use crate::compactor::{Compactor, CompactorOptions, MergeLevel, MAX_FILES_PER_MERGE};
 use crate::config::{resolve_layers, MetadataType, Mode, SettingError, Settings};
 use crate::ingest::{IngestOptions, Ingester};
+use crate::last_values::LastValueCache;
 use crate::metrics::Metrics;
 use crate::query::{BufferedRows, QueryEngine, QueryOptions, TableWriter};
 use crate::storage::{ParquetOptions, Storage};
@@ -327,6 +328,8 @@ pub struct Components {
     /// The compactor, in modes that compact.
     pub compactor: Option<Arc<Compactor>>,
     /// The data root's lock, held while the components live (not by a reader).
+    /// The last-value cache, where this process sees every write.
+    pub last_values: Option<Arc<LastValueCache>>,
     _root_lock: Option<std::fs::File>,
 }
 
@@ -389,6 +392,11 @@ impl Components {
             }
         };
         let metrics = Arc::new(Metrics::default());
+        // Only where every write of every table passes through this process.
+        let last_values = (settings.mode == Mode::Aio
+            && settings.metadata_type == MetadataType::Json
+            && settings.last_value_cache_bytes.0 > 0)
+            .then(|| Arc::new(LastValueCache::new(Arc::clone(&catalog), settings.last_value_cache_bytes.0 as usize)));
         let ingester = if settings.mode.writes() {
             let started = std::time::Instant::now();
             let (ingester, replay) = Ingester::open(
@@ -396,6 +404,7 @@ impl Components {
                 Arc::clone(&catalog),
                 Arc::clone(&storage),
                 Arc::clone(&metrics),
+                last_values.clone(),
                 ingest_options(settings),
             )
             .await
@@ -429,6 +438,7 @@ impl Components {
                 buffer,
                 writer,
                 relations,
+                last_values.clone(),
                 query_options(settings),
             )
             .map_err(|e| ServeError::Runtime(e.to_string()))?;
@@ -442,6 +452,7 @@ impl Components {
                 Arc::clone(&storage),
                 Arc::new(MergesThroughEngine(Arc::clone(engine))),
                 Arc::clone(&metrics),
+                last_values.clone(),
                 compactor_options,
             ))),
             _ => None,
@@ -450,7 +461,7 @@ impl Components {
         // the modes with SQL fronts hand it to the front doors (a writer's
         // refuses reads: QueryOptions::writes_only).
         let engine = engine.filter(|_| settings.mode.speaks_sql());
-        Ok(Components { catalog, storage, metrics, ingester, engine, compactor, _root_lock: root_lock })
+        Ok(Components { catalog, storage, metrics, ingester, engine, compactor, last_values, _root_lock: root_lock })
     }
 }
 
@@ -567,6 +578,7 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         storage: Arc::clone(&components.storage),
         users,
         metrics: Arc::clone(&components.metrics),
+        last_values: components.last_values.clone(),
         max_body_bytes: settings.max_body_bytes.0 as usize,
         write_body_timeout: Duration::from_secs_f64(settings.write_body_timeout_s),
         max_query_bytes: settings.max_query_bytes.0 as usize,

@@ -8,6 +8,7 @@ mod docs;
 mod faults;
 mod flight;
 mod http_write;
+mod last_values;
 mod line_protocol;
 mod postgres;
 mod postgres_wire;

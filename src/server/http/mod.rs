@@ -49,6 +49,8 @@ pub struct HttpState {
     pub users: Arc<Users>,
     /// The process metrics.
     pub metrics: Arc<Metrics>,
+    /// The last-value cache, whose size and hits `/metrics` reports.
+    pub last_values: Option<Arc<crate::last_values::LastValueCache>>,
     /// Largest write body, after decompression.
     pub max_body_bytes: usize,
     /// How long an admitted write may take to send its body.
@@ -205,6 +207,9 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         queries_running: state.engine.as_ref().map_or(0, |e| e.queries_running() as u64),
         queries_queued: state.engine.as_ref().map_or(0, |e| e.queries_queued() as u64),
         catalog_lag_ms: state.catalog.lag().map_or(0, |lag| u64::try_from(lag.as_millis()).unwrap_or(u64::MAX)),
+        last_value_cache_bytes: state.last_values.as_ref().map_or(0, |c| c.bytes() as u64),
+        last_value_cache_hits: state.last_values.as_ref().map_or(0, |c| c.hits()),
+        last_value_cache_builds: state.last_values.as_ref().map_or(0, |c| c.builds()),
     };
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(gauges))
         .into_response()

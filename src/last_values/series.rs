@@ -1,0 +1,569 @@
+//! The last row of every series of one table, column by column.
+//!
+//! A series is one combination of tag values (a missing tag counts as null).
+//! Its last row is the row with the greatest time; rows with the same series
+//! and time merge the way reads merge them (`query::dedup`): each field takes
+//! its last non-null value. Rows are found by a hash of their tag values and
+//! compared tag by tag, so a hash collision costs a comparison, never a wrong
+//! answer.
+
+use std::collections::HashSet;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use arrow::array::{
+    new_null_array, Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, Float64Array, Int64Array, RecordBatch,
+    StringArray, StringDictionaryBuilder, StringViewArray, TimestampNanosecondArray, UInt64Array,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int32Type, SchemaRef, TimestampNanosecondType};
+use arrow::error::ArrowError;
+use hashbrown::HashTable;
+
+use crate::catalog::{ColumnType, TIME_COLUMN};
+
+/// Where an observed row comes from, which decides who wins a tie in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// An acknowledged write, newer than everything observed before it.
+    Write,
+    /// A row read back from the table while the cache is built. A write seen
+    /// during the build is newer than any row of the scan with the same
+    /// series and time, so such a row only fills the write's missing fields.
+    Scan,
+}
+
+/// A batch column the cache cannot hold (a type no table column has).
+#[derive(Debug)]
+pub(crate) struct Unsupported(pub String);
+
+#[derive(Debug)]
+enum Values {
+    Text(Vec<Option<Arc<str>>>),
+    Float(Vec<Option<f64>>),
+    Integer(Vec<Option<i64>>),
+    UInteger(Vec<Option<u64>>),
+    Boolean(Vec<Option<bool>>),
+}
+
+impl Values {
+    fn new(kind: ColumnType, len: usize) -> Self {
+        match kind {
+            ColumnType::Tag | ColumnType::String | ColumnType::Time => Values::Text(vec![None; len]),
+            ColumnType::Float => Values::Float(vec![None; len]),
+            ColumnType::Integer => Values::Integer(vec![None; len]),
+            ColumnType::UInteger => Values::UInteger(vec![None; len]),
+            ColumnType::Boolean => Values::Boolean(vec![None; len]),
+        }
+    }
+
+    /// Bytes one slot takes, for the memory bound (strings are counted apart).
+    fn slot_bytes(&self) -> usize {
+        match self {
+            Values::Text(_) => std::mem::size_of::<Option<Arc<str>>>(),
+            Values::Float(_) | Values::Integer(_) | Values::UInteger(_) => 16,
+            Values::Boolean(_) => 1,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CachedColumn {
+    name: Arc<str>,
+    kind: ColumnType,
+    values: Values,
+}
+
+/// Reads one text column of a batch, whatever its string encoding.
+enum TextReader<'a> {
+    Dictionary(&'a DictionaryArray<Int32Type>, &'a StringArray),
+    Plain(&'a StringArray),
+    View(&'a StringViewArray),
+    Null,
+}
+
+impl<'a> TextReader<'a> {
+    fn new(array: &'a dyn Array) -> Result<Self, Unsupported> {
+        Ok(match array.data_type() {
+            DataType::Dictionary(key, value)
+                if key.as_ref() == &DataType::Int32 && value.as_ref() == &DataType::Utf8 =>
+            {
+                let dictionary = array.as_dictionary::<Int32Type>();
+                TextReader::Dictionary(dictionary, dictionary.values().as_string::<i32>())
+            }
+            DataType::Utf8 => TextReader::Plain(array.as_string::<i32>()),
+            DataType::Utf8View => TextReader::View(array.as_string_view()),
+            DataType::Null => TextReader::Null,
+            other => return Err(Unsupported(format!("a text column of type {other}"))),
+        })
+    }
+
+    fn get(&self, row: usize) -> Option<&'a str> {
+        match self {
+            TextReader::Dictionary(dictionary, values) => {
+                if dictionary.is_null(row) {
+                    return None;
+                }
+                let key = dictionary.keys().value(row) as usize;
+                values.is_valid(key).then(|| values.value(key))
+            }
+            TextReader::Plain(array) => array.is_valid(row).then(|| array.value(row)),
+            TextReader::View(array) => array.is_valid(row).then(|| array.value(row)),
+            TextReader::Null => None,
+        }
+    }
+}
+
+/// Reads one field column of a batch as the cache stores it.
+enum FieldReader<'a> {
+    Text(TextReader<'a>),
+    Float(&'a Float64Array),
+    Integer(&'a Int64Array),
+    UInteger(&'a UInt64Array),
+    Boolean(&'a BooleanArray),
+}
+
+impl<'a> FieldReader<'a> {
+    fn new(kind: ColumnType, array: &'a dyn Array) -> Result<Self, Unsupported> {
+        let unsupported = || Unsupported(format!("a {kind} column of type {}", array.data_type()));
+        Ok(match kind {
+            ColumnType::String => FieldReader::Text(TextReader::new(array)?),
+            ColumnType::Float => FieldReader::Float(array.as_primitive_opt().ok_or_else(unsupported)?),
+            ColumnType::Integer => FieldReader::Integer(array.as_primitive_opt().ok_or_else(unsupported)?),
+            ColumnType::UInteger => FieldReader::UInteger(array.as_primitive_opt().ok_or_else(unsupported)?),
+            ColumnType::Boolean => FieldReader::Boolean(array.as_boolean_opt().ok_or_else(unsupported)?),
+            ColumnType::Tag | ColumnType::Time => return Err(unsupported()),
+        })
+    }
+
+    fn is_valid(&self, row: usize) -> bool {
+        match self {
+            FieldReader::Text(reader) => reader.get(row).is_some(),
+            FieldReader::Float(a) => a.is_valid(row),
+            FieldReader::Integer(a) => a.is_valid(row),
+            FieldReader::UInteger(a) => a.is_valid(row),
+            FieldReader::Boolean(a) => a.is_valid(row),
+        }
+    }
+
+    /// Stores row `row` (null or not) into `slot` of `values`; returns the
+    /// string bytes it added.
+    fn store(&self, row: usize, values: &mut Values, slot: usize) -> usize {
+        fn get<T: Copy>(valid: bool, value: T) -> Option<T> {
+            valid.then_some(value)
+        }
+        match (self, values) {
+            (FieldReader::Text(reader), Values::Text(v)) => {
+                let value = reader.get(row);
+                v[slot] = value.map(Arc::from);
+                value.map_or(0, str::len)
+            }
+            (FieldReader::Float(a), Values::Float(v)) => {
+                v[slot] = get(a.is_valid(row), a.value(row));
+                0
+            }
+            (FieldReader::Integer(a), Values::Integer(v)) => {
+                v[slot] = get(a.is_valid(row), a.value(row));
+                0
+            }
+            (FieldReader::UInteger(a), Values::UInteger(v)) => {
+                v[slot] = get(a.is_valid(row), a.value(row));
+                0
+            }
+            (FieldReader::Boolean(a), Values::Boolean(v)) => {
+                v[slot] = get(a.is_valid(row), a.value(row));
+                0
+            }
+            // The reader was made for the column's kind, so the two agree.
+            _ => 0,
+        }
+    }
+}
+
+fn slot_is_null(values: &Values, slot: usize) -> bool {
+    match values {
+        Values::Text(v) => v[slot].is_none(),
+        Values::Float(v) => v[slot].is_none(),
+        Values::Integer(v) => v[slot].is_none(),
+        Values::UInteger(v) => v[slot].is_none(),
+        Values::Boolean(v) => v[slot].is_none(),
+    }
+}
+
+fn clear_slot(values: &mut Values, slot: usize) {
+    match values {
+        Values::Text(v) => v[slot] = None,
+        Values::Float(v) => v[slot] = None,
+        Values::Integer(v) => v[slot] = None,
+        Values::UInteger(v) => v[slot] = None,
+        Values::Boolean(v) => v[slot] = None,
+    }
+}
+
+/// The last row of every series of one table.
+#[derive(Debug, Default)]
+pub(crate) struct SeriesRows {
+    /// Tag columns then fields, in the order they were first seen.
+    columns: Vec<CachedColumn>,
+    /// Per series: the hash of its tags, its last time, and whether that row
+    /// came from a write (see [`Origin::Scan`]).
+    hashes: Vec<u64>,
+    times: Vec<i64>,
+    from_write: Vec<bool>,
+    index: HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+    /// Tag values, stored once however many series share them.
+    interned: HashSet<Arc<str>>,
+    /// What the slots and strings take, roughly.
+    bytes: usize,
+}
+
+impl SeriesRows {
+    /// Series held.
+    pub(crate) fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    /// Memory held, roughly: what the bound is checked against.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn slot_bytes(&self) -> usize {
+        // hash, time, origin, index entry
+        8 + 8 + 1 + 4 + self.columns.iter().map(|c| c.values.slot_bytes()).sum::<usize>()
+    }
+
+    fn column_index(&mut self, name: &str, kind: ColumnType) -> Result<usize, Unsupported> {
+        if let Some(i) = self.columns.iter().position(|c| &*c.name == name) {
+            if self.columns[i].kind != kind {
+                return Err(Unsupported(format!("column {name} is a {} and a {kind}", self.columns[i].kind)));
+            }
+            return Ok(i);
+        }
+        let values = Values::new(kind, self.len());
+        self.bytes += values.slot_bytes() * self.len();
+        self.columns.push(CachedColumn { name: name.into(), kind, values });
+        Ok(self.columns.len() - 1)
+    }
+
+    /// Takes in the rows of `batch` (any columns of the table, `time` among
+    /// them); `origin` says who wins a tie in time.
+    pub(crate) fn observe(&mut self, batch: &RecordBatch, origin: Origin) -> Result<(), Unsupported> {
+        let schema = batch.schema();
+        let Ok(time_index) = schema.index_of(TIME_COLUMN) else {
+            return Err(Unsupported("a batch without a time column".into()));
+        };
+        let Some(times) = batch.column(time_index).as_primitive_opt::<TimestampNanosecondType>() else {
+            return Err(Unsupported(format!("a time column of type {}", batch.column(time_index).data_type())));
+        };
+        // Every batch column gets its place in the cache first, so that
+        // tag order (and so the hash) is the cache's, not the batch's.
+        let mut fields: Vec<(usize, usize)> = Vec::new();
+        for (i, field) in schema.fields().iter().enumerate() {
+            if i == time_index {
+                continue;
+            }
+            let kind = ColumnType::from_data_type(field.data_type())
+                .ok_or_else(|| Unsupported(format!("column {} of type {}", field.name(), field.data_type())))?;
+            let kind = if kind == ColumnType::Time { ColumnType::String } else { kind };
+            let cached = self.column_index(field.name(), kind)?;
+            if kind != ColumnType::Tag {
+                fields.push((cached, i));
+            }
+        }
+        let tag_columns: Vec<usize> =
+            (0..self.columns.len()).filter(|&c| self.columns[c].kind == ColumnType::Tag).collect();
+        let tags: Vec<TextReader<'_>> = tag_columns
+            .iter()
+            .map(|&c| match schema.index_of(&self.columns[c].name) {
+                Ok(i) => TextReader::new(batch.column(i).as_ref()),
+                Err(_) => Ok(TextReader::Null),
+            })
+            .collect::<Result<_, _>>()?;
+        let readers: Vec<(usize, FieldReader<'_>)> = fields
+            .iter()
+            .map(|&(cached, i)| Ok((cached, FieldReader::new(self.columns[cached].kind, batch.column(i).as_ref())?)))
+            .collect::<Result<_, Unsupported>>()?;
+        let hashes = self.row_hashes(&tags, batch.num_rows());
+        let slot_bytes = self.slot_bytes();
+
+        for row in 0..batch.num_rows() {
+            if times.is_null(row) {
+                continue;
+            }
+            let time = times.value(row);
+            let hash = hashes[row];
+            let columns = &self.columns;
+            let found = self.index.find(hash, |&slot| {
+                let slot = slot as usize;
+                self.hashes[slot] == hash
+                    && tag_columns.iter().zip(&tags).all(|(&c, reader)| match &columns[c].values {
+                        Values::Text(v) => v[slot].as_deref() == reader.get(row),
+                        _ => false,
+                    })
+            });
+            match found.copied() {
+                None => {
+                    let slot = self.len();
+                    for column in &mut self.columns {
+                        match &mut column.values {
+                            Values::Text(v) => v.push(None),
+                            Values::Float(v) => v.push(None),
+                            Values::Integer(v) => v.push(None),
+                            Values::UInteger(v) => v.push(None),
+                            Values::Boolean(v) => v.push(None),
+                        }
+                    }
+                    for (&c, reader) in tag_columns.iter().zip(&tags) {
+                        if let Some(value) = reader.get(row) {
+                            let interned = match self.interned.get(value) {
+                                Some(v) => Arc::clone(v),
+                                None => {
+                                    self.bytes += value.len() + 16;
+                                    let v: Arc<str> = value.into();
+                                    self.interned.insert(Arc::clone(&v));
+                                    v
+                                }
+                            };
+                            if let Values::Text(v) = &mut self.columns[c].values {
+                                v[slot] = Some(interned);
+                            }
+                        }
+                    }
+                    for (c, reader) in &readers {
+                        self.bytes += reader.store(row, &mut self.columns[*c].values, slot);
+                    }
+                    self.hashes.push(hash);
+                    self.times.push(time);
+                    self.from_write.push(origin == Origin::Write);
+                    self.bytes += slot_bytes;
+                    let hashes = &self.hashes;
+                    self.index.insert_unique(hash, slot as u32, |&s| hashes[s as usize]);
+                }
+                Some(slot) => {
+                    let slot = slot as usize;
+                    let last = self.times[slot];
+                    if time > last {
+                        // A newer row replaces the whole row: fields it lacks are null.
+                        for column in &mut self.columns {
+                            if column.kind != ColumnType::Tag {
+                                clear_slot(&mut column.values, slot);
+                            }
+                        }
+                        for (c, reader) in &readers {
+                            self.bytes += reader.store(row, &mut self.columns[*c].values, slot);
+                        }
+                        self.times[slot] = time;
+                        self.from_write[slot] = origin == Origin::Write;
+                    } else if time == last {
+                        let fill_only = origin == Origin::Scan && self.from_write[slot];
+                        for (c, reader) in &readers {
+                            let values = &mut self.columns[*c].values;
+                            if reader.is_valid(row) && (!fill_only || slot_is_null(values, slot)) {
+                                self.bytes += reader.store(row, values, slot);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One hash per row from its tag values, in the cache's tag order.
+    fn row_hashes(&self, tags: &[TextReader<'_>], rows: usize) -> Vec<u64> {
+        let mut hashes = vec![0u64; rows];
+        for reader in tags {
+            let combine = |hash: &mut u64, value: Option<&str>| {
+                *hash = self.hasher.hash_one((*hash, value));
+            };
+            match reader {
+                TextReader::Dictionary(dictionary, values) => {
+                    // Hash each distinct value once.
+                    let value_hashes: Vec<Option<&str>> =
+                        (0..values.len()).map(|i| values.is_valid(i).then(|| values.value(i))).collect();
+                    for (row, hash) in hashes.iter_mut().enumerate() {
+                        let value = if dictionary.is_null(row) {
+                            None
+                        } else {
+                            value_hashes.get(dictionary.keys().value(row) as usize).copied().flatten()
+                        };
+                        combine(hash, value);
+                    }
+                }
+                other => {
+                    for (row, hash) in hashes.iter_mut().enumerate() {
+                        combine(hash, other.get(row));
+                    }
+                }
+            }
+        }
+        hashes
+    }
+
+    /// Every series' last row as one batch of `schema` (the table's columns
+    /// or some of them); columns the cache has not seen are null.
+    pub(crate) fn to_batch(&self, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+        let rows = self.len();
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            let array: ArrayRef = if field.name() == TIME_COLUMN {
+                Arc::new(TimestampNanosecondArray::from(self.times.clone()))
+            } else {
+                match self.columns.iter().find(|c| &*c.name == field.name()) {
+                    None => new_null_array(field.data_type(), rows),
+                    Some(column) => match &column.values {
+                        Values::Text(v) if matches!(field.data_type(), DataType::Dictionary(..)) => {
+                            let mut builder = StringDictionaryBuilder::<Int32Type>::new();
+                            for value in v {
+                                builder.append_option(value.as_deref());
+                            }
+                            Arc::new(builder.finish())
+                        }
+                        Values::Text(v) => Arc::new(StringArray::from_iter(v.iter().map(|s| s.as_deref()))),
+                        Values::Float(v) => Arc::new(Float64Array::from(v.clone())),
+                        Values::Integer(v) => Arc::new(Int64Array::from(v.clone())),
+                        Values::UInteger(v) => Arc::new(UInt64Array::from(v.clone())),
+                        Values::Boolean(v) => Arc::new(BooleanArray::from(v.clone())),
+                    },
+                }
+            };
+            let array = if array.data_type() == field.data_type() { array } else { cast(&array, field.data_type())? };
+            arrays.push(array);
+        }
+        RecordBatch::try_new_with_options(
+            Arc::clone(schema),
+            arrays,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{Field, Schema};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("host", crate::catalog::tag_data_type(), true),
+            Field::new("region", crate::catalog::tag_data_type(), true),
+            Field::new("usage", DataType::Float64, true),
+            Field::new("count", DataType::Int64, true),
+            Field::new(TIME_COLUMN, crate::catalog::time_data_type(), false),
+        ]))
+    }
+
+    /// host, region, usage, count, time
+    type Row<'a> = (&'a str, Option<&'a str>, Option<f64>, Option<i64>, i64);
+
+    fn batch(rows: &[Row<'_>]) -> RecordBatch {
+        let tag = |values: Vec<Option<&str>>| -> ArrayRef {
+            Arc::new(values.into_iter().collect::<DictionaryArray<Int32Type>>())
+        };
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                tag(rows.iter().map(|r| Some(r.0)).collect()),
+                tag(rows.iter().map(|r| r.1).collect()),
+                Arc::new(rows.iter().map(|r| r.2).collect::<Float64Array>()),
+                Arc::new(rows.iter().map(|r| r.3).collect::<Int64Array>()),
+                Arc::new(
+                    TimestampNanosecondArray::from(rows.iter().map(|r| r.4).collect::<Vec<_>>()).with_timezone("UTC"),
+                ),
+            ],
+        )
+        .expect("batch")
+    }
+
+    fn rows(cache: &SeriesRows) -> Vec<String> {
+        let batch = cache.to_batch(&schema()).expect("to_batch");
+        let mut lines: Vec<String> = arrow::util::pretty::pretty_format_batches(&[batch])
+            .expect("format")
+            .to_string()
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.contains("host"))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn keeps_the_latest_row_of_each_series_whatever_the_arrival_order() {
+        let mut cache = SeriesRows::default();
+        cache
+            .observe(
+                &batch(&[
+                    ("a", Some("eu"), Some(1.0), Some(1), 10),
+                    ("a", Some("eu"), Some(3.0), Some(3), 30),
+                    ("a", Some("eu"), Some(2.0), Some(2), 20),
+                    ("a", None, Some(9.0), None, 5),
+                    ("b", Some("us"), Some(4.0), None, 40),
+                ]),
+                Origin::Write,
+            )
+            .expect("observe");
+        assert_eq!(cache.len(), 3, "a/eu, a/null and b/us are three series");
+        let lines = rows(&cache);
+        assert!(
+            lines.iter().any(|l| l.contains("| a    | eu     | 3.0   | 3     | 1970-01-01T00:00:00.000000030Z")),
+            "{lines:?}"
+        );
+        assert!(lines.iter().any(|l| l.contains("| a    |        | 9.0   |       |")), "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("| b    | us     | 4.0   |       |")), "{lines:?}");
+    }
+
+    #[test]
+    fn rows_of_the_same_time_merge_field_by_field_and_newer_rows_replace() {
+        let mut cache = SeriesRows::default();
+        cache.observe(&batch(&[("a", None, Some(1.0), Some(7), 10)]), Origin::Write).expect("observe");
+        // Same time, only `usage`: `count` stays.
+        cache.observe(&batch(&[("a", None, Some(2.0), None, 10)]), Origin::Write).expect("observe");
+        assert!(rows(&cache)[0].contains("| 2.0   | 7     |"), "{:?}", rows(&cache));
+        // Newer, only `count`: `usage` is null, as a read of the newest row shows it.
+        cache.observe(&batch(&[("a", None, None, Some(8), 11)]), Origin::Write).expect("observe");
+        assert!(rows(&cache)[0].contains("|       | 8     |"), "{:?}", rows(&cache));
+    }
+
+    #[test]
+    fn a_scan_row_does_not_override_a_write_of_the_same_time() {
+        let mut cache = SeriesRows::default();
+        cache.observe(&batch(&[("a", None, Some(5.0), None, 10)]), Origin::Write).expect("observe");
+        // The scan read the older merged row: it fills `count`, not `usage`.
+        cache.observe(&batch(&[("a", None, Some(1.0), Some(7), 10)]), Origin::Scan).expect("observe");
+        assert!(rows(&cache)[0].contains("| 5.0   | 7     |"), "{:?}", rows(&cache));
+        // An older scan row changes nothing; a newer one replaces.
+        cache.observe(&batch(&[("a", None, Some(0.5), Some(1), 9)]), Origin::Scan).expect("observe");
+        assert!(rows(&cache)[0].contains("| 5.0   | 7     |"), "{:?}", rows(&cache));
+        cache.observe(&batch(&[("a", None, Some(6.0), None, 12)]), Origin::Scan).expect("observe");
+        assert!(rows(&cache)[0].contains("| 6.0   |       |"), "{:?}", rows(&cache));
+    }
+
+    #[test]
+    fn a_tag_missing_from_a_batch_is_null_and_columns_come_in_any_order() {
+        let mut cache = SeriesRows::default();
+        cache.observe(&batch(&[("a", None, Some(1.0), None, 10)]), Origin::Write).expect("observe");
+        // The same series, from a batch without `region` and with columns reordered.
+        let reordered = Arc::new(Schema::new(vec![
+            Field::new(TIME_COLUMN, crate::catalog::time_data_type(), false),
+            Field::new("usage", DataType::Float64, true),
+            Field::new("host", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            reordered,
+            vec![
+                Arc::new(TimestampNanosecondArray::from(vec![20]).with_timezone("UTC")),
+                Arc::new(Float64Array::from(vec![2.0])),
+                Arc::new(StringArray::from(vec!["a"])),
+            ],
+        )
+        .expect("batch");
+        // `host` as a plain string is a string field here, not the tag.
+        assert!(cache.observe(&batch, Origin::Write).is_err(), "a tag seen as a field is refused");
+        let tags_only = batch.project(&[0, 1]).expect("project");
+        cache.observe(&tags_only, Origin::Write).expect("observe");
+        assert_eq!(cache.len(), 2, "no host at all is another series");
+    }
+}

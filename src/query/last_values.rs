@@ -1,0 +1,318 @@
+//! Queries answered from the last-value cache.
+//!
+//! An aggregate whose answer over a measurement equals its answer over the
+//! last row of each series reads [`LastValueCache`] instead of the table. That
+//! holds when:
+//! - it groups by tags, or by expressions of tags only (constant within a
+//!   series), or by nothing;
+//! - every aggregate is `first_value(x ORDER BY <tags>..., time DESC ...)` or
+//!   `last_value(x ORDER BY <tags>..., time ...)` (what `DISTINCT ON (tags)
+//!   ... ORDER BY tags, time DESC` becomes), `max(time)`, `min`/`max` of tags,
+//!   TimescaleDB's `last(x, time)`, or `count(DISTINCT <tags>)`; no
+//!   `FILTER`, no `IGNORE NULLS`;
+//! - it has no aggregate at all: `SELECT DISTINCT host FROM cpu`;
+//! - the rows it reads are filtered by tags only and by lower bounds on
+//!   `time`: a series whose last row is older than the bound has no row after
+//!   it, and one whose last row is newer keeps that row as its last.
+//!
+//! Anything else (a time upper bound, a filter on a field, a join) reads the
+//! table as before. The rewrite swaps the scan's table only, so the plan above
+//! it is the same and computes the same answer from fewer rows; if the cache
+//! is off for the table when the query runs, the scan reads the table.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, Result};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::{provider_as_source, source_as_provider, TableProvider, TableType};
+use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{
+    Aggregate, BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, TableScan,
+};
+use datafusion::optimizer::optimizer::ApplyOrder;
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::physical_plan::ExecutionPlan;
+
+use super::table::TimeseriesTable;
+use crate::catalog::{ColumnType, TableSchema, TIME_COLUMN};
+use crate::last_values::LastValueCache;
+
+/// Points the scans of the aggregates described in the module docs at the cache.
+#[derive(Debug)]
+pub(super) struct LastValuesRule {
+    cache: Arc<LastValueCache>,
+}
+
+impl LastValuesRule {
+    /// The rule, reading `cache`.
+    pub(super) fn new(cache: Arc<LastValueCache>) -> Self {
+        LastValuesRule { cache }
+    }
+}
+
+impl OptimizerRule for LastValuesRule {
+    fn name(&self) -> &str {
+        "hourglass_last_values"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::TopDown)
+    }
+
+    fn rewrite(&self, plan: LogicalPlan, _config: &dyn OptimizerConfig) -> Result<Transformed<LogicalPlan>> {
+        let LogicalPlan::Aggregate(aggregate) = &plan else { return Ok(Transformed::no(plan)) };
+        let Some(classes) = column_classes(&aggregate.input) else { return Ok(Transformed::no(plan)) };
+        if !aggregate_is_answerable(aggregate, &classes) {
+            return Ok(Transformed::no(plan));
+        }
+        let input = Arc::unwrap_or_clone(Arc::clone(&aggregate.input));
+        let input = input.transform_up(|node| {
+            let LogicalPlan::TableScan(scan) = &node else { return Ok(Transformed::no(node)) };
+            let Some(measurement) = measurement(scan) else { return Ok(Transformed::no(node)) };
+            let cached = LastValuesTable {
+                inner: measurement.provider,
+                cache: Arc::clone(&self.cache),
+                database: measurement.database,
+                table: measurement.table,
+            };
+            let mut scan = scan.clone();
+            scan.source = provider_as_source(Arc::new(cached));
+            Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+        })?;
+        if !input.transformed {
+            return Ok(Transformed::no(plan));
+        }
+        let rewritten = plan.with_new_exprs(plan.expressions(), vec![input.data])?;
+        Ok(Transformed::yes(rewritten))
+    }
+}
+
+/// What a column is, as far as a series' last row is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// A tag, or an expression of tags only: the same on every row of a series.
+    Tag,
+    /// The `time` column itself.
+    Time,
+    /// Anything else.
+    Other,
+}
+
+/// A measurement's table under a scan.
+struct Measurement {
+    provider: Arc<dyn TableProvider>,
+    database: String,
+    table: String,
+    schema: Arc<TableSchema>,
+}
+
+fn measurement(scan: &TableScan) -> Option<Measurement> {
+    let provider = source_as_provider(&scan.source).ok()?;
+    let table = (provider.as_ref() as &dyn Any).downcast_ref::<TimeseriesTable>()?;
+    let (database, name, schema) = (table.database().to_owned(), table.table().to_owned(), table.table_schema());
+    Some(Measurement { provider, database, table: name, schema })
+}
+
+/// The classes of the columns `plan` outputs, when it is a measurement's scan
+/// under filters the cache can answer, projections and aliases; `None` otherwise.
+fn column_classes(plan: &LogicalPlan) -> Option<HashMap<Column, Class>> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let table = measurement(scan)?;
+            if scan.fetch.is_some() {
+                return None;
+            }
+            let classes: HashMap<Column, Class> = scan
+                .projected_schema
+                .iter()
+                .map(|(qualifier, field)| {
+                    let class = if field.name() == TIME_COLUMN {
+                        Class::Time
+                    } else if table.schema.column_type(field.name()) == Some(ColumnType::Tag) {
+                        Class::Tag
+                    } else {
+                        Class::Other
+                    };
+                    (Column::new(qualifier.cloned(), field.name()), class)
+                })
+                .collect();
+            // Filters pushed into the scan are checked against every table column.
+            let all: HashMap<Column, Class> = table
+                .schema
+                .columns()
+                .iter()
+                .map(|c| {
+                    let class = match c.column_type {
+                        ColumnType::Tag => Class::Tag,
+                        ColumnType::Time => Class::Time,
+                        _ => Class::Other,
+                    };
+                    (Column::new(Some(scan.table_name.clone()), c.name.as_ref()), class)
+                })
+                .chain(std::iter::once((Column::new(Some(scan.table_name.clone()), TIME_COLUMN), Class::Time)))
+                .collect();
+            scan.filters.iter().flat_map(split_conjunction).all(|f| filter_is_answerable(f, &all)).then_some(classes)
+        }
+        LogicalPlan::Filter(filter) => {
+            let classes = column_classes(&filter.input)?;
+            split_conjunction(&filter.predicate)
+                .into_iter()
+                .all(|f| filter_is_answerable(f, &classes))
+                .then_some(classes)
+        }
+        LogicalPlan::Projection(projection) => {
+            let classes = column_classes(&projection.input)?;
+            Some(
+                projection
+                    .expr
+                    .iter()
+                    .zip(projection.schema.iter())
+                    .map(|(expr, (qualifier, field))| {
+                        (Column::new(qualifier.cloned(), field.name()), class_of(expr, &classes))
+                    })
+                    .collect(),
+            )
+        }
+        LogicalPlan::SubqueryAlias(alias) => {
+            let classes = column_classes(&alias.input)?;
+            Some(
+                alias
+                    .input
+                    .schema()
+                    .iter()
+                    .zip(alias.schema.iter())
+                    .map(|((inner_qualifier, inner), (qualifier, field))| {
+                        let class = classes
+                            .get(&Column::new(inner_qualifier.cloned(), inner.name()))
+                            .copied()
+                            .unwrap_or(Class::Other);
+                        (Column::new(qualifier.cloned(), field.name()), class)
+                    })
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
+}
+
+fn class_of(expr: &Expr, classes: &HashMap<Column, Class>) -> Class {
+    if let Expr::Column(column) = expr.clone().unalias() {
+        return classes.get(&column).copied().unwrap_or(Class::Other);
+    }
+    if expr.is_volatile() {
+        return Class::Other;
+    }
+    if expr.column_refs().iter().all(|c| classes.get(*c) == Some(&Class::Tag)) {
+        Class::Tag
+    } else {
+        Class::Other
+    }
+}
+
+fn filter_is_answerable(predicate: &Expr, classes: &HashMap<Column, Class>) -> bool {
+    if class_of(predicate, classes) == Class::Tag {
+        return true;
+    }
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = predicate else { return false };
+    let is_time = |e: &Expr| class_of(e, classes) == Class::Time;
+    let is_constant = |e: &Expr| e.column_refs().is_empty() && !e.is_volatile();
+    match op {
+        Operator::Gt | Operator::GtEq => is_time(left) && is_constant(right),
+        Operator::Lt | Operator::LtEq => is_constant(left) && is_time(right),
+        _ => false,
+    }
+}
+
+fn aggregate_is_answerable(aggregate: &Aggregate, classes: &HashMap<Column, Class>) -> bool {
+    let groups_are_tags =
+        aggregate.group_expr.iter().all(|g| !matches!(g, Expr::GroupingSet(_)) && class_of(g, classes) == Class::Tag);
+    groups_are_tags && aggregate.aggr_expr.iter().all(|a| aggregate_function_is_answerable(a, classes))
+}
+
+fn aggregate_function_is_answerable(expr: &Expr, classes: &HashMap<Column, Class>) -> bool {
+    let Expr::AggregateFunction(AggregateFunction { func, params }) = expr.clone().unalias() else { return false };
+    if params.filter.is_some() || matches!(params.null_treatment, Some(NullTreatment::IgnoreNulls)) {
+        return false;
+    }
+    let arguments = || params.args.iter().map(|a| class_of(a, classes));
+    match func.name() {
+        "first_value" | "last_value" if !params.distinct => {
+            if params.args.iter().any(Expr::is_volatile) {
+                return false;
+            }
+            // The first key that is not constant within a series must be
+            // `time`, newest first for first_value, oldest first for last_value.
+            let newest_first = func.name() == "first_value";
+            params
+                .order_by
+                .iter()
+                .find(|sort| class_of(&sort.expr, classes) != Class::Tag)
+                .is_some_and(|sort| class_of(&sort.expr, classes) == Class::Time && sort.asc != newest_first)
+        }
+        // TimescaleDB's last(x, time): x on the row of the greatest time.
+        "last" if !params.distinct && params.order_by.is_empty() => {
+            params.args.len() == 2 && !params.args[0].is_volatile() && class_of(&params.args[1], classes) == Class::Time
+        }
+        "max" => arguments().all(|c| c == Class::Tag || c == Class::Time),
+        "min" => arguments().all(|c| c == Class::Tag),
+        "count" => params.distinct && arguments().all(|c| c == Class::Tag),
+        _ => false,
+    }
+}
+
+/// A measurement read from the last-value cache; reads the table itself when
+/// the cache is off for it.
+#[derive(Debug)]
+struct LastValuesTable {
+    inner: Arc<dyn TableProvider>,
+    cache: Arc<LastValueCache>,
+    database: String,
+    table: String,
+}
+
+#[async_trait]
+impl TableProvider for LastValuesTable {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Inexact, whatever the table says: the rows from the cache are not
+        // filtered by the scan, so every filter must stay above it.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = self.inner.schema();
+        let inner = Arc::clone(&self.inner);
+        let rows = self
+            .cache
+            .last_rows(&self.database, &self.table, &schema, || async {
+                let plan = inner.scan(state, None, &[], None).await?;
+                datafusion::physical_plan::execute_stream(plan, state.task_ctx())
+            })
+            .await?;
+        match rows {
+            // Every filter stays above the scan (see supports_filters_pushdown).
+            Some(rows) => Ok(MemorySourceConfig::try_new_exec(&[vec![rows]], schema, projection.cloned())?),
+            None => self.inner.scan(state, projection, filters, limit).await,
+        }
+    }
+}
