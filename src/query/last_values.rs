@@ -11,12 +11,14 @@
 //!   TimescaleDB's `last(x, time)`, or `count(DISTINCT <tags>)`; no
 //!   `FILTER`, no `IGNORE NULLS`;
 //! - it has no aggregate at all: `SELECT DISTINCT host FROM cpu`;
-//! - the rows it reads are filtered by tags only and by lower bounds on
-//!   `time`: a series whose last row is older than the bound has no row after
-//!   it, and one whose last row is newer keeps that row as its last.
+//! - the rows it reads are filtered by tags only and by bounds on `time`. A
+//!   series whose last row is older than a lower bound has no row after it,
+//!   and one whose last row is newer keeps that row as its last. An upper
+//!   bound (Grafana's `$__timeFilter` ends at now) is answered only when no
+//!   last row of the table is at or past it, which the scan checks; otherwise
+//!   the scan reads the table.
 //!
-//! Anything else (a time upper bound, a filter on a field, a join) reads the
-//! table as before. The rewrite swaps the scan's table only, so the plan above
+//! Anything else (a filter on a field, a join) reads the table as before. The rewrite swaps the scan's table only, so the plan above
 //! it is the same and computes the same answer from fewer rows; if the cache
 //! is off for the table when the query runs, the scan reads the table.
 
@@ -28,7 +30,9 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, Result};
+use arrow::array::AsArray;
+use arrow::datatypes::TimestampNanosecondType;
+use datafusion::common::{Column, Result, ScalarValue};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{provider_as_source, source_as_provider, TableProvider, TableType};
 use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
@@ -68,7 +72,8 @@ impl OptimizerRule for LastValuesRule {
 
     fn rewrite(&self, plan: LogicalPlan, _config: &dyn OptimizerConfig) -> Result<Transformed<LogicalPlan>> {
         let LogicalPlan::Aggregate(aggregate) = &plan else { return Ok(Transformed::no(plan)) };
-        let Some(classes) = column_classes(&aggregate.input) else { return Ok(Transformed::no(plan)) };
+        let mut before = None;
+        let Some(classes) = column_classes(&aggregate.input, &mut before) else { return Ok(Transformed::no(plan)) };
         if !aggregate_is_answerable(aggregate, &classes) {
             return Ok(Transformed::no(plan));
         }
@@ -81,6 +86,7 @@ impl OptimizerRule for LastValuesRule {
                 cache: Arc::clone(&self.cache),
                 database: measurement.database,
                 table: measurement.table,
+                before,
             };
             let mut scan = scan.clone();
             scan.source = provider_as_source(Arc::new(cached));
@@ -122,7 +128,7 @@ fn measurement(scan: &TableScan) -> Option<Measurement> {
 
 /// The classes of the columns `plan` outputs, when it is a measurement's scan
 /// under filters the cache can answer, projections and aliases; `None` otherwise.
-fn column_classes(plan: &LogicalPlan) -> Option<HashMap<Column, Class>> {
+fn column_classes(plan: &LogicalPlan, before: &mut Option<i64>) -> Option<HashMap<Column, Class>> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let table = measurement(scan)?;
@@ -158,17 +164,21 @@ fn column_classes(plan: &LogicalPlan) -> Option<HashMap<Column, Class>> {
                 })
                 .chain(std::iter::once((Column::new(Some(scan.table_name.clone()), TIME_COLUMN), Class::Time)))
                 .collect();
-            scan.filters.iter().flat_map(split_conjunction).all(|f| filter_is_answerable(f, &all)).then_some(classes)
+            scan.filters
+                .iter()
+                .flat_map(split_conjunction)
+                .all(|f| filter_is_answerable(f, &all, before))
+                .then_some(classes)
         }
         LogicalPlan::Filter(filter) => {
-            let classes = column_classes(&filter.input)?;
+            let classes = column_classes(&filter.input, before)?;
             split_conjunction(&filter.predicate)
                 .into_iter()
-                .all(|f| filter_is_answerable(f, &classes))
+                .all(|f| filter_is_answerable(f, &classes, before))
                 .then_some(classes)
         }
         LogicalPlan::Projection(projection) => {
-            let classes = column_classes(&projection.input)?;
+            let classes = column_classes(&projection.input, before)?;
             Some(
                 projection
                     .expr
@@ -181,7 +191,7 @@ fn column_classes(plan: &LogicalPlan) -> Option<HashMap<Column, Class>> {
             )
         }
         LogicalPlan::SubqueryAlias(alias) => {
-            let classes = column_classes(&alias.input)?;
+            let classes = column_classes(&alias.input, before)?;
             Some(
                 alias
                     .input
@@ -216,17 +226,44 @@ fn class_of(expr: &Expr, classes: &HashMap<Column, Class>) -> Class {
     }
 }
 
-fn filter_is_answerable(predicate: &Expr, classes: &HashMap<Column, Class>) -> bool {
+/// Whether the cache can answer under `predicate`. An upper bound on time
+/// (`time < t`, `time <= t`) can be answered when no last row is at or past
+/// it, which only the scan can know: the strictest is kept in `before` (an
+/// exclusive bound, in nanoseconds) for it to check.
+fn filter_is_answerable(predicate: &Expr, classes: &HashMap<Column, Class>, before: &mut Option<i64>) -> bool {
     if class_of(predicate, classes) == Class::Tag {
         return true;
     }
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = predicate else { return false };
     let is_time = |e: &Expr| class_of(e, classes) == Class::Time;
     let is_constant = |e: &Expr| e.column_refs().is_empty() && !e.is_volatile();
+    let mut bound = |value: &Expr, inclusive: bool| match timestamp_ns(value) {
+        Some(t) => {
+            let t = if inclusive { t.saturating_add(1) } else { t };
+            *before = Some(before.map_or(t, |b| b.min(t)));
+            true
+        }
+        None => false,
+    };
     match op {
-        Operator::Gt | Operator::GtEq => is_time(left) && is_constant(right),
-        Operator::Lt | Operator::LtEq => is_constant(left) && is_time(right),
+        Operator::Gt | Operator::GtEq if is_time(left) => is_constant(right),
+        Operator::Lt | Operator::LtEq if is_time(right) => is_constant(left),
+        Operator::Lt | Operator::LtEq if is_time(left) => bound(right, *op == Operator::LtEq),
+        Operator::Gt | Operator::GtEq if is_time(right) => bound(left, *op == Operator::GtEq),
         _ => false,
+    }
+}
+
+/// A timestamp literal (the planner has folded `now()` and casts by now), in
+/// nanoseconds.
+fn timestamp_ns(expr: &Expr) -> Option<i64> {
+    let Expr::Literal(value, _) = expr else { return None };
+    match value {
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000_000),
+        _ => None,
     }
 }
 
@@ -275,6 +312,9 @@ struct LastValuesTable {
     cache: Arc<LastValueCache>,
     database: String,
     table: String,
+    /// The query's upper bound on time (exclusive, nanoseconds): the cache
+    /// answers only if every last row is before it.
+    before: Option<i64>,
 }
 
 #[async_trait]
@@ -309,6 +349,13 @@ impl TableProvider for LastValuesTable {
                 datafusion::physical_plan::execute_stream(plan, state.task_ctx())
             })
             .await?;
+        let rows = rows.filter(|rows| match self.before {
+            None => true,
+            Some(before) => rows
+                .column_by_name(TIME_COLUMN)
+                .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+                .is_some_and(|times| arrow::compute::max(times).is_none_or(|last| last < before)),
+        });
         match rows {
             // Every filter stays above the scan (see supports_filters_pushdown).
             Some(rows) => Ok(MemorySourceConfig::try_new_exec(&[vec![rows]], schema, projection.cloned())?),
