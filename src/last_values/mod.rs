@@ -161,21 +161,35 @@ impl LastValueCache {
             return;
         }
         cache.generation += 1;
-        let now = cache.rows.bytes();
-        let grown = now.saturating_sub(cache.counted_bytes);
+        // The batch made for the last query is out of date: free it now.
+        cache.made = None;
+        self.account(database, table, cache);
+    }
+
+    /// Counts what the table holds (its rows and the batch made from them)
+    /// in the total, and turns the table's cache off past the bound. True
+    /// when it stays on.
+    fn account(&self, database: &str, table: &str, cache: &mut TableCache) -> bool {
+        let now = cache.rows.bytes() + cache.made.as_ref().map_or(0, |(_, _, batch)| batch.get_array_memory_size());
+        let total = if now >= cache.counted_bytes {
+            self.bytes.fetch_add(now - cache.counted_bytes, Ordering::Relaxed) + (now - cache.counted_bytes)
+        } else {
+            self.bytes.fetch_sub(cache.counted_bytes - now, Ordering::Relaxed) - (cache.counted_bytes - now)
+        };
         cache.counted_bytes = now;
-        let total = self.bytes.fetch_add(grown, Ordering::Relaxed) + grown;
-        if total > self.max_bytes {
-            tracing::warn!(
-                database,
-                table,
-                series = cache.rows.len(),
-                max_bytes = self.max_bytes,
-                "the last-value cache is off for this table: it would pass HOURGLASS_LAST_VALUE_CACHE_BYTES; \
-                 its latest-value queries read the table"
-            );
-            self.turn_off(cache);
+        if total <= self.max_bytes {
+            return true;
         }
+        tracing::warn!(
+            database,
+            table,
+            series = cache.rows.len(),
+            max_bytes = self.max_bytes,
+            "the last-value cache is off for this table: it would pass HOURGLASS_LAST_VALUE_CACHE_BYTES; \
+             its latest-value queries read the table"
+        );
+        self.turn_off(cache);
+        false
     }
 
     fn release(&self, cache: &mut TableCache) {
@@ -227,8 +241,11 @@ impl LastValueCache {
             let mut cache = entry.lock();
             match cache.phase {
                 Phase::Ready => {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Self::made(&mut cache, schema).map(Some);
+                    let rows = self.made(database, table, &mut cache, schema)?;
+                    if rows.is_some() {
+                        self.hits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(rows);
                 }
                 Phase::Off => return Ok(None),
                 // A build that was cancelled left `Building`: start again.
@@ -275,7 +292,7 @@ impl LastValueCache {
             bytes = cache.rows.bytes(),
             "last-value cache built"
         );
-        Self::made(&mut cache, schema).map(Some)
+        self.made(database, table, &mut cache, schema)
     }
 
     fn abandon(&self, entry: &TableEntry, epoch: u64) {
@@ -286,14 +303,22 @@ impl LastValueCache {
         }
     }
 
-    fn made(cache: &mut TableCache, schema: &SchemaRef) -> Result<RecordBatch> {
+    /// The rows as a batch of `schema`, made once per change; `None` when
+    /// holding the batch too would pass the bound.
+    fn made(
+        &self,
+        database: &str,
+        table: &str,
+        cache: &mut TableCache,
+        schema: &SchemaRef,
+    ) -> Result<Option<RecordBatch>> {
         if let Some((generation, made_schema, batch)) = &cache.made {
             if *generation == cache.generation && made_schema == schema {
-                return Ok(batch.clone());
+                return Ok(Some(batch.clone()));
             }
         }
         let batch = cache.rows.to_batch(schema).map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;
         cache.made = Some((cache.generation, Arc::clone(schema), batch.clone()));
-        Ok(batch)
+        Ok(self.account(database, table, cache).then_some(batch))
     }
 }

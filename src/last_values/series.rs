@@ -371,30 +371,32 @@ impl SeriesRows {
         Ok(())
     }
 
-    /// One hash per row from its tag values, in the cache's tag order.
+    /// One hash per row from its tag values: the sum of a hash of (the tag's
+    /// place in the cache, its value) over the tags that are not null, so a
+    /// tag column that appears later (null in older series) changes no
+    /// series' hash.
     fn row_hashes(&self, tags: &[TextReader<'_>], rows: usize) -> Vec<u64> {
         let mut hashes = vec![0u64; rows];
-        for reader in tags {
-            let combine = |hash: &mut u64, value: Option<&str>| {
-                *hash = self.hasher.hash_one((*hash, value));
-            };
+        for (place, reader) in tags.iter().enumerate() {
+            let hash_of = |value: &str| self.hasher.hash_one((place, value));
             match reader {
                 TextReader::Dictionary(dictionary, values) => {
-                    // Hash each distinct value once.
-                    let value_hashes: Vec<Option<&str>> =
-                        (0..values.len()).map(|i| values.is_valid(i).then(|| values.value(i))).collect();
+                    // Each distinct value is hashed once.
+                    let value_hashes: Vec<u64> = (0..values.len())
+                        .map(|i| if values.is_valid(i) { hash_of(values.value(i)) } else { 0 })
+                        .collect();
                     for (row, hash) in hashes.iter_mut().enumerate() {
-                        let value = if dictionary.is_null(row) {
-                            None
-                        } else {
-                            value_hashes.get(dictionary.keys().value(row) as usize).copied().flatten()
-                        };
-                        combine(hash, value);
+                        if dictionary.is_valid(row) {
+                            let key = dictionary.keys().value(row) as usize;
+                            *hash = hash.wrapping_add(value_hashes.get(key).copied().unwrap_or(0));
+                        }
                     }
                 }
                 other => {
                     for (row, hash) in hashes.iter_mut().enumerate() {
-                        combine(hash, other.get(row));
+                        if let Some(value) = other.get(row) {
+                            *hash = hash.wrapping_add(hash_of(value));
+                        }
                     }
                 }
             }
@@ -539,6 +541,33 @@ mod tests {
         assert!(rows(&cache)[0].contains("| 5.0   | 7     |"), "{:?}", rows(&cache));
         cache.observe(&batch(&[("a", None, Some(6.0), None, 12)]), Origin::Scan).expect("observe");
         assert!(rows(&cache)[0].contains("| 6.0   |       |"), "{:?}", rows(&cache));
+    }
+
+    #[test]
+    fn a_tag_that_appears_later_leaves_older_series_where_they_were() {
+        let mut cache = SeriesRows::default();
+        let host_only = Arc::new(Schema::new(vec![
+            Field::new("host", crate::catalog::tag_data_type(), true),
+            Field::new("usage", DataType::Float64, true),
+            Field::new(TIME_COLUMN, crate::catalog::time_data_type(), false),
+        ]));
+        let first = RecordBatch::try_new(
+            host_only,
+            vec![
+                Arc::new(vec![Some("a")].into_iter().collect::<DictionaryArray<Int32Type>>()),
+                Arc::new(Float64Array::from(vec![1.0])),
+                Arc::new(TimestampNanosecondArray::from(vec![10]).with_timezone("UTC")),
+            ],
+        )
+        .expect("batch");
+        cache.observe(&first, Origin::Write).expect("observe");
+        // `region` is new: a/null is the series seen before, a/eu a new one.
+        cache
+            .observe(&batch(&[("a", None, Some(2.0), None, 20), ("a", Some("eu"), Some(3.0), None, 30)]), Origin::Write)
+            .expect("observe");
+        assert_eq!(cache.len(), 2, "{:?}", rows(&cache));
+        cache.observe(&first, Origin::Write).expect("observe");
+        assert_eq!(cache.len(), 2, "the first batch again finds its series: {:?}", rows(&cache));
     }
 
     #[test]

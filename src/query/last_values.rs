@@ -26,19 +26,21 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow::array::AsArray;
 use arrow::datatypes::SchemaRef;
+use arrow::datatypes::TimestampNanosecondType;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use arrow::array::AsArray;
-use arrow::datatypes::TimestampNanosecondType;
 use datafusion::common::{Column, Result, ScalarValue};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{provider_as_source, source_as_provider, TableProvider, TableType};
+use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    Aggregate, BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, TableScan,
+    col, lit, Aggregate, BinaryExpr, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, Operator,
+    SortExpr as Sort, TableProviderFilterPushDown, TableScan,
 };
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
@@ -95,9 +97,61 @@ impl OptimizerRule for LastValuesRule {
         if !input.transformed {
             return Ok(Transformed::no(plan));
         }
+        if let Some(picked) = one_row_per_group(aggregate, input.data.clone())? {
+            return Ok(Transformed::yes(picked));
+        }
         let rewritten = plan.with_new_exprs(plan.expressions(), vec![input.data])?;
         Ok(Transformed::yes(rewritten))
     }
+}
+
+/// The aggregate as a window, when every aggregate is `first_value(x ORDER
+/// BY s)` with one `s` (or `last_value` with one `s`), as `DISTINCT ON`
+/// makes it: that picks one whole row per group, which `row_number()` over
+/// the cache's rows does with one sort, where the aggregate kept an
+/// accumulator per group and column (hundreds of milliseconds for 4,000
+/// series of 20 columns). `None` for any other aggregate, and without
+/// groups (an aggregate of no rows is one row; a window of none is none).
+fn one_row_per_group(aggregate: &Aggregate, input: LogicalPlan) -> Result<Option<LogicalPlan>> {
+    if aggregate.group_expr.is_empty() || aggregate.aggr_expr.is_empty() {
+        return Ok(None);
+    }
+    let mut order: Option<Vec<Sort>> = None;
+    let mut picked = Vec::with_capacity(aggregate.aggr_expr.len());
+    for expr in &aggregate.aggr_expr {
+        let Expr::AggregateFunction(AggregateFunction { func, params }) = expr.clone().unalias() else {
+            return Ok(None);
+        };
+        let sort: Vec<Sort> = match func.name() {
+            "first_value" => params.order_by.clone(),
+            "last_value" => params.order_by.iter().map(Sort::reverse).collect(),
+            _ => return Ok(None),
+        };
+        let [argument] = params.args.as_slice() else { return Ok(None) };
+        match &order {
+            None => order = Some(sort),
+            Some(same) if *same == sort => {}
+            Some(_) => return Ok(None),
+        }
+        picked.push(argument.clone());
+    }
+    let Some(order) = order else { return Ok(None) };
+    const RANK: &str = "__hourglass_last_row";
+    let rank = row_number().partition_by(aggregate.group_expr.clone()).order_by(order).build()?.alias(RANK);
+    // The aggregate's own output names, so the plan above reads them as before.
+    let outputs: Vec<Expr> = aggregate
+        .group_expr
+        .iter()
+        .chain(&picked)
+        .zip(aggregate.schema.iter())
+        .map(|(expr, (qualifier, field))| expr.clone().alias_qualified(qualifier.cloned(), field.name()))
+        .collect();
+    LogicalPlanBuilder::from(input)
+        .window(vec![rank])?
+        .filter(col(RANK).eq(lit(1u64)))?
+        .project(outputs)?
+        .build()
+        .map(Some)
 }
 
 /// What a column is, as far as a series' last row is concerned.
@@ -216,7 +270,16 @@ fn class_of(expr: &Expr, classes: &HashMap<Column, Class>) -> Class {
     if let Expr::Column(column) = expr.clone().unalias() {
         return classes.get(&column).copied().unwrap_or(Class::Other);
     }
-    if expr.is_volatile() {
+    // A subquery may read a field of the outer row, which column_refs does not show.
+    let has_subquery = expr
+        .exists(|e| {
+            Ok(matches!(
+                e,
+                Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_) | Expr::OuterReferenceColumn(..)
+            ))
+        })
+        .unwrap_or(true);
+    if expr.is_volatile() || has_subquery {
         return Class::Other;
     }
     if expr.column_refs().iter().all(|c| classes.get(*c) == Some(&Class::Tag)) {
