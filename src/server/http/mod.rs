@@ -3,6 +3,7 @@
 
 mod cors;
 mod query;
+mod text;
 mod write;
 
 use std::sync::Arc;

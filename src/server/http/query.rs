@@ -8,15 +8,15 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use futures::{Stream, StreamExt};
 
+use super::text::text_friendly;
 use super::{classified_error, json_error, param, query_params, HttpState};
 use crate::errors::{Classified, ErrorClass};
 use crate::query::{QueryEngine, QueryError, QueryOutput};
@@ -95,43 +95,6 @@ fn error_response(error: &QueryError) -> Response {
     classified_error(error)
 }
 
-/// Formats times as RFC 3339 in UTC with nanoseconds, and tags as plain strings,
-/// for the text encodings.
-fn text_friendly(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let mut fields = Vec::with_capacity(batch.num_columns());
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        match column.data_type() {
-            DataType::Timestamp(_, _) => {
-                let nanos = cast(column, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
-                let nanos = nanos
-                    .as_any()
-                    .downcast_ref::<arrow::array::TimestampNanosecondArray>()
-                    .ok_or_else(|| arrow::error::ArrowError::CastError("timestamp".into()))?;
-                let text: StringArray = nanos
-                    .iter()
-                    .map(|v| {
-                        v.map(|ns| {
-                            chrono::DateTime::from_timestamp_nanos(ns).format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
-                        })
-                    })
-                    .collect();
-                fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()));
-                columns.push(Arc::new(text));
-            }
-            DataType::Dictionary(_, _) => {
-                fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()));
-                columns.push(cast(column, &DataType::Utf8)?);
-            }
-            _ => {
-                fields.push(field.as_ref().clone());
-                columns.push(Arc::clone(column));
-            }
-        }
-    }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-}
-
 /// Encodes batches one at a time.
 struct Encoder {
     format: Format,
@@ -160,9 +123,11 @@ impl Encoder {
         Ok(encoder)
     }
 
-    fn json_lines(batch: &RecordBatch) -> Result<Vec<u8>, String> {
+    /// `prefix`, then one JSON object per row, each ended by a newline.
+    fn json_lines(batch: &RecordBatch, prefix: &[u8]) -> Result<Vec<u8>, String> {
         let batch = text_friendly(batch).map_err(|e| e.to_string())?;
-        let mut out = Vec::with_capacity(batch.get_array_memory_size());
+        let mut out = Vec::with_capacity(batch.get_array_memory_size() + prefix.len());
+        out.extend_from_slice(prefix);
         let mut writer = arrow::json::WriterBuilder::new()
             .with_explicit_nulls(true)
             .build::<_, arrow::json::writer::LineDelimited>(&mut out);
@@ -189,17 +154,20 @@ impl Encoder {
         self.batches += 1;
         match self.format {
             Format::GigapiJson | Format::JsonArray => {
-                let lines = Self::json_lines(batch)?;
-                let mut out = Vec::with_capacity(lines.len() + 1);
-                for (i, line) in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
-                    if !(first && i == 0) {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(line);
+                // One object per line: a raw newline is only ever the separator
+                // (JSON strings escape theirs), so it becomes the comma.
+                let mut objects = Self::json_lines(batch, if first { b"" } else { b"," })?;
+                if objects.last() == Some(&b'\n') {
+                    objects.pop();
                 }
-                Ok(out)
+                for byte in objects.iter_mut() {
+                    if *byte == b'\n' {
+                        *byte = b',';
+                    }
+                }
+                Ok(objects)
             }
-            Format::JsonLines => Self::json_lines(batch),
+            Format::JsonLines => Self::json_lines(batch, b""),
             Format::Csv => {
                 let batch = text_friendly(batch).map_err(|e| e.to_string())?;
                 let mut out = Vec::new();
