@@ -13,6 +13,7 @@ mod copy;
 mod queries;
 mod results;
 mod startup;
+mod text_rows;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -25,6 +25,7 @@ use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
 
 use super::query_error;
+use super::text_rows::text_rows;
 use crate::query::QueryError;
 
 /// The fields of a result with `schema`: named `names[i]` where that is
@@ -60,7 +61,10 @@ pub(crate) fn rows(
                 .map_err(|e| query_error(QueryError::from_datafusion(e, false)))
                 .and_then(|batch| postgres_text(batch, &fields).map_err(|e| PgWireError::ApiError(Box::new(e))));
             match batch {
-                Ok(batch) => encode_recordbatch(Arc::clone(&fields), batch),
+                Ok(batch) => match text_rows(&batch, &fields) {
+                    Some(rows) => Box::new(rows.into_iter().map(Ok)),
+                    None => encode_recordbatch(Arc::clone(&fields), batch),
+                },
                 Err(e) => Box::new(std::iter::once(Err(e))),
             }
         })
