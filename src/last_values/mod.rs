@@ -73,6 +73,17 @@ impl TableEntry {
 
 type TableKey = (Arc<str>, Arc<str>);
 
+/// What a table's cache can do for a query planned now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachePhase {
+    /// Built: the query reads it.
+    Ready,
+    /// Not built yet (or being built): the query builds it or waits for it.
+    NotBuilt,
+    /// Off for the table: the query reads the table.
+    Off,
+}
+
 /// The last row of every series, per table; see the module docs.
 #[derive(Debug)]
 pub struct LastValueCache {
@@ -130,6 +141,20 @@ impl LastValueCache {
         });
         tables.insert((database.into(), table.into()), Arc::clone(&entry));
         entry
+    }
+
+    /// Where `table`'s cache stands, for planning: a plan that suits only the
+    /// cache's few rows is chosen when it is ready.
+    pub fn phase(&self, database: &str, table: &str) -> CachePhase {
+        let entry =
+            self.tables.lock().unwrap_or_else(|p| p.into_inner()).get(&(database.into(), table.into())).cloned();
+        let Some(entry) = entry else { return CachePhase::NotBuilt };
+        let phase = match entry.lock().phase {
+            Phase::Ready => CachePhase::Ready,
+            Phase::Off => CachePhase::Off,
+            Phase::Unknown | Phase::Building => CachePhase::NotBuilt,
+        };
+        phase
     }
 
     /// Takes in rows of `table` that were just made visible to queries. The
