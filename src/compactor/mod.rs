@@ -719,10 +719,12 @@ impl Compactor {
                 });
             }
             None => {
-                self.swap(at, Vec::new(), vec![file.id.clone()]).await?;
+                let swapped = self.swap(at, Vec::new(), vec![file.id.clone()]).await;
+                // Also after a failed swap: the commit may have taken effect.
                 if let Some(cache) = &self.last_values {
-                    cache.forget(database, table);
+                    cache.expired(database, table, file.max_time);
                 }
+                swapped?;
                 self.garbage.schedule(&file.layer, relative);
                 self.metrics.files_expired.add(1);
                 report.expired.push(ExpiryDone {

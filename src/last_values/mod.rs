@@ -230,8 +230,24 @@ impl LastValueCache {
         cache.phase = Phase::Off;
     }
 
+    /// Retention removed rows of `table` up to `max_time`: a series whose
+    /// last row is newer keeps it, so the cache is forgotten only when some
+    /// last row is that old (a series that stopped), or while it is built.
+    pub fn expired(&self, database: &str, table: &str, max_time: i64) {
+        let entry =
+            self.tables.lock().unwrap_or_else(|p| p.into_inner()).get(&(database.into(), table.into())).cloned();
+        let Some(entry) = entry else { return };
+        let unaffected = {
+            let cache = entry.lock();
+            matches!(cache.phase, Phase::Ready) && cache.rows.oldest_time().is_none_or(|oldest| oldest > max_time)
+        };
+        if !unaffected {
+            self.forget(database, table);
+        }
+    }
+
     /// Drops what the cache knows of `table`, to be built again when next
-    /// wanted: data was removed (retention), so a series' last row may be gone.
+    /// wanted: data was removed, so a series' last row may be gone.
     pub fn forget(&self, database: &str, table: &str) {
         let entry =
             self.tables.lock().unwrap_or_else(|p| p.into_inner()).get(&(database.into(), table.into())).cloned();

@@ -147,16 +147,17 @@ impl<'a> FieldReader<'a> {
     }
 
     /// Stores row `row` (null or not) into `slot` of `values`; returns the
-    /// string bytes it added.
-    fn store(&self, row: usize, values: &mut Values, slot: usize) -> usize {
+    /// change in string bytes (the new string's less the old one's).
+    fn store(&self, row: usize, values: &mut Values, slot: usize) -> isize {
         fn get<T: Copy>(valid: bool, value: T) -> Option<T> {
             valid.then_some(value)
         }
         match (self, values) {
             (FieldReader::Text(reader), Values::Text(v)) => {
                 let value = reader.get(row);
+                let old = v[slot].as_deref().map_or(0, str::len);
                 v[slot] = value.map(Arc::from);
-                value.map_or(0, str::len)
+                value.map_or(0, str::len) as isize - old as isize
             }
             (FieldReader::Float(a), Values::Float(v)) => {
                 v[slot] = get(a.is_valid(row), a.value(row));
@@ -190,14 +191,16 @@ fn slot_is_null(values: &Values, slot: usize) -> bool {
     }
 }
 
-fn clear_slot(values: &mut Values, slot: usize) {
+/// Empties `slot`; returns the string bytes freed.
+fn clear_slot(values: &mut Values, slot: usize) -> usize {
     match values {
-        Values::Text(v) => v[slot] = None,
+        Values::Text(v) => return v[slot].take().map_or(0, |s| s.len()),
         Values::Float(v) => v[slot] = None,
         Values::Integer(v) => v[slot] = None,
         Values::UInteger(v) => v[slot] = None,
         Values::Boolean(v) => v[slot] = None,
     }
+    0
 }
 
 /// The last row of every series of one table.
@@ -222,6 +225,11 @@ impl SeriesRows {
     /// Series held.
     pub(crate) fn len(&self) -> usize {
         self.times.len()
+    }
+
+    /// The oldest of the last times, `None` when empty.
+    pub(crate) fn oldest_time(&self) -> Option<i64> {
+        self.times.iter().copied().min()
     }
 
     /// Memory held, roughly: what the bound is checked against.
@@ -332,7 +340,8 @@ impl SeriesRows {
                         }
                     }
                     for (c, reader) in &readers {
-                        self.bytes += reader.store(row, &mut self.columns[*c].values, slot);
+                        let grown = reader.store(row, &mut self.columns[*c].values, slot);
+                        self.bytes = self.bytes.saturating_add_signed(grown);
                     }
                     self.hashes.push(hash);
                     self.times.push(time);
@@ -348,11 +357,13 @@ impl SeriesRows {
                         // A newer row replaces the whole row: fields it lacks are null.
                         for column in &mut self.columns {
                             if column.kind != ColumnType::Tag {
-                                clear_slot(&mut column.values, slot);
+                                let freed = clear_slot(&mut column.values, slot);
+                                self.bytes = self.bytes.saturating_sub(freed);
                             }
                         }
                         for (c, reader) in &readers {
-                            self.bytes += reader.store(row, &mut self.columns[*c].values, slot);
+                            let grown = reader.store(row, &mut self.columns[*c].values, slot);
+                            self.bytes = self.bytes.saturating_add_signed(grown);
                         }
                         self.times[slot] = time;
                         self.from_write[slot] = origin == Origin::Write;
@@ -361,7 +372,8 @@ impl SeriesRows {
                         for (c, reader) in &readers {
                             let values = &mut self.columns[*c].values;
                             if reader.is_valid(row) && (!fill_only || slot_is_null(values, slot)) {
-                                self.bytes += reader.store(row, values, slot);
+                                let grown = reader.store(row, values, slot);
+                                self.bytes = self.bytes.saturating_add_signed(grown);
                             }
                         }
                     }
@@ -568,6 +580,34 @@ mod tests {
         assert_eq!(cache.len(), 2, "{:?}", rows(&cache));
         cache.observe(&first, Origin::Write).expect("observe");
         assert_eq!(cache.len(), 2, "the first batch again finds its series: {:?}", rows(&cache));
+    }
+
+    #[test]
+    fn rewritten_strings_are_counted_once() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("host", crate::catalog::tag_data_type(), true),
+            Field::new("status", DataType::Utf8, true),
+            Field::new(TIME_COLUMN, crate::catalog::time_data_type(), false),
+        ]));
+        let status = |text: &str, time: i64| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(vec![Some("a")].into_iter().collect::<DictionaryArray<Int32Type>>()),
+                    Arc::new(StringArray::from(vec![text])),
+                    Arc::new(TimestampNanosecondArray::from(vec![time]).with_timezone("UTC")),
+                ],
+            )
+            .expect("batch")
+        };
+        let mut cache = SeriesRows::default();
+        cache.observe(&status("twenty bytes of text", 1), Origin::Write).expect("observe");
+        let after_one = cache.bytes();
+        for time in 2..1000 {
+            cache.observe(&status("twenty bytes of text", time), Origin::Write).expect("observe");
+        }
+        cache.observe(&status("twenty bytes of text", 1000), Origin::Write).expect("observe");
+        assert_eq!(cache.bytes(), after_one, "a thousand rewrites of one field hold what one does");
     }
 
     #[test]

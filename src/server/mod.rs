@@ -327,9 +327,9 @@ pub struct Components {
     pub engine: Option<Arc<QueryEngine>>,
     /// The compactor, in modes that compact.
     pub compactor: Option<Arc<Compactor>>,
-    /// The data root's lock, held while the components live (not by a reader).
     /// The last-value cache, where this process sees every write.
     pub last_values: Option<Arc<LastValueCache>>,
+    /// The data root's lock, held while the components live (not by a reader).
     _root_lock: Option<std::fs::File>,
 }
 

@@ -119,7 +119,8 @@ pub(super) fn text_rows(batch: &RecordBatch, fields: &[FieldInfo]) -> Option<Vec
     let field_count = i16::try_from(batch.num_columns()).ok()?;
     let columns: Vec<TextColumn<'_>> = batch.columns().iter().map(TextColumn::new).collect::<Option<_>>()?;
     // Rows are split off one buffer: one allocation for many rows.
-    let mut out = BytesMut::with_capacity(batch.get_array_memory_size().min(64 << 20) + 64);
+    // (Sized by rows and columns: a slice of a batch reports its parent's buffers.)
+    let mut out = BytesMut::with_capacity((batch.num_rows() * (batch.num_columns() * 12 + 4)).min(16 << 20) + 64);
     let mut number = itoa::Buffer::new();
     let mut rows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
