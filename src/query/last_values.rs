@@ -18,9 +18,12 @@
 //!   last row of the table is at or past it, which the scan checks; otherwise
 //!   the scan reads the table.
 //!
-//! Anything else (a filter on a field, a join) reads the table as before. The rewrite swaps the scan's table only, so the plan above
-//! it is the same and computes the same answer from fewer rows; if the cache
-//! is off for the table when the query runs, the scan reads the table.
+//! Anything else (a filter on a field, a join) reads the table as before.
+//! The rewrite swaps the scan's table, so the plan above computes the same
+//! answer from fewer rows; if the cache is off for the table when the query
+//! runs, the scan reads the table. When the cache is ready at planning, a
+//! `DISTINCT ON` also becomes a window that suits few rows
+//! ([`one_row_per_group`]).
 
 use std::any::Any;
 use std::collections::HashMap;
