@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{client, metric, post, Server};
+use crate::support::{metric, post, query_results, Server};
 
 const LASTPOINT: &str = "SELECT DISTINCT ON (host) host, usage, load, time FROM cpu ORDER BY host, time DESC";
 /// The same question with a filter on a field that keeps every row: the cache
@@ -17,18 +17,7 @@ const LASTPOINT_FROM_FILES: &str = "SELECT DISTINCT ON (host) host, usage, load,
 const HOSTS: &str = "SELECT DISTINCT host FROM cpu ORDER BY host";
 
 async fn rows(server: &Server, sql: &str) -> Vec<Value> {
-    let response = client()
-        .post(server.url("/query?db=d"))
-        .header("Content-Type", "application/json")
-        .body(json!({ "query": sql }).to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    assert_eq!(status, 200, "{sql}: {text}");
-    let answer: Value = serde_json::from_str(&text).unwrap();
-    answer["results"].as_array().cloned().unwrap_or_default()
+    query_results(server, sql).await
 }
 
 async fn write(server: &Server, body: &str) {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{block_on_thread, client, json_of, listed_files, post, wait_for, JsonBody, SeaweedFs, Server};
+use crate::support::{
+    block_on_thread, client, json_of, listed_files, post, query_results, wait_for, JsonBody, SeaweedFs, Server,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rows_written_to_an_s3_layer_are_stored_there_and_queried_back() {
@@ -76,18 +78,8 @@ fn catalog_layers(root: &std::path::Path, database: &str, table: &str) -> Vec<(S
 }
 
 async fn count(server: &Server, sql: &str) -> u64 {
-    let response = client()
-        .post(server.url("/query?db=d"))
-        .header("Content-Type", "application/json")
-        .body(json!({ "query": sql }).to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    assert_eq!(status, 200, "{sql}: {text}");
-    let answer: Value = serde_json::from_str(&text).unwrap();
-    answer["results"][0]["n"].as_u64().unwrap_or_else(|| panic!("{sql}: {answer}"))
+    let rows = query_results(server, sql).await;
+    rows.first().and_then(|r| r["n"].as_u64()).unwrap_or_else(|| panic!("{sql}: {rows:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

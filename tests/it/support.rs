@@ -261,6 +261,22 @@ pub(crate) async fn json_of(response: reqwest::Response) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }
 
+/// The `results` rows of a GigAPI JSON query of database `d`; the status must be 200.
+pub(crate) async fn query_results(server: &Server, sql: &str) -> Vec<serde_json::Value> {
+    let response = client()
+        .post(server.url("/query?db=d"))
+        .header("Content-Type", "application/json")
+        .body(serde_json::json!({ "query": sql }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 200, "{sql}: {text}");
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    answer["results"].as_array().cloned().unwrap_or_default()
+}
+
 /// A value of the server's metrics.
 pub(crate) async fn metric(server: &Server, name: &str) -> u64 {
     let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
