@@ -25,3 +25,5 @@ pub mod metrics;
 pub mod query;
 pub mod server;
 pub mod storage;
+#[cfg(test)]
+mod testing;
