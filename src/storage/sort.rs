@@ -5,13 +5,15 @@
 //! field by field (InfluxDB's rule): each field takes the last non-null value in
 //! input order. The persister, the compactor and queries all use this one kernel.
 
+use std::cmp::Ordering;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::HashTable;
 
-use arrow::array::{new_null_array, Array, ArrayRef, PrimitiveArray, RecordBatch, UInt32Array};
-use arrow::compute::{concat_batches, max, min, take};
-use arrow::datatypes::{SchemaRef, TimestampNanosecondType};
+use arrow::array::{new_null_array, Array, ArrayRef, AsArray, PrimitiveArray, RecordBatch, UInt32Array};
+use arrow::compute::{concat_batches, max, min, rank, take, SortOptions};
+use arrow::datatypes::{DataType, SchemaRef, TimestampNanosecondType};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
 
@@ -102,30 +104,47 @@ pub fn sort_and_deduplicate(batches: &[RecordBatch], order: &RowOrder) -> Result
 /// The rank of each row's series (its values of `tag_columns`) among the
 /// distinct series of `batch`, in the order of the columns' row format (the
 /// order the files are sorted in).
+///
+/// Each tag column is first turned into ranks of its values, so that a row's
+/// series is a few integers to hash and compare rather than its strings.
 fn series_ranks(batch: &RecordBatch, tag_columns: &[usize]) -> Result<Vec<u32>, ArrowError> {
+    let rows = batch.num_rows();
     if tag_columns.is_empty() {
-        return Ok(vec![0; batch.num_rows()]);
+        return Ok(vec![0; rows]);
     }
-    let keys = key_rows(batch, tag_columns)?;
-    let mut ids: HashMap<&[u8], u32> = HashMap::new();
+    let columns: Vec<Vec<u32>> = tag_columns.iter().map(|&c| value_ranks(batch.column(c))).collect::<Result<_, _>>()?;
+    let same = |a: usize, b: usize| columns.iter().all(|column| column[a] == column[b]);
+    let hasher = hashbrown::DefaultHashBuilder::default();
+    let mut ids: HashTable<u32> = HashTable::new();
     let mut first_row_of_series: Vec<usize> = Vec::new();
-    let mut series: Vec<u32> = Vec::with_capacity(batch.num_rows());
-    let mut previous: Option<(&[u8], u32)> = None;
-    for row in 0..keys.num_rows() {
-        let key = keys.row(row).data();
-        let id = match previous {
-            Some((previous_key, id)) if previous_key == key => id,
-            _ => *ids.entry(key).or_insert_with(|| {
+    let mut hash_of_series: Vec<u64> = Vec::new();
+    let mut series: Vec<u32> = Vec::with_capacity(rows);
+    for row in 0..rows {
+        if row > 0 && same(row, row - 1) {
+            series.push(series[row - 1]);
+            continue;
+        }
+        let mut state = hasher.build_hasher();
+        for column in &columns {
+            state.write_u32(column[row]);
+        }
+        let hash = state.finish();
+        let id = match ids.find(hash, |&id| same(first_row_of_series[id as usize], row)) {
+            Some(&id) => id,
+            None => {
+                let id = first_row_of_series.len() as u32;
                 first_row_of_series.push(row);
-                (first_row_of_series.len() - 1) as u32
-            }),
+                hash_of_series.push(hash);
+                ids.insert_unique(hash, id, |&id| hash_of_series[id as usize]);
+                id
+            }
         };
-        previous = Some((key, id));
         series.push(id);
     }
     let mut by_key: Vec<u32> = (0..first_row_of_series.len() as u32).collect();
     by_key.sort_unstable_by(|&a, &b| {
-        keys.row(first_row_of_series[a as usize]).cmp(&keys.row(first_row_of_series[b as usize]))
+        let (a, b) = (first_row_of_series[a as usize], first_row_of_series[b as usize]);
+        columns.iter().map(|column| column[a].cmp(&column[b])).find(|o| o.is_ne()).unwrap_or(Ordering::Equal)
     });
     let mut rank_of_id = vec![0u32; by_key.len()];
     for (rank, &id) in by_key.iter().enumerate() {
@@ -135,6 +154,51 @@ fn series_ranks(batch: &RecordBatch, tag_columns: &[usize]) -> Result<Vec<u32>, 
         *id = rank_of_id[*id as usize];
     }
     Ok(series)
+}
+
+/// One number per row of `column` that orders rows as the row format does
+/// (ascending, nulls first): equal values get equal numbers.
+fn value_ranks(column: &ArrayRef) -> Result<Vec<u32>, ArrowError> {
+    let options = Some(SortOptions { descending: false, nulls_first: true });
+    if let Some(dictionary) = column.as_any_dictionary_opt() {
+        let values = dictionary.values();
+        if rankable(values.data_type()) {
+            // Ranks of the dictionary's values, one lookup per row; a null
+            // row or a null value is 0, below every value's rank (from 1).
+            let ranks_of_values = rank(values.as_ref(), options)?;
+            let keys = dictionary.normalized_keys();
+            return Ok((0..column.len())
+                .map(|row| {
+                    let key = keys[row];
+                    if column.is_null(row) || values.is_null(key) {
+                        0
+                    } else {
+                        ranks_of_values[key]
+                    }
+                })
+                .collect());
+        }
+    } else if rankable(column.data_type()) {
+        return rank(column.as_ref(), options);
+    }
+    // Any other type: its values in the row format, ranked.
+    let keys = key_rows(&RecordBatch::try_from_iter([("tag", Arc::clone(column))])?, &[0])?;
+    let mut distinct: Vec<u32> = (0..keys.num_rows() as u32).collect();
+    distinct.sort_unstable_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)));
+    let mut ranks = vec![0u32; keys.num_rows()];
+    let mut current = 0u32;
+    for i in 0..distinct.len() {
+        if i > 0 && keys.row(distinct[i] as usize) != keys.row(distinct[i - 1] as usize) {
+            current += 1;
+        }
+        ranks[distinct[i] as usize] = current;
+    }
+    Ok(ranks)
+}
+
+/// Whether arrow's `rank` kernel takes this type.
+fn rankable(data_type: &DataType) -> bool {
+    data_type.is_primitive() || matches!(data_type, DataType::Boolean | DataType::Utf8 | DataType::LargeUtf8)
 }
 
 /// The key columns of `batch` in the row format, for comparing whole keys at once.
@@ -205,7 +269,7 @@ pub fn time_range(batch: &RecordBatch, time: usize) -> Option<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{DictionaryArray, Int64Array, StringArray, TimestampNanosecondArray};
+    use arrow::array::{DictionaryArray, Int64Array, StringArray, StringViewArray, TimestampNanosecondArray};
     use arrow::datatypes::{DataType, Field, Int32Type, Schema, TimeUnit};
 
     use crate::testing::Lcg;
@@ -213,19 +277,21 @@ mod tests {
     fn order() -> RowOrder {
         let tag = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
         let schema = Arc::new(Schema::new(vec![
-            Field::new("host", tag.clone(), true),
-            Field::new("region", tag, true),
+            Field::new("host", tag, true),
+            // Tags are dictionaries; the other string types take other paths.
+            Field::new("region", DataType::Utf8, true),
+            Field::new("zone", DataType::Utf8View, true),
             Field::new("time", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
             Field::new("usage", DataType::Int64, true),
         ]));
-        RowOrder { schema, sort_key: vec![0, 1, 2], time: 2 }
+        RowOrder { schema, sort_key: vec![0, 1, 2, 3], time: 3 }
     }
 
     /// A write of `rows` rows over few series and times, with null tags, null
     /// fields, repeated points and times out of order; each write has its own
     /// dictionaries, as the line protocol parser makes them.
     fn write(random: &mut Lcg, order: &RowOrder, rows: usize) -> RecordBatch {
-        let tag = |random: &mut Lcg, names: &[&str]| -> DictionaryArray<Int32Type> {
+        let tag = |random: &mut Lcg, names: &[&'static str]| -> Vec<Option<&'static str>> {
             (0..rows)
                 .map(|_| {
                     let pick = random.below(names.len() as u64 + 1) as usize;
@@ -233,13 +299,14 @@ mod tests {
                 })
                 .collect()
         };
-        let host = tag(random, &["h3", "h1", "h10", "h2", ""]);
-        let region = tag(random, &["west", "east"]);
+        let host: DictionaryArray<Int32Type> = tag(random, &["h3", "h1", "h10", "h2", ""]).into_iter().collect();
+        let region = StringArray::from(tag(random, &["west", "east"]));
+        let zone = StringViewArray::from(tag(random, &["b", "a"]));
         let time = TimestampNanosecondArray::from((0..rows).map(|_| random.below(6) as i64 - 3).collect::<Vec<_>>());
         let usage: Int64Array = (0..rows).map(|_| (random.below(4) != 0).then(|| random.below(1000) as i64)).collect();
         RecordBatch::try_new(
             Arc::clone(&order.schema),
-            vec![Arc::new(host), Arc::new(region), Arc::new(time), Arc::new(usage)],
+            vec![Arc::new(host), Arc::new(region), Arc::new(zone), Arc::new(time), Arc::new(usage)],
         )
         .expect("a valid batch")
     }
