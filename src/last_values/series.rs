@@ -212,7 +212,7 @@ enum TagKey {
     Null,
     /// The cache's copy of the value.
     Interned(Arc<str>),
-    /// A value no series has yet.
+    /// A value no series had when the batch came (compared as text).
     Unseen,
 }
 
@@ -388,7 +388,10 @@ impl SeriesRows {
                                 match (key, &v[slot]) {
                                     (TagKey::Null, cached) => cached.is_none(),
                                     (TagKey::Interned(value), Some(cached)) => Arc::ptr_eq(value, cached),
-                                    _ => false,
+                                    (TagKey::Interned(_), None) => false,
+                                    // A dictionary may hold a value twice: the
+                                    // other place may have made the series.
+                                    (TagKey::Unseen, cached) => cached.as_deref() == reader.get(row),
                                 }
                             }
                             _ => v[slot].as_deref() == reader.get(row),
@@ -633,6 +636,30 @@ mod tests {
                 .expect("take");
             assert_eq!(rows(&cache), lines(expected), "round {round}");
         }
+    }
+
+    #[test]
+    fn a_dictionary_holding_a_value_twice_is_one_series() {
+        let host = DictionaryArray::<Int32Type>::new(
+            arrow::array::Int32Array::from(vec![0, 1]),
+            Arc::new(StringArray::from(vec!["a", "a"])),
+        );
+        let region: ArrayRef = Arc::new(DictionaryArray::<Int32Type>::from_iter([Some("eu"), Some("eu")]));
+        let write = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(host),
+                region,
+                Arc::new(Float64Array::from(vec![1.0, 2.0])),
+                Arc::new(Int64Array::from(vec![None, None])),
+                Arc::new(TimestampNanosecondArray::from(vec![1, 2]).with_timezone("UTC")),
+            ],
+        )
+        .expect("batch");
+        let mut cache = SeriesRows::default();
+        cache.observe(&write, Origin::Write).expect("observe");
+        assert_eq!(cache.len(), 1, "{:?}", rows(&cache));
+        assert!(rows(&cache)[0].contains("| 2.0 "), "{:?}", rows(&cache));
     }
 
     #[test]

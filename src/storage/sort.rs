@@ -162,6 +162,10 @@ fn value_ranks(column: &ArrayRef) -> Result<Vec<u32>, ArrowError> {
     let options = Some(SortOptions { descending: false, nulls_first: true });
     if let Some(dictionary) = column.as_any_dictionary_opt() {
         let values = dictionary.values();
+        if values.is_empty() {
+            // Every row is null (a tag the write lacked, made of nulls).
+            return Ok(vec![0; column.len()]);
+        }
         if rankable(values.data_type()) {
             // Ranks of the dictionary's values, one lookup per row; a null
             // row or a null value is 0, below every value's rank (from 1).
@@ -339,6 +343,19 @@ mod tests {
             merged += batches.iter().map(|b| b.num_rows()).sum::<usize>() - sorted.num_rows();
         }
         assert!(merged > 0, "the writes repeat points, so some rows merge");
+    }
+
+    #[test]
+    fn a_tag_every_row_lacks_sorts_as_null() {
+        let order = order();
+        let mut random = Lcg(3);
+        let full = write(&mut random, &order, 200);
+        let mut columns = full.columns().to_vec();
+        // What align_to_schema makes of a tag a write lacks: nulls over an empty dictionary.
+        columns[0] = new_null_array(order.schema.field(0).data_type(), full.num_rows());
+        let lacking = RecordBatch::try_new(Arc::clone(&order.schema), columns).expect("a valid batch");
+        let sorted = sort_and_deduplicate(std::slice::from_ref(&lacking), &order).expect("sorted");
+        assert_eq!(sorted, by_whole_keys(&[lacking], &order));
     }
 
     #[test]
