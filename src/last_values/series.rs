@@ -398,8 +398,7 @@ impl SeriesRows {
                         }
                     })
             });
-            let found = found.copied();
-            let kind = match found {
+            let (slot, kind) = match found.copied() {
                 None => {
                     let slot = self.len();
                     for column in &mut self.columns {
@@ -431,12 +430,11 @@ impl SeriesRows {
                     self.bytes += slot_bytes;
                     let hashes = &self.hashes;
                     self.index.insert_unique(hash, slot as u32, |&s| hashes[s as usize]);
-                    updates.push(Update { row: row as u32, slot: slot as u32, kind: UpdateKind::Replace });
-                    continue;
+                    (slot as u32, UpdateKind::Replace)
                 }
                 Some(slot) => {
                     let last = self.times[slot as usize];
-                    if time > last {
+                    let kind = if time > last {
                         self.times[slot as usize] = time;
                         self.from_write[slot as usize] = origin == Origin::Write;
                         UpdateKind::Replace
@@ -448,10 +446,10 @@ impl SeriesRows {
                         }
                     } else {
                         continue;
-                    }
+                    };
+                    (slot, kind)
                 }
             };
-            let slot = found.unwrap_or_default();
             updates.push(Update { row: row as u32, slot, kind });
         }
 

@@ -59,9 +59,9 @@ impl RowOrder {
 ///
 /// Rows are not sorted by comparing their encoded keys: that compares about a
 /// hundred bytes per step at random places in a buffer far larger than the
-/// cache. Each row's series is found once by hashing its tag key, the few
-/// distinct series are ranked by their keys, and the rows are sorted by one
-/// 128-bit number: series rank, time, input position.
+/// cache. Each row's series is found once from the ranks of its tag values,
+/// the few distinct series are ranked in key order, and the rows are sorted
+/// by one 128-bit number: series rank, time, input position.
 pub fn sort_and_deduplicate(batches: &[RecordBatch], order: &RowOrder) -> Result<RecordBatch, ArrowError> {
     let aligned = batches.iter().map(|b| align_to_schema(b, &order.schema)).collect::<Result<Vec<_>, _>>()?;
     let batch = concat_batches(&order.schema, &aligned)?;
