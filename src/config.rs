@@ -381,12 +381,16 @@ pub struct Settings {
     #[arg(long, env = "HOURGLASS_MAX_COLUMNS_PER_TABLE", value_name = "N", default_value = "1000", value_parser = positive_count, global = true)]
     pub max_columns_per_table: usize,
 
-    /// Writes are refused with 503 while this much data waits to be persisted.
-    #[arg(long, env = "HOURGLASS_MAX_BUFFER_BYTES", value_name = "SIZE", default_value = "1GiB", global = true)]
+    /// Memory the write path may hold: rows waiting to be persisted, request
+    /// bodies being read and parsed, and the sorted copy being persisted.
+    /// Writes past it are refused with 503 before their bodies are kept.
+    #[arg(long, env = "HOURGLASS_MAX_BUFFER_BYTES", value_name = "SIZE", default_value = "512MiB", global = true)]
     pub max_buffer_bytes: ByteSize,
 
-    /// The buffer is persisted before the save timeout once it holds this much.
-    #[arg(long, env = "HOURGLASS_FLUSH_BUFFER_BYTES", value_name = "SIZE", default_value = "256MiB", global = true)]
+    /// The buffer is persisted before the save timeout once it holds this
+    /// much; keep it well under --max-buffer-bytes (a quarter), so that the
+    /// sorted copy being persisted and new writes fit beside it.
+    #[arg(long, env = "HOURGLASS_FLUSH_BUFFER_BYTES", value_name = "SIZE", default_value = "128MiB", global = true)]
     pub flush_buffer_bytes: ByteSize,
 
     /// Memory the last-value cache may hold, all tables together: the last

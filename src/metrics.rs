@@ -69,6 +69,9 @@ pub struct Metrics {
 pub struct Gauges {
     /// Bytes in the write buffer, not yet in Parquet.
     pub buffered_bytes: u64,
+    /// Bytes the write path holds (buffer, writes in flight, sorted copies
+    /// being persisted): what `HOURGLASS_MAX_BUFFER_BYTES` bounds.
+    pub write_held_bytes: u64,
     /// Queries running.
     pub queries_running: u64,
     /// Queries waiting for a slot.
@@ -143,6 +146,14 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         };
         gauge("hourglass_buffered_bytes", "Bytes in the write buffer, not yet in Parquet.", gauges.buffered_bytes);
+        gauge(
+            "hourglass_write_held_bytes",
+            "Bytes the write path holds: the buffer, writes in flight and sorted copies being persisted (HOURGLASS_MAX_BUFFER_BYTES).",
+            gauges.write_held_bytes,
+        );
+        if let Some(resident) = resident_bytes() {
+            gauge("process_resident_memory_bytes", "Resident memory of the server process.", resident);
+        }
         gauge("hourglass_queries_running", "Queries running.", gauges.queries_running);
         gauge(
             "hourglass_catalog_lag_ms",
@@ -174,4 +185,13 @@ impl Metrics {
         );
         out
     }
+}
+
+/// The process's resident memory, from `VmRSS` in `/proc/self/status`
+/// (Linux only; kB there are KiB, whatever the page size).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -82,12 +82,70 @@ impl Snapshot {
     }
 }
 
+/// Memory the write path holds outside the buffer, counted against the
+/// buffer's limit (`HOURGLASS_MAX_BUFFER_BYTES`) so that the limit bounds
+/// the whole write path, not only rows waiting to be persisted.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    buffer: &'a WriteBuffer,
+    bytes: usize,
+}
+
+impl Reservation<'_> {
+    /// Bytes reserved.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The limit the reservation counts against.
+    pub fn limit(&self) -> usize {
+        self.buffer.max_bytes
+    }
+
+    /// Reserves `bytes` more unless the write path would then hold more than
+    /// the buffer's limit while holding anything besides this reservation;
+    /// on refusal nothing changes and the error is the bytes held. A write
+    /// alone always fits (its body is bounded by `HOURGLASS_MAX_BODY_BYTES`),
+    /// so a limit smaller than one write does not refuse it forever.
+    /// Concurrent callers may pass the limit together by at most what each
+    /// asked for.
+    pub fn try_grow(&mut self, bytes: usize) -> Result<(), usize> {
+        let held = self.buffer.held_bytes();
+        if held.saturating_add(bytes) > self.buffer.max_bytes && held > self.bytes {
+            return Err(held);
+        }
+        self.set(self.bytes.saturating_add(bytes));
+        Ok(())
+    }
+
+    /// Makes the reservation exactly `bytes`, whatever the limit: for memory
+    /// already taken (a parsed write, a sorted copy).
+    pub fn set(&mut self, bytes: usize) {
+        let counter = &self.buffer.reserved_bytes;
+        if bytes >= self.bytes {
+            counter.fetch_add(bytes - self.bytes, Ordering::Relaxed);
+        } else {
+            counter.fetch_sub(self.bytes - bytes, Ordering::Relaxed);
+        }
+        self.bytes = bytes;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.buffer.reserved_bytes.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 /// The write buffer, with its byte accounting.
 #[derive(Debug)]
 pub struct WriteBuffer {
     state: Mutex<BufferState>,
     /// Bytes in the buffer and in snapshots not yet persisted.
     total_bytes: AtomicUsize,
+    /// Bytes the write path holds outside the buffer: request bodies being
+    /// read and parsed, and the persister's sorted copies ([`Reservation`]).
+    reserved_bytes: AtomicUsize,
     max_bytes: usize,
     flush_bytes: usize,
     flush_wanted: Notify,
@@ -102,6 +160,7 @@ impl WriteBuffer {
         WriteBuffer {
             state: Mutex::new(BufferState::default()),
             total_bytes: AtomicUsize::new(0),
+            reserved_bytes: AtomicUsize::new(0),
             max_bytes,
             flush_bytes,
             flush_wanted: Notify::new(),
@@ -118,6 +177,12 @@ impl WriteBuffer {
         self.total_bytes.load(Ordering::Relaxed)
     }
 
+    /// Bytes the write path holds: the buffer, its snapshots, and every
+    /// [`Reservation`] (writes in flight, sorted copies being persisted).
+    pub fn held_bytes(&self) -> usize {
+        self.bytes().saturating_add(self.reserved_bytes.load(Ordering::Relaxed))
+    }
+
     /// The byte limit past which writes are refused until persistence catches up.
     pub fn max_bytes(&self) -> usize {
         self.max_bytes
@@ -125,7 +190,16 @@ impl WriteBuffer {
 
     /// True when new writes must wait.
     pub fn is_full(&self) -> bool {
-        self.bytes() >= self.max_bytes
+        self.held_bytes() >= self.max_bytes
+    }
+
+    /// Counts `bytes` held outside the buffer against its limit until the
+    /// reservation is dropped. Never refused: the persister and writes
+    /// already parsed must go on; new writes ask [`Reservation::try_grow`].
+    pub fn reserve(&self, bytes: usize) -> Reservation<'_> {
+        let mut reservation = Reservation { buffer: self, bytes: 0 };
+        reservation.set(bytes);
+        reservation
     }
 
     /// Resolves when the buffer has grown past its flush size.
@@ -258,5 +332,38 @@ impl WriteBuffer {
         }
         out.retain(|_, batches| !batches.is_empty());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_count_against_the_limit_until_dropped() {
+        let buffer = WriteBuffer::new(100, 50, None);
+        let mut first = buffer.reserve(0);
+        first.try_grow(60).expect("a write alone always fits");
+        first.try_grow(60).expect("a write alone always fits, even past the limit");
+        assert_eq!(buffer.held_bytes(), 120);
+        assert!(buffer.is_full());
+
+        let mut second = buffer.reserve(0);
+        assert_eq!(second.try_grow(1), Err(120), "another write is refused while the path is full");
+        assert_eq!(second.bytes(), 0, "a refusal reserves nothing");
+
+        first.set(30);
+        assert_eq!(buffer.held_bytes(), 30);
+        second.try_grow(70).expect("fits exactly");
+        assert_eq!(second.try_grow(1), Err(100));
+
+        let sorted = buffer.reserve(500);
+        assert_eq!(buffer.held_bytes(), 600, "forced reservations are never refused");
+        drop(sorted);
+        drop(first);
+        assert_eq!(buffer.held_bytes(), 70);
+        drop(second);
+        assert_eq!(buffer.held_bytes(), 0);
+        assert!(!buffer.is_full());
     }
 }

@@ -26,7 +26,7 @@ use crate::catalog::{Catalog, CatalogError, PartitionKey, TIME_COLUMN};
 use crate::errors::{Classified, ErrorKind};
 use crate::metrics::Metrics;
 use crate::storage::{ParquetOptions, Storage};
-use buffer::WriteBuffer;
+use buffer::{Reservation, WriteBuffer};
 use line_protocol::{LineError, LineProtocolParser, ParseOptions, Precision, SchemaSource, TableWrite};
 use persister::{PersistOptions, PersistReport, Persister};
 use wal::{ReplayReport, Wal, WalError, WalOptions, WalWrite};
@@ -59,10 +59,14 @@ pub struct IngestOptions {
 /// What can go wrong with a write, by what the client should do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    /// The buffer is full: retry later (HTTP 503 with Retry-After).
-    #[error("the write buffer is full ({buffered} of {limit} bytes, HOURGLASS_MAX_BUFFER_BYTES); retry shortly")]
+    /// The write path holds its limit (rows waiting to be persisted and writes
+    /// in flight): retry later (HTTP 503 with Retry-After).
+    #[error(
+        "the write path is full: it holds {buffered} of {limit} bytes (HOURGLASS_MAX_BUFFER_BYTES) in rows waiting \
+         to be persisted and writes in flight; retry shortly"
+    )]
     BufferFull {
-        /// Bytes buffered.
+        /// Bytes the write path holds.
         buffered: usize,
         /// The limit.
         limit: usize,
@@ -215,11 +219,40 @@ impl SchemaSource for CatalogSchemas<'_> {
     }
 }
 
-/// A write's place among the writes in flight; the place frees when it is
-/// dropped.
+/// What one byte of a request body may cost until its rows are in the
+/// buffer: the body, its parsed rows and its WAL record. Parsed line
+/// protocol is smaller than its text, so three is an upper estimate; the
+/// reservation is set to what was really taken once the record is encoded.
+const BODY_EXPANSION: usize = 3;
+
+/// A write's place among the writes in flight, and the memory it holds
+/// until its rows are in the buffer; both are freed when it is dropped.
 #[derive(Debug)]
 pub struct WriteSlot<'a> {
     _permit: tokio::sync::SemaphorePermit<'a>,
+    memory: Reservation<'a>,
+    metrics: &'a Metrics,
+}
+
+impl WriteSlot<'_> {
+    /// Counts a request body of `body_bytes` (declared, read so far, or
+    /// decompressed), and what it will cost once parsed, against
+    /// `HOURGLASS_MAX_BUFFER_BYTES`, in place of what was counted for it
+    /// before. Growing is refused with [`IngestError::BufferFull`] when the
+    /// write path would pass its limit while holding anything else, before
+    /// anything of the write is kept.
+    pub fn hold_body(&mut self, body_bytes: usize) -> Result<(), IngestError> {
+        let wanted = body_bytes.saturating_mul(BODY_EXPANSION);
+        let counted = self.memory.bytes();
+        if wanted <= counted {
+            self.memory.set(wanted);
+            return Ok(());
+        }
+        self.memory.try_grow(wanted - counted).map_err(|buffered| {
+            self.metrics.writes_refused_buffer_full.add(1);
+            IngestError::BufferFull { buffered, limit: self.memory.limit() }
+        })
+    }
 }
 
 /// The write path, shared by every front.
@@ -292,7 +325,7 @@ impl Ingester {
     fn check_buffer(&self) -> Result<(), IngestError> {
         if self.buffer.is_full() {
             self.metrics.writes_refused_buffer_full.add(1);
-            return Err(IngestError::BufferFull { buffered: self.buffer.bytes(), limit: self.buffer.max_bytes() });
+            return Err(IngestError::BufferFull { buffered: self.buffer.held_bytes(), limit: self.buffer.max_bytes() });
         }
         Ok(())
     }
@@ -310,7 +343,8 @@ impl Ingester {
     /// that waiting writes hold no bodies.
     pub async fn admit(&self) -> Result<WriteSlot<'_>, IngestError> {
         self.check_buffer()?;
-        Ok(WriteSlot { _permit: self.slot().await? })
+        let permit = self.slot().await?;
+        Ok(WriteSlot { _permit: permit, memory: self.buffer.reserve(0), metrics: &self.metrics })
     }
 
     /// Writes line protocol into `database`, in the place `slot` holds.
@@ -318,13 +352,13 @@ impl Ingester {
     /// a line is bad and `accept_partial` is off.
     pub async fn write_line_protocol(
         &self,
-        slot: WriteSlot<'_>,
+        mut slot: WriteSlot<'_>,
         database: &str,
         body: Bytes,
         write: LineProtocolWrite,
     ) -> Result<WriteOutcome, IngestError> {
-        let _slot = slot;
-        self.check_buffer()?;
+        // The slot's reservation already counts the body against the limit,
+        // so the write is not refused by its own size here.
         self.metrics.write_bytes.add(body.len() as u64);
         let options = ParseOptions {
             precision: write.precision,
@@ -343,6 +377,7 @@ impl Ingester {
         .await
         .map_err(|e| IngestError::Internal(e.to_string()))?
         .map_err(|e| IngestError::Internal(e.to_string()))?;
+        slot.memory.set(parsed.writes.iter().map(|w| w.batch.get_array_memory_size()).sum());
 
         self.metrics.lines_rejected.add(parsed.rejected_lines as u64);
         let mut outcome = WriteOutcome {
@@ -355,7 +390,7 @@ impl Ingester {
             outcome.accepted_lines = 0;
             return Ok(outcome);
         }
-        outcome.rows_written = self.write_tables(database, parsed.writes, !write.no_sync).await?;
+        outcome.rows_written = self.write_held(database, parsed.writes, !write.no_sync, &mut slot.memory).await?;
         self.metrics.lines_accepted.add(outcome.accepted_lines as u64);
         Ok(outcome)
     }
@@ -372,6 +407,23 @@ impl Ingester {
             return Ok(0);
         }
         self.check_buffer()?;
+        let mut memory = self.buffer.reserve(writes.iter().map(|w| w.batch.get_array_memory_size()).sum());
+        self.write_held(database, writes, sync, &mut memory).await
+    }
+
+    /// The schema commit, WAL record and buffer of a write whose rows
+    /// `memory` counts; the record's bytes are counted too until the WAL has
+    /// taken it.
+    async fn write_held(
+        &self,
+        database: &str,
+        writes: Vec<TableWrite>,
+        sync: bool,
+        memory: &mut Reservation<'_>,
+    ) -> Result<usize, IngestError> {
+        if writes.is_empty() {
+            return Ok(0);
+        }
         for write in &writes {
             self.catalog
                 .add_columns(database, &write.table, &write.new_columns, self.options.max_columns_per_table)
@@ -383,6 +435,7 @@ impl Ingester {
         let record = tokio::task::spawn_blocking(move || WalWrite::encode(&database, &tables, sync))
             .await
             .map_err(|e| IngestError::Internal(e.to_string()))??;
+        memory.set(memory.bytes().saturating_add(record.payload.len()));
         self.wal.write(record).await?;
         self.metrics.rows_written.add(rows as u64);
         Ok(rows)

@@ -183,6 +183,9 @@ impl Persister {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("sorting: {e}"))?;
+        // The sorted copy is memory the write path holds beside the snapshot,
+        // until the file is written.
+        let sorted = self.buffer.reserve(batch.get_array_memory_size());
         let (min_time, max_time) = time_range(&batch, order.time).ok_or("no rows")?;
         let row_count = batch.num_rows() as u64;
 
@@ -198,6 +201,7 @@ impl Persister {
             )
             .await
             .map_err(|e| e.to_string())?;
+        drop(sorted);
         let entry = FileEntry {
             id,
             layer: layer.name().to_owned(),

@@ -457,3 +457,39 @@ async fn a_write_waiting_for_its_place_has_not_read_its_body() {
     let answer = tokio::task::spawn_blocking(move || read_until(&mut first, "HTTP/1.1 204")).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
 }
+
+/// The buffer's limit bounds the whole write path: a body being read holds
+/// its place in it, counted from its declared length before it is asked
+/// for, so a second write is refused before it sends its body while the
+/// first is still arriving, and the first, alone, still goes in.
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_in_flight_count_against_the_buffer_limit() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--max-buffer-bytes", "1MiB", "--save-timeout-s", "3600"]);
+    let body: String =
+        (0..15_000).map(|n| format!("m,host=h{} v={n} {}\n", n % 100, 1_700_000_000_000_000_000i64 + n)).collect();
+    let body = body.into_bytes();
+    let port = server.http_port;
+    let length = body.len();
+    let (mut first, answer) = tokio::task::spawn_blocking(move || write_head(port, length)).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 100"), "{answer}");
+    // Asked for its body, the write holds three times its declared size.
+    let held = crate::support::metric(&server, "hourglass_write_held_bytes").await;
+    assert_eq!(held, 3 * length as u64);
+
+    let (_, answer) = tokio::task::spawn_blocking(move || write_head(port, 100)).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "the second write's body was asked for: {answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    assert_eq!(crate::support::metric(&server, "hourglass_writes_refused_buffer_full_total").await, 1);
+
+    first.write_all(&body).unwrap();
+    let answer = tokio::task::spawn_blocking(move || read_until(&mut first, "HTTP/1.1 204")).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 204"), "a write is not refused for its own size: {answer}");
+    // Once its rows are in the buffer the write holds nothing else.
+    assert_eq!(
+        crate::support::metric(&server, "hourglass_write_held_bytes").await,
+        crate::support::metric(&server, "hourglass_buffered_bytes").await
+    );
+    assert_eq!(crate::support::metric(&server, "hourglass_rows_written_total").await, 15_000);
+}

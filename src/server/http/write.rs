@@ -13,7 +13,7 @@ use futures::StreamExt;
 use super::{classified_error, json_error, param, query_params, HttpState};
 use crate::errors::{Classified, ErrorClass};
 use crate::ingest::line_protocol::Precision;
-use crate::ingest::{IngestError, LineProtocolWrite, WriteOutcome};
+use crate::ingest::{IngestError, LineProtocolWrite, WriteOutcome, WriteSlot};
 use crate::server::database::DatabaseChoice;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,18 +71,21 @@ fn too_large(limit: usize) -> Response {
 }
 
 /// Whether a body's declared `Content-Length` is over the limit. The
-/// declared size is only ever a reason to refuse: it is never trusted to
-/// size a buffer.
+/// declared size is only ever a reason to refuse or to count the write
+/// against the write path's limit (a client that declares more than it
+/// sends holds that share until its body timeout): it never sizes a buffer.
 fn declared_too_large(headers: &HeaderMap, limit: usize) -> bool {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|length| length > limit as u64)
+    declared_length(headers).is_some_and(|length| length > limit as u64)
 }
 
-/// Reads a body of at most `limit` bytes, decompressing gzip. The error is the response.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
+/// The body's declared `Content-Length`, if it has one that parses.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads a body of at most `limit` bytes, decompressing gzip, and counts
+/// what it holds in `slot` as it arrives. The error is the response.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize, slot: &mut WriteSlot<'_>) -> Result<Bytes, Response> {
     let too_large = || too_large(limit);
     let gzip =
         match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase()) {
@@ -96,12 +99,20 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
                 ))
             }
         };
+    // A declared size is counted whole before the body is asked for, so a
+    // write that does not fit is refused before its client sends it.
+    let mut counted = declared_length(headers).map_or(0, |length| length.min(limit as u64) as usize);
+    slot.hold_body(counted).map_err(ingest_error_response)?;
     let mut stream = body.into_data_stream();
     let mut raw = BytesMut::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| json_error(StatusCode::BAD_REQUEST, format!("reading the request body: {e}")))?;
         if raw.len() + chunk.len() > limit {
             return Err(too_large());
+        }
+        if raw.len() + chunk.len() > counted {
+            counted = raw.len() + chunk.len();
+            slot.hold_body(counted).map_err(ingest_error_response)?;
         }
         raw.extend_from_slice(&chunk);
     }
@@ -120,6 +131,8 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     if decoded.len() > limit {
         return Err(too_large());
     }
+    // The compressed body is gone: the decoded one is counted instead.
+    slot.hold_body(decoded.len()).map_err(ingest_error_response)?;
     Ok(Bytes::from(decoded))
 }
 
@@ -198,26 +211,30 @@ async fn write(
     if declared_too_large(&headers, state.max_body_bytes) {
         return too_large(state.max_body_bytes);
     }
-    let slot = match ingester.admit().await {
+    let mut slot = match ingester.admit().await {
         Ok(slot) => slot,
         Err(error) => return ingest_error_response(error),
     };
     // The place is held while the body arrives: a sender too slow to finish
     // in time gives it up, so a few stalled clients cannot stop every write.
-    let body =
-        match tokio::time::timeout(state.write_body_timeout, read_body(&headers, body, state.max_body_bytes)).await {
-            Ok(Ok(body)) => body,
-            Ok(Err(response)) => return response,
-            Err(_) => {
-                return json_error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
+    let body = match tokio::time::timeout(
+        state.write_body_timeout,
+        read_body(&headers, body, state.max_body_bytes, &mut slot),
+    )
+    .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(response)) => return response,
+        Err(_) => {
+            return json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
                     "the request body did not arrive within {} s (HOURGLASS_WRITE_BODY_TIMEOUT_S); nothing was written",
                     state.write_body_timeout.as_secs_f64()
                 ),
-                )
-            }
-        };
+            )
+        }
+    };
     let received_at_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     let options = LineProtocolWrite { precision, accept_partial, no_sync, received_at_ns };
     match ingester.write_line_protocol(slot, &database, body, options).await {
