@@ -22,6 +22,7 @@ use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{internal_err, DFSchema, DataFusionError, Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::datasource::source::DataSourceExec;
@@ -268,13 +269,20 @@ impl TimeseriesTable {
             .collect()
     }
 
+    /// A Parquet source for files of the layer at `layer_url`. Footers and
+    /// page indexes are read through the runtime's file metadata cache
+    /// (DataFusion's `metadata_cache_limit`, 50 MB by default): a file's name
+    /// is a fresh id and its bytes never change, so a cached footer cannot go
+    /// stale, and a selective query on a hot table opens its files without
+    /// reading their footers again.
     fn parquet_source(
         &self,
         state: &dyn Session,
+        layer_url: &ObjectStoreUrl,
         file_schema: &SchemaRef,
         partition_columns: Vec<Arc<Field>>,
         predicate: Option<&Arc<dyn PhysicalExpr>>,
-    ) -> ParquetSource {
+    ) -> Result<ParquetSource> {
         let table_schema = datafusion::datasource::table_schema::TableSchema::builder(Arc::clone(file_schema))
             .with_table_partition_cols(partition_columns)
             .build();
@@ -282,11 +290,18 @@ impl TimeseriesTable {
         options.global.pushdown_filters = true;
         options.global.reorder_filters = true;
         options.global.enable_page_index = true;
-        let source = ParquetSource::new(table_schema).with_table_parquet_options(options);
-        match predicate {
+        let runtime = state.runtime_env();
+        let reader_factory = CachedParquetFileReaderFactory::new(
+            runtime.object_store(layer_url)?,
+            runtime.cache_manager.get_file_metadata_cache(),
+        );
+        let source = ParquetSource::new(table_schema)
+            .with_table_parquet_options(options)
+            .with_parquet_file_reader_factory(Arc::new(reader_factory));
+        Ok(match predicate {
             Some(predicate) => source.with_predicate(Arc::clone(predicate)),
             None => source,
-        }
+        })
     }
 
     /// One scan over files that need no deduplication, per storage layer.
@@ -322,8 +337,9 @@ impl TimeseriesTable {
                 }
                 (groups.into_iter().map(|(_, g)| FileGroup::new(g)).collect(), Vec::new())
             };
-            let source = self.parquet_source(state, &self.arrow_schema, Vec::new(), predicate);
-            let config = FileScanConfigBuilder::new(self.layer_url(&layer)?, Arc::new(source))
+            let layer_url = self.layer_url(&layer)?;
+            let source = self.parquet_source(state, &layer_url, &self.arrow_schema, Vec::new(), predicate)?;
+            let config = FileScanConfigBuilder::new(layer_url, Arc::new(source))
                 .with_file_groups(groups)
                 .with_projection_indices(Some(projection.to_vec()))?
                 .with_output_ordering(ordering)
@@ -370,11 +386,17 @@ impl TimeseriesTable {
             let number = u32::try_from(number).map_err(|e| DataFusionError::External(Box::new(e)))?;
             match source {
                 Source::File(file) => {
-                    let parquet =
-                        self.parquet_source(state, &self.arrow_schema, vec![Arc::clone(&source_field)], key_predicate);
+                    let layer_url = self.layer_url(&file.layer)?;
+                    let parquet = self.parquet_source(
+                        state,
+                        &layer_url,
+                        &self.arrow_schema,
+                        vec![Arc::clone(&source_field)],
+                        key_predicate,
+                    )?;
                     let partitioned =
                         self.partitioned_file(&file).with_partition_values(vec![ScalarValue::UInt32(Some(number))]);
-                    let config = FileScanConfigBuilder::new(self.layer_url(&file.layer)?, Arc::new(parquet))
+                    let config = FileScanConfigBuilder::new(layer_url, Arc::new(parquet))
                         .with_file(partitioned)
                         .with_projection_indices(Some(read.clone()))?
                         .with_output_ordering(vec![ordering.clone()])
