@@ -164,10 +164,17 @@ impl LocalCatalog {
         self.root.join(database).join(table)
     }
 
+    /// The lock every commit to `partition` takes, so that commits to one
+    /// partition (a persist and a merge, say) read and write its
+    /// `metadata.json` one after the other. The hash must be the same on
+    /// every call: a randomly seeded one (hashbrown's default) gives two
+    /// commits of the same partition different locks, and the later one
+    /// then writes a file without the earlier one's change.
     fn partition_lock(&self, database: &str, table: &str, partition: PartitionKey) -> &tokio::sync::Mutex<()> {
-        use std::hash::BuildHasher;
-        let hash = hashbrown::DefaultHashBuilder::default().hash_one((database, table, partition));
-        &self.partition_locks[(hash as usize) % LOCK_SHARDS]
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        (database, table, partition).hash(&mut hasher);
+        &self.partition_locks[(hasher.finish() as usize) % LOCK_SHARDS]
     }
 }
 
@@ -277,5 +284,69 @@ impl Catalog for LocalCatalog {
 
         self.view.set_partition(&commit.database, &commit.table, commit.partition, partition);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(id: usize) -> FileEntry {
+        FileEntry {
+            id: format!("f{id}"),
+            layer: "default".into(),
+            path: format!("date=2023-11-14/hour=22/f{id}.1.parquet"),
+            level: 1,
+            size_bytes: 100,
+            row_count: 1,
+            min_time: 1_700_000_000_000_000_000,
+            max_time: 1_700_000_000_000_000_000,
+            wal_sequence: id as u64,
+            chunk_time: 0,
+        }
+    }
+
+    #[test]
+    fn every_commit_to_a_partition_takes_the_same_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = LocalCatalog::open(dir.path()).expect("open");
+        let partition = PartitionKey::for_time(1_700_000_000_000_000_000);
+        let first = catalog.partition_lock("db", "m", partition) as *const _;
+        for _ in 0..100 {
+            assert_eq!(catalog.partition_lock("db", "m", partition) as *const _, first);
+        }
+    }
+
+    /// A persist and a merge commit to one partition at the same time: each
+    /// must see the other's change, in memory and in `metadata.json`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_commits_to_one_partition_lose_no_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = Arc::new(LocalCatalog::open(dir.path()).expect("open"));
+        let columns = [Column { name: "v".into(), column_type: super::super::ColumnType::Float }];
+        catalog.add_columns("db", "m", &columns, 100).await.expect("schema");
+        let partition = PartitionKey::for_time(1_700_000_000_000_000_000);
+        let commits = (0..32).map(|id| {
+            let catalog = Arc::clone(&catalog);
+            tokio::spawn(async move {
+                let commit = Commit {
+                    database: "db".into(),
+                    table: "m".into(),
+                    partition,
+                    add: vec![file(id)],
+                    remove: Vec::new(),
+                    wal_sequence: id as u64,
+                    lease: None,
+                };
+                catalog.commit(commit).await.expect("commit");
+            })
+        });
+        for commit in commits.collect::<Vec<_>>() {
+            commit.await.expect("task");
+        }
+        let in_memory = catalog.view.partition("db", "m", partition).files.len();
+        assert_eq!(in_memory, 32, "commits lost in memory");
+        let reopened = LocalCatalog::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.view.partition("db", "m", partition).files.len(), 32, "commits lost on disk");
     }
 }
