@@ -55,6 +55,9 @@ pub enum ErrorKind {
     /// Something the server needs is not available now: the object store,
     /// room in the write buffer, a server that is shutting down (HTTP 503).
     Unavailable,
+    /// The disk is full: the write was refused whole and may be sent again
+    /// once space is freed (HTTP 507).
+    StorageFull,
     /// The query ran past its time limit (HTTP 504).
     Timeout,
     /// The client cancelled the query (HTTP 499).
@@ -74,7 +77,11 @@ impl ErrorKind {
             | ErrorKind::Unsupported
             | ErrorKind::TooLarge
             | ErrorKind::Cancelled => ErrorClass::Client,
-            ErrorKind::Busy | ErrorKind::OutOfMemory | ErrorKind::Unavailable | ErrorKind::Timeout => ErrorClass::Retry,
+            ErrorKind::Busy
+            | ErrorKind::OutOfMemory
+            | ErrorKind::Unavailable
+            | ErrorKind::StorageFull
+            | ErrorKind::Timeout => ErrorClass::Retry,
             ErrorKind::Internal => ErrorClass::Server,
         }
     }

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub wal_bytes: Counter,
     /// WAL fsyncs (one per group commit).
     pub wal_fsyncs: Counter,
+    /// Writes the WAL refused after a failed append or fsync (a full disk,
+    /// an I/O error), with their records cut off.
+    pub wal_writes_refused: Counter,
     /// Parquet files written by the persister.
     pub persisted_files: Counter,
     /// Bytes of Parquet written by the persister.
@@ -106,6 +109,11 @@ impl Metrics {
         counter("hourglass_wal_records_total", "WAL records appended.", self.wal_records.get());
         counter("hourglass_wal_bytes_total", "WAL bytes appended.", self.wal_bytes.get());
         counter("hourglass_wal_fsyncs_total", "WAL fsyncs (group commits).", self.wal_fsyncs.get());
+        counter(
+            "hourglass_wal_writes_refused_total",
+            "Writes refused because the WAL's append or fsync failed (a full disk, an I/O error); none was kept.",
+            self.wal_writes_refused.get(),
+        );
         counter(
             "hourglass_persisted_files_total",
             "Parquet files written from the buffer.",

@@ -18,6 +18,7 @@ use super::memory::{catalog_reads_from_view, CatalogView, PartitionState};
 use super::names::{check_name, NameKind};
 use super::schema::SchemaFile;
 use super::{Catalog, CatalogError, Column, Commit, FileEntry, PartitionKey, TableSchema};
+use crate::storage::disk::RealDisk;
 use crate::storage::fs::{write_atomic_bytes, AtomicWriteError, TEMP_PREFIX};
 
 /// Name of the per-partition catalog file.
@@ -180,7 +181,7 @@ impl LocalCatalog {
 
 async fn write_file(path: PathBuf, bytes: Vec<u8>) -> Result<(), CatalogError> {
     let display = path.display().to_string();
-    match tokio::task::spawn_blocking(move || write_atomic_bytes(&path, &bytes)).await {
+    match tokio::task::spawn_blocking(move || write_atomic_bytes(&RealDisk, &path, &bytes)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(AtomicWriteError::NotWritten(source))) => Err(CatalogError::Io { path: display, source }),
         Ok(Err(AtomicWriteError::OutcomeUnknown(source))) => {

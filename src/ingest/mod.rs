@@ -8,6 +8,8 @@
 pub mod batches;
 pub mod buffer;
 pub mod columns;
+#[cfg(test)]
+mod crash_sim;
 pub mod line_protocol;
 pub mod persister;
 pub mod wal;
@@ -269,8 +271,10 @@ pub struct Ingester {
 }
 
 impl Ingester {
-    /// Replays the WAL under `root` and starts the WAL thread and the persister.
+    /// Replays the WAL under `root` on `disk` and starts the WAL thread and
+    /// the persister.
     pub async fn open(
+        disk: Arc<dyn crate::storage::disk::Disk>,
         root: &Path,
         catalog: Arc<dyn Catalog>,
         storage: Arc<Storage>,
@@ -280,6 +284,7 @@ impl Ingester {
     ) -> Result<(Arc<Ingester>, ReplayReport), IngestError> {
         let buffer = Arc::new(WriteBuffer::new(options.max_buffer_bytes, options.flush_buffer_bytes, last_values));
         let (wal, report) = Wal::open(
+            disk,
             &root.join("_wal"),
             catalog.as_ref(),
             Arc::clone(&buffer),

@@ -24,7 +24,6 @@
 //! record whose partition's files already cover its sequence are skipped, so
 //! replay is exact: nothing lost, nothing twice.
 
-use std::fs::{File, OpenOptions};
 use std::io::{Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,7 +38,8 @@ use super::split_by_partition;
 use crate::catalog::{Catalog, Column, ColumnType};
 use crate::errors::{Classified, ErrorKind};
 use crate::metrics::Metrics;
-use crate::storage::fs::{create_dir_all_synced, sync_dir};
+use crate::storage::disk::{is_disk_full, Disk, DiskFile};
+use crate::storage::fs::create_dir_all_synced;
 
 const HEADER: &[u8; 8] = b"HGWAL\0\0\x01";
 const RECORD_HEADER: usize = 16;
@@ -70,8 +70,36 @@ pub enum WalError {
         /// What is wrong.
         message: String,
     },
-    /// The fsync of a group failed: its writes were not acknowledged, and
-    /// whether they survive a restart is unknown (their records were written).
+    /// The disk is full: the write's record was not kept (the segment was
+    /// cut back), and the write may be sent again once there is space.
+    #[error(
+        "the disk holding the WAL is full ({path}: {message}); the write was not taken. Free space, or wait for \
+         the buffer to be persisted and old WAL segments deleted, and send it again"
+    )]
+    DiskFull {
+        /// The segment.
+        path: String,
+        /// The error.
+        message: String,
+    },
+    /// The append or fsync of a group failed, and the segment was cut back
+    /// to what an earlier fsync made durable: the writes were not
+    /// acknowledged, are not visible, and will not come back after a restart.
+    #[error(
+        "WAL {operation} failed on {path}: {message}. The write was not acknowledged and was removed from the WAL; \
+         send it again"
+    )]
+    NotWritten {
+        /// `append` or `fsync`.
+        operation: &'static str,
+        /// The segment.
+        path: String,
+        /// The error.
+        message: String,
+    },
+    /// The fsync of a group failed and the segment could not be cut back:
+    /// its writes were not acknowledged, and whether they survive a restart
+    /// is unknown (their records were written).
     #[error(
         "WAL fsync failed on {path}: {message}. The write was not acknowledged and is not visible; whether it \
          survives a restart is unknown. The WAL takes no more writes: restart the server"
@@ -99,7 +127,8 @@ pub enum WalError {
 impl Classified for WalError {
     fn kind(&self) -> ErrorKind {
         match self {
-            WalError::Closed => ErrorKind::Unavailable,
+            WalError::Closed | WalError::NotWritten { .. } => ErrorKind::Unavailable,
+            WalError::DiskFull { .. } => ErrorKind::StorageFull,
             WalError::TooLarge(_) => ErrorKind::TooLarge,
             WalError::Io { .. }
             | WalError::SyncFailed { .. }
@@ -113,6 +142,8 @@ impl Classified for WalError {
         match self {
             WalError::Closed => "57P01",
             WalError::TooLarge(_) => "54000",
+            WalError::DiskFull { .. } => "53100",
+            WalError::NotWritten { .. } => "58030",
             WalError::Io { .. } | WalError::SyncFailed { .. } | WalError::Failed(_) => "58030",
             WalError::Corrupt { .. } => "XX001",
             WalError::Replay(_) => "XX000",
@@ -267,22 +298,24 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// Replays the WAL under `dir` into `buffer`, then starts the WAL thread.
+    /// Replays the WAL under `dir` on `disk` into `buffer`, then starts the
+    /// WAL thread.
     pub async fn open(
+        disk: Arc<dyn Disk>,
         dir: &Path,
         catalog: &dyn Catalog,
         buffer: Arc<WriteBuffer>,
         metrics: Arc<Metrics>,
         options: WalOptions,
     ) -> Result<(Wal, ReplayReport), WalError> {
-        create_dir_all_synced(dir).map_err(|e| io_error(dir, e))?;
-        let mut segments = list_segments(dir)?;
+        create_dir_all_synced(disk.as_ref(), dir).map_err(|e| io_error(dir, e))?;
+        let mut segments = list_segments(disk.as_ref(), dir)?;
         let mut report = ReplayReport { segments: segments.len(), ..Default::default() };
         let mut last_sequence = 0;
         let segment_count = segments.len();
         for (index, segment) in segments.iter().enumerate() {
             let is_last = index + 1 == segment_count;
-            let records = read_segment(&segment.path, is_last, &mut report)?;
+            let records = read_segment(disk.as_ref(), &segment.path, is_last, &mut report)?;
             for record in records {
                 replay_record(record.sequence, &record.payload, catalog, &buffer, &mut report).await.map_err(
                     |message| WalError::Corrupt {
@@ -305,17 +338,19 @@ impl Wal {
             // An empty last segment: it is reopened below.
             segments.pop();
         }
-        let active = open_segment(dir, next_sequence)?;
+        let active = open_segment(disk.as_ref(), dir, next_sequence)?;
         segments.push(Segment { first_sequence: next_sequence, path: active.1.clone() });
 
         let (sender, receiver) = mpsc::channel(options.queue_depth.max(1));
         let failure = Arc::new(std::sync::Mutex::new(None));
         let thread_state = WalThread {
             failure: Arc::clone(&failure),
+            disk,
             dir: dir.to_path_buf(),
             file: active.0,
             file_path: active.1,
             file_bytes: HEADER.len() as u64,
+            synced_bytes: HEADER.len() as u64,
             unsynced: false,
             segments,
             next_sequence,
@@ -369,27 +404,41 @@ impl Wal {
     }
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<Segment>, WalError> {
+fn list_segments(disk: &dyn Disk, dir: &Path) -> Result<Vec<Segment>, WalError> {
     let mut segments = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
-        let entry = entry.map_err(|e| io_error(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(first) = name.strip_suffix(".wal").and_then(|n| n.parse::<u64>().ok()) {
-            segments.push(Segment { first_sequence: first, path: entry.path() });
+    for entry in disk.read_dir(dir).map_err(|e| io_error(dir, e))? {
+        if let Some(first) = entry.name.strip_suffix(".wal").and_then(|n| n.parse::<u64>().ok()) {
+            segments.push(Segment { first_sequence: first, path: entry.path });
         }
     }
     segments.sort_by_key(|s| s.first_sequence);
     Ok(segments)
 }
 
-fn open_segment(dir: &Path, first_sequence: u64) -> Result<(File, PathBuf), WalError> {
+/// Creates the segment that starts at `first_sequence`, its header durable
+/// before any record goes in: a segment holding records always has one.
+fn open_segment(disk: &dyn Disk, dir: &Path, first_sequence: u64) -> Result<(Box<dyn DiskFile>, PathBuf), WalError> {
     let path = segment_path(dir, first_sequence);
-    let mut file =
-        OpenOptions::new().create(true).write(true).truncate(true).open(&path).map_err(|e| io_error(&path, e))?;
-    file.write_all(HEADER).map_err(|e| io_error(&path, e))?;
-    file.sync_all().map_err(|e| io_error(&path, e))?;
-    sync_dir(dir).map_err(|e| io_error(dir, e))?;
-    Ok((file, path))
+    let error = |e: std::io::Error| match is_disk_full(&e) {
+        true => WalError::DiskFull { path: path.display().to_string(), message: e.to_string() },
+        false => io_error(&path, e),
+    };
+    let created = (|| {
+        let mut file = disk.create(&path)?;
+        file.write_all(HEADER)?;
+        file.sync_all()?;
+        disk.sync_dir(dir)?;
+        Ok(file)
+    })();
+    match created {
+        Ok(file) => Ok((file, path.clone())),
+        Err(e) => {
+            // What is left holds no record, which replay reads as empty; removed
+            // anyway so that it does not linger.
+            let _ = disk.remove_file(&path);
+            Err(error(e))
+        }
+    }
 }
 
 /// One record read back from a segment.
@@ -424,15 +473,23 @@ fn record_at(bytes: &[u8], offset: usize) -> Result<ReadRecord, &'static str> {
 /// acknowledged. Then the tail is cut off, after its bytes are saved beside the
 /// segment as `<segment>.torn-<offset>`. Anything else is corruption, and replay
 /// stops with an error rather than drop acknowledged writes.
-fn read_segment(path: &Path, is_last: bool, report: &mut ReplayReport) -> Result<Vec<ReadRecord>, WalError> {
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+fn read_segment(
+    disk: &dyn Disk,
+    path: &Path,
+    is_last: bool,
+    report: &mut ReplayReport,
+) -> Result<Vec<ReadRecord>, WalError> {
+    let bytes = disk.read(path).map_err(|e| io_error(path, e))?;
     let corrupt = |offset: usize, message: String| WalError::Corrupt {
         path: path.display().to_string(),
         offset: offset as u64,
         message,
     };
-    if bytes.len() < HEADER.len() && is_last {
-        // Created, but the crash came before its header was on disk.
+    if bytes.len() <= HEADER.len() && (HEADER.starts_with(&bytes) || bytes.iter().all(|b| *b == 0)) {
+        // Created, but the crash (or a failed write) came before its header
+        // was durable: it never held a record, since records go in only
+        // after the header's fsync. Such a segment may be followed by
+        // others when its removal was lost in the crash.
         return Ok(Vec::new());
     }
     if bytes.get(..HEADER.len()) != Some(HEADER.as_slice()) {
@@ -464,7 +521,7 @@ fn read_segment(path: &Path, is_last: bool, report: &mut ReplayReport) -> Result
                 }
                 let torn = &bytes[offset..];
                 let saved = path.with_extension(format!("wal.torn-{offset}"));
-                crate::storage::fs::write_atomic_bytes(&saved, torn).map_err(|e| io_error(&saved, e.into()))?;
+                crate::storage::fs::write_atomic_bytes(disk, &saved, torn).map_err(|e| io_error(&saved, e.into()))?;
                 tracing::warn!(
                     segment = %path.display(),
                     offset,
@@ -472,8 +529,8 @@ fn read_segment(path: &Path, is_last: bool, report: &mut ReplayReport) -> Result
                     saved = %saved.display(),
                     "cutting off a torn record at the end of the WAL ({problem}); it was never acknowledged"
                 );
-                let file = OpenOptions::new().write(true).open(path).map_err(|e| io_error(path, e))?;
-                file.set_len(offset as u64).map_err(|e| io_error(path, e))?;
+                let mut file = disk.open_write(path).map_err(|e| io_error(path, e))?;
+                file.truncate_to(offset as u64).map_err(|e| io_error(path, e))?;
                 file.sync_all().map_err(|e| io_error(path, e))?;
                 report.torn_bytes += torn.len() as u64;
                 break;
@@ -528,10 +585,15 @@ async fn replay_record(
 struct WalThread {
     /// Shared with [`Wal`]: why the thread stopped taking writes.
     failure: Arc<std::sync::Mutex<Option<String>>>,
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
-    file: File,
+    file: Box<dyn DiskFile>,
     file_path: PathBuf,
+    /// Bytes written to the active segment.
     file_bytes: u64,
+    /// Bytes of the active segment an fsync made durable: where a failed
+    /// append or fsync cuts it back to.
+    synced_bytes: u64,
     unsynced: bool,
     segments: Vec<Segment>,
     next_sequence: u64,
@@ -639,8 +701,24 @@ impl WalThread {
             bytes.extend_from_slice(&write.payload);
         }
         if let Err(e) = self.file.write_all(&bytes) {
-            let error = io_error(&self.file_path, e);
-            self.fail(&error);
+            // Part of the group may be in the file: cut it back to where the
+            // group began, so the segment ends on a whole record again.
+            let error = match self.cut_back(self.file_bytes) {
+                Ok(()) if is_disk_full(&e) => {
+                    WalError::DiskFull { path: self.file_path.display().to_string(), message: e.to_string() }
+                }
+                Ok(()) => WalError::NotWritten {
+                    operation: "append",
+                    path: self.file_path.display().to_string(),
+                    message: e.to_string(),
+                },
+                Err(cut) => {
+                    let error = io_error(&self.file_path, std::io::Error::other(format!("{e}; cutting back: {cut}")));
+                    self.fail(&error);
+                    error
+                }
+            };
+            self.metrics.wal_writes_refused.add(group.len() as u64);
             for (_, reply) in group.drain(..) {
                 let _ = reply.send(Err(error.clone()));
             }
@@ -663,20 +741,13 @@ impl WalThread {
         }
         if !durable.is_empty() {
             crate::faults::stall("wal-before-fsync");
-            let synced = match crate::faults::injected("wal-fsync", &self.file_path.to_string_lossy()) {
-                Some(fault) => Err(fault),
-                None => self.file.sync_data(),
-            };
-            if let Err(e) = synced {
-                let error = WalError::SyncFailed { path: self.file_path.display().to_string(), message: e.to_string() };
-                self.fail(&error);
+            if let Err(error) = self.sync() {
+                self.metrics.wal_writes_refused.add(durable.len() as u64);
                 for (_, reply, _) in durable {
                     let _ = reply.send(Err(error.clone()));
                 }
                 return;
             }
-            self.unsynced = false;
-            self.metrics.wal_fsyncs.add(1);
             for (write, reply, sequence) in durable {
                 self.buffer.apply(sequence, &write.writes);
                 let _ = reply.send(Ok(sequence));
@@ -684,22 +755,70 @@ impl WalThread {
         }
         if self.file_bytes >= self.options.segment_bytes {
             if let Err(error) = self.rotate() {
-                self.fail(&error);
+                // The active segment only grows past its size; the next group
+                // tries again.
+                tracing::warn!(%error, "could not start a new WAL segment");
             }
         }
     }
 
-    fn rotate(&mut self) -> Result<(), WalError> {
-        if self.unsynced {
-            self.file.sync_data().map_err(|e| io_error(&self.file_path, e))?;
+    /// Fsyncs the active segment. When the fsync fails, whatever it left of
+    /// the records since the last good one is cut off and the cut made
+    /// durable: then nothing written since that fsync can come back after a
+    /// crash, so the writes waiting for this fsync are refused exactly, and
+    /// the WAL goes on. `no_sync` writes since the last fsync lose their
+    /// records, which is what they accepted; their rows are in the buffer.
+    /// The failed fsync is never retried (after one, the kernel may have
+    /// dropped the pages it could not write). Only if the cut fails too does
+    /// the WAL stop.
+    fn sync(&mut self) -> Result<(), WalError> {
+        let synced = match crate::faults::injected("wal-fsync", &self.file_path.to_string_lossy()) {
+            Some(fault) => Err(fault),
+            None => self.file.sync_data(),
+        };
+        let Err(e) = synced else {
+            self.synced_bytes = self.file_bytes;
             self.unsynced = false;
             self.metrics.wal_fsyncs.add(1);
+            return Ok(());
+        };
+        let path = self.file_path.display().to_string();
+        match self.cut_back(self.synced_bytes).and_then(|()| self.file.sync_all()) {
+            Ok(()) => {
+                self.unsynced = false;
+                Err(match is_disk_full(&e) {
+                    true => WalError::DiskFull { path, message: e.to_string() },
+                    false => WalError::NotWritten { operation: "fsync", path, message: e.to_string() },
+                })
+            }
+            Err(cut) => {
+                let error = WalError::SyncFailed { path, message: format!("{e}; cutting back: {cut}") };
+                self.fail(&error);
+                Err(error)
+            }
         }
-        let (file, path) = open_segment(&self.dir, self.next_sequence)?;
+    }
+
+    /// Cuts the active segment back to `len` bytes, the end of a whole record.
+    fn cut_back(&mut self, len: u64) -> std::io::Result<()> {
+        self.file.truncate_to(len)?;
+        self.file_bytes = len;
+        self.synced_bytes = self.synced_bytes.min(len);
+        Ok(())
+    }
+
+    /// Starts a new segment once the active one is durable. A failure leaves
+    /// the active segment in place, still taking writes.
+    fn rotate(&mut self) -> Result<(), WalError> {
+        if self.unsynced {
+            self.sync()?;
+        }
+        let (file, path) = open_segment(self.disk.as_ref(), &self.dir, self.next_sequence)?;
         self.segments.push(Segment { first_sequence: self.next_sequence, path: path.clone() });
         self.file = file;
         self.file_path = path;
         self.file_bytes = HEADER.len() as u64;
+        self.synced_bytes = HEADER.len() as u64;
         Ok(())
     }
 
@@ -711,15 +830,14 @@ impl WalThread {
                     let _ = reply.send(Err(WalError::Failed(failed)));
                     return;
                 }
+                // A failed rotation refuses this snapshot only: the persister
+                // asks again later.
                 let result = (|| {
                     if self.file_bytes > HEADER.len() as u64 {
                         self.rotate()?;
                     }
                     Ok(self.buffer.take_snapshot())
                 })();
-                if let Err(error) = &result {
-                    self.fail(error);
-                }
                 let _ = reply.send(result);
             }
             Command::Truncate(sequence) => {
@@ -727,7 +845,7 @@ impl WalThread {
                 let mut keep_from = 0;
                 for i in 0..self.segments.len().saturating_sub(1) {
                     if self.segments[i + 1].first_sequence.saturating_sub(1) <= sequence {
-                        if let Err(e) = std::fs::remove_file(&self.segments[i].path) {
+                        if let Err(e) = self.disk.remove_file(&self.segments[i].path) {
                             if e.kind() != std::io::ErrorKind::NotFound {
                                 tracing::warn!(segment = %self.segments[i].path.display(), error = %e, "could not delete WAL segment");
                                 break;

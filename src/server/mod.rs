@@ -216,7 +216,8 @@ fn root_id(root: &Path) -> Result<String, SettingError> {
         Err(e) => return Err(error(format!("cannot read: {e}"))),
     }
     let id = uuid::Uuid::new_v4().to_string();
-    crate::storage::fs::write_atomic_bytes(&path, id.as_bytes()).map_err(|e| error(format!("cannot write: {e}")))?;
+    crate::storage::fs::write_atomic_bytes(&crate::storage::disk::RealDisk, &path, id.as_bytes())
+        .map_err(|e| error(format!("cannot write: {e}")))?;
     Ok(id)
 }
 
@@ -400,6 +401,7 @@ impl Components {
         let ingester = if settings.mode.writes() {
             let started = std::time::Instant::now();
             let (ingester, replay) = Ingester::open(
+                Arc::new(crate::storage::disk::RealDisk),
                 &settings.root,
                 Arc::clone(&catalog),
                 Arc::clone(&storage),

@@ -16,6 +16,7 @@ pub(crate) fn http_status(kind: ErrorKind) -> StatusCode {
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Busy | ErrorKind::OutOfMemory => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         // nginx's "client closed request": no standard code says "you cancelled it".
         ErrorKind::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
@@ -28,6 +29,8 @@ pub(crate) fn http_status(kind: ErrorKind) -> StatusCode {
 pub(crate) fn retry_after_s(kind: ErrorKind) -> Option<u32> {
     match kind {
         ErrorKind::Busy | ErrorKind::OutOfMemory | ErrorKind::Unavailable => Some(1),
+        // Space is freed by an operator or by the persister and compactor, not in a moment.
+        ErrorKind::StorageFull => Some(10),
         _ => None,
     }
 }
@@ -39,7 +42,9 @@ pub(crate) fn grpc_code(kind: ErrorKind) -> tonic::Code {
         ErrorKind::NotFound | ErrorKind::Missing => tonic::Code::NotFound,
         ErrorKind::Forbidden => tonic::Code::PermissionDenied,
         ErrorKind::Unsupported => tonic::Code::Unimplemented,
-        ErrorKind::TooLarge | ErrorKind::Busy | ErrorKind::OutOfMemory => tonic::Code::ResourceExhausted,
+        ErrorKind::TooLarge | ErrorKind::Busy | ErrorKind::OutOfMemory | ErrorKind::StorageFull => {
+            tonic::Code::ResourceExhausted
+        }
         ErrorKind::Unavailable => tonic::Code::Unavailable,
         ErrorKind::Timeout => tonic::Code::DeadlineExceeded,
         ErrorKind::Cancelled => tonic::Code::Cancelled,

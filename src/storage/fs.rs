@@ -1,29 +1,30 @@
-//! Crash-safe file writing on local disk.
+//! Crash-safe file writing on local disk, through a [`Disk`].
 //!
 //! A file that must survive a crash is written under a temporary name, fsynced,
 //! renamed into place, and then its directory is fsynced, so after power loss it
 //! is either absent or complete. New directories are fsynced into their parents.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
+
+use super::disk::{Disk, DiskFile};
 
 /// Prefix of temporary files; anything starting with it is garbage after a crash.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
 /// Fsyncs a directory, so that entries created, renamed or removed in it persist.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+pub fn sync_dir(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
+    disk.sync_dir(dir)
 }
 
 /// Creates `dir` and any missing parents, fsyncing each new entry into its parent.
-pub fn create_dir_all_synced(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
+pub fn create_dir_all_synced(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
+    if disk.is_dir(dir) {
         return Ok(());
     }
     let mut missing = Vec::new();
     let mut current = dir;
-    while !current.is_dir() {
+    while !disk.is_dir(current) {
         missing.push(current.to_path_buf());
         match current.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => current = parent,
@@ -31,13 +32,13 @@ pub fn create_dir_all_synced(dir: &Path) -> io::Result<()> {
         }
     }
     for path in missing.iter().rev() {
-        match fs::create_dir(path) {
+        match disk.create_dir(path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
+            disk.sync_dir(parent)?;
         }
     }
     Ok(())
@@ -79,31 +80,36 @@ impl From<AtomicWriteError> for io::Error {
 /// rename the temporary file is removed and `path` is untouched
 /// ([`AtomicWriteError::NotWritten`]); an error after it is
 /// [`AtomicWriteError::OutcomeUnknown`].
-pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> Result<(), AtomicWriteError> {
+pub fn write_atomic(
+    disk: &dyn Disk,
+    path: &Path,
+    write: impl FnOnce(&mut dyn DiskFile) -> io::Result<()>,
+) -> Result<(), AtomicWriteError> {
     let dir = path.parent().ok_or_else(|| {
         AtomicWriteError::NotWritten(io::Error::new(io::ErrorKind::InvalidInput, "path has no directory"))
     })?;
-    create_dir_all_synced(dir).map_err(AtomicWriteError::NotWritten)?;
+    create_dir_all_synced(disk, dir).map_err(AtomicWriteError::NotWritten)?;
     let temp = temp_path_for(path);
     let written = (|| {
-        let mut file = File::create(&temp)?;
-        write(&mut file)?;
+        let mut file = disk.create(&temp)?;
+        write(file.as_mut())?;
         file.flush()?;
         file.sync_all()?;
-        fs::rename(&temp, path)
+        drop(file);
+        disk.rename(&temp, path)
     })();
     if let Err(e) = written {
-        let _ = fs::remove_file(&temp);
+        let _ = disk.remove_file(&temp);
         return Err(AtomicWriteError::NotWritten(e));
     }
     let subject = path.to_string_lossy();
     match crate::faults::injected("fs-sync-dir-after-rename", &subject) {
         Some(fault) => Err(AtomicWriteError::OutcomeUnknown(fault)),
-        None => sync_dir(dir).map_err(AtomicWriteError::OutcomeUnknown),
+        None => disk.sync_dir(dir).map_err(AtomicWriteError::OutcomeUnknown),
     }
 }
 
 /// [`write_atomic`] for bytes already in memory.
-pub fn write_atomic_bytes(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
-    write_atomic(path, |file| file.write_all(bytes))
+pub fn write_atomic_bytes(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
+    write_atomic(disk, path, |file| file.write_all(bytes))
 }

@@ -9,6 +9,7 @@ use arrow::array::RecordBatch;
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use super::disk::RealDisk;
 use super::{
     fs, fs_layer_root, parquet, time_range, LayerConfig, LayerType, ParquetOptions, RowOrder, S3Url, StorageError,
 };
@@ -154,7 +155,7 @@ impl Layer {
                 tokio::task::spawn_blocking(move || -> Result<u64, StorageError> {
                     let io = |source| StorageError::Io { path: path.display().to_string(), source };
                     let mut parquet_error = None;
-                    fs::write_atomic(&path, |file| {
+                    fs::write_atomic(&RealDisk, &path, |file| {
                         let sink = std::io::BufWriter::with_capacity(1 << 20, file);
                         match parquet::write_batch(sink, &batch, &order, options) {
                             Ok(mut sink) => std::io::Write::flush(&mut sink),
@@ -480,7 +481,7 @@ where
     let io = |source| StorageError::Io { path: path.display().to_string(), source };
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
     let created = dir.clone();
-    tokio::task::spawn_blocking(move || fs::create_dir_all_synced(&created))
+    tokio::task::spawn_blocking(move || fs::create_dir_all_synced(&RealDisk, &created))
         .await
         .map_err(|e| io(std::io::Error::other(e)))?
         .map_err(io)?;
@@ -493,7 +494,7 @@ where
         let size = file.metadata().await.map_err(io)?.len();
         drop(file);
         tokio::fs::rename(&temp, &path).await.map_err(io)?;
-        tokio::task::spawn_blocking(move || fs::sync_dir(&dir))
+        tokio::task::spawn_blocking(move || fs::sync_dir(&RealDisk, &dir))
             .await
             .map_err(|e| io(std::io::Error::other(e)))?
             .map_err(io)?;

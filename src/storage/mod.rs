@@ -5,11 +5,14 @@
 //! TTL passes. On a local layer files are written crash-safely (see [`fs`]); an S3
 //! put is atomic by itself.
 
+pub mod disk;
 pub mod fs;
 mod layer;
 mod listing;
 pub mod parquet;
 mod s3_url;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod sim_disk;
 pub mod sort;
 
 use std::time::Duration;

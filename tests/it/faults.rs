@@ -28,9 +28,9 @@ async fn get_json(server: &Server, path: &str) -> (u16, Value) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rows_whose_wal_fsync_fails_are_never_visible() {
+async fn rows_whose_wal_fsync_fails_are_never_visible_and_the_wal_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--save-timeout-s", "3600"]);
+    let mut server = Server::start(&dir.path().join("data"), &["--save-timeout-s", "3600"]);
     assert_eq!(post(&server.url("/write?db=w"), "m,host=a v=1 1700000000000000000").await.0, 204);
 
     // The next group stalls between its append and its fsync, which then
@@ -54,20 +54,26 @@ async fn rows_whose_wal_fsync_fails_are_never_visible() {
         queries += 1;
     }
     let (status, body) = write.await.unwrap();
-    assert_eq!(status, 500, "{body}");
-    assert!(body.contains("WAL fsync failed"), "{body}");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("WAL fsync failed") && body.contains("removed from the WAL"), "{body}");
     assert!(queries >= 1, "no query ran between the append and the failed fsync");
     assert_eq!(count(&server, "w", "SELECT count(*) AS n FROM m WHERE host = 'b'").await, 0);
     assert_eq!(count(&server, "w", "SELECT count(*) AS n FROM m WHERE host = 'a'").await, 1);
+    assert_eq!(crate::support::metric(&server, "hourglass_wal_writes_refused_total").await, 1);
 
-    // The WAL took no more writes, and says so where an operator looks.
-    let (status, _) = post(&server.url("/write?db=w"), "m,host=c v=3 1700000000000000000").await;
-    assert_eq!(status, 500);
+    // The segment was cut back to its last good fsync, so the WAL goes on.
+    arm(&server, "wal-before-fsync", "off").await;
+    arm(&server, "wal-fsync", "off").await;
+    assert_eq!(post(&server.url("/write?db=w"), "m,host=c v=3 1700000000000000000").await.0, 204);
     let (status, health) = get_json(&server, "/health").await;
-    assert_eq!(status, 503, "{health}");
-    assert_eq!(health["checks"][0]["name"], "wal", "{health}");
-    let (status, ready) = get_json(&server, "/ready").await;
-    assert_eq!(status, 503, "{ready}");
+    assert_eq!(status, 200, "{health}");
+
+    // And the refused write's record is gone for good: a restart replays the
+    // others and not it.
+    server.kill9();
+    server.restart();
+    assert_eq!(count(&server, "w", "SELECT count(*) AS n FROM m WHERE host = 'b'").await, 0);
+    assert_eq!(count(&server, "w", "SELECT count(*) AS n FROM m").await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

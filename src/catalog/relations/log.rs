@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::RelationError;
+use crate::storage::disk::RealDisk;
 use crate::storage::fs::{create_dir_all_synced, write_atomic_bytes, AtomicWriteError};
 
 /// The store of the relations document.
@@ -105,8 +106,8 @@ impl RelationLog for RelationFile {
             if version.load(Ordering::SeqCst) != expected {
                 return Ok(false);
             }
-            create_dir_all_synced(&dir).map_err(AtomicWriteError::NotWritten)?;
-            let written = write_atomic_bytes(&path, &bytes);
+            create_dir_all_synced(&RealDisk, &dir).map_err(AtomicWriteError::NotWritten)?;
+            let written = write_atomic_bytes(&RealDisk, &path, &bytes);
             if !matches!(written, Err(AtomicWriteError::NotWritten(_))) {
                 version.fetch_add(1, Ordering::SeqCst);
             }

@@ -1,0 +1,158 @@
+//! The file operations the durable parts of the server do, behind one small
+//! interface: the real file system, or (in tests) a simulated disk that can
+//! lose power, tear writes and fail calls on purpose ([`super::sim_disk`]).
+//!
+//! The interface holds only what crash safety depends on: creating, appending,
+//! syncing, renaming and removing files, and syncing directories. Whatever
+//! goes through it can be tested against a power cut at any call.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// An entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskEntry {
+    /// The entry's name within its directory.
+    pub name: String,
+    /// Its full path.
+    pub path: PathBuf,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+}
+
+/// A file opened for writing through a [`Disk`].
+pub trait DiskFile: Write + Send + std::fmt::Debug {
+    /// Makes the file's data durable (`fdatasync`).
+    fn sync_data(&mut self) -> io::Result<()>;
+
+    /// Makes the file's data and metadata durable (`fsync`).
+    fn sync_all(&mut self) -> io::Result<()>;
+
+    /// Cuts the file (or extends it with zeros) to `len` bytes and moves the
+    /// write position there, so the next write continues at `len`.
+    fn truncate_to(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// File operations, as the operating system offers them: nothing here is
+/// durable until a sync says so (a file's data by [`DiskFile::sync_data`], a
+/// directory's entries by [`Disk::sync_dir`]).
+pub trait Disk: Send + Sync + std::fmt::Debug {
+    /// Creates the directory `path`, whose parent must exist.
+    fn create_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// Whether `path` is an existing directory.
+    fn is_dir(&self, path: &Path) -> bool;
+
+    /// The entries of the directory `dir`, in no particular order.
+    fn read_dir(&self, dir: &Path) -> io::Result<Vec<DiskEntry>>;
+
+    /// The whole content of the file at `path`.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+
+    /// Creates the file at `path`, or empties it if it exists, for writing.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
+
+    /// Opens the existing file at `path` for writing, at its start.
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
+
+    /// Renames the file `from` to `to`, replacing what `to` was.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// Removes the file at `path`.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+
+    /// Makes the entries created, renamed or removed in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealDisk;
+
+/// A real file, opened through [`RealDisk`].
+#[derive(Debug)]
+struct RealFile(File);
+
+impl Write for RealFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl DiskFile for RealFile {
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.0.sync_all()
+    }
+
+    fn truncate_to(&mut self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)?;
+        self.0.seek(SeekFrom::Start(len)).map(|_| ())
+    }
+}
+
+impl Disk for RealDisk {
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir(path)
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir()
+    }
+
+    fn read_dir(&self, dir: &Path) -> io::Result<Vec<DiskEntry>> {
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            entries.push(DiskEntry {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                path: entry.path(),
+                is_dir: entry.file_type()?.is_dir(),
+            });
+        }
+        Ok(entries)
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
+        let file = OpenOptions::new().create(true).write(true).truncate(true).open(path)?;
+        Ok(Box::new(RealFile(file)))
+    }
+
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
+        Ok(Box::new(RealFile(OpenOptions::new().write(true).open(path)?)))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
+
+/// Whether an I/O error means the disk is full (`ENOSPC`, `EDQUOT`): the
+/// write may succeed once space is freed, so it is refused, not fatal.
+pub fn is_disk_full(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}
