@@ -18,7 +18,7 @@ use super::memory::{catalog_reads_from_view, CatalogView, PartitionState};
 use super::names::{check_name, NameKind};
 use super::schema::SchemaFile;
 use super::{Catalog, CatalogError, Column, Commit, FileEntry, PartitionKey, TableSchema};
-use crate::storage::disk::RealDisk;
+use crate::storage::disk::{Disk, RealDisk};
 use crate::storage::fs::{write_atomic_bytes, AtomicWriteError, TEMP_PREFIX};
 
 /// Name of the per-partition catalog file.
@@ -73,6 +73,8 @@ struct StoredPartition {
 /// The catalog kept in JSON files under the data root.
 #[derive(Debug)]
 pub struct LocalCatalog {
+    /// Where its files are: the real file system, or a simulated disk in tests.
+    disk: Arc<dyn Disk>,
     root: PathBuf,
     view: CatalogView,
     schema_lock: tokio::sync::Mutex<()>,
@@ -85,22 +87,15 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CatalogError + '_ {
     move |source| CatalogError::Io { path: path.display().to_string(), source }
 }
 
-fn read_dir_names(dir: &Path) -> Result<Vec<String>, CatalogError> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
-        let entry = entry.map_err(io_error(dir))?;
-        if entry.file_type().map_err(io_error(dir))?.is_dir() {
-            if let Ok(name) = entry.file_name().into_string() {
-                names.push(name);
-            }
-        }
-    }
+fn read_dir_names(disk: &dyn Disk, dir: &Path) -> Result<Vec<String>, CatalogError> {
+    let mut names: Vec<String> =
+        disk.read_dir(dir).map_err(io_error(dir))?.into_iter().filter(|e| e.is_dir).map(|e| e.name).collect();
     names.sort();
     Ok(names)
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, CatalogError> {
-    let bytes = match std::fs::read(path) {
+fn read_json<T: for<'de> Deserialize<'de>>(disk: &dyn Disk, path: &Path) -> Result<Option<T>, CatalogError> {
+    let bytes = match disk.read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(path)(e)),
@@ -113,26 +108,32 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Cat
 impl LocalCatalog {
     /// Loads the catalog under `root` (creating nothing).
     pub fn open(root: &Path) -> Result<Self, CatalogError> {
+        LocalCatalog::open_on(Arc::new(RealDisk), root)
+    }
+
+    /// Loads the catalog under `root` on `disk` (creating nothing).
+    pub fn open_on(disk: Arc<dyn Disk>, root: &Path) -> Result<Self, CatalogError> {
         let view = CatalogView::default();
-        if root.is_dir() {
-            for database in read_dir_names(root)? {
+        let disk_ref = disk.as_ref();
+        if disk_ref.is_dir(root) {
+            for database in read_dir_names(disk_ref, root)? {
                 if check_name(NameKind::Database, &database).is_err() {
                     continue;
                 }
                 let db_dir = root.join(&database);
-                for table in read_dir_names(&db_dir)? {
+                for table in read_dir_names(disk_ref, &db_dir)? {
                     let table_dir = db_dir.join(&table);
-                    let Some(schema) = read_json::<SchemaFile>(&table_dir.join(SCHEMA_FILE))? else {
+                    let Some(schema) = read_json::<SchemaFile>(disk_ref, &table_dir.join(SCHEMA_FILE))? else {
                         if !table.starts_with(TEMP_PREFIX) {
                             tracing::warn!(dir = %table_dir.display(), "directory has no {SCHEMA_FILE}; not a table");
                         }
                         continue;
                     };
                     let mut partitions = BTreeMap::new();
-                    for date in read_dir_names(&table_dir)?.iter().filter(|d| d.starts_with("date=")) {
-                        for hour in read_dir_names(&table_dir.join(date))? {
+                    for date in read_dir_names(disk_ref, &table_dir)?.iter().filter(|d| d.starts_with("date=")) {
+                        for hour in read_dir_names(disk_ref, &table_dir.join(date))? {
                             let path = table_dir.join(date).join(&hour).join(PARTITION_FILE);
-                            let Some(stored) = read_json::<StoredPartition>(&path)? else { continue };
+                            let Some(stored) = read_json::<StoredPartition>(disk_ref, &path)? else { continue };
                             // A catalog file in a directory that names no hour would be lost
                             // silently if skipped.
                             let key =
@@ -152,6 +153,7 @@ impl LocalCatalog {
             }
         }
         Ok(LocalCatalog {
+            disk,
             root: root.to_path_buf(),
             view,
             schema_lock: tokio::sync::Mutex::new(()),
@@ -179,9 +181,9 @@ impl LocalCatalog {
     }
 }
 
-async fn write_file(path: PathBuf, bytes: Vec<u8>) -> Result<(), CatalogError> {
+async fn write_file(disk: Arc<dyn Disk>, path: PathBuf, bytes: Vec<u8>) -> Result<(), CatalogError> {
     let display = path.display().to_string();
-    match tokio::task::spawn_blocking(move || write_atomic_bytes(&RealDisk, &path, &bytes)).await {
+    match tokio::task::spawn_blocking(move || write_atomic_bytes(disk.as_ref(), &path, &bytes)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(AtomicWriteError::NotWritten(source))) => Err(CatalogError::Io { path: display, source }),
         Ok(Err(AtomicWriteError::OutcomeUnknown(source))) => {
@@ -206,7 +208,7 @@ impl LocalCatalog {
     /// disk holds.
     async fn write_catalog_file(&self, path: PathBuf, bytes: Vec<u8>) -> Result<(), CatalogError> {
         self.check_running()?;
-        let result = write_file(path, bytes).await;
+        let result = write_file(Arc::clone(&self.disk), path, bytes).await;
         if let Err(error @ CatalogError::OutcomeUnknown { .. }) = &result {
             tracing::error!(
                 %error,

@@ -49,7 +49,7 @@ const MAX_GROUP: usize = 4096;
 /// What can go wrong with the WAL.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WalError {
-    /// Disk I/O failed; writes stop until the server restarts.
+    /// Disk I/O failed while opening, replaying or starting a segment.
     #[error("WAL I/O error on {path}: {message}")]
     Io {
         /// The file.
@@ -143,8 +143,9 @@ impl Classified for WalError {
             WalError::Closed => "57P01",
             WalError::TooLarge(_) => "54000",
             WalError::DiskFull { .. } => "53100",
-            WalError::NotWritten { .. } => "58030",
-            WalError::Io { .. } | WalError::SyncFailed { .. } | WalError::Failed(_) => "58030",
+            WalError::Io { .. } | WalError::NotWritten { .. } | WalError::SyncFailed { .. } | WalError::Failed(_) => {
+                "58030"
+            }
             WalError::Corrupt { .. } => "XX001",
             WalError::Replay(_) => "XX000",
         }
@@ -153,6 +154,18 @@ impl Classified for WalError {
 
 fn io_error(path: &Path, e: std::io::Error) -> WalError {
     WalError::Io { path: path.display().to_string(), message: e.to_string() }
+}
+
+impl WalError {
+    /// A write refused whole after `operation` failed on the segment at
+    /// `path` and was undone: a full disk, or another I/O error.
+    fn refused(operation: &'static str, path: &Path, e: &std::io::Error) -> WalError {
+        let path = path.display().to_string();
+        match is_disk_full(e) {
+            true => WalError::DiskFull { path, message: e.to_string() },
+            false => WalError::NotWritten { operation, path, message: e.to_string() },
+        }
+    }
 }
 
 /// A write, encoded and split, waiting for its place in the log.
@@ -310,6 +323,28 @@ impl Wal {
     ) -> Result<(Wal, ReplayReport), WalError> {
         create_dir_all_synced(disk.as_ref(), dir).map_err(|e| io_error(dir, e))?;
         let mut segments = list_segments(disk.as_ref(), dir)?;
+        // Segments at the end that never held a record (a rotation that
+        // failed, or a crash before a new segment's header was durable) are
+        // dropped, so that the one before them is read as the last: a crash
+        // may have torn its tail. Their first sequences stay used.
+        let mut claimed = 0;
+        let mut dropped = false;
+        while let Some(last) = segments.last() {
+            let bytes = disk.read(&last.path).map_err(|e| io_error(&last.path, e))?;
+            if !never_held_a_record(&bytes) {
+                break;
+            }
+            claimed = last.first_sequence.saturating_sub(1).max(claimed);
+            match disk.remove_file(&last.path) {
+                Ok(()) => dropped = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&last.path, e)),
+            }
+            segments.pop();
+        }
+        if dropped {
+            disk.sync_dir(dir).map_err(|e| io_error(dir, e))?;
+        }
         let mut report = ReplayReport { segments: segments.len(), ..Default::default() };
         let mut last_sequence = 0;
         let segment_count = segments.len();
@@ -330,6 +365,7 @@ impl Wal {
         }
         // Never reuse a sequence a catalog entry already claims to cover.
         let next_sequence = last_sequence
+            .max(claimed)
             .max(catalog.max_wal_sequence())
             .max(segments.last().map_or(0, |s| s.first_sequence.saturating_sub(1)))
             .checked_add(1)
@@ -419,10 +455,6 @@ fn list_segments(disk: &dyn Disk, dir: &Path) -> Result<Vec<Segment>, WalError> 
 /// before any record goes in: a segment holding records always has one.
 fn open_segment(disk: &dyn Disk, dir: &Path, first_sequence: u64) -> Result<(Box<dyn DiskFile>, PathBuf), WalError> {
     let path = segment_path(dir, first_sequence);
-    let error = |e: std::io::Error| match is_disk_full(&e) {
-        true => WalError::DiskFull { path: path.display().to_string(), message: e.to_string() },
-        false => io_error(&path, e),
-    };
     let created = (|| {
         let mut file = disk.create(&path)?;
         file.write_all(HEADER)?;
@@ -433,12 +465,22 @@ fn open_segment(disk: &dyn Disk, dir: &Path, first_sequence: u64) -> Result<(Box
     match created {
         Ok(file) => Ok((file, path.clone())),
         Err(e) => {
-            // What is left holds no record, which replay reads as empty; removed
-            // anyway so that it does not linger.
-            let _ = disk.remove_file(&path);
-            Err(error(e))
+            // What is left holds no record; replay reads it as empty, and
+            // drops it when it is the last.
+            if disk.remove_file(&path).is_ok() {
+                let _ = disk.sync_dir(dir);
+            }
+            Err(WalError::refused("start a segment", &path, &e))
         }
     }
+}
+
+/// Whether a segment's bytes show it never held a record: no more than its
+/// header, or the start of one, or zeros where a crash came before the
+/// header was on the device. Records go in only after the header's fsync,
+/// so a segment that held one has its whole header.
+fn never_held_a_record(bytes: &[u8]) -> bool {
+    bytes.len() <= HEADER.len() && (HEADER.starts_with(bytes) || bytes.iter().all(|b| *b == 0))
 }
 
 /// One record read back from a segment.
@@ -485,11 +527,9 @@ fn read_segment(
         offset: offset as u64,
         message,
     };
-    if bytes.len() <= HEADER.len() && (HEADER.starts_with(&bytes) || bytes.iter().all(|b| *b == 0)) {
-        // Created, but the crash (or a failed write) came before its header
-        // was durable: it never held a record, since records go in only
-        // after the header's fsync. Such a segment may be followed by
-        // others when its removal was lost in the crash.
+    if never_held_a_record(&bytes) {
+        // Such a segment may be followed by others when its removal was
+        // lost in a crash.
         return Ok(Vec::new());
     }
     if bytes.get(..HEADER.len()) != Some(HEADER.as_slice()) {
@@ -701,19 +741,19 @@ impl WalThread {
             bytes.extend_from_slice(&write.payload);
         }
         if let Err(e) = self.file.write_all(&bytes) {
-            // Part of the group may be in the file: cut it back to where the
-            // group began, so the segment ends on a whole record again.
-            let error = match self.cut_back(self.file_bytes) {
-                Ok(()) if is_disk_full(&e) => {
-                    WalError::DiskFull { path: self.file_path.display().to_string(), message: e.to_string() }
-                }
-                Ok(()) => WalError::NotWritten {
-                    operation: "append",
-                    path: self.file_path.display().to_string(),
-                    message: e.to_string(),
+            // Part of the group may be in the file (and may reach the device
+            // on its own): cut it back to where the group began and make the
+            // cut durable, so the refused records cannot come back.
+            let error = match self.cut_back(self.file_bytes).map_err(|cut| format!("cutting back: {cut}")) {
+                Ok(()) => match self.sync() {
+                    Ok(()) => WalError::refused("append", &self.file_path, &e),
+                    Err(error) => error,
                 },
                 Err(cut) => {
-                    let error = io_error(&self.file_path, std::io::Error::other(format!("{e}; cutting back: {cut}")));
+                    let error = WalError::SyncFailed {
+                        path: self.file_path.display().to_string(),
+                        message: format!("{e}; {cut}"),
+                    };
                     self.fail(&error);
                     error
                 }
@@ -782,16 +822,13 @@ impl WalThread {
             self.metrics.wal_fsyncs.add(1);
             return Ok(());
         };
-        let path = self.file_path.display().to_string();
         match self.cut_back(self.synced_bytes).and_then(|()| self.file.sync_all()) {
             Ok(()) => {
                 self.unsynced = false;
-                Err(match is_disk_full(&e) {
-                    true => WalError::DiskFull { path, message: e.to_string() },
-                    false => WalError::NotWritten { operation: "fsync", path, message: e.to_string() },
-                })
+                Err(WalError::refused("fsync", &self.file_path, &e))
             }
             Err(cut) => {
+                let path = self.file_path.display().to_string();
                 let error = WalError::SyncFailed { path, message: format!("{e}; cutting back: {cut}") };
                 self.fail(&error);
                 Err(error)

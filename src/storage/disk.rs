@@ -9,6 +9,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object_store::ObjectStore;
 
 /// An entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +67,10 @@ pub trait Disk: Send + Sync + std::fmt::Debug {
 
     /// Makes the entries created, renamed or removed in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// The directory `root` (which exists) as an object store, through
+    /// which queries, merges and copies read a local layer.
+    fn object_store(&self, root: &Path) -> Result<Arc<dyn ObjectStore>, String>;
 }
 
 /// The real file system.
@@ -148,6 +155,11 @@ impl Disk for RealDisk {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn object_store(&self, root: &Path) -> Result<Arc<dyn ObjectStore>, String> {
+        let local = object_store::local::LocalFileSystem::new_with_prefix(root).map_err(|e| e.to_string())?;
+        Ok(Arc::new(local))
     }
 }
 

@@ -4,7 +4,8 @@
 //! renamed into place, and then its directory is fsynced, so after power loss it
 //! is either absent or complete. New directories are fsynced into their parents.
 
-use std::io;
+use std::collections::BTreeSet;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::disk::{Disk, DiskFile};
@@ -17,29 +18,49 @@ pub fn sync_dir(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
     disk.sync_dir(dir)
 }
 
-/// Creates `dir` and any missing parents, fsyncing each new entry into its parent.
+/// Directories this process created whose fsync into their parent failed:
+/// they exist, but may not survive a power cut. Held (locked) while
+/// directories are checked and created, so that a thread that finds a
+/// directory another thread has just created waits until it is synced.
+/// Together: a directory this process finds exists and is not in the set is
+/// durable (it was created and synced under the lock, or was there at start,
+/// and a crash leaves only what is durable visible). Otherwise a writer could
+/// commit a file inside a directory a power cut then takes with it.
+static UNSYNCED_DIRS: std::sync::Mutex<BTreeSet<PathBuf>> = std::sync::Mutex::new(BTreeSet::new());
+
+/// Creates `dir` and any missing parents, fsyncing each new entry into its
+/// parent; an existing one whose earlier fsync failed is fsynced now.
 pub fn create_dir_all_synced(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
-    if disk.is_dir(dir) {
-        return Ok(());
-    }
+    let mut unsynced = UNSYNCED_DIRS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut missing = Vec::new();
     let mut current = dir;
-    while !disk.is_dir(current) {
-        missing.push(current.to_path_buf());
+    loop {
+        let exists = disk.is_dir(current);
+        if !exists || unsynced.contains(current) {
+            missing.push((current.to_path_buf(), exists));
+        }
         match current.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => current = parent,
+            Some(parent) if !parent.as_os_str().is_empty() && (!exists || !unsynced.is_empty()) => current = parent,
             _ => break,
         }
     }
-    for path in missing.iter().rev() {
-        match disk.create_dir(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
+    for (path, exists) in missing.iter().rev() {
+        if !exists {
+            match disk.create_dir(path) {
+                Ok(()) => {}
+                // Made by another process since the check: synced into its
+                // parent all the same, since it may not have done it yet.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            disk.sync_dir(parent)?;
+            if let Err(e) = disk.sync_dir(parent) {
+                unsynced.insert(path.clone());
+                return Err(e);
+            }
         }
+        unsynced.remove(path);
     }
     Ok(())
 }
@@ -75,16 +96,52 @@ impl From<AtomicWriteError> for io::Error {
     }
 }
 
+/// A file that counts the bytes written through it: the size of a file
+/// written once, front to back, without asking the disk.
+#[derive(Debug)]
+struct Counted<'a> {
+    file: &'a mut dyn DiskFile,
+    bytes: u64,
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.file.write(buf)?;
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl DiskFile for Counted<'_> {
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+
+    fn truncate_to(&mut self, len: u64) -> io::Result<()> {
+        self.file.truncate_to(len)?;
+        self.bytes = len;
+        Ok(())
+    }
+}
+
 /// Writes a file atomically and durably: `write` fills a temporary file, which is
 /// fsynced, renamed to `path`, and the directory fsynced. On error before the
 /// rename the temporary file is removed and `path` is untouched
 /// ([`AtomicWriteError::NotWritten`]); an error after it is
-/// [`AtomicWriteError::OutcomeUnknown`].
+/// [`AtomicWriteError::OutcomeUnknown`]. Returns the file's size.
 pub fn write_atomic(
     disk: &dyn Disk,
     path: &Path,
     write: impl FnOnce(&mut dyn DiskFile) -> io::Result<()>,
-) -> Result<(), AtomicWriteError> {
+) -> Result<u64, AtomicWriteError> {
     let dir = path.parent().ok_or_else(|| {
         AtomicWriteError::NotWritten(io::Error::new(io::ErrorKind::InvalidInput, "path has no directory"))
     })?;
@@ -92,24 +149,30 @@ pub fn write_atomic(
     let temp = temp_path_for(path);
     let written = (|| {
         let mut file = disk.create(&temp)?;
-        write(file.as_mut())?;
-        file.flush()?;
+        let mut counted = Counted { file: file.as_mut(), bytes: 0 };
+        write(&mut counted)?;
+        counted.flush()?;
+        let size = counted.bytes;
         file.sync_all()?;
         drop(file);
-        disk.rename(&temp, path)
+        disk.rename(&temp, path)?;
+        Ok(size)
     })();
-    if let Err(e) = written {
-        let _ = disk.remove_file(&temp);
-        return Err(AtomicWriteError::NotWritten(e));
-    }
+    let size = match written {
+        Ok(size) => size,
+        Err(e) => {
+            let _ = disk.remove_file(&temp);
+            return Err(AtomicWriteError::NotWritten(e));
+        }
+    };
     let subject = path.to_string_lossy();
     match crate::faults::injected("fs-sync-dir-after-rename", &subject) {
         Some(fault) => Err(AtomicWriteError::OutcomeUnknown(fault)),
-        None => disk.sync_dir(dir).map_err(AtomicWriteError::OutcomeUnknown),
+        None => disk.sync_dir(dir).map(|()| size).map_err(AtomicWriteError::OutcomeUnknown),
     }
 }
 
 /// [`write_atomic`] for bytes already in memory.
 pub fn write_atomic_bytes(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
-    write_atomic(disk, path, |file| file.write_all(bytes))
+    write_atomic(disk, path, |file| file.write_all(bytes)).map(|_| ())
 }

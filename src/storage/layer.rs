@@ -9,7 +9,7 @@ use arrow::array::RecordBatch;
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::disk::RealDisk;
+use super::disk::{Disk, RealDisk};
 use super::{
     fs, fs_layer_root, parquet, time_range, LayerConfig, LayerType, ParquetOptions, RowOrder, S3Url, StorageError,
 };
@@ -44,7 +44,13 @@ impl WrittenFile {
 
 #[derive(Debug)]
 pub(super) enum Backend {
-    Fs { root: PathBuf },
+    /// A directory. Files the persister writes whole go through `disk` (a
+    /// simulated one in crash tests); streamed writes, copies, deletes and
+    /// reads use the file system and the layer's object store directly.
+    Fs {
+        root: PathBuf,
+        disk: Arc<dyn Disk>,
+    },
     ObjectStore,
 }
 
@@ -61,17 +67,17 @@ pub struct Layer {
 
 impl Layer {
     /// Opens layer number `index`: checks the configuration and creates a local
-    /// layer's directory, but does not contact remote storage.
-    pub fn open(index: usize, config: LayerConfig) -> Result<Layer, StorageError> {
+    /// layer's directory on `disk`, but does not contact remote storage.
+    pub fn open(index: usize, config: LayerConfig, disk: &Arc<dyn Disk>) -> Result<Layer, StorageError> {
         let error = |message: String| StorageError::Config { layer: config.name.clone(), message };
         let url = format!("hourglass-layer-{index}://store");
         let (backend, store): (Backend, Arc<dyn ObjectStore>) = match config.layer_type {
             LayerType::Fs => {
                 let root = fs_layer_root(&config.url);
-                std::fs::create_dir_all(&root).map_err(|e| error(format!("cannot create {}: {e}", root.display())))?;
-                let local = object_store::local::LocalFileSystem::new_with_prefix(&root)
-                    .map_err(|e| error(format!("{}: {e}", root.display())))?;
-                (Backend::Fs { root }, Arc::new(local))
+                fs::create_dir_all_synced(disk.as_ref(), &root)
+                    .map_err(|e| error(format!("cannot create {}: {e}", root.display())))?;
+                let store = disk.object_store(&root).map_err(|e| error(format!("{}: {e}", root.display())))?;
+                (Backend::Fs { root, disk: Arc::clone(disk) }, store)
             }
             LayerType::S3 => {
                 let url = S3Url::parse(&config.url).map_err(error)?;
@@ -133,7 +139,7 @@ impl Layer {
     /// The local directory of an fs layer.
     pub fn local_root(&self) -> Option<&Path> {
         match &self.backend {
-            Backend::Fs { root } => Some(root),
+            Backend::Fs { root, .. } => Some(root),
             Backend::ObjectStore => None,
         }
     }
@@ -148,14 +154,15 @@ impl Layer {
         options: ParquetOptions,
     ) -> Result<u64, StorageError> {
         match &self.backend {
-            Backend::Fs { root } => {
+            Backend::Fs { root, disk } => {
                 let path = root.join(relative);
                 let display = path.display().to_string();
                 let io = |source| StorageError::Io { path: display.clone(), source };
+                let disk = Arc::clone(disk);
                 tokio::task::spawn_blocking(move || -> Result<u64, StorageError> {
                     let io = |source| StorageError::Io { path: path.display().to_string(), source };
                     let mut parquet_error = None;
-                    fs::write_atomic(&RealDisk, &path, |file| {
+                    fs::write_atomic(disk.as_ref(), &path, |file| {
                         let sink = std::io::BufWriter::with_capacity(1 << 20, file);
                         match parquet::write_batch(sink, &batch, &order, options) {
                             Ok(mut sink) => std::io::Write::flush(&mut sink),
@@ -168,8 +175,7 @@ impl Layer {
                     .map_err(|e| match parquet_error.take() {
                         Some(p) => StorageError::Parquet(p),
                         None => io(e.into()),
-                    })?;
-                    Ok(std::fs::metadata(&path).map_err(io)?.len())
+                    })
                 })
                 .await
                 .map_err(|e| io(std::io::Error::other(e)))?
@@ -241,7 +247,7 @@ impl Layer {
     {
         use futures::StreamExt;
         match &self.backend {
-            Backend::Fs { root } => {
+            Backend::Fs { root, .. } => {
                 let (batches, each) = (&mut batches, &mut each);
                 let mut failed = None;
                 let failed_slot = &mut failed;
@@ -307,7 +313,9 @@ impl Layer {
     /// if they store into the same place.
     pub(super) fn place(&self) -> String {
         match &self.backend {
-            Backend::Fs { root } => format!("fs:{}", root.canonicalize().unwrap_or_else(|_| root.clone()).display()),
+            Backend::Fs { root, .. } => {
+                format!("fs:{}", root.canonicalize().unwrap_or_else(|_| root.clone()).display())
+            }
             Backend::ObjectStore => match S3Url::parse(&self.config.url) {
                 Ok(url) => format!("s3:{}/{}/{}", url.endpoint, url.bucket, url.prefix),
                 Err(_) => format!("s3:{}", self.config.url),
@@ -320,7 +328,7 @@ impl Layer {
     /// answer). What `/ready` asks of every layer.
     pub async fn probe(&self, timeout: std::time::Duration) -> Result<(), String> {
         match &self.backend {
-            Backend::Fs { root } => match tokio::fs::metadata(root).await {
+            Backend::Fs { root, .. } => match tokio::fs::metadata(root).await {
                 Ok(metadata) if metadata.is_dir() => Ok(()),
                 Ok(_) => Err(format!("{} is not a directory", root.display())),
                 Err(e) => Err(format!("{}: {e}", root.display())),
@@ -339,7 +347,7 @@ impl Layer {
     /// Deletes the file at `relative`; a file already gone is not an error.
     pub async fn delete(&self, relative: &str) -> Result<(), StorageError> {
         match &self.backend {
-            Backend::Fs { root } => {
+            Backend::Fs { root, .. } => {
                 let path = root.join(relative);
                 match tokio::fs::remove_file(&path).await {
                     Ok(()) => Ok(()),
@@ -358,7 +366,7 @@ impl Layer {
     /// directory too); one already gone is not an error.
     pub async fn delete_dir(&self, relative: &str) -> Result<(), StorageError> {
         match &self.backend {
-            Backend::Fs { root } => {
+            Backend::Fs { root, .. } => {
                 let path = root.join(relative);
                 match tokio::fs::remove_dir_all(&path).await {
                     Ok(()) => Ok(()),
@@ -393,7 +401,7 @@ impl Layer {
         let location = object_store::path::Path::from(relative);
         let mut chunks = source.store.get(&location).await.map_err(source.store_error())?.into_stream();
         match &self.backend {
-            Backend::Fs { root } => {
+            Backend::Fs { root, .. } => {
                 write_local_file(root, relative, |mut file| async move {
                     while let Some(chunk) = chunks.next().await {
                         file.write_all(&chunk.map_err(source.store_error())?)

@@ -26,7 +26,7 @@ impl Layer {
             parts.len() == 5 && parts[2].starts_with("date=") && parts[3].starts_with("hour=")
         }
         match &self.backend {
-            Backend::Fs { root } => {
+            Backend::Fs { root, .. } => {
                 let root = root.clone();
                 tokio::task::spawn_blocking(move || list_local_partition_files(&root))
                     .await
@@ -51,7 +51,7 @@ impl Layer {
     /// root), at any depth; none when it does not exist.
     pub async fn list_under(&self, prefix: &str) -> Result<Vec<StoredObject>, StorageError> {
         match &self.backend {
-            Backend::Fs { root } => {
+            Backend::Fs { root, .. } => {
                 let (root, dir) = (root.clone(), root.join(prefix.trim_end_matches('/')));
                 let shown = dir.display().to_string();
                 tokio::task::spawn_blocking(move || {

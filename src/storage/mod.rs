@@ -15,6 +15,7 @@ mod s3_url;
 pub mod sim_disk;
 pub mod sort;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::layer::{Layer, WrittenFile};
@@ -117,11 +118,17 @@ pub struct Storage {
 impl Storage {
     /// Opens every layer; there must be at least one.
     pub fn open(configs: Vec<LayerConfig>) -> Result<Storage, StorageError> {
+        Storage::open_on(configs, Arc::new(disk::RealDisk))
+    }
+
+    /// Opens every layer, local ones on `disk` (a simulated disk in crash
+    /// tests); there must be at least one.
+    pub fn open_on(configs: Vec<LayerConfig>, disk: Arc<dyn disk::Disk>) -> Result<Storage, StorageError> {
         if configs.is_empty() {
             return Err(StorageError::Config { layer: String::new(), message: "no storage layer configured".into() });
         }
         let layers: Vec<Layer> =
-            configs.into_iter().enumerate().map(|(i, c)| Layer::open(i, c)).collect::<Result<_, _>>()?;
+            configs.into_iter().enumerate().map(|(i, c)| Layer::open(i, c, &disk)).collect::<Result<_, _>>()?;
         // Two layers on one place would have a move copy a file onto itself
         // and then delete it as the old copy.
         let mut places: Vec<(String, &str)> = Vec::new();

@@ -62,7 +62,8 @@ impl RelationFiles {
             auth_key: None,
             auth_secret: None,
         };
-        let layer = Layer::open(0, config)
+        let disk: Arc<dyn crate::storage::disk::Disk> = Arc::new(crate::storage::disk::RealDisk);
+        let layer = Layer::open(0, config, &disk)
             .map_err(|e| RelationError::Io { path: dir.display().to_string(), message: e.to_string() })?;
         Ok(RelationFiles { place: Place::Own(Box::new(layer)), prefix: "tables", schemas: Default::default() })
     }
