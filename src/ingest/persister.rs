@@ -91,10 +91,13 @@ impl Persister {
         let mut ticker = tokio::time::interval_at(start, self.options.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // `stop` first: after shutdown's final persist, no other round
+            // may start (it would find the WAL closed).
             tokio::select! {
+                biased;
+                _ = stop.changed() => return,
                 _ = ticker.tick() => {}
                 _ = self.buffer.flush_wanted() => {}
-                _ = stop.changed() => return,
             }
             if let Err(error) = self.persist().await {
                 if !matches!(error, WalError::Closed) {
