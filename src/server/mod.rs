@@ -44,7 +44,8 @@ pub enum ServeError {
 /// Checks that the data root exists (creating it) and is writable.
 fn prepare_root(root: &Path) -> Result<(), SettingError> {
     let error = |message: String| SettingError::new("root", "GIGAPI_ROOT", format!("{}: {message}", root.display()));
-    std::fs::create_dir_all(root).map_err(|e| error(format!("cannot create the directory: {e}")))?;
+    crate::storage::fs::create_dir_all_synced(&crate::storage::disk::RealDisk, root)
+        .map_err(|e| error(format!("cannot create the directory: {e}")))?;
     let probe = root.join(format!(".tmp-write-probe-{}", std::process::id()));
     std::fs::write(&probe, b"probe").map_err(|e| error(format!("cannot write in the directory: {e}")))?;
     let _ = std::fs::remove_file(&probe);

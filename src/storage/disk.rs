@@ -6,10 +6,11 @@
 //! syncing, renaming and removing files, and syncing directories. Whatever
 //! goes through it can be tested against a power cut at any call.
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use object_store::ObjectStore;
 
@@ -67,6 +68,10 @@ pub trait Disk: Send + Sync + std::fmt::Debug {
 
     /// Makes the entries created, renamed or removed in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// The directories this process has made sure are durable in their
+    /// parents (see [`super::fs::create_dir_all_synced`]).
+    fn durable_dirs(&self) -> &Mutex<BTreeSet<PathBuf>>;
 
     /// The directory `root` (which exists) as an object store, through
     /// which queries, merges and copies read a local layer.
@@ -155,6 +160,11 @@ impl Disk for RealDisk {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn durable_dirs(&self) -> &Mutex<BTreeSet<PathBuf>> {
+        static DURABLE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+        &DURABLE
     }
 
     fn object_store(&self, root: &Path) -> Result<Arc<dyn ObjectStore>, String> {

@@ -4,7 +4,6 @@
 //! renamed into place, and then its directory is fsynced, so after power loss it
 //! is either absent or complete. New directories are fsynced into their parents.
 
-use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -18,49 +17,44 @@ pub fn sync_dir(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
     disk.sync_dir(dir)
 }
 
-/// Directories this process created whose fsync into their parent failed:
-/// they exist, but may not survive a power cut. Held (locked) while
-/// directories are checked and created, so that a thread that finds a
-/// directory another thread has just created waits until it is synced.
-/// Together: a directory this process finds exists and is not in the set is
-/// durable (it was created and synced under the lock, or was there at start,
-/// and a crash leaves only what is durable visible). Otherwise a writer could
-/// commit a file inside a directory a power cut then takes with it.
-static UNSYNCED_DIRS: std::sync::Mutex<BTreeSet<PathBuf>> = std::sync::Mutex::new(BTreeSet::new());
-
-/// Creates `dir` and any missing parents, fsyncing each new entry into its
-/// parent; an existing one whose earlier fsync failed is fsynced now.
+/// Creates `dir` and any missing parents, and makes sure each is durable in
+/// its parent before anything is written in it.
+///
+/// "It exists" does not mean "it survives a power cut": another thread may
+/// have just created it, an earlier fsync into its parent may have failed,
+/// or a process killed before that fsync left it in the page cache. So the
+/// first time a process uses a directory, its entry is fsynced into its
+/// parent, up the tree to the first directory the process already knows is
+/// durable ([`Disk::durable_dirs`]), under that set's lock. Later calls for
+/// the same directory cost a set lookup.
 pub fn create_dir_all_synced(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
-    let mut unsynced = UNSYNCED_DIRS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut missing = Vec::new();
-    let mut current = dir;
-    loop {
-        let exists = disk.is_dir(current);
-        if !exists || unsynced.contains(current) {
-            missing.push((current.to_path_buf(), exists));
+    let mut durable = disk.durable_dirs().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // A directory known durable may have been deleted since (a dropped
+    // table): then it is made again.
+    let known = |path: &Path, durable: &mut std::collections::BTreeSet<PathBuf>| {
+        durable.contains(path) && (disk.is_dir(path) || !durable.remove(path))
+    };
+    let mut unknown = Vec::new();
+    let mut current = Some(dir);
+    while let Some(path) = current.filter(|p| !p.as_os_str().is_empty()) {
+        if known(path, &mut durable) {
+            break;
         }
-        match current.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() && (!exists || !unsynced.is_empty()) => current = parent,
-            _ => break,
-        }
+        unknown.push(path.to_path_buf());
+        current = path.parent();
     }
-    for (path, exists) in missing.iter().rev() {
-        if !exists {
+    for path in unknown.iter().rev() {
+        if !disk.is_dir(path) {
             match disk.create_dir(path) {
                 Ok(()) => {}
-                // Made by another process since the check: synced into its
-                // parent all the same, since it may not have done it yet.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if let Err(e) = disk.sync_dir(parent) {
-                unsynced.insert(path.clone());
-                return Err(e);
-            }
+            disk.sync_dir(parent)?;
         }
-        unsynced.remove(path);
+        durable.insert(path.clone());
     }
     Ok(())
 }

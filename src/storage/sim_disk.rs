@@ -168,6 +168,8 @@ pub struct SimDisk {
     state: Arc<Mutex<SimState>>,
     /// The power cycle (generation) of the process this handle belongs to.
     process: Option<u64>,
+    /// What the process knows is durable: its own, like the real one's.
+    durable_dirs: Arc<Mutex<std::collections::BTreeSet<PathBuf>>>,
 }
 
 fn power_off() -> io::Error {
@@ -316,6 +318,7 @@ impl SimDisk {
         let root: BTreeMap<PathBuf, Node> = [(PathBuf::from("/"), Node::Dir)].into_iter().collect();
         SimDisk {
             process: None,
+            durable_dirs: Default::default(),
             state: Arc::new(Mutex::new(SimState {
                 random: seed,
                 inodes: Vec::new(),
@@ -352,7 +355,7 @@ impl SimDisk {
     /// power cut on.
     pub fn process(&self) -> SimDisk {
         let generation = self.lock().generation;
-        SimDisk { state: Arc::clone(&self.state), process: Some(generation) }
+        SimDisk { state: Arc::clone(&self.state), process: Some(generation), durable_dirs: Default::default() }
     }
 
     /// Calls made so far (every call counts, failed ones too).
@@ -570,6 +573,10 @@ impl Disk for SimDisk {
     /// An empty store: reading a layer back from a simulated disk is not
     /// simulated yet, so crash tests on it persist files but neither query
     /// nor merge them; they read the files with [`Disk::read`].
+    fn durable_dirs(&self) -> &Mutex<std::collections::BTreeSet<PathBuf>> {
+        &self.durable_dirs
+    }
+
     fn object_store(&self, _root: &Path) -> Result<Arc<dyn object_store::ObjectStore>, String> {
         Ok(Arc::new(object_store::memory::InMemory::new()))
     }
