@@ -26,7 +26,9 @@ pub fn sync_dir(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
 /// first time a process uses a directory, its entry is fsynced into its
 /// parent, up the tree to the first directory the process already knows is
 /// durable ([`Disk::durable_dirs`]), under that set's lock. Later calls for
-/// the same directory cost a set lookup.
+/// the same directory cost a set lookup and a `stat`. A directory that was
+/// there before whose parent this process may not open (traversable but not
+/// readable, above the data root) is taken as it is.
 pub fn create_dir_all_synced(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
     let mut durable = disk.durable_dirs().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     // A directory known durable may have been deleted since (a dropped
@@ -44,7 +46,8 @@ pub fn create_dir_all_synced(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
         current = path.parent();
     }
     for path in unknown.iter().rev() {
-        if !disk.is_dir(path) {
+        let existed = disk.is_dir(path);
+        if !existed {
             match disk.create_dir(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -52,7 +55,11 @@ pub fn create_dir_all_synced(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
             }
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            disk.sync_dir(parent)?;
+            match disk.sync_dir(parent) {
+                Ok(()) => {}
+                Err(e) if existed && e.kind() == io::ErrorKind::PermissionDenied => {}
+                Err(e) => return Err(e),
+            }
         }
         durable.insert(path.clone());
     }
