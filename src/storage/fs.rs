@@ -12,11 +12,6 @@ use super::disk::{Disk, DiskFile};
 /// Prefix of temporary files; anything starting with it is garbage after a crash.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
-/// Fsyncs a directory, so that entries created, renamed or removed in it persist.
-pub fn sync_dir(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
-    disk.sync_dir(dir)
-}
-
 /// Creates `dir` and any missing parents, and makes sure each is durable in
 /// its parent before anything is written in it.
 ///

@@ -502,7 +502,7 @@ where
         let size = file.metadata().await.map_err(io)?.len();
         drop(file);
         tokio::fs::rename(&temp, &path).await.map_err(io)?;
-        tokio::task::spawn_blocking(move || fs::sync_dir(&RealDisk, &dir))
+        tokio::task::spawn_blocking(move || RealDisk.sync_dir(&dir))
             .await
             .map_err(|e| io(std::io::Error::other(e)))?
             .map_err(io)?;
