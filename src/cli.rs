@@ -1,6 +1,7 @@
 //! The `hourglass` command line: `--help` is the manual.
 
 mod compact;
+mod token;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -59,6 +60,17 @@ pub enum Command {
     /// The server is reached at --url, else at --http-host (127.0.0.1 for 0.0.0.0) on --http-port, with
     /// the HTTP_BASIC_AUTH_* credentials when they are set.
     Compact(compact::CompactArgs),
+    /// Make, list and revoke API tokens. A token may use one database, to
+    /// read (--read), to read and write (--write), or also to create and drop
+    /// views and tables (--admin); clients present it wherever a password
+    /// goes: `Authorization: Token|Bearer <token>`, InfluxDB v1's `p=`, the
+    /// Postgres password (with any user name but the configured one), the
+    /// FlightSQL bearer or handshake. Tokens are kept beside the catalog this
+    /// command's settings name (GIGAPI_ROOT, or GIGAPI_METADATA_URL with
+    /// GIGAPI_METADATA_TYPE=redis); the server need not be stopped, and
+    /// sees a change within a second. Tokens are asked for only when a user is
+    /// configured (HTTP_BASIC_AUTH_USERNAME), who keeps every right.
+    Token(token::TokenArgs),
 }
 
 /// Where a setting's value came from.
@@ -257,5 +269,6 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Compact(args) => compact::main(&parsed.cli.settings, &args),
+        Command::Token(args) => token::main(&parsed.cli.settings, &args),
     }
 }

@@ -326,6 +326,14 @@ pub struct Settings {
     #[arg(long, env = "HTTP_BASIC_AUTH_PASSWORD", value_name = "PASSWORD", hide_env_values = true, global = true)]
     pub http_basic_auth_password: Option<String>,
 
+    /// Failed logins one client address may make per minute on all fronts
+    /// together; past it the address is turned away, whatever it presents,
+    /// until its failures are a minute old (HTTP 429, Postgres 28000,
+    /// gRPC RESOURCE_EXHAUSTED). Every failure is logged with the address.
+    /// 0 turns the limit off.
+    #[arg(long, env = "HOURGLASS_LOGIN_FAILURES_PER_MINUTE", value_name = "N", default_value = "10", global = true)]
+    pub login_failures_per_minute: usize,
+
     /// Port of the FlightSQL front (Arrow Flight SQL over gRPC: ADBC, JDBC,
     /// Grafana's FlightSQL and InfluxDB 3 data sources, influxdb3 clients).
     #[arg(long, env = "FLIGHTSQL_PORT", value_name = "PORT", default_value = "8082", global = true)]
@@ -348,10 +356,10 @@ pub struct Settings {
     #[arg(long, env = "HOURGLASS_PG_AUTH_METHOD", value_enum, default_value = "scram-sha-256", global = true)]
     pub pg_auth_method: PgAuthMethod,
 
-    /// TLS certificate chain (PEM) of the Postgres and FlightSQL fronts; with
-    /// --tls-key, Postgres clients that ask for TLS (sslmode=require) get it,
-    /// and FlightSQL takes TLS only (grpc+tls://). A certificate or key that
-    /// cannot be used stops the server at start-up.
+    /// TLS certificate chain (PEM) of every front; with --tls-key, the HTTP
+    /// API takes HTTPS only, Postgres clients that ask for TLS
+    /// (sslmode=require) get it, and FlightSQL takes TLS only (grpc+tls://).
+    /// A certificate or key that cannot be used stops the server at start-up.
     #[arg(long, env = "HOURGLASS_TLS_CERT", value_name = "FILE", requires = "tls_key", global = true)]
     pub tls_cert: Option<PathBuf>,
 

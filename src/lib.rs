@@ -10,9 +10,11 @@
 //!   (its merges read through a trait the server backs with the engine).
 //! - [`last_values`]: the last row of every series, kept by the write path
 //!   for the queries that need no more.
-//! - [`catalog`]: schemas and the files of each hour partition.
+//! - [`catalog`]: schemas, the files of each hour partition, and tokens.
+//! - [`access`]: what a client may do (everything, or one database at one privilege).
 //! - [`storage`]: layers, Parquet, row order, crash-safe files.
 
+pub mod access;
 pub mod catalog;
 pub mod cli;
 pub mod compactor;

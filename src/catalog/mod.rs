@@ -14,6 +14,7 @@ pub mod names;
 pub mod redis;
 pub mod relations;
 mod schema;
+pub mod tokens;
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::errors::{Classified, ErrorKind};
 
 pub use local::LocalCatalog;
-pub use redis::{RedisCatalog, RedisOptions};
+pub use redis::{RedisCatalog, RedisOptions, RedisTokens};
 pub use schema::{
     tag_data_type, time_data_type, Column, ColumnType, SchemaConflict, TableSchema, TIME_COLUMN, TIME_ZONE,
 };

@@ -48,14 +48,29 @@ pub(crate) struct Sources {
     pub(crate) view_stack: Arc<Vec<String>>,
     /// `pg_catalog`'s exported tables, and each database's `pg_catalog`.
     pub(crate) pg_catalogs: Arc<PgCatalogs>,
+    /// The one database a session limited to it sees (a token's): the
+    /// others are in no listing and no name resolves in them.
+    pub(crate) only: Option<String>,
 }
+
+impl Sources {
+    /// Whether a session over these sources sees `database`.
+    fn sees(&self, database: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == database)
+    }
+}
+
+/// A database, and the one database the session that reads its `pg_catalog`
+/// is limited to (a token's), if any.
+type PgCatalogKey = (String, Option<String>);
 
 /// Each database's `pg_catalog`, made on first use and kept.
 #[derive(Debug, Default)]
 pub(crate) struct PgCatalogs {
     /// Loaded on first use: start-up does not pay for them.
     static_tables: OnceLock<Arc<datafusion_postgres::datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables>>,
-    by_database: std::sync::Mutex<BTreeMap<String, Arc<dyn SchemaProvider>>>,
+    /// By database and the one database the session is limited to, if any.
+    by_database: std::sync::Mutex<BTreeMap<PgCatalogKey, Arc<dyn SchemaProvider>>>,
 }
 
 /// The catalog list of one database, for its `pg_catalog`.
@@ -86,7 +101,10 @@ impl Sources {
     /// The `pg_catalog` of one database (see [`PgCatalogOfDatabase`]).
     fn pg_catalog_of(&self, database: &str) -> Option<Arc<dyn SchemaProvider>> {
         let mut by_database = self.pg_catalogs.by_database.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(existing) = by_database.get(database) {
+        // A session limited to one database plans views with its own limits:
+        // its pg_catalog is not the one of a session that sees everything.
+        let key = (database.to_owned(), self.only.clone());
+        if let Some(existing) = by_database.get(&key) {
             return Some(Arc::clone(existing));
         }
         // The provider keeps the sources it was made with: those of the engine,
@@ -106,7 +124,7 @@ impl Sources {
         };
         match super::postgres::pg_catalog_over(one, static_tables) {
             Ok(provider) => {
-                by_database.insert(database.to_owned(), Arc::clone(&provider));
+                by_database.insert(key, Arc::clone(&provider));
                 Some(provider)
             }
             Err(e) => {
@@ -213,11 +231,13 @@ impl CatalogProviderList for DatabaseList {
     }
 
     fn catalog_names(&self) -> Vec<String> {
-        self.sources.catalog.databases()
+        let mut names = self.sources.catalog.databases();
+        names.retain(|name| self.sources.sees(name));
+        names
     }
 
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
-        self.sources.catalog.databases().iter().any(|d| d == name).then(|| {
+        (self.sources.sees(name) && self.sources.catalog.databases().iter().any(|d| d == name)).then(|| {
             Arc::new(DatabaseProvider { database: name.to_owned(), sources: self.sources.clone() })
                 as Arc<dyn CatalogProvider>
         })
@@ -261,13 +281,14 @@ impl CatalogProvider for DatabaseProvider {
             if name == PG_CATALOG {
                 let this = DatabaseProvider { database: self.database.clone(), sources: self.sources.clone() };
                 let scoped = self.sources.pg_catalog_of(&self.database)?;
-                let hide_postgres = !self.sources.catalog.databases().iter().any(|d| d == "postgres");
-                return Some(Arc::new(PgCatalogOfDatabase::new(
-                    Arc::new(this),
-                    scoped,
-                    Arc::clone(shared),
-                    hide_postgres,
-                )));
+                // datafusion-pg-catalog lists a `postgres` database whether or
+                // not one exists; `pg_database` shows only those that do and
+                // that this session sees.
+                let shown = match &self.sources.only {
+                    Some(only) => vec![only.clone()],
+                    None => self.sources.catalog.databases(),
+                };
+                return Some(Arc::new(PgCatalogOfDatabase::new(Arc::new(this), scoped, Arc::clone(shared), shown)));
             }
             return Some(Arc::clone(shared));
         }

@@ -215,3 +215,9 @@ pub(super) fn strip_prefix(message: &str) -> String {
     }
     message.to_owned()
 }
+
+impl From<crate::access::Denied> for QueryError {
+    fn from(denied: crate::access::Denied) -> Self {
+        QueryError::Forbidden(denied.0)
+    }
+}

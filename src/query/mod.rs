@@ -50,6 +50,7 @@ pub use placeholders::numbered_placeholders;
 pub use statements::{sql_type_name, ResolvedTable};
 pub use table::{BufferedRows, TableWriter};
 
+use crate::access::{Access, Privilege};
 use crate::catalog::relations::RelationStore;
 use crate::catalog::Catalog;
 use crate::storage::Storage;
@@ -98,6 +99,8 @@ pub struct QueryEngine {
     catalog: Arc<dyn Catalog>,
     storage: Arc<Storage>,
     base: SessionState,
+    /// What `base`'s catalog list is made of, for sessions limited to one database.
+    sources: catalog::Sources,
     options: QueryOptions,
     /// Where `INSERT` and `COPY` rows go, in modes that write.
     writer: Option<Arc<dyn TableWriter>>,
@@ -157,12 +160,13 @@ impl QueryEngine {
             view_planner: Arc::clone(&view_planner),
             view_stack: Arc::default(),
             pg_catalogs: Arc::default(),
+            only: None,
         };
         let mut builder = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .with_catalog_list(Arc::new(catalog::DatabaseList::new(sources)));
+            .with_catalog_list(Arc::new(catalog::DatabaseList::new(sources.clone())));
         if let Some(cache) = last_values {
             builder = builder.with_optimizer_rule(Arc::new(last_values::LastValuesRule::new(cache)));
         }
@@ -174,7 +178,7 @@ impl QueryEngine {
         let base = context.state();
         let admission = Admission::new(options.max_concurrent, options.max_queued);
         let mut engine =
-            QueryEngine { catalog, storage: storage_for_merges, base, options, writer, relations, admission };
+            QueryEngine { catalog, storage: storage_for_merges, base, sources, options, writer, relations, admission };
         for function in functions::scalar_functions() {
             engine.base.register_udf(function).map_err(setup)?;
         }
@@ -207,15 +211,18 @@ impl QueryEngine {
         self.admission.queued()
     }
 
-    /// Every database.
-    pub fn databases(&self) -> Vec<String> {
-        self.catalog.databases()
+    /// Every database `access` sees.
+    pub fn databases(&self, access: &Access) -> Vec<String> {
+        let mut names = self.catalog.databases();
+        names.retain(|name| access.sees(name));
+        names
     }
 
     /// The schemas of a database (`public`, `information_schema`, `pg_catalog`
     /// and those SQL created), sorted.
-    pub fn schemas(&self, database: &str) -> Result<Vec<String>, QueryError> {
-        let catalog = self.database_catalog(database)?;
+    pub fn schemas(&self, database: &str, access: &Access) -> Result<Vec<String>, QueryError> {
+        access.require(database, Privilege::Read)?;
+        let catalog = self.database_catalog(database, access)?;
         let mut names = catalog.schema_names();
         names.sort();
         names.dedup();
@@ -225,8 +232,9 @@ impl QueryEngine {
     /// Every table and view of a database with its schema, type and columns,
     /// as `information_schema.tables` and `.columns` list them: for metadata
     /// calls that are not SQL (FlightSQL's GetTables).
-    pub async fn relations(&self, database: &str) -> Result<Vec<ListedRelation>, QueryError> {
-        let catalog = self.database_catalog(database)?;
+    pub async fn relations(&self, database: &str, access: &Access) -> Result<Vec<ListedRelation>, QueryError> {
+        access.require(database, Privilege::Read)?;
+        let catalog = self.database_catalog(database, access)?;
         let schema = catalog.schema(information_schema::INFORMATION_SCHEMA);
         let listing = schema
             .as_ref()
@@ -239,8 +247,17 @@ impl QueryEngine {
             .collect())
     }
 
-    fn database_catalog(&self, database: &str) -> Result<Arc<dyn datafusion::catalog::CatalogProvider>, QueryError> {
-        self.base.catalog_list().catalog(database).ok_or_else(|| QueryError::UnknownDatabase(database.to_owned()))
+    /// The catalog of `database` as `access` sees it: views in it are planned
+    /// with the same limits as the caller's queries.
+    fn database_catalog(
+        &self,
+        database: &str,
+        access: &Access,
+    ) -> Result<Arc<dyn datafusion::catalog::CatalogProvider>, QueryError> {
+        self.session_for(database, access)
+            .catalog_list()
+            .catalog(database)
+            .ok_or_else(|| QueryError::UnknownDatabase(database.to_owned()))
     }
 
     /// Whether a database exists.
@@ -252,6 +269,21 @@ impl QueryEngine {
     /// start time is now: `now()` in every statement planned with it.
     pub fn session(&self, database: &str) -> SessionState {
         database_session(&self.base, database)
+    }
+
+    /// [`Self::session`] for `access`: one limited to a database sees no other.
+    pub fn session_for(&self, database: &str, access: &Access) -> SessionState {
+        let state = self.session(database);
+        match access.only_database() {
+            None => state,
+            Some(only) => {
+                let mut sources = self.sources.clone();
+                sources.only = Some(only.to_owned());
+                SessionStateBuilder::new_from_existing(state)
+                    .with_catalog_list(Arc::new(catalog::DatabaseList::new(sources)))
+                    .build()
+            }
+        }
     }
 
     /// The rows of `files` of a measurement (oldest first, as the catalog
@@ -294,7 +326,14 @@ impl QueryEngine {
     /// Writes a batch into a measurement through the write path (Postgres
     /// `COPY`): values are cast to the columns' types, and the same rules,
     /// WAL and acknowledgement as every write apply.
-    pub async fn write_batch(&self, database: &str, table: &str, batch: RecordBatch) -> Result<usize, QueryError> {
+    pub async fn write_batch(
+        &self,
+        database: &str,
+        table: &str,
+        batch: RecordBatch,
+        access: &Access,
+    ) -> Result<usize, QueryError> {
+        access.require(database, Privilege::Write)?;
         match &self.writer {
             Some(writer) => writer.write(database, table, batch).await,
             None => Err(QueryError::read_only("COPY")),

@@ -208,9 +208,9 @@ pub(crate) struct PgCatalogOfDatabase {
     inner: Arc<dyn datafusion::catalog::SchemaProvider>,
     /// Over every database.
     global: Arc<dyn datafusion::catalog::SchemaProvider>,
-    /// datafusion-pg-catalog lists a `postgres` database whether or not one
-    /// exists; it is hidden unless it does.
-    hide_postgres: bool,
+    /// The databases `pg_database` shows: those that exist and the session
+    /// sees (datafusion-pg-catalog lists a `postgres` one that may not exist).
+    shown: Vec<String>,
 }
 
 impl PgCatalogOfDatabase {
@@ -218,21 +218,19 @@ impl PgCatalogOfDatabase {
         catalog: Arc<dyn datafusion::catalog::CatalogProvider>,
         inner: Arc<dyn datafusion::catalog::SchemaProvider>,
         global: Arc<dyn datafusion::catalog::SchemaProvider>,
-        hide_postgres: bool,
+        shown: Vec<String>,
     ) -> Self {
-        PgCatalogOfDatabase { catalog, inner, global, hide_postgres }
+        PgCatalogOfDatabase { catalog, inner, global, shown }
     }
 
-    /// `pg_database` without the `postgres` database that does not exist.
+    /// `pg_database` with the databases this session sees that exist.
     async fn databases(&self) -> datafusion::common::Result<Option<Arc<dyn datafusion::datasource::TableProvider>>> {
         use datafusion::logical_expr::{col, lit, LogicalPlanBuilder};
         let Some(table) = self.global.table("pg_database").await? else { return Ok(None) };
-        if !self.hide_postgres {
-            return Ok(Some(table));
-        }
         let source = datafusion::datasource::provider_as_source(table);
+        let shown = self.shown.iter().map(|name| lit(name.as_str())).collect();
         let plan = LogicalPlanBuilder::scan("pg_database", source, None)?
-            .filter(col("datname").not_eq(lit("postgres")))?
+            .filter(col("datname").in_list(shown, false))?
             .build()?;
         Ok(Some(Arc::new(datafusion::datasource::ViewTable::new(plan, None))))
     }

@@ -19,6 +19,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 use super::error::strip_prefix;
 use super::{ddl, name_parts, table, QueryEngine, QueryError, QueryOutput, SCHEMA};
+use crate::access::{Access, Privilege};
 use crate::catalog::{ColumnType, TableSchema};
 
 /// A measurement found from a name as a client wrote it.
@@ -34,9 +35,9 @@ pub struct ResolvedTable {
 
 impl QueryEngine {
     /// Runs one SQL statement against `database`.
-    pub async fn sql(&self, database: &str, sql: &str) -> Result<QueryOutput, QueryError> {
+    pub async fn sql(&self, database: &str, sql: &str, access: &Access) -> Result<QueryOutput, QueryError> {
         let (timeout, deadline) = self.deadline();
-        let planned = tokio::time::timeout_at(deadline, self.plan(database, sql))
+        let planned = tokio::time::timeout_at(deadline, self.plan(database, sql, access))
             .await
             .map_err(|_| QueryError::Timeout(timeout))??;
         self.execute_by(database, planned, deadline).await
@@ -52,7 +53,7 @@ impl QueryEngine {
     /// clients that prepare statements (Postgres' extended protocol): the plan
     /// tells them the parameter and result types. Statements the engine answers
     /// itself (SHOW, DESCRIBE) become plans over their result.
-    pub async fn plan(&self, database: &str, sql: &str) -> Result<LogicalPlan, QueryError> {
+    pub async fn plan(&self, database: &str, sql: &str, access: &Access) -> Result<LogicalPlan, QueryError> {
         let plan_error = |e: DataFusionError| QueryError::from_datafusion(e, true);
         let mut statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}).map_err(plan_error)?;
         let statement = match (statements.pop_front(), statements.is_empty()) {
@@ -60,18 +61,28 @@ impl QueryEngine {
             (None, _) => return Err(QueryError::Syntax("the query is empty".into())),
             (Some(_), false) => return Err(QueryError::Syntax("send one statement per query".into())),
         };
-        self.plan_statement(database, statement).await
+        self.plan_statement(database, statement, access).await
     }
 
     /// Plans one parsed statement against `database`: what [`Self::plan`]
     /// does after parsing, for fronts that parse SQL themselves (the
     /// Postgres front's compatibility parser).
-    pub async fn plan_statement(&self, database: &str, statement: DfStatement) -> Result<LogicalPlan, QueryError> {
+    ///
+    /// `access` must see `database`; a session limited to one database
+    /// resolves no name in another, and a plan that writes rows needs
+    /// [`Privilege::Write`], one that changes the catalog [`Privilege::Admin`].
+    pub async fn plan_statement(
+        &self,
+        database: &str,
+        statement: DfStatement,
+        access: &Access,
+    ) -> Result<LogicalPlan, QueryError> {
+        access.require(database, Privilege::Read)?;
         if !self.database_exists(database) {
             return Err(QueryError::UnknownDatabase(database.to_owned()));
         }
         let plan_error = |e: DataFusionError| QueryError::from_datafusion(e, true);
-        let state = self.session(database);
+        let state = self.session_for(database, access);
         let copy_to_refused = || {
             QueryError::Forbidden(
                 "COPY ... TO is refused: queries cannot write files. Fetch results in the format you need \
@@ -89,17 +100,18 @@ impl QueryEngine {
                 ))
             }
             DfStatement::Statement(inner) => match *inner {
-                SqlStatement::ShowDatabases { .. } => return self.show_databases().and_then(result_plan),
+                SqlStatement::ShowDatabases { .. } => return self.show_databases(access).and_then(result_plan),
                 SqlStatement::ShowTables { show_options, .. } => {
                     let database = match show_options.show_in {
                         // `SHOW TABLES FROM db`: one name, the database's, dots and all.
                         Some(ShowStatementIn { parent_name: Some(name), .. }) => name_parts(&name).join("."),
                         _ => database.to_owned(),
                     };
+                    access.require(&database, Privilege::Read)?;
                     return self.show_tables(&database).and_then(result_plan);
                 }
                 SqlStatement::ExplainTable { table_name, .. } => {
-                    return self.describe_table(database, &name_parts(&table_name)).and_then(result_plan);
+                    return self.describe_table(database, &name_parts(&table_name), access).and_then(result_plan);
                 }
                 SqlStatement::Explain { describe_alias, statement, .. }
                     if !matches!(describe_alias, datafusion::sql::sqlparser::ast::DescribeAlias::Explain) =>
@@ -115,6 +127,7 @@ impl QueryEngine {
                     ))
                 }
                 alter @ SqlStatement::AlterTable(_) => {
+                    access.require(database, Privilege::Admin)?;
                     let plan = ddl::alter_plan(&alter)?
                         .ok_or_else(|| QueryError::Unsupported("this ALTER statement is not supported".into()))?;
                     return self.relations_changeable(plan);
@@ -125,12 +138,14 @@ impl QueryEngine {
         };
         let plan = state.statement_to_plan(statement).await.map_err(plan_error)?;
         if ddl::is_catalog_statement(&plan) {
+            access.require(database, Privilege::Admin)?;
             return self.relations_changeable(plan);
         }
         if self.options.writes_only {
             refuse_reads_on_a_writer(&plan)?;
         }
         if let LogicalPlan::Dml(dml) = &plan {
+            access.require(database, Privilege::Write)?;
             // Rows go to measurements only, through the WAL; a table made by
             // CREATE TABLE AS is a snapshot of its query.
             let measurement = datafusion::datasource::source_as_provider(&dml.target)
@@ -268,9 +283,8 @@ impl QueryEngine {
         Ok(QueryOutput { schema, stream })
     }
 
-    fn show_databases(&self) -> Result<RecordBatch, QueryError> {
-        let names = self.catalog.databases();
-        single_column("database_name", names)
+    fn show_databases(&self, access: &Access) -> Result<RecordBatch, QueryError> {
+        single_column("database_name", self.databases(access))
     }
 
     fn show_tables(&self, database: &str) -> Result<RecordBatch, QueryError> {
@@ -284,7 +298,13 @@ impl QueryEngine {
     /// name's identifiers as SQL means them (see [`name_parts`]), so a
     /// quoted `"cpu.load"` is one part: `table`, `public.table`, `db.table`
     /// or `db.public.table`.
-    pub fn resolve_table(&self, database: &str, parts: &[String]) -> Result<ResolvedTable, QueryError> {
+    /// `access` must see the database the name is in.
+    pub fn resolve_table(
+        &self,
+        database: &str,
+        parts: &[String],
+        access: &Access,
+    ) -> Result<ResolvedTable, QueryError> {
         let (database, table) = match parts {
             [table] => (database, table.as_str()),
             [schema, table] if schema == SCHEMA => (database, table.as_str()),
@@ -297,6 +317,7 @@ impl QueryEngine {
                 )))
             }
         };
+        access.require(database, Privilege::Read)?;
         let schema = self
             .catalog
             .table_schema(database, table)
@@ -304,8 +325,8 @@ impl QueryEngine {
         Ok(ResolvedTable { database: database.to_owned(), table: table.to_owned(), schema })
     }
 
-    fn describe_table(&self, database: &str, parts: &[String]) -> Result<RecordBatch, QueryError> {
-        let resolved = self.resolve_table(database, parts)?;
+    fn describe_table(&self, database: &str, parts: &[String], access: &Access) -> Result<RecordBatch, QueryError> {
+        let resolved = self.resolve_table(database, parts, access)?;
         let arrow = resolved.schema.arrow_schema();
         let kinds = resolved.schema.columns().iter().map(|c| match c.column_type {
             ColumnType::Tag => "tag",

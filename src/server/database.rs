@@ -9,6 +9,8 @@ use crate::catalog::DEFAULT_DATABASE;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct DatabaseChoice {
     names: Vec<(String, String)>,
+    /// The database when none is named: `default`, or a token's own.
+    fallback: Option<String>,
 }
 
 /// Why a request's database cannot be used: the client's error.
@@ -20,6 +22,12 @@ impl DatabaseChoice {
     /// No name yet.
     pub(crate) fn new() -> DatabaseChoice {
         DatabaseChoice::default()
+    }
+
+    /// No name yet; a client limited to one database (a token) that names
+    /// none works in its own rather than in `default`.
+    pub(crate) fn for_access(access: &crate::access::Access) -> DatabaseChoice {
+        DatabaseChoice { names: Vec::new(), fallback: access.only_database().map(str::to_owned) }
     }
 
     /// Adds the name given at `place` (a value that is missing or blank
@@ -38,12 +46,14 @@ impl DatabaseChoice {
 
     /// The first place's name wins (`default` when none), checked.
     pub(crate) fn first(self) -> Result<String, DatabaseError> {
-        checked(self.names.into_iter().next().map(|(name, _)| name))
+        let fallback = self.fallback;
+        checked(self.names.into_iter().next().map(|(name, _)| name).or(fallback))
     }
 
     /// The one name the request gives (`default` when none), checked; two
     /// places naming different databases are an error.
     pub(crate) fn only(self) -> Result<String, DatabaseError> {
+        let fallback = self.fallback;
         let mut names = self.names.into_iter();
         let first = names.next();
         if let Some((first, first_place)) = &first {
@@ -53,7 +63,7 @@ impl DatabaseChoice {
                 )));
             }
         }
-        checked(first.map(|(name, _)| name))
+        checked(first.map(|(name, _)| name).or(fallback))
     }
 }
 

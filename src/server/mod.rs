@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use crate::catalog::relations::{RelationFile, RelationFiles, RelationLog, RelationStore};
+use crate::catalog::tokens::{TokenFile, TokenLog, Tokens};
+use crate::catalog::RedisTokens;
 use crate::catalog::{Catalog, CatalogError, LocalCatalog, RedisCatalog, RedisOptions};
 use crate::compactor::{Compactor, CompactorOptions, MergeLevel, MAX_FILES_PER_MERGE};
 use crate::config::{resolve_layers, MetadataType, Mode, SettingError, Settings};
@@ -27,7 +29,7 @@ use crate::last_values::LastValueCache;
 use crate::metrics::Metrics;
 use crate::query::{BufferedRows, QueryEngine, QueryOptions, TableWriter};
 use crate::storage::{ParquetOptions, Storage};
-use auth::Users;
+use auth::{Authenticator, Users};
 use write_path::{BufferForQueries, InsertsToIngester, MergesThroughEngine};
 
 /// Why the server stopped with an error.
@@ -331,8 +333,26 @@ pub struct Components {
     pub compactor: Option<Arc<Compactor>>,
     /// The last-value cache, where this process sees every write.
     pub last_values: Option<Arc<LastValueCache>>,
+    /// The API tokens, kept beside the catalog.
+    pub tokens: Arc<Tokens>,
     /// The data root's lock, held while the components live (not by a reader).
     _root_lock: Option<std::fs::File>,
+}
+
+/// Where the API tokens are kept: beside the catalog, so that every process
+/// sharing it knows every token. `hourglass token` opens the same store.
+pub async fn token_log(settings: &Settings) -> Result<Arc<dyn TokenLog>, String> {
+    Ok(match settings.metadata_type {
+        MetadataType::Json => Arc::new(TokenFile::new(&settings.root)),
+        MetadataType::Redis => {
+            let url = settings.metadata_url.clone().unwrap_or_default();
+            Arc::new(
+                RedisTokens::open(&url, &settings.redis_prefix)
+                    .await
+                    .map_err(|e| format!("cannot reach the tokens in the Redis catalog (GIGAPI_METADATA_URL): {e}"))?,
+            )
+        }
+    })
 }
 
 impl Components {
@@ -393,6 +413,7 @@ impl Components {
                 (Arc::clone(&catalog) as Arc<dyn Catalog>, catalog as Arc<dyn RelationLog>)
             }
         };
+        let tokens = Arc::new(Tokens::new(token_log(settings).await.map_err(ServeError::Runtime)?));
         let metrics = Arc::new(Metrics::default());
         // Only where every write of every table passes through this process.
         let last_values = (settings.mode == Mode::Aio
@@ -464,7 +485,17 @@ impl Components {
         // the modes with SQL fronts hand it to the front doors (a writer's
         // refuses reads: QueryOptions::writes_only).
         let engine = engine.filter(|_| settings.mode.speaks_sql());
-        Ok(Components { catalog, storage, metrics, ingester, engine, compactor, last_values, _root_lock: root_lock })
+        Ok(Components {
+            catalog,
+            storage,
+            metrics,
+            ingester,
+            engine,
+            compactor,
+            last_values,
+            tokens,
+            _root_lock: root_lock,
+        })
     }
 }
 
@@ -498,7 +529,24 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         })?),
         None => None,
     };
+    let http_tls = pg_tls.clone();
     let components = Components::open(&settings, layers).await?;
+    if settings.http_basic_auth_username.as_deref().is_none_or(str::is_empty) {
+        // Tokens someone made expect to be asked for: an open server would
+        // ignore them and let anyone in.
+        let tokens = components.tokens.list().await.map_err(|e| ServeError::Runtime(e.to_string()))?;
+        if !tokens.is_empty() {
+            return Err(ServeError::Setting(SettingError::new(
+                "http-basic-auth-username",
+                "HTTP_BASIC_AUTH_USERNAME",
+                format!(
+                    "{} API tokens exist (hourglass token list) but no user is configured, so every front would \
+                     be open and the tokens ignored: set a user, or revoke the tokens",
+                    tokens.len()
+                ),
+            )));
+        }
+    }
     let (stop_compactor, compactor_stopped) = tokio::sync::watch::channel(false);
     let compactor_task = components.compactor.as_ref().map(|compactor| {
         let options = compactor.options();
@@ -513,10 +561,12 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
     let users = Users::new(settings.http_basic_auth_username.clone(), settings.http_basic_auth_password.clone());
     if !users.enabled() {
         tracing::warn!(
-            "no users are configured (HTTP_BASIC_AUTH_USERNAME): every front is open to anyone who can reach it"
+            "no users are configured (HTTP_BASIC_AUTH_USERNAME): every front is open to anyone who can reach it, \
+             and tokens are not asked for"
         );
     }
-    let users = Arc::new(users);
+    let users =
+        Arc::new(Authenticator::new(users, Some(Arc::clone(&components.tokens)), settings.login_failures_per_minute));
     let grace = Duration::from_secs_f64(settings.shutdown_timeout_s);
     // Every front stops taking new requests when this fires, and finishes
     // the ones in flight.
@@ -593,23 +643,35 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         address = %http_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         root = %settings.root.display(),
         mode = %settings.mode,
+        tls = http_tls.is_some(),
         "HourglassDB HTTP API listening"
     );
     {
-        use axum::serve::ListenerExt;
-        // Without TCP_NODELAY a small answer waits for the client's delayed ACK.
-        let listener = http_listener.tap_io(|stream| {
-            let _ = stream.set_nodelay(true);
-        });
+        let app = http::router(state).into_make_service_with_connect_info::<http::ClientAddress>();
         let mut stopping = fronts_stopping.clone();
-        let http = axum::serve(listener, http::router(state)).with_graceful_shutdown(async move {
+        let stopped = async move {
             let _ = stopping.changed().await;
-        });
-        fronts.spawn(async move {
-            if let Err(e) = http.await {
-                tracing::error!("the HTTP API stopped: {e}");
+        };
+        match http_tls {
+            Some(acceptor) => {
+                let listener = http::TlsListener::new(http_listener, acceptor)
+                    .map_err(|e| ServeError::Runtime(format!("cannot serve TLS on the HTTP port: {e}")))?;
+                let http = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                fronts.spawn(async move {
+                    if let Err(e) = http.await {
+                        tracing::error!("the HTTP API stopped: {e}");
+                    }
+                });
             }
-        });
+            None => {
+                let http = axum::serve(http::PlainListener(http_listener), app).with_graceful_shutdown(stopped);
+                fronts.spawn(async move {
+                    if let Err(e) = http.await {
+                        tracing::error!("the HTTP API stopped: {e}");
+                    }
+                });
+            }
+        }
     }
     shutdown.await;
     tracing::info!(grace_s = grace.as_secs_f64(), "shutting down: finishing the requests in flight");

@@ -51,7 +51,7 @@ async fn merged_files_stream_the_rows_queries_see_into_one_sorted_file() {
     assert_eq!(files.len(), 3);
 
     let expected: Vec<BTreeMap<String, String>> = engine
-        .sql("db", "SELECT * FROM cpu ORDER BY host, region, time")
+        .sql("db", "SELECT * FROM cpu ORDER BY host, region, time", &hourglassdb::access::Access::Full)
         .await
         .unwrap()
         .collect()
@@ -104,7 +104,16 @@ async fn open(root: &std::path::Path, extra: &[&str]) -> Components {
 }
 
 async fn query_rows(engine: &hourglassdb::query::QueryEngine, sql: &str) -> Vec<BTreeMap<String, String>> {
-    engine.sql("db", sql).await.expect(sql).collect().await.expect(sql).iter().flat_map(batch_rows).collect()
+    engine
+        .sql("db", sql, &hourglassdb::access::Access::Full)
+        .await
+        .expect(sql)
+        .collect()
+        .await
+        .expect(sql)
+        .iter()
+        .flat_map(batch_rows)
+        .collect()
 }
 
 /// Per partition directory: the levels of its files, sorted.
@@ -252,7 +261,7 @@ async fn a_query_reading_while_a_merge_commits_gets_every_row_once() {
     }
 
     // A query has planned on the eight files and read its first batch...
-    let output = engine.sql("db", "SELECT s, time, v FROM m").await.expect("query");
+    let output = engine.sql("db", "SELECT s, time, v FROM m", &hourglassdb::access::Access::Full).await.expect("query");
     let mut stream = output.stream;
     let first = stream.next().await.expect("a batch").expect("rows");
     assert!(first.num_rows() > 0 && first.num_rows() < 40_000);

@@ -19,4 +19,5 @@ mod scale_out;
 mod sockets;
 mod sqllogic;
 mod support;
+mod tokens;
 mod tsbs;

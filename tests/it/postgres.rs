@@ -505,8 +505,13 @@ async fn tls_is_served_when_configured_and_a_bad_key_stops_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path());
     let (cert_arg, key_arg) = (cert.to_string_lossy().into_owned(), key.to_string_lossy().into_owned());
-    let (_server, port) =
-        server_with_rows(&dir.path().join("data"), &["--tls-cert", &cert_arg, "--tls-key", &key_arg], &[]).await;
+    let port = free_port();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--pg-port", &port.to_string(), "--tls-cert", &cert_arg, "--tls-key", &key_arg],
+    );
+    // The HTTP front takes HTTPS only, with the same certificate.
+    assert_eq!(crate::support::https_post(&cert, &server.url("/write?db=d"), ROWS), 204);
     connect(port, "d", "anyone", "").await.expect("front is up");
     let output = Command::new("psql")
         .arg(format!("host=127.0.0.1 port={port} dbname=d user=anyone sslmode=require"))

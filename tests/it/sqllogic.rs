@@ -160,7 +160,7 @@ impl sqllogictest::AsyncDB for Engine {
     type ColumnType = Type;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<Type>, SqlError> {
-        let output = self.0.sql(DEFAULT_DATABASE, sql).await?;
+        let output = self.0.sql(DEFAULT_DATABASE, sql, &hourglassdb::access::Access::Full).await?;
         let schema = Arc::clone(&output.schema);
         let batches: Vec<RecordBatch> = output.stream.try_collect().await.map_err(|e| SqlError(e.to_string()))?;
         Ok(arrow_output(&schema, &batches))

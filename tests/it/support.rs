@@ -159,6 +159,14 @@ impl Server {
     /// True once `GET /health` answers 200: the server is past WAL replay and serving.
     fn health_answers(&self) -> bool {
         use std::io::{Read, Write};
+        if self.extra_args.iter().any(|a| a == "--tls-cert") {
+            // The HTTP front takes HTTPS only then: curl (installed by tests/run) speaks it.
+            let output = Command::new("curl")
+                .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2"])
+                .arg(format!("https://127.0.0.1:{}/health", self.http_port))
+                .output();
+            return output.is_ok_and(|o| o.stdout == b"200");
+        }
         let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.http_port)) else { return false };
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
         if stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
@@ -174,9 +182,10 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The base URL of the HTTP API.
+    /// The base URL of the HTTP API: https when the server serves TLS.
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.http_port)
+        let scheme = if self.extra_args.iter().any(|a| a == "--tls-cert") { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.http_port)
     }
 
     /// Kills the server with SIGKILL, as a crash would.
@@ -425,6 +434,18 @@ pub(crate) fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
         .expect("openssl is installed by tests/run");
     assert!(status.success());
     (cert, key)
+}
+
+/// POSTs `body` to `url` over HTTPS, trusting the certificate `cert`, with
+/// curl (installed by tests/run; this build's reqwest has no TLS). The status.
+pub(crate) fn https_post(cert: &Path, url: &str, body: &str) -> u16 {
+    let output = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--data-binary", body, "--cacert"])
+        .arg(cert)
+        .arg(url)
+        .output()
+        .expect("curl is installed by tests/run");
+    String::from_utf8_lossy(&output.stdout).parse().unwrap_or(0)
 }
 
 /// The Python of the virtualenv that tests/run makes, with the Python clients and dbt.

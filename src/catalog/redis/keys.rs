@@ -42,6 +42,10 @@ impl Keys {
         format!("{}:relations", self.prefix)
     }
 
+    pub(super) fn tokens(&self) -> String {
+        format!("{}:tokens", self.prefix)
+    }
+
     pub(super) fn epoch(&self) -> String {
         format!("{}:epoch", self.prefix)
     }

@@ -16,6 +16,7 @@
 
 mod keys;
 mod relations;
+mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
@@ -29,6 +30,7 @@ use super::memory::{catalog_reads_from_view, CatalogView, PartitionState};
 use super::schema::SchemaFile;
 use super::{Catalog, CatalogError, Column, Commit, FileEntry, PartitionKey, TableSchema};
 use keys::{parse_table_member, table_member, Keys, TableKeys};
+pub use tokens::RedisTokens;
 
 /// How to reach the shared catalog, and who this process is in it.
 #[derive(Debug, Clone)]
@@ -132,6 +134,29 @@ fn without_password(url: &str) -> String {
     }
 }
 
+/// Why [`connect`] failed.
+enum Unreachable {
+    /// The URL is not one redis-rs takes.
+    Url(String),
+    /// Redis did not answer: what was tried, and the error.
+    Redis(String, RedisError),
+}
+
+/// A connection to the Redis at `url` that reconnects by itself, with the
+/// time limits every use of the shared catalog has.
+async fn connect(url: &str) -> Result<ConnectionManager, Unreachable> {
+    let shown = without_password(url);
+    let client = redis::Client::open(url).map_err(|e| Unreachable::Url(format!("GIGAPI_METADATA_URL {shown}: {e}")))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(|e| Unreachable::Redis(format!("connecting to {shown}"), e))
+}
+
 fn decode<T: for<'de> serde::Deserialize<'de>>(what: &str, json: &str) -> Result<T, CatalogError> {
     serde_json::from_str(json).map_err(|e| CatalogError::Corrupt { path: what.to_owned(), message: e.to_string() })
 }
@@ -140,17 +165,10 @@ impl RedisCatalog {
     /// Connects, reads the whole catalog into memory, and starts following
     /// changes. Fails if Redis cannot be reached now.
     pub async fn open(options: RedisOptions) -> Result<Arc<RedisCatalog>, CatalogError> {
-        let shown = without_password(&options.url);
-        let client = redis::Client::open(options.url.as_str())
-            .map_err(|e| CatalogError::Shared(format!("GIGAPI_METADATA_URL {shown}: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| redis_error(&format!("connecting to {shown}"), e))?;
+        let connection = connect(&options.url).await.map_err(|e| match e {
+            Unreachable::Url(message) => CatalogError::Shared(message),
+            Unreachable::Redis(context, e) => redis_error(&context, e),
+        })?;
         let catalog = Arc::new(RedisCatalog {
             connection,
             keys: Keys::new(&options.prefix),

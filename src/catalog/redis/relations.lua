@@ -1,5 +1,6 @@
 -- The relations document (views, tables made by SQL, schemas), if it is
 -- still the version the change was made on (src/catalog/redis/relations.rs).
+-- The token document is stored by the same script (src/catalog/redis/tokens.rs).
 -- KEYS: 1 relations
 -- ARGV: 1 the version it replaces (0: there is none yet), 2 the document JSON,
 --       3 the latest time (ms since the epoch, Redis's clock) the change may

@@ -22,6 +22,7 @@ use prost::Message;
 use tonic::Status;
 
 use super::status::{arrow_status, query_status};
+use crate::access::Access;
 use crate::query::QueryEngine;
 
 /// The table types GetTables reports and GetTableTypes lists.
@@ -86,30 +87,31 @@ impl MetadataCommand {
         engine: &QueryEngine,
         sql_info: &SqlInfoData,
         type_info: &XdbcTypeInfoData,
+        access: &Access,
     ) -> Result<RecordBatch, Status> {
         match self {
             MetadataCommand::Catalogs(c) => {
                 let mut builder = c.into_builder();
-                for database in engine.databases() {
+                for database in engine.databases(access) {
                     builder.append(database);
                 }
                 builder.build().map_err(arrow_status)
             }
             MetadataCommand::Schemas(c) => {
-                let databases = databases(engine, c.catalog.as_deref());
+                let databases = databases(engine, c.catalog.as_deref(), access);
                 let mut builder: GetDbSchemasBuilder = c.into_builder();
                 for database in databases {
-                    for schema in engine.schemas(&database).map_err(query_status)? {
+                    for schema in engine.schemas(&database, access).map_err(query_status)? {
                         builder.append(&database, schema);
                     }
                 }
                 builder.build().map_err(arrow_status)
             }
             MetadataCommand::Tables(c) => {
-                let databases = databases(engine, c.catalog.as_deref());
+                let databases = databases(engine, c.catalog.as_deref(), access);
                 let mut builder: GetTablesBuilder = c.into_builder();
                 for database in databases {
-                    for relation in engine.relations(&database).await.map_err(query_status)? {
+                    for relation in engine.relations(&database, access).await.map_err(query_status)? {
                         let kind = if SYSTEM_SCHEMAS.contains(&relation.schema.as_str()) {
                             SYSTEM_TABLE
                         } else if relation.table_type == TableType::View {
@@ -144,8 +146,8 @@ impl MetadataCommand {
 
 /// The databases a command asks about: the one it names, or every one (the
 /// common case: ADBC's `adbc_get_objects` and Grafana name none).
-fn databases(engine: &QueryEngine, catalog: Option<&str>) -> Vec<String> {
-    let mut all = engine.databases();
+fn databases(engine: &QueryEngine, catalog: Option<&str>, access: &Access) -> Vec<String> {
+    let mut all = engine.databases(access);
     all.sort();
     match catalog {
         Some(name) => all.into_iter().filter(|d| d == name).collect(),

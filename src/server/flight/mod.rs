@@ -33,8 +33,9 @@ use tonic::transport::server::{Connected, Router, TcpIncoming};
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::auth::{SessionTokens, Users};
+use super::auth::{Authenticator, Refusal, Users};
 use super::database::DatabaseChoice;
+use crate::access::Access;
 use crate::ingest::Ingester;
 use crate::query::QueryEngine;
 pub(crate) use statements::SqlService;
@@ -43,10 +44,12 @@ pub(crate) use statements::SqlService;
 /// clients use them (`database` is preferred; the others are older names).
 const DATABASE_HEADERS: &[&str] = &["database", "bucket", "bucket-name", "iox-namespace-name", "namespace"];
 
-/// What every call carries once it is admitted: the database its headers
-/// name, if any.
+/// What every call carries once it is admitted: what it may do, and the
+/// database its headers name, if any.
 #[derive(Debug, Clone)]
 pub(crate) struct Call {
+    /// What the caller's credentials allow.
+    pub(crate) access: Access,
     /// The database from the headers.
     pub(crate) header_database: Option<String>,
 }
@@ -61,7 +64,7 @@ impl Call {
     /// ingest's catalog) named at `place`: a different database in the
     /// headers and in the payload is a conflict, not a choice.
     pub(crate) fn database(&self, place: &str, payload: Option<&str>) -> Result<String, Status> {
-        DatabaseChoice::new()
+        DatabaseChoice::for_access(&self.access)
             .named("header", self.header_database.as_deref())
             .named(place, payload)
             .only()
@@ -74,8 +77,7 @@ impl Call {
 #[derive(Clone)]
 pub(crate) struct FlightFront {
     sql: Arc<SqlService>,
-    users: Arc<Users>,
-    tokens: Arc<SessionTokens>,
+    users: Arc<Authenticator>,
 }
 
 impl FlightFront {
@@ -83,39 +85,44 @@ impl FlightFront {
     pub(crate) fn new(
         engine: Arc<QueryEngine>,
         ingester: Option<Arc<Ingester>>,
-        users: Arc<Users>,
+        users: Arc<Authenticator>,
     ) -> Result<FlightFront, String> {
-        let tokens = Arc::new(SessionTokens::default());
-        let sql = SqlService::new(engine, ingester, Arc::clone(&users), Arc::clone(&tokens))?;
-        Ok(FlightFront { sql: Arc::new(sql), users, tokens })
+        let sql = SqlService::new(engine, ingester, Arc::clone(&users))?;
+        Ok(FlightFront { sql: Arc::new(sql), users })
     }
 
-    /// Checks the caller's credentials and records the database of the call.
-    fn admit<T>(&self, request: &mut Request<T>) -> Result<(), Status> {
-        authorize(&self.users, &self.tokens, request.metadata())?;
-        let call = Call { header_database: database_header(request.metadata())? };
+    /// Checks the caller's credentials and records what it may do and the
+    /// database of the call.
+    async fn admit<T>(&self, request: &mut Request<T>) -> Result<(), Status> {
+        let access = authorize(&self.users, request).await?;
+        let call = Call { access, header_database: database_header(request.metadata())? };
         request.extensions_mut().insert(call);
         Ok(())
     }
 }
 
-/// Checks the `authorization` header: a token from a handshake, or what the
-/// HTTP front accepts (Basic, or `Bearer`/`Token` with the password).
-fn authorize(users: &Users, tokens: &SessionTokens, metadata: &MetadataMap) -> Result<(), Status> {
-    let Some(value) = metadata.get("authorization") else {
-        if users.admits(None, None) {
-            return Ok(());
-        }
-        return Err(Status::unauthenticated(
-            "authentication required: send `authorization: Bearer <token>` (a token from the handshake, or the \
-             password), or Basic credentials",
-        ));
-    };
-    let credentials = value.to_str().ok().and_then(Users::parse_authorization);
-    if users.admits(credentials.as_ref(), Some(tokens)) {
-        Ok(())
-    } else {
-        Err(Status::unauthenticated("invalid credentials"))
+/// What the `authorization` header allows: a token from a handshake or
+/// `hourglass token create`, or what the HTTP front accepts (Basic, or
+/// `Bearer`/`Token` with the password).
+async fn authorize<T>(users: &Authenticator, request: &Request<T>) -> Result<Access, Status> {
+    let credentials = request
+        .metadata()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(Users::parse_authorization);
+    let client = request.remote_addr().map(|address| address.ip());
+    users.authenticate(credentials.as_ref(), client, "flightsql").await.map_err(refusal_status)
+}
+
+/// A refused login as gRPC tells it.
+pub(super) fn refusal_status(refusal: Refusal) -> Status {
+    match refusal {
+        Refusal::Missing => Status::unauthenticated(
+            "authentication required: send `authorization: Bearer <token>` (a token from the handshake or from \
+             `hourglass token create`, or the password), or Basic credentials",
+        ),
+        Refusal::Wrong => Status::unauthenticated(refusal.message()),
+        Refusal::Blocked(_) => Status::resource_exhausted(refusal.message()),
     }
 }
 
@@ -156,27 +163,27 @@ impl FlightService for FlightFront {
     }
 
     async fn list_flights(&self, mut request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
-        self.admit(&mut request)?;
+        self.admit(&mut request).await?;
         Err(Status::unimplemented("ListFlights: this server keeps no named flights; send SQL with FlightSQL"))
     }
 
     async fn get_flight_info(&self, mut request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
-        self.admit(&mut request)?;
+        self.admit(&mut request).await?;
         FlightService::get_flight_info(self.sql.as_ref(), request).await
     }
 
     async fn poll_flight_info(&self, mut request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
-        self.admit(&mut request)?;
+        self.admit(&mut request).await?;
         Err(Status::unimplemented("PollFlightInfo: use GetFlightInfo; results are ready when DoGet starts"))
     }
 
     async fn get_schema(&self, mut request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
-        self.admit(&mut request)?;
+        self.admit(&mut request).await?;
         self.sql.schema_of(request).await
     }
 
     async fn do_get(&self, mut request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        self.admit(&mut request)?;
+        self.admit(&mut request).await?;
         // InfluxDB 3's clients send a JSON ticket, not a FlightSQL command.
         if request.get_ref().ticket.first() == Some(&b'{') {
             return self.sql.influx_ticket(request).await;
@@ -185,17 +192,17 @@ impl FlightService for FlightFront {
     }
 
     async fn do_put(&self, mut request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
-        self.admit(&mut request)?;
+        self.admit(&mut request).await?;
         FlightService::do_put(self.sql.as_ref(), request).await
     }
 
     async fn do_action(&self, mut request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
-        self.admit(&mut request)?;
+        self.admit(&mut request).await?;
         FlightService::do_action(self.sql.as_ref(), request).await
     }
 
     async fn list_actions(&self, mut request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
-        self.admit(&mut request)?;
+        self.admit(&mut request).await?;
         // The actions this server answers, not every action FlightSQL defines.
         let actions = [
             ("CreatePreparedStatement", "Plans a statement; answers its handle, result schema and parameter schema."),
@@ -211,7 +218,7 @@ impl FlightService for FlightFront {
         &self,
         mut request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        self.admit(&mut request)?;
+        self.admit(&mut request).await?;
         Err(Status::unimplemented("DoExchange: use DoGet for queries and DoPut for writes"))
     }
 }

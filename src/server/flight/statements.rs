@@ -38,9 +38,10 @@ use super::metadata::{self, MetadataCommand};
 use super::running::{Registration, RunningQueries};
 use super::status::{arrow_status, client_data_status, ipc_schema, query_status, StatementHandle};
 use super::Call;
+use crate::access::Access;
 use crate::ingest::Ingester;
 use crate::query::{params, QueryEngine, QueryError, QueryOutput};
-use crate::server::auth::{Credentials, SessionTokens, Users};
+use crate::server::auth::{Authenticator, Credentials, Refusal, Users};
 
 pub(super) type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
@@ -49,8 +50,7 @@ pub(super) type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Statu
 pub(crate) struct SqlService {
     pub(super) engine: Arc<QueryEngine>,
     ingester: Option<Arc<Ingester>>,
-    users: Arc<Users>,
-    tokens: Arc<SessionTokens>,
+    users: Arc<Authenticator>,
     sql_info: SqlInfoData,
     type_info: XdbcTypeInfoData,
     running: Arc<RunningQueries>,
@@ -60,12 +60,11 @@ impl SqlService {
     pub(crate) fn new(
         engine: Arc<QueryEngine>,
         ingester: Option<Arc<Ingester>>,
-        users: Arc<Users>,
-        tokens: Arc<SessionTokens>,
+        users: Arc<Authenticator>,
     ) -> Result<SqlService, String> {
         let sql_info = metadata::sql_info(ingester.is_none()).map_err(|e| format!("FlightSQL GetSqlInfo: {e}"))?;
         let type_info = metadata::xdbc_type_info().map_err(|e| format!("FlightSQL GetXdbcTypeInfo: {e}"))?;
-        Ok(SqlService { engine, ingester, users, tokens, sql_info, type_info, running: Arc::default() })
+        Ok(SqlService { engine, ingester, users, sql_info, type_info, running: Arc::default() })
     }
 
     /// Plans a handle's statement with row `row` of `parameters` filled in.
@@ -74,14 +73,20 @@ impl SqlService {
         handle: &StatementHandle,
         parameters: Option<&RecordBatch>,
         row: usize,
+        access: &Access,
     ) -> Result<LogicalPlan, Status> {
-        let plan = self.engine.plan(&handle.database, &handle.sql).await.map_err(query_status)?;
+        let plan = self.engine.plan(&handle.database, &handle.sql, access).await.map_err(query_status)?;
         bind_row(plan, parameters, row)
     }
 
     /// Runs a query and streams its result, batch by batch, until it ends or
     /// a client cancels `ticket`.
-    async fn query(&self, handle: &StatementHandle, ticket: Bytes) -> Result<Response<DoGetStream>, Status> {
+    async fn query(
+        &self,
+        handle: &StatementHandle,
+        ticket: Bytes,
+        access: &Access,
+    ) -> Result<Response<DoGetStream>, Status> {
         let parameters = handle.parameters()?;
         if let Some(rows) = parameters.as_ref().map(RecordBatch::num_rows).filter(|rows| *rows > 1) {
             return Err(Status::invalid_argument(format!(
@@ -91,7 +96,7 @@ impl SqlService {
         // Registered before planning: a cancel that comes while the query
         // plans or starts still stops it.
         let (registration, signal) = self.running.register(ticket);
-        let plan = self.plan(handle, parameters.as_ref(), 0).await?;
+        let plan = self.plan(handle, parameters.as_ref(), 0, access).await?;
         let output = self.engine.execute(&handle.database, plan).await.map_err(query_status)?;
         Ok(Response::new(Self::cancellable_stream(output, registration, signal)))
     }
@@ -122,7 +127,12 @@ impl SqlService {
 
     /// Runs a statement for its effect (INSERT, DDL) once per row of
     /// `parameters` (once without), and returns the rows it changed.
-    async fn update(&self, handle: &StatementHandle, parameters: Option<&RecordBatch>) -> Result<i64, Status> {
+    async fn update(
+        &self,
+        handle: &StatementHandle,
+        parameters: Option<&RecordBatch>,
+        access: &Access,
+    ) -> Result<i64, Status> {
         // Clients with nothing to bind send a batch with no columns (arrow-go,
         // Java): run once. Columns but no rows (executemany of nothing): none.
         let executions = match parameters {
@@ -130,7 +140,7 @@ impl SqlService {
             _ => 1,
         };
         // Planned once; each row binds its values into a copy.
-        let planned = self.engine.plan(&handle.database, &handle.sql).await.map_err(query_status)?;
+        let planned = self.engine.plan(&handle.database, &handle.sql, access).await.map_err(query_status)?;
         let mut changed = 0i64;
         for row in 0..executions {
             let plan = bind_row(planned.clone(), parameters, row)?;
@@ -153,10 +163,10 @@ impl SqlService {
 
     /// A statement's result schema: planned with its bound parameters, if
     /// any, as DoGet will plan it (`SELECT $1` has the type of its value).
-    async fn result_schema(&self, handle: &StatementHandle) -> Result<SchemaRef, Status> {
+    async fn result_schema(&self, handle: &StatementHandle, access: &Access) -> Result<SchemaRef, Status> {
         let plan = match handle.parameters()? {
-            Some(parameters) if parameters.num_rows() > 0 => self.plan(handle, Some(&parameters), 0).await?,
-            _ => self.engine.plan(&handle.database, &handle.sql).await.map_err(query_status)?,
+            Some(parameters) if parameters.num_rows() > 0 => self.plan(handle, Some(&parameters), 0, access).await?,
+            _ => self.engine.plan(&handle.database, &handle.sql, access).await.map_err(query_status)?,
         };
         Ok(QueryEngine::result_schema(&plan))
     }
@@ -176,7 +186,7 @@ impl SqlService {
                 message.type_url
             )));
         };
-        let schema = wire_schema(&*self.result_schema(&handle).await?);
+        let schema = wire_schema(&*self.result_schema(&handle, &call.access).await?);
         Ok(Response::new(SchemaResult { schema: ipc_schema(&schema)? }))
     }
 
@@ -328,17 +338,19 @@ impl FlightSqlService for SqlService {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
+        let client = request.remote_addr().map(|address| address.ip());
         let credentials = handshake_credentials(request).await;
         // A token from an earlier handshake logs in again.
-        if !self.users.admits(credentials.as_ref(), Some(&self.tokens)) {
-            return Err(match credentials {
-                Some(_) => Status::unauthenticated("invalid credentials"),
-                None => Status::unauthenticated(
-                    "the handshake needs credentials: `authorization: Basic base64(user:password)`",
-                ),
-            });
-        }
-        let token = self.tokens.issue();
+        let access = match self.users.authenticate(credentials.as_ref(), client, "flightsql").await {
+            Ok(access) => access,
+            Err(Refusal::Missing) => {
+                return Err(Status::unauthenticated(
+                    "the handshake needs credentials: `authorization: Basic base64(user:password)`, or a token",
+                ))
+            }
+            Err(refusal) => return Err(super::refusal_status(refusal)),
+        };
+        let token = self.users.sessions().issue(access);
         let header = MetadataValue::try_from(format!("Bearer {token}"))
             .map_err(|_| Status::internal("the token is not a header value"))?;
         let answer = HandshakeResponse { protocol_version: 0, payload: token.into_bytes().into() };
@@ -358,7 +370,7 @@ impl FlightSqlService for SqlService {
             return Err(Status::unimplemented("transactions are not supported"));
         }
         let handle = StatementHandle::new(&call.headers_database()?, &query.query);
-        let schema = self.result_schema(&handle).await?;
+        let schema = self.result_schema(&handle, &call.access).await?;
         let ticket = TicketStatementQuery { statement_handle: handle.for_one_flight().encode()? };
         let info = Self::flight_info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())?;
         Ok(Response::new(info))
@@ -369,8 +381,9 @@ impl FlightSqlService for SqlService {
         command: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        let call = call_of(&request)?;
         let handle = StatementHandle::decode(&command.prepared_statement_handle)?;
-        let schema = self.result_schema(&handle).await?;
+        let schema = self.result_schema(&handle, &call.access).await?;
         let ticket = CommandPreparedStatementQuery { prepared_statement_handle: handle.for_one_flight().encode()? };
         let info = Self::flight_info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())?;
         Ok(Response::new(info))
@@ -381,8 +394,9 @@ impl FlightSqlService for SqlService {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        let call = call_of(&request)?;
         let handle = StatementHandle::decode(&ticket.statement_handle)?;
-        self.query(&handle, request.into_inner().ticket).await
+        self.query(&handle, request.into_inner().ticket, &call.access).await
     }
 
     async fn do_get_prepared_statement(
@@ -390,8 +404,9 @@ impl FlightSqlService for SqlService {
         command: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        let call = call_of(&request)?;
         let handle = StatementHandle::decode(&command.prepared_statement_handle)?;
-        self.query(&handle, request.into_inner().ticket).await
+        self.query(&handle, request.into_inner().ticket, &call.access).await
     }
 
     async fn do_put_statement_update(
@@ -403,7 +418,7 @@ impl FlightSqlService for SqlService {
         if command.transaction_id.is_some() {
             return Err(Status::unimplemented("transactions are not supported"));
         }
-        self.update(&StatementHandle::new(&call.headers_database()?, &command.query), None).await
+        self.update(&StatementHandle::new(&call.headers_database()?, &command.query), None, &call.access).await
     }
 
     async fn do_put_prepared_statement_query(
@@ -424,13 +439,14 @@ impl FlightSqlService for SqlService {
         command: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
+        let call = call_of(&request)?;
         let handle = StatementHandle::decode(&command.prepared_statement_handle)?;
         // Parameters come with the update itself, or were bound before.
         let parameters = match read_parameters(request).await? {
             Some(parameters) => Some(parameters),
             None => handle.parameters()?,
         };
-        self.update(&handle, parameters.as_ref()).await
+        self.update(&handle, parameters.as_ref(), &call.access).await
     }
 
     async fn do_put_statement_ingest(
@@ -451,7 +467,7 @@ impl FlightSqlService for SqlService {
             return Err(Status::unimplemented("transactions are not supported"));
         }
         let handle = StatementHandle::new(&call.headers_database()?, &query.query);
-        let plan = self.engine.plan(&handle.database, &handle.sql).await.map_err(query_status)?;
+        let plan = self.engine.plan(&handle.database, &handle.sql, &call.access).await.map_err(query_status)?;
         let dataset = wire_schema(&QueryEngine::result_schema(&plan));
         let parameters = parameter_schema(&plan)?;
         Ok(ActionCreatePreparedStatementResult {
@@ -603,81 +619,81 @@ impl FlightSqlService for SqlService {
     async fn do_get_catalogs(
         &self,
         query: CommandGetCatalogs,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.metadata_rows(MetadataCommand::Catalogs(query)).await
+        self.metadata_rows(MetadataCommand::Catalogs(query), &request).await
     }
 
     async fn do_get_schemas(
         &self,
         query: CommandGetDbSchemas,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.metadata_rows(MetadataCommand::Schemas(query)).await
+        self.metadata_rows(MetadataCommand::Schemas(query), &request).await
     }
 
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.metadata_rows(MetadataCommand::Tables(query)).await
+        self.metadata_rows(MetadataCommand::Tables(query), &request).await
     }
 
     async fn do_get_table_types(
         &self,
         query: CommandGetTableTypes,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.metadata_rows(MetadataCommand::TableTypes(query)).await
+        self.metadata_rows(MetadataCommand::TableTypes(query), &request).await
     }
 
     async fn do_get_sql_info(
         &self,
         query: CommandGetSqlInfo,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.metadata_rows(MetadataCommand::SqlInfo(query)).await
+        self.metadata_rows(MetadataCommand::SqlInfo(query), &request).await
     }
 
     async fn do_get_xdbc_type_info(
         &self,
         query: CommandGetXdbcTypeInfo,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.metadata_rows(MetadataCommand::XdbcTypeInfo(query)).await
+        self.metadata_rows(MetadataCommand::XdbcTypeInfo(query), &request).await
     }
 
     async fn do_get_primary_keys(
         &self,
         query: CommandGetPrimaryKeys,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.metadata_rows(MetadataCommand::PrimaryKeys(query)).await
+        self.metadata_rows(MetadataCommand::PrimaryKeys(query), &request).await
     }
 
     async fn do_get_exported_keys(
         &self,
         query: CommandGetExportedKeys,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.metadata_rows(MetadataCommand::ExportedKeys(query)).await
+        self.metadata_rows(MetadataCommand::ExportedKeys(query), &request).await
     }
 
     async fn do_get_imported_keys(
         &self,
         query: CommandGetImportedKeys,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.metadata_rows(MetadataCommand::ImportedKeys(query)).await
+        self.metadata_rows(MetadataCommand::ImportedKeys(query), &request).await
     }
 
     async fn do_get_cross_reference(
         &self,
         query: CommandGetCrossReference,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.metadata_rows(MetadataCommand::CrossReference(query)).await
+        self.metadata_rows(MetadataCommand::CrossReference(query), &request).await
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
@@ -697,8 +713,13 @@ impl SqlService {
     }
 
     /// The rows of a metadata command.
-    async fn metadata_rows(&self, command: MetadataCommand) -> Result<Response<DoGetStream>, Status> {
-        let batch = command.rows(&self.engine, &self.sql_info, &self.type_info).await?;
+    async fn metadata_rows(
+        &self,
+        command: MetadataCommand,
+        request: &Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let call = call_of(request)?;
+        let batch = command.rows(&self.engine, &self.sql_info, &self.type_info, &call.access).await?;
         let schema = batch.schema();
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(schema)

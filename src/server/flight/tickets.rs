@@ -63,7 +63,7 @@ impl SqlService {
             None
         };
         let database = call.database("ticket", in_ticket.as_deref())?;
-        let plan = self.engine.plan(&database, &ticket.sql_query).await.map_err(query_status)?;
+        let plan = self.engine.plan(&database, &ticket.sql_query, &call.access).await.map_err(query_status)?;
         let plan = match ticket.params {
             Some(values) if !values.is_empty() => {
                 let values: HashMap<String, ScalarValue> = values

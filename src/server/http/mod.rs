@@ -2,6 +2,7 @@
 //! readiness, ping and metrics.
 
 mod cors;
+mod listener;
 mod query;
 mod text;
 mod write;
@@ -9,14 +10,14 @@ mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::auth::{Credentials, Users};
+use super::auth::{Authenticator, Credentials, Refusal, Users};
 use super::status;
 use crate::catalog::Catalog;
 use crate::compactor::Compactor;
@@ -27,6 +28,7 @@ use crate::metrics::{Gauges, Metrics};
 use crate::query::QueryEngine;
 use crate::storage::Storage;
 pub use cors::AllowedOrigins;
+pub use listener::{ClientAddress, PlainListener, TlsListener};
 
 /// How far behind the shared catalog a process's view may be before `/ready`
 /// says not ready: a reader that cannot follow Redis answers from an old view.
@@ -46,8 +48,8 @@ pub struct HttpState {
     pub catalog: Arc<dyn Catalog>,
     /// The storage layers, which `/ready` checks.
     pub storage: Arc<Storage>,
-    /// Who may connect.
-    pub users: Arc<Users>,
+    /// Who may connect, and what each may do.
+    pub users: Arc<Authenticator>,
     /// The process metrics.
     pub metrics: Arc<Metrics>,
     /// The last-value cache, whose size and hits `/metrics` reports.
@@ -97,7 +99,10 @@ fn is_open(path: &str) -> bool {
     matches!(path, "/health" | "/ready" | "/ping")
 }
 
-async fn require_auth(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+/// Lets a request in if its credentials (a `Authorization` header, or
+/// InfluxDB v1's `u`/`p` parameters) name the configured user or a token,
+/// and hands the handlers what it may do as an [`Access`] extension.
+async fn require_auth(State(state): State<HttpState>, mut request: Request, next: Next) -> Response {
     if is_open(request.uri().path()) || request.method() == axum::http::Method::OPTIONS {
         return next.run(request).await;
     }
@@ -109,12 +114,50 @@ async fn require_auth(State(state): State<HttpState>, request: Request, next: Ne
         let user = param(&params, "u").unwrap_or_default().to_owned();
         Some(Credentials::Password { user, password })
     };
-    if state.users.admits(from_header.or_else(from_query).as_ref(), None) {
-        return next.run(request).await;
+    let credentials = from_header.or_else(from_query);
+    let client = request.extensions().get::<ConnectInfo<ClientAddress>>().map(|info| info.0 .0.ip());
+    match state.users.authenticate(credentials.as_ref(), client, "http").await {
+        Ok(access) => {
+            if let Some(what) = server_wide(request.uri().path()) {
+                if let Err(refused) = access.require_full(what) {
+                    return denied(refused);
+                }
+            }
+            // Handlers take it as an `Extension`: a route outside this
+            // middleware fails (500) rather than run without an access.
+            request.extensions_mut().insert(access);
+            next.run(request).await
+        }
+        Err(refusal @ Refusal::Blocked(after)) => {
+            let mut response = json_error(StatusCode::TOO_MANY_REQUESTS, refusal.message());
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+            response
+        }
+        Err(refusal) => {
+            let mut response = json_error(StatusCode::UNAUTHORIZED, refusal.message());
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"hourglassdb\""));
+            response
+        }
     }
-    let mut response = json_error(StatusCode::UNAUTHORIZED, "unauthorized: missing or wrong credentials");
-    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"hourglassdb\""));
-    response
+}
+
+/// Endpoints about the whole server rather than one database: only the
+/// configured user may call them, not a token.
+fn server_wide(path: &str) -> Option<&'static str> {
+    if path == "/metrics" {
+        Some("/metrics")
+    } else if path.starts_with("/admin/") {
+        Some("an /admin endpoint")
+    } else {
+        None
+    }
+}
+
+/// A refusal of [`Access`] as the JSON error every endpoint gives (403).
+pub(crate) fn denied(denied: crate::access::Denied) -> Response {
+    classified_error(&denied)
 }
 
 /// What stopped a component that cannot go on until the server restarts:

@@ -14,10 +14,12 @@ use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
+use axum::Extension;
 use futures::{Stream, StreamExt};
 
 use super::text::text_friendly;
 use super::{classified_error, json_error, param, query_params, HttpState};
+use crate::access::Access;
 use crate::errors::{Classified, ErrorClass};
 use crate::query::{QueryEngine, QueryError, QueryOutput};
 use crate::server::database::DatabaseChoice;
@@ -236,8 +238,15 @@ type BodyChunk = Result<Bytes, std::io::Error>;
 /// Runs a query and streams its result in `format`. Statements that change
 /// data or the catalog run only for POST: a GET can come from any web page
 /// (`<img src>`), with no preflight to stop it.
-async fn respond(engine: Arc<QueryEngine>, database: String, sql: String, format: Format, method: &Method) -> Response {
-    let plan = match engine.plan(&database, &sql).await {
+async fn respond(
+    engine: Arc<QueryEngine>,
+    database: String,
+    sql: String,
+    format: Format,
+    method: &Method,
+    access: &Access,
+) -> Response {
+    let plan = match engine.plan(&database, &sql, access).await {
         Ok(plan) => plan,
         Err(error) => return error_response(&error),
     };
@@ -347,8 +356,8 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<QueryBody, String> {
 
 /// The database of a query: the `db` parameter's, else the body's, else
 /// `default`.
-fn database_name(parameter: Option<&str>, body: Option<&str>) -> Result<String, String> {
-    DatabaseChoice::new()
+fn database_name(parameter: Option<&str>, body: Option<&str>, access: &Access) -> Result<String, String> {
+    DatabaseChoice::for_access(access)
         .named("the db parameter", parameter)
         .named("the body", body)
         .first()
@@ -390,6 +399,7 @@ async fn read_request(
 pub(super) async fn gigapi_query(
     method: Method,
     State(state): State<HttpState>,
+    Extension(access): Extension<Access>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -405,17 +415,18 @@ pub(super) async fn gigapi_query(
     let Some(sql) = parsed.query.or(parsed.q).or_else(|| param(&params, "query").map(str::to_owned)) else {
         return json_error(StatusCode::BAD_REQUEST, "Missing query: send {\"query\": \"SELECT ...\"}");
     };
-    let database = match database_name(param(&params, "db"), parsed.db.as_deref()) {
+    let database = match database_name(param(&params, "db"), parsed.db.as_deref(), &access) {
         Ok(database) => database,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
     };
-    respond(engine, database, sql, format, &method).await
+    respond(engine, database, sql, format, &method, &access).await
 }
 
 /// `GET` or `POST /api/v3/query_sql` with `db`, `q` and `format` (InfluxDB 3).
 pub(super) async fn influx_query(
     method: Method,
     State(state): State<HttpState>,
+    Extension(access): Extension<Access>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -431,9 +442,9 @@ pub(super) async fn influx_query(
     let Some(sql) = param(&params, "q").map(str::to_owned).or(parsed.q).or(parsed.query) else {
         return json_error(StatusCode::BAD_REQUEST, "missing query parameter 'q'");
     };
-    let database = match database_name(param(&params, "db"), parsed.db.as_deref()) {
+    let database = match database_name(param(&params, "db"), parsed.db.as_deref(), &access) {
         Ok(database) => database,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
     };
-    respond(engine, database, sql, format, &method).await
+    respond(engine, database, sql, format, &method, &access).await
 }

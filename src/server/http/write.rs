@@ -7,10 +7,12 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
-use super::{classified_error, json_error, param, query_params, HttpState};
+use super::{classified_error, denied, json_error, param, query_params, HttpState};
+use crate::access::{Access, Privilege};
 use crate::errors::{Classified, ErrorClass};
 use crate::ingest::line_protocol::Precision;
 use crate::ingest::{IngestError, LineProtocolWrite, WriteOutcome, WriteSlot};
@@ -170,6 +172,7 @@ fn ingest_error_response(error: IngestError) -> Response {
 
 async fn write(
     state: HttpState,
+    access: Access,
     endpoint: Endpoint,
     path_database: Option<String>,
     query: Option<String>,
@@ -184,8 +187,8 @@ async fn write(
     };
     let params = query_params(query.as_deref());
     let choice = match endpoint {
-        Endpoint::V2 => DatabaseChoice::new().named("the bucket parameter", param(&params, "bucket")),
-        _ => DatabaseChoice::new()
+        Endpoint::V2 => DatabaseChoice::for_access(&access).named("the bucket parameter", param(&params, "bucket")),
+        _ => DatabaseChoice::for_access(&access)
             .named("the path", path_database.as_deref())
             .named("the db parameter", param(&params, "db")),
     };
@@ -193,6 +196,9 @@ async fn write(
         Ok(database) => database,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    if let Err(refused) = access.require(&database, Privilege::Write) {
+        return denied(refused);
+    }
     let precision = match parse_precision(endpoint, param(&params, "precision")) {
         Ok(p) => p,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
@@ -246,46 +252,51 @@ async fn write(
 
 pub(super) async fn write_v1(
     State(state): State<HttpState>,
+    Extension(access): Extension<Access>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    write(state, Endpoint::V1, None, query, headers, body).await
+    write(state, access, Endpoint::V1, None, query, headers, body).await
 }
 
 pub(super) async fn write_v2(
     State(state): State<HttpState>,
+    Extension(access): Extension<Access>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    write(state, Endpoint::V2, None, query, headers, body).await
+    write(state, access, Endpoint::V2, None, query, headers, body).await
 }
 
 pub(super) async fn write_v3(
     State(state): State<HttpState>,
+    Extension(access): Extension<Access>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    write(state, Endpoint::V3, None, query, headers, body).await
+    write(state, access, Endpoint::V3, None, query, headers, body).await
 }
 
 pub(super) async fn write_gigapi(
     State(state): State<HttpState>,
+    Extension(access): Extension<Access>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    write(state, Endpoint::Gigapi, None, query, headers, body).await
+    write(state, access, Endpoint::Gigapi, None, query, headers, body).await
 }
 
 pub(super) async fn write_gigapi_db(
     State(state): State<HttpState>,
+    Extension(access): Extension<Access>,
     Path(database): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    write(state, Endpoint::Gigapi, Some(database), query, headers, body).await
+    write(state, access, Endpoint::Gigapi, Some(database), query, headers, body).await
 }

@@ -23,7 +23,7 @@ use datafusion_postgres::pgwire;
 use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError};
 
-use super::auth::Users;
+use super::auth::Authenticator;
 use crate::errors::Classified;
 use crate::query::{QueryEngine, QueryError};
 
@@ -83,8 +83,11 @@ pub(crate) fn check_tls(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcce
 /// The handlers of every connection.
 struct Handlers {
     engine: Arc<QueryEngine>,
-    users: Arc<Users>,
+    users: Arc<Authenticator>,
     auth: PgAuthMethod,
+    /// Whether clients can have TLS: then a token is not taken in clear text
+    /// from a client that did not ask for it, except on loopback.
+    tls_available: bool,
     queries: Arc<queries::Queries>,
     connections: Arc<ConnectionManager>,
     signals: Arc<cancel::CancelSignals>,
@@ -106,6 +109,7 @@ impl PgWireServerHandlers for Handlers {
             Arc::clone(&self.engine),
             Arc::clone(&self.users),
             self.auth,
+            self.tls_available,
             Arc::clone(&self.connections),
             Arc::clone(&self.signals),
         ))
@@ -128,7 +132,7 @@ impl PgWireServerHandlers for Handlers {
 /// lets queries in flight finish (see [`connection`]).
 pub(crate) async fn serve(
     engine: Arc<QueryEngine>,
-    users: Arc<Users>,
+    users: Arc<Authenticator>,
     options: PgOptions,
     listener: tokio::net::TcpListener,
     shutdown: tokio::sync::watch::Receiver<bool>,
@@ -138,6 +142,7 @@ pub(crate) async fn serve(
         engine,
         users,
         auth: options.auth,
+        tls_available: options.tls.is_some(),
         connections: Arc::new(ConnectionManager::new()),
         signals: Arc::default(),
     });

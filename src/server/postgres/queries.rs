@@ -47,6 +47,7 @@ use pgwire::types::format::FormatOptions;
 use super::cancel::QuerySignal;
 use super::copy::{CopyIn, CopySlot, CopyStatement};
 use super::{query_error, results};
+use crate::access::Access;
 use crate::catalog::DEFAULT_DATABASE;
 use crate::query::postgres_sql::{column_names, PostgresParser};
 use crate::query::{params, postgres as pg, QueryEngine, QueryError, QueryOutput};
@@ -84,6 +85,16 @@ fn database_of<C: ClientInfo + ?Sized>(client: &C) -> String {
     client.metadata().get(METADATA_DATABASE).cloned().unwrap_or_else(|| DEFAULT_DATABASE.to_owned())
 }
 
+/// What the connection may do, as its start-up settled it. A connection
+/// without one never finished authenticating: it is refused, not let in.
+fn access_of<C: ClientInfo + ?Sized>(client: &C) -> PgWireResult<Access> {
+    client
+        .session_extensions()
+        .get::<Access>()
+        .map(|access| (*access).clone())
+        .ok_or_else(|| query_error(QueryError::Internal("the connection did not authenticate; this is a bug".into())))
+}
+
 /// Parses SQL for a client: its user stands for `"$user"` in the search path.
 fn parse_for<C: ClientInfo + ?Sized>(parser: &PostgresParser, client: &C, sql: &str) -> Result<Vec<Statement>, String> {
     let user = client.metadata().get(METADATA_USER).map_or("", String::as_str);
@@ -91,9 +102,11 @@ fn parse_for<C: ClientInfo + ?Sized>(parser: &PostgresParser, client: &C, sql: &
     parser.parse(sql, user, &search_path).map_err(|e| e.to_string())
 }
 
-/// A context over the connection's database, for datafusion-postgres' hooks.
-fn hook_context(engine: &QueryEngine, database: &str) -> SessionContext {
-    SessionContext::new_with_state(engine.session(database))
+/// A context over the connection's database, for datafusion-postgres' hooks
+/// (`SHOW CATALOGS` lists its catalogs): one limited to a token's database
+/// sees no other.
+fn hook_context(engine: &QueryEngine, database: &str, access: &Access) -> SessionContext {
+    SessionContext::new_with_state(engine.session_for(database, access))
 }
 
 fn format_options(client: &impl ClientInfo) -> Arc<FormatOptions> {
@@ -157,7 +170,9 @@ impl Queries {
         format: &Format,
         client: &impl ClientInfo,
     ) -> PgWireResult<Response> {
-        let planned = self.engine.plan_statement(database, DfStatement::Statement(Box::new(statement.clone())));
+        let access = access_of(client)?;
+        let planned =
+            self.engine.plan_statement(database, DfStatement::Statement(Box::new(statement.clone())), &access);
         let plan = planned.await.map_err(query_error)?;
         let names = column_names(&statement, plan.schema().fields().len());
         self.run(database, plan, &names, format, client).await
@@ -171,7 +186,7 @@ impl Queries {
         database: &str,
         client: &impl ClientInfo,
     ) -> PgWireResult<Response> {
-        let load = copy.start(&self.engine, database, self.max_copy_line_bytes)?;
+        let load = copy.start(&self.engine, database, self.max_copy_line_bytes, &access_of(client)?)?;
         let (format, columns) = (load.format_code(), load.column_count());
         let slot = client.session_extensions().get_or_insert_with(CopySlot::default);
         *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(load);
@@ -215,11 +230,12 @@ impl Queries {
             Some(CopyStatement::To(copy)) => {
                 let options = FormatOptions::from_client_metadata(client.metadata());
                 let signal = client.session_extensions().get::<Arc<QuerySignal>>().map(|signal| Arc::clone(&*signal));
-                return copy.run(&self.engine, database, options, signal).await.map(Outcome::CopyOut);
+                let access = access_of(client)?;
+                return copy.run(&self.engine, database, options, signal, &access).await.map(Outcome::CopyOut);
             }
             None => {}
         }
-        let context = hook_context(&self.engine, database);
+        let context = hook_context(&self.engine, database, &access_of(client)?);
         for hook in &self.parser.hooks {
             if let Some(response) = hook.handle_simple_query(&statement, &context, client).await {
                 return response.map(Outcome::Response);
@@ -249,7 +265,7 @@ impl Queries {
             // What Postgres' grammar rejects may be DataFusion's own syntax: the
             // engine runs it or says why not (CREATE EXTERNAL TABLE is refused).
             Err(_) => {
-                let plan = self.engine.plan(&database, query).await.map_err(query_error)?;
+                let plan = self.engine.plan(&database, query, &access_of(client)?).await.map_err(query_error)?;
                 let response = self.run(&database, plan, &[], &Format::UnifiedText, client).await?;
                 send(client, response, status).await?;
                 return Ok(false);
@@ -485,7 +501,7 @@ impl ExtendedQueryHandler for Queries {
                 // then sends the `COPY n`.
                 let options = FormatOptions::from_client_metadata(client.metadata());
                 let signal = client.session_extensions().get::<Arc<QuerySignal>>().map(|signal| Arc::clone(&*signal));
-                let out = copy.run(&self.engine, &database, options, signal).await?;
+                let out = copy.run(&self.engine, &database, options, signal, &access_of(client)?).await?;
                 let rows = send_copy_out(client, out).await?;
                 return Ok(Response::Execution(Tag::new("COPY").with_rows(rows)));
             }
@@ -496,7 +512,7 @@ impl ExtendedQueryHandler for Queries {
         let inferred: Vec<Option<&DataType>> = types.iter().map(Option::as_ref).collect();
         let server: Vec<Option<&Type>> = wire.iter().map(Some).collect();
         let params: ParamValues = deserialize_parameters_with_server_types(portal, &inferred, &server)?;
-        let context = hook_context(&self.engine, &database);
+        let context = hook_context(&self.engine, &database, &access_of(client)?);
         for hook in &self.parser.hooks {
             if let Some(response) = hook.handle_extended_query(statement, plan, &params, &context, client).await {
                 return response;
@@ -538,7 +554,7 @@ impl QueryParser for Parser {
                 // As in the simple protocol, the engine's reason (CREATE EXTERNAL TABLE
                 // is refused) is clearer than Postgres' grammar's; DataFusion-only
                 // syntax is not prepared.
-                self.engine.plan(&database, sql).await.map_err(query_error)?;
+                self.engine.plan(&database, sql, &access_of(client)?).await.map_err(query_error)?;
                 return Err(syntax_error(e));
             }
         };
@@ -557,13 +573,15 @@ impl QueryParser for Parser {
                 .map_err(|e| query_error(QueryError::from_datafusion(e, true)))?;
             return Ok(Some((sql.to_owned(), Some((statement, plan)))));
         }
-        let context = hook_context(&self.engine, &database);
+        let context = hook_context(&self.engine, &database, &access_of(client)?);
         for hook in &self.hooks {
             if let Some(plan) = hook.handle_extended_parse_query(&statement, &context, client).await {
                 return Ok(Some((sql.to_owned(), Some((statement, plan?)))));
             }
         }
-        let planned = self.engine.plan_statement(&database, DfStatement::Statement(Box::new(statement.clone())));
+        let access = access_of(client)?;
+        let planned =
+            self.engine.plan_statement(&database, DfStatement::Statement(Box::new(statement.clone())), &access);
         let plan = planned.await.map_err(query_error)?;
         Ok(Some((sql.to_owned(), Some((statement, plan)))))
     }

@@ -25,6 +25,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion_postgres::pgwire;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 
+use crate::access::{Access, Privilege};
 use crate::catalog::{ColumnType, TIME_COLUMN};
 use crate::errors::Classified;
 use crate::query::{identifier, name_parts, QueryEngine, QueryError};
@@ -200,8 +201,15 @@ fn single_byte(option: &str, c: char) -> PgWireResult<u8> {
 impl CopyFrom {
     /// Checks the table and columns and starts the load. A line (or binary
     /// row) longer than `max_line_bytes` ends it with an error.
-    pub(crate) fn start(self, engine: &QueryEngine, database: &str, max_line_bytes: usize) -> PgWireResult<CopyIn> {
-        let resolved = engine.resolve_table(database, &self.table).map_err(super::query_error)?;
+    pub(crate) fn start(
+        self,
+        engine: &QueryEngine,
+        database: &str,
+        max_line_bytes: usize,
+        access: &Access,
+    ) -> PgWireResult<CopyIn> {
+        let resolved = engine.resolve_table(database, &self.table, access).map_err(super::query_error)?;
+        access.require(&resolved.database, Privilege::Write).map_err(|denied| super::query_error(denied.into()))?;
         let columns: Vec<String> = if self.columns.is_empty() {
             resolved.schema.columns().iter().map(|c| c.name.to_string()).collect()
         } else {
@@ -222,6 +230,7 @@ impl CopyFrom {
             columns.iter().map(|c| resolved.schema.column_type(c).unwrap_or(ColumnType::String)).collect();
         let builders = columns.iter().map(|_| StringBuilder::new()).collect();
         Ok(CopyIn {
+            access: access.clone(),
             database: resolved.database,
             table: resolved.table,
             columns,
@@ -247,6 +256,8 @@ impl CopyFrom {
 /// A load in progress on one connection.
 #[derive(Debug)]
 pub(crate) struct CopyIn {
+    /// What the connection may do: checked again by every chunk's write.
+    access: Access,
     database: String,
     table: String,
     columns: Vec<String>,
@@ -486,7 +497,7 @@ impl CopyIn {
         let first_line = self.chunk_first_line;
         self.buffered_rows = 0;
         self.buffered_bytes = 0;
-        match engine.write_batch(&self.database, &self.table, batch).await {
+        match engine.write_batch(&self.database, &self.table, batch, &self.access).await {
             Ok(rows) => {
                 self.written += rows;
                 Ok(())

@@ -18,6 +18,7 @@ use pgwire::types::format::FormatOptions;
 
 use super::text::push_value;
 use super::{copy_error, Encoding, Format};
+use crate::access::Access;
 use crate::query::{identifier, name_parts, postgres_sql, quote_identifier, QueryEngine};
 use crate::server::postgres::cancel::QuerySignal;
 use crate::server::postgres::{query_error, results};
@@ -70,6 +71,7 @@ impl CopyTo {
         database: &str,
         options: FormatOptions,
         signal: Option<Arc<QuerySignal>>,
+        access: &Access,
     ) -> PgWireResult<CopyOut> {
         let (plan, names) = match self.source {
             Source::Table { name, columns } => {
@@ -80,12 +82,14 @@ impl CopyTo {
                     columns.iter().map(|c| quote_identifier(c)).collect::<Vec<_>>().join(", ")
                 };
                 let table = name.iter().map(|p| quote_identifier(p)).collect::<Vec<_>>().join(".");
-                let plan = engine.plan(database, &format!("SELECT {list} FROM {table}")).await.map_err(query_error)?;
+                let plan =
+                    engine.plan(database, &format!("SELECT {list} FROM {table}"), access).await.map_err(query_error)?;
                 (plan, Vec::new())
             }
             Source::Query(query) => {
                 let statement = Statement::Query(query);
-                let planned = engine.plan_statement(database, DfStatement::Statement(Box::new(statement.clone())));
+                let planned =
+                    engine.plan_statement(database, DfStatement::Statement(Box::new(statement.clone())), access);
                 let plan = planned.await.map_err(query_error)?;
                 let names = postgres_sql::column_names(&statement, plan.schema().fields().len());
                 (plan, names)
