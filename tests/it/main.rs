@@ -1,5 +1,6 @@
 //! The integration tests: one binary, because each test binary links all of DataFusion.
 
+mod bad_input;
 mod catalog;
 mod compaction;
 mod config;

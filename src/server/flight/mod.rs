@@ -142,6 +142,18 @@ fn database_header(metadata: &MetadataMap) -> Result<Option<String>, Status> {
     choice.only().map(Some).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
+/// arrow-flight answers a command whose inner message does not decode (a
+/// client's bytes: a ticket, a descriptor, an action body) with INTERNAL,
+/// the Debug text of an Arrow `ParseError`. It is the client's mistake:
+/// INVALID_ARGUMENT, so that clients do not retry it or report a server fault.
+fn undecodable_is_invalid(status: Status) -> Status {
+    if status.code() == tonic::Code::Internal && status.message().starts_with("ParseError(") {
+        Status::invalid_argument(format!("the command cannot be decoded: {}", status.message()))
+    } else {
+        status
+    }
+}
+
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -169,7 +181,7 @@ impl FlightService for FlightFront {
 
     async fn get_flight_info(&self, mut request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
         self.admit(&mut request).await?;
-        FlightService::get_flight_info(self.sql.as_ref(), request).await
+        FlightService::get_flight_info(self.sql.as_ref(), request).await.map_err(undecodable_is_invalid)
     }
 
     async fn poll_flight_info(&self, mut request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
@@ -188,17 +200,17 @@ impl FlightService for FlightFront {
         if request.get_ref().ticket.first() == Some(&b'{') {
             return self.sql.influx_ticket(request).await;
         }
-        FlightService::do_get(self.sql.as_ref(), request).await
+        FlightService::do_get(self.sql.as_ref(), request).await.map_err(undecodable_is_invalid)
     }
 
     async fn do_put(&self, mut request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
         self.admit(&mut request).await?;
-        FlightService::do_put(self.sql.as_ref(), request).await
+        FlightService::do_put(self.sql.as_ref(), request).await.map_err(undecodable_is_invalid)
     }
 
     async fn do_action(&self, mut request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
         self.admit(&mut request).await?;
-        FlightService::do_action(self.sql.as_ref(), request).await
+        FlightService::do_action(self.sql.as_ref(), request).await.map_err(undecodable_is_invalid)
     }
 
     async fn list_actions(&self, mut request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {

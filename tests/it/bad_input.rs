@@ -1,0 +1,213 @@
+//! Bad input on every front: random mutations of a corpus of valid requests
+//! (tests/corpus/) sent to a running server, as a fuzzer would send them.
+//! Each must succeed or get a client error (HTTP 4xx, a SQLSTATE outside
+//! classes XX and 58, a gRPC code other than INTERNAL and UNKNOWN), never a
+//! server error or a dropped connection, and the server must go on serving.
+//!
+//! `HOURGLASS_BAD_INPUT_ROUNDS` sets the mutations per target (default 150);
+//! docs/operations.md records a longer run.
+
+use std::path::{Path, PathBuf};
+
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::{Any, CommandPreparedStatementQuery, ProstMessageExt};
+use arrow_flight::Ticket;
+use bytes::Bytes;
+use futures::{SinkExt, TryStreamExt};
+use prost::Message;
+use tonic::transport::Endpoint;
+use tonic::Code;
+
+use crate::postgres::{connect, server_with_rows};
+use crate::support::{client, free_port};
+
+fn rounds() -> usize {
+    std::env::var("HOURGLASS_BAD_INPUT_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(150)
+}
+
+fn corpus(name: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(name);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("corpus entry").path())
+        .collect();
+    files.sort();
+    files.into_iter().map(|path| (path.clone(), std::fs::read(&path).expect("corpus file"))).collect()
+}
+
+/// Deterministic edits of bytes: deletions, insertions from `alphabet`,
+/// truncations, bit flips and repeated slices, one to eight per input.
+struct Mutator(u64);
+
+impl Mutator {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn mutate(&mut self, seed: &[u8], alphabet: &[u8]) -> Vec<u8> {
+        let mut input = seed.to_vec();
+        for _ in 0..self.below(8) + 1 {
+            let at = self.below(input.len() + 1);
+            match self.below(5) {
+                0 if !input.is_empty() => {
+                    input.remove(at.min(input.len() - 1));
+                }
+                1 => input.insert(at, alphabet[self.below(alphabet.len())]),
+                2 if at > 0 => input.truncate(at),
+                3 if !input.is_empty() => {
+                    let i = at.min(input.len() - 1);
+                    input[i] ^= 1 << self.below(8);
+                }
+                _ if !input.is_empty() => {
+                    let start = at.min(input.len() - 1);
+                    let end = (start + self.below(16) + 1).min(input.len());
+                    let slice = input[start..end].to_vec();
+                    input.splice(start..start, slice);
+                }
+                _ => input.push(alphabet[self.below(alphabet.len())]),
+            }
+        }
+        input
+    }
+}
+
+/// A SQLSTATE a client can act on: not a server fault (XX) nor an I/O error (58).
+fn client_sqlstate(error: &tokio_postgres::Error, input: &[u8]) {
+    let Some(db) = error.as_db_error() else {
+        panic!(
+            "the connection failed rather than answer an error: {error:?}; input {:?}",
+            String::from_utf8_lossy(input)
+        )
+    };
+    let code = db.code().code();
+    assert!(!code.starts_with("XX") && !code.starts_with("58"), "{code} {}: input {:?}", db.message(), input);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mutated_requests_on_every_front_get_client_errors_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let flight_port = free_port();
+    let (server, pg_port) =
+        server_with_rows(&dir.path().join("data"), &["--flightsql-port", &flight_port.to_string()], &[]).await;
+    let mut mutator = Mutator(0x2545_F491_4F6C_DD1D);
+
+    // COPY FROM STDIN in its three formats, on one connection that must survive every load.
+    let pg = connect(pg_port, "d", "anyone", "").await.unwrap();
+    let formats = [
+        ("copy_text", "COPY cpu (host, usage, n, time) FROM STDIN", &b"\t\n\\N.-:eZT0123456789\r\x00\xff"[..]),
+        (
+            "copy_csv",
+            "COPY cpu (host, usage, n, time) FROM STDIN WITH (FORMAT csv, HEADER true)",
+            &b",\"\n\r.-:eZT0123456789 \x00\xff"[..],
+        ),
+        (
+            "copy_binary",
+            "COPY cpu (host, usage, n, time) FROM STDIN WITH (FORMAT binary)",
+            &b"\x00\x01\x08\xff\x7f\x80"[..],
+        ),
+    ];
+    for (name, statement, alphabet) in formats {
+        for (path, seed) in corpus(name) {
+            let sink = pg.copy_in::<_, Bytes>(statement).await.expect("COPY starts");
+            futures::pin_mut!(sink);
+            sink.send(Bytes::from(seed.clone())).await.expect("the seed is sent");
+            let loaded = sink.finish().await.unwrap_or_else(|e| panic!("{}: the seed loads: {e:?}", path.display()));
+            assert!(loaded > 0, "{}", path.display());
+            for _ in 0..rounds() {
+                let input = mutator.mutate(&seed, alphabet);
+                let sink = pg.copy_in::<_, Bytes>(statement).await.expect("COPY starts");
+                futures::pin_mut!(sink);
+                let outcome = match sink.send(Bytes::from(input.clone())).await {
+                    Ok(()) => sink.finish().await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                if let Err(error) = outcome {
+                    client_sqlstate(&error, &input);
+                }
+            }
+        }
+    }
+    let rows: i64 = pg.query_one("SELECT count(*) FROM cpu", &[]).await.expect("the connection goes on").get(0);
+    assert!(rows >= 3);
+
+    // The HTTP query body, on both query endpoints.
+    let http = client();
+    for (_, seed) in corpus("query_body") {
+        for round in 0..rounds() {
+            let input = mutator.mutate(&seed, b"{}[]\":,\\ $'0123456789eE.-ntf");
+            let path = if round % 2 == 0 { "/query?db=d" } else { "/api/v3/query_sql?db=d" };
+            let response = http
+                .post(server.url(path))
+                .header("Content-Type", "application/json")
+                .body(input.clone())
+                .send()
+                .await
+                .expect("the server answers");
+            let status = response.status().as_u16();
+            assert!(status < 500, "{path} {status}: input {:?}", String::from_utf8_lossy(&input));
+        }
+    }
+
+    // FlightSQL tickets: InfluxDB 3's JSON tickets, a real FlightSQL ticket and a
+    // prepared statement's handle, mutated.
+    let channel = Endpoint::from_shared(format!("http://127.0.0.1:{flight_port}")).unwrap().connect().await.unwrap();
+    let mut flight = FlightSqlServiceClient::new(channel.clone());
+    flight.set_header("database", "d");
+    let info = flight.execute("SELECT host, usage FROM cpu".into(), None).await.expect("a query");
+    let statement_ticket = info.endpoint[0].ticket.clone().expect("a ticket").ticket.to_vec();
+    let handle = prepared_handle(&mut flight).await;
+    let handle_ticket = CommandPreparedStatementQuery { prepared_statement_handle: handle }.as_any().encode_to_vec();
+    let mut seeds: Vec<Vec<u8>> = corpus("flight_ticket").into_iter().map(|(_, seed)| seed).collect();
+    seeds.push(statement_ticket);
+    seeds.push(handle_ticket);
+    for seed in &seeds {
+        for _ in 0..rounds() {
+            let input = mutator.mutate(seed, b"{}\":,$0123456789\x00\x01\x08\x12\x1a\x22\xff");
+            let answer = flight.do_get(Ticket::new(input.clone())).await;
+            let outcome = match answer {
+                Ok(stream) => stream.try_collect::<Vec<_>>().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(error) = outcome {
+                let code = crate::flight::code(&error);
+                assert!(
+                    !matches!(code, Code::Internal | Code::Unknown | Code::Unavailable),
+                    "{code:?} {error}: input {:?}",
+                    String::from_utf8_lossy(&input)
+                );
+            }
+        }
+    }
+
+    // Still serving, on every front.
+    let health = http.get(server.url("/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let fresh = connect(pg_port, "d", "anyone", "").await.expect("a new connection");
+    assert!(fresh.query_one("SELECT count(*) FROM cpu", &[]).await.is_ok());
+    assert!(flight.execute("SELECT 1".into(), None).await.is_ok());
+    let log = server.log_text();
+    assert!(!log.contains("panicked"), "no handler panicked:\n{log}");
+}
+
+/// The handle of a statement prepared through the raw action, as a client
+/// keeps it between calls.
+async fn prepared_handle(flight: &mut FlightSqlServiceClient<tonic::transport::Channel>) -> Bytes {
+    use arrow_flight::sql::{ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult};
+    let request = ActionCreatePreparedStatementRequest {
+        query: "SELECT host FROM cpu WHERE usage > 1".into(),
+        transaction_id: None,
+    };
+    let action = arrow_flight::Action::new("CreatePreparedStatement", request.as_any().encode_to_vec());
+    let mut results = flight.do_action(action).await.expect("CreatePreparedStatement");
+    let first = results.try_next().await.expect("a result").expect("one result");
+    let any = Any::decode(first.body).expect("an Any");
+    let result: ActionCreatePreparedStatementResult = any.unpack().expect("unpack").expect("the result");
+    result.prepared_statement_handle
+}
