@@ -90,6 +90,8 @@ impl Persister {
         let start = tokio::time::Instant::now() + self.options.interval;
         let mut ticker = tokio::time::interval_at(start, self.options.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Rounds in a row that left a partition unwritten (a storage outage).
+        let mut failed_rounds: u32 = 0;
         loop {
             // `stop` first: after shutdown's final persist, no other round
             // may start (it would find the WAL closed).
@@ -99,8 +101,32 @@ impl Persister {
                 _ = ticker.tick() => {}
                 _ = self.buffer.flush_wanted() => {}
             }
-            if let Err(error) = self.persist().await {
-                if !matches!(error, WalError::Closed) {
+            if failed_rounds > 0 {
+                // A full buffer asks for a round at once and every tick does;
+                // after failures the next try waits longer, so an outage of
+                // the storage gets a try every few seconds, not a flood.
+                let pause = retry_pause(self.options.interval, failed_rounds);
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+            match self.persist().await {
+                Ok(report) if report.failed == 0 => failed_rounds = 0,
+                Ok(report) => {
+                    failed_rounds = failed_rounds.saturating_add(1);
+                    tracing::warn!(
+                        partitions = report.failed,
+                        failed_rounds,
+                        next_try_s =
+                            (self.options.interval + retry_pause(self.options.interval, failed_rounds)).as_secs_f64(),
+                        "persisting is retried with a growing pause while it fails"
+                    );
+                }
+                Err(WalError::Closed) => {}
+                Err(error) => {
+                    failed_rounds = failed_rounds.saturating_add(1);
                     tracing::error!(%error, "persisting the write buffer failed");
                 }
             }
@@ -231,5 +257,30 @@ impl Persister {
             .map_err(|e| e.to_string())?;
         self.buffer.partition_persisted(snapshot, index);
         Ok(entry)
+    }
+}
+
+/// The pause added to the interval before the next round after
+/// `failed_rounds` failed ones, so that the time between tries doubles with
+/// each failure; at most [`MAX_RETRY_PAUSE`], so that a store that is back
+/// is written to soon.
+fn retry_pause(interval: Duration, failed_rounds: u32) -> Duration {
+    let factor = 1u32 << failed_rounds.min(6);
+    interval.saturating_mul(factor - 1).min(MAX_RETRY_PAUSE)
+}
+
+/// The longest pause between persist rounds that fail.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(15);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_between_failed_rounds_doubles_up_to_a_bound() {
+        let second = Duration::from_secs(1);
+        let between = |failed| second + retry_pause(second, failed);
+        assert_eq!([between(1), between(2), between(3)], [2 * second, 4 * second, 8 * second]);
+        assert_eq!(retry_pause(second, 40), MAX_RETRY_PAUSE);
     }
 }

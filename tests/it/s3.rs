@@ -263,3 +263,51 @@ async fn an_s3_outage_makes_the_server_unready_and_queries_answer_retry_later_on
     );
     assert_eq!(count(&server, sql).await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_during_an_s3_outage_are_acknowledged_from_the_wal_and_stored_once_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seaweed = SeaweedFs::start(&dir.path().join("seaweedfs"));
+    let root = dir.path().join("data");
+    let layer = seaweed.layer_flag("s3", "outage");
+    let mut server = Server::start(&root, &["--layer", &layer, "--save-timeout-s", "1"]);
+    assert_eq!(post(&server.url("/write?db=d&precision=s"), "cpu,k=first v=0 1700000000").await.0, 204);
+    assert!(wait_for(Duration::from_secs(30), || !listed_files(&root, "d", "cpu").is_empty()));
+
+    seaweed.stop();
+    // Acknowledged from the WAL while the layer is down; the persists fail and are tried again.
+    let batch =
+        |b: usize| (0..100).map(|i| format!("cpu,k=b{b}r{i} v={i} {}\n", 1_700_000_000 + b)).collect::<String>();
+    for b in 0..3 {
+        let (status, text) = post(&server.url("/write?db=d&precision=s"), batch(b)).await;
+        assert_eq!(status, 204, "{text}");
+    }
+    assert!(
+        wait_for(Duration::from_secs(30), || server.log_text().matches("could not persist a partition").count() >= 2),
+        "the persist is tried again while S3 is down:\n{}",
+        server.log_text()
+    );
+    // A kill in the outage: the rows are in the WAL only, and replayed.
+    server.kill9();
+    server.restart();
+    for b in 3..5 {
+        let (status, text) = post(&server.url("/write?db=d&precision=s"), batch(b)).await;
+        assert_eq!(status, 204, "{text}");
+    }
+
+    seaweed.restart();
+    let stored = || listed_files(&root, "d", "cpu").iter().map(|f| f.row_count).sum::<u64>();
+    assert!(
+        wait_for(Duration::from_secs(60), || stored() == 501),
+        "every acknowledged row is stored once S3 is back: {} of 501\n{}",
+        stored(),
+        server.log_text()
+    );
+    let rows = query_results(&server, "SELECT count(*) AS n, count(DISTINCT k) AS keys FROM cpu").await;
+    assert_eq!(rows, [json!({"n": 501, "keys": 501})]);
+    let files = listed_files(&root, "d", "cpu");
+    let keys = seaweed.keys("outage").await;
+    for file in &files {
+        assert!(keys.contains(&format!("outage/d/cpu/{}", file.path)), "{} is in the bucket: {keys:?}", file.path);
+    }
+}
