@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use crate::support::{free_port, Server};
 
-/// `TCP_NODELAY` of every connection the server process `pid` accepted on
-/// `port`.
-fn accepted_nodelay(pid: u32, port: u16) -> Vec<bool> {
+/// `TCP_NODELAY` of the connection the server process `pid` accepted on
+/// `port` from `client` (this test's end of it). Only that one: the server
+/// may still hold the socket of start-up's health probe, closed but not yet
+/// dropped.
+fn accepted_nodelay(pid: u32, port: u16, client: &TcpStream) -> Vec<bool> {
+    let client = client.local_addr().expect("the test's end of the connection");
     // SAFETY: pidfd_open(2) with a pid this test started and no flags.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) } as libc::c_int;
     assert!(pidfd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
@@ -28,7 +31,8 @@ fn accepted_nodelay(pid: u32, port: u16) -> Vec<bool> {
         assert!(copy >= 0, "pidfd_getfd of the server's socket {fd}: {}", std::io::Error::last_os_error());
         // SAFETY: `copy` is a descriptor this process now owns; the stream closes it.
         let socket = unsafe { TcpStream::from_raw_fd(copy) };
-        let accepted_here = socket.local_addr().is_ok_and(|a| a.port() == port) && socket.peer_addr().is_ok();
+        let accepted_here =
+            socket.local_addr().is_ok_and(|a| a.port() == port) && socket.peer_addr().is_ok_and(|a| a == client);
         if accepted_here {
             found.push(socket.nodelay().expect("getsockopt TCP_NODELAY"));
         }
@@ -63,16 +67,16 @@ fn every_front_sets_tcp_nodelay_on_the_connections_it_accepts() {
         &["--pg-port", &pg.to_string(), "--flightsql-port", &flight.to_string()],
     );
 
-    let _http = exchange(server.http_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 200");
-    assert_eq!(accepted_nodelay(server.pid(), server.http_port), [true], "HTTP");
+    let http = exchange(server.http_port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 200");
+    assert_eq!(accepted_nodelay(server.pid(), server.http_port, &http), [true], "HTTP");
 
     let mut startup = 196_608u32.to_be_bytes().to_vec();
     startup.extend_from_slice(b"user\0anyone\0database\0default\0\0");
     let mut message = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
     message.extend_from_slice(&startup);
     // AuthenticationOk: 'R', length 8, 0.
-    let _postgres = exchange(pg, &message, b"R\0\0\0\x08\0\0\0\0");
-    assert_eq!(accepted_nodelay(server.pid(), pg), [true], "Postgres");
+    let postgres = exchange(pg, &message, b"R\0\0\0\x08\0\0\0\0");
+    assert_eq!(accepted_nodelay(server.pid(), pg, &postgres), [true], "Postgres");
 
     // The HTTP/2 preface and an empty SETTINGS frame; the server answers with its SETTINGS.
     let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
@@ -82,5 +86,5 @@ fn every_front_sets_tcp_nodelay_on_the_connections_it_accepts() {
     let mut stream = _flight;
     stream.read_exact(&mut settings).expect("the server's SETTINGS frame");
     assert_eq!(settings[3], 4, "a SETTINGS frame");
-    assert_eq!(accepted_nodelay(server.pid(), flight), [true], "FlightSQL");
+    assert_eq!(accepted_nodelay(server.pid(), flight, &stream), [true], "FlightSQL");
 }
