@@ -17,6 +17,7 @@ mod query;
 mod redis_server;
 mod s3;
 mod scale_out;
+mod soak;
 mod sockets;
 mod sqllogic;
 mod support;

@@ -61,9 +61,10 @@ def free_port():
 class Server:
     """The server under test, restarted on the same root and ports."""
 
-    def __init__(self, binary, root, log_level="info"):
+    def __init__(self, binary, root, log_level="info", extra_args=()):
         self.binary = binary
         self.log_level = log_level
+        self.extra_args = list(extra_args)
         self.root = root
         self.http_port, self.pg_port, self.flight_port = free_port(), free_port(), free_port()
         self.log_path = os.path.join(root, "server.log")
@@ -77,7 +78,7 @@ class Server:
             [self.binary, "--root", os.path.join(self.root, "data"),
              "--http-host", "127.0.0.1", "--http-port", str(self.http_port),
              "--pg-port", str(self.pg_port), "--flightsql-port", str(self.flight_port),
-             "--save-timeout-s", "0.1", "--merge-timeout-s", "1"],
+             "--save-timeout-s", "0.1", "--merge-timeout-s", "1", *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=log, env=env)
         log.close()
         deadline = time.monotonic() + 120
