@@ -73,6 +73,15 @@ pub enum Command {
     Token(token::TokenArgs),
 }
 
+/// The single-threaded runtime a command that talks to a server or a store
+/// runs on; a failure to make one is printed and exits 1.
+fn command_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SettingSource {

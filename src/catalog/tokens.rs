@@ -218,7 +218,9 @@ pub struct Tokens {
 #[derive(Debug)]
 struct View {
     version: u64,
-    by_id: HashMap<String, TokenRecord>,
+    /// Shared by the views of one version: a refresh that finds the version
+    /// unchanged copies no token.
+    by_id: Arc<HashMap<String, TokenRecord>>,
     /// When the store was last asked for its version; `None` before the first read.
     checked: Option<Instant>,
 }
@@ -270,18 +272,13 @@ impl Tokens {
 
     /// The tokens of `log`, read on first use.
     pub fn new(log: Arc<dyn TokenLog>) -> Tokens {
-        let empty = View { version: 0, by_id: HashMap::new(), checked: None };
+        let empty = View { version: 0, by_id: Arc::default(), checked: None };
         Tokens { log, view: std::sync::RwLock::new(Arc::new(empty)), refreshing: tokio::sync::Mutex::new(()) }
     }
 
-    /// Whether `presented` has the form of a token (so that it is not
-    /// mistaken for a password).
-    pub fn looks_like_token(presented: &str) -> bool {
-        token_id(presented).is_some()
-    }
-
-    /// What `presented` may do, if it is a token that exists and has not
-    /// expired. A store that cannot be read leaves the tokens last read in force.
+    /// What `presented` may do, if it is a token (of the form
+    /// `hgt_<id>_<secret>`, told from a password without a lookup) that
+    /// exists and has not expired. A store that cannot be read leaves the tokens last read in force.
     pub async fn verify(&self, presented: &str) -> Option<Access> {
         let id = token_id(presented)?;
         let view = self.current().await;
@@ -326,7 +323,7 @@ impl Tokens {
             Ok(fresh) => fresh,
             Err(e) => {
                 tracing::warn!("cannot read the tokens, going on with those read before: {e}");
-                View { version: view.version, by_id: view.by_id.clone(), checked: Some(Instant::now()) }
+                View { version: view.version, by_id: Arc::clone(&view.by_id), checked: Some(Instant::now()) }
             }
         };
         let fresh = Arc::new(fresh);
@@ -342,10 +339,10 @@ impl Tokens {
     async fn read(&self, old: &View) -> Result<View, TokenError> {
         let version = self.log.version().await?;
         if version == old.version && old.checked.is_some() {
-            return Ok(View { version, by_id: old.by_id.clone(), checked: Some(Instant::now()) });
+            return Ok(View { version, by_id: Arc::clone(&old.by_id), checked: Some(Instant::now()) });
         }
         let document = self.log.load().await?;
-        let by_id = document.tokens.into_iter().map(|record| (record.id.clone(), record)).collect();
+        let by_id = Arc::new(document.tokens.into_iter().map(|record| (record.id.clone(), record)).collect());
         Ok(View { version: document.version, by_id, checked: Some(Instant::now()) })
     }
 

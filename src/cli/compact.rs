@@ -192,12 +192,9 @@ async fn call(settings: &Settings, args: &CompactArgs) -> Result<String, String>
 /// Runs `hourglass compact`: exit 0 when everything the server tried worked,
 /// 1 when something failed (it is printed), 2 when the server cannot be asked.
 pub(super) fn main(settings: &Settings, args: &CompactArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match super::command_runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     eprintln!("compacting (the server merges, moves and expires files now)...");
     let body = match runtime.block_on(call(settings, args)) {

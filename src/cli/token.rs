@@ -117,12 +117,9 @@ fn print_table(tokens: &[TokenRecord]) {
 /// Runs `hourglass token ...`: 0 on success, 1 when the store cannot be
 /// reached or changed, 2 for a bad argument.
 pub(super) fn main(settings: &Settings, args: &TokenArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match super::command_runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let log = match crate::server::token_log(settings).await {

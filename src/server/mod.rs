@@ -652,26 +652,23 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         let stopped = async move {
             let _ = stopping.changed().await;
         };
-        match http_tls {
+        use std::future::IntoFuture;
+        // One served future whichever listener takes the connections.
+        let http: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> = match http_tls {
             Some(acceptor) => {
                 let listener = http::TlsListener::new(http_listener, acceptor)
                     .map_err(|e| ServeError::Runtime(format!("cannot serve TLS on the HTTP port: {e}")))?;
-                let http = axum::serve(listener, app).with_graceful_shutdown(stopped);
-                fronts.spawn(async move {
-                    if let Err(e) = http.await {
-                        tracing::error!("the HTTP API stopped: {e}");
-                    }
-                });
+                Box::pin(axum::serve(listener, app).with_graceful_shutdown(stopped).into_future())
             }
-            None => {
-                let http = axum::serve(http::PlainListener(http_listener), app).with_graceful_shutdown(stopped);
-                fronts.spawn(async move {
-                    if let Err(e) = http.await {
-                        tracing::error!("the HTTP API stopped: {e}");
-                    }
-                });
+            None => Box::pin(
+                axum::serve(http::PlainListener(http_listener), app).with_graceful_shutdown(stopped).into_future(),
+            ),
+        };
+        fronts.spawn(async move {
+            if let Err(e) = http.await {
+                tracing::error!("the HTTP API stopped: {e}");
             }
-        }
+        });
     }
     shutdown.await;
     tracing::info!(grace_s = grace.as_secs_f64(), "shutting down: finishing the requests in flight");

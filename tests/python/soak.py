@@ -55,6 +55,51 @@ class Tally:
                 self.failures.append(what)
 
 
+def http_call(request, timeout, tally, label):
+    """Sends `request`; true if it succeeded. A 429/503 with Retry-After is
+    counted as backpressure, anything else as a failure."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            return True
+    except urllib.error.HTTPError as error:
+        if error.code in (429, 503) and error.headers.get("Retry-After"):
+            tally.add(f"{label} {error.code}")
+            time.sleep(0.05)
+        else:
+            tally.fail(f"http {label} {error.code}: {error.read()[:200]!r}")
+            time.sleep(0.2)
+    except (urllib.error.URLError, OSError) as error:
+        tally.fail(f"http {label}: {error}")
+        time.sleep(0.2)
+    return False
+
+
+def pg_loop(server, stop, tally, label, work):
+    """Runs `work(connection)` until `stop`, on one Postgres connection made
+    again if the server drops it. SQLSTATE class 53 is backpressure."""
+    import psycopg
+    connection = None
+    while not stop.is_set():
+        try:
+            if connection is None:
+                connection = psycopg.connect(host="127.0.0.1", port=server.pg_port, dbname=cc.DATABASE,
+                                             user="soak", autocommit=True, connect_timeout=30)
+            work(connection)
+        except psycopg.Error as error:
+            state = getattr(error, "sqlstate", None) or ""
+            if state.startswith("53"):
+                tally.add(f"{label} {state}")
+                time.sleep(0.05)
+            else:
+                tally.fail(f"pg {label} {state}: {error}")
+                time.sleep(0.2)
+            if connection is not None and connection.closed:
+                connection = None
+    if connection is not None:
+        connection.close()
+
+
 def http_writer(server, writer, acked, stop, tally):
     key = ("http", writer)
     while not stop.is_set():
@@ -62,53 +107,26 @@ def http_writer(server, writer, acked, stop, tally):
         body = "".join(f"{cc.TABLE},front=http,writer={writer} v={v}i {cc.BASE_MS + v}\n"
                        for v in range(first, first + cc.ROWS_PER_WRITE)).encode()
         request = urllib.request.Request(server.url(f"/write?db={cc.DATABASE}&precision=ms"), data=body)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                if response.status == 204:
-                    acked.add(key, first, cc.ROWS_PER_WRITE)
-                    tally.add("write ok")
-        except urllib.error.HTTPError as error:
-            if error.code in (429, 503) and error.headers.get("Retry-After"):
-                tally.add(f"write {error.code}")
-                time.sleep(0.05)
-            else:
-                tally.fail(f"http write {error.code}: {error.read()[:200]!r}")
-                time.sleep(0.2)
-        except (urllib.error.URLError, OSError) as error:
-            tally.fail(f"http write: {error}")
-            time.sleep(0.2)
+        if http_call(request, 60, tally, "write"):
+            acked.add(key, first, cc.ROWS_PER_WRITE)
+            tally.add("write ok")
 
 
 def copy_writer(server, writer, acked, stop, tally):
-    import psycopg
     key = ("copy", writer)
-    connection = None
-    while not stop.is_set():
-        try:
-            if connection is None:
-                connection = psycopg.connect(host="127.0.0.1", port=server.pg_port, dbname=cc.DATABASE,
-                                             user="soak", autocommit=True, connect_timeout=30)
-            first = acked.take(key, cc.ROWS_PER_WRITE)
-            with connection.cursor() as cursor:
-                with cursor.copy(f"COPY {cc.TABLE} (front, writer, v, time) FROM STDIN") as copy:
-                    for v in range(first, first + cc.ROWS_PER_WRITE):
-                        ms = cc.BASE_MS + v
-                        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms // 1000))
-                        copy.write(f"copy\t{writer}\t{v}\t{stamp}.{ms % 1000:03d}+00\n")
-            acked.add(key, first, cc.ROWS_PER_WRITE)
-            tally.add("write ok")
-        except psycopg.Error as error:
-            state = getattr(error, "sqlstate", None) or ""
-            if state.startswith("53"):
-                tally.add(f"copy {state}")
-                time.sleep(0.05)
-            else:
-                tally.fail(f"copy {state}: {error}")
-                time.sleep(0.2)
-            if connection is not None and connection.closed:
-                connection = None
-    if connection is not None:
-        connection.close()
+
+    def load(connection):
+        first = acked.take(key, cc.ROWS_PER_WRITE)
+        with connection.cursor() as cursor:
+            with cursor.copy(f"COPY {cc.TABLE} (front, writer, v, time) FROM STDIN") as copy:
+                for v in range(first, first + cc.ROWS_PER_WRITE):
+                    ms = cc.BASE_MS + v
+                    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms // 1000))
+                    copy.write(f"copy\t{writer}\t{v}\t{stamp}.{ms % 1000:03d}+00\n")
+        acked.add(key, first, cc.ROWS_PER_WRITE)
+        tally.add("write ok")
+
+    pg_loop(server, stop, tally, "copy", load)
 
 
 def flight_writer(server, writer, acked, stop, tally):
@@ -162,47 +180,18 @@ def http_reader(server, reader, stop, tally):
         request = urllib.request.Request(server.url(f"/query?db={cc.DATABASE}"),
                                          data=json.dumps({"query": sql}).encode(),
                                          headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                response.read()
-                tally.add("query ok")
-        except urllib.error.HTTPError as error:
-            if error.code in (429, 503) and error.headers.get("Retry-After"):
-                tally.add(f"query {error.code}")
-                time.sleep(0.05)
-            else:
-                tally.fail(f"http query {error.code}: {error.read()[:200]!r}")
-                time.sleep(0.2)
-        except (urllib.error.URLError, OSError) as error:
-            tally.fail(f"http query: {error}")
-            time.sleep(0.2)
+        if http_call(request, 120, tally, "query"):
+            tally.add("query ok")
 
 
 def pg_reader(server, reader, stop, tally):
-    import psycopg
-    i = reader
-    connection = None
-    while not stop.is_set():
-        try:
-            if connection is None:
-                connection = psycopg.connect(host="127.0.0.1", port=server.pg_port, dbname=cc.DATABASE,
-                                             user="soak", autocommit=True, connect_timeout=30)
-            sql = QUERIES[i % len(QUERIES)]
-            i += 1
-            connection.execute(sql).fetchall()
-            tally.add("query ok")
-        except psycopg.Error as error:
-            state = getattr(error, "sqlstate", None) or ""
-            if state.startswith("53"):
-                tally.add(f"query {state}")
-                time.sleep(0.05)
-            else:
-                tally.fail(f"pg query {state}: {error}")
-                time.sleep(0.2)
-            if connection is not None and connection.closed:
-                connection = None
-    if connection is not None:
-        connection.close()
+    queries = iter(QUERIES[(reader + n) % len(QUERIES)] for n in range(1 << 62))
+
+    def query(connection):
+        connection.execute(next(queries)).fetchall()
+        tally.add("query ok")
+
+    pg_loop(server, stop, tally, "query", query)
 
 
 def rss_mib(pid):

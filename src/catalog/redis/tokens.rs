@@ -40,6 +40,16 @@ impl RedisTokens {
         })
     }
 
+    /// One field of the tokens' hash, if it is there.
+    async fn field<T: redis::FromRedisValue>(&self, field: &str, doing: &str) -> Result<Option<T>, TokenError> {
+        redis::cmd("HGET")
+            .arg(&self.key)
+            .arg(field)
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| self.error(doing, e))
+    }
+
     fn error(&self, doing: &str, e: redis::RedisError) -> TokenError {
         TokenError::Io { context: format!("{doing} in {} ({})", self.shown, self.key), message: e.to_string() }
     }
@@ -48,13 +58,7 @@ impl RedisTokens {
 #[async_trait]
 impl TokenLog for RedisTokens {
     async fn load(&self) -> Result<TokenDocument, TokenError> {
-        let json: Option<String> = redis::cmd("HGET")
-            .arg(&self.key)
-            .arg("json")
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(|e| self.error("reading the tokens", e))?;
-        match json {
+        match self.field::<String>("json", "reading the tokens").await? {
             None => Ok(TokenDocument::default()),
             Some(json) => serde_json::from_str(&json)
                 .map_err(|e| TokenError::Corrupt { context: self.key.clone(), message: e.to_string() }),
@@ -62,13 +66,7 @@ impl TokenLog for RedisTokens {
     }
 
     async fn version(&self) -> Result<u64, TokenError> {
-        let version: Option<u64> = redis::cmd("HGET")
-            .arg(&self.key)
-            .arg("version")
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(|e| self.error("reading the tokens' version", e))?;
-        Ok(version.unwrap_or(0))
+        Ok(self.field::<u64>("version", "reading the tokens' version").await?.unwrap_or(0))
     }
 
     async fn store(&self, expected: u64, document: &TokenDocument) -> Result<bool, TokenError> {

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use tonic::{Request, Status};
 
 use super::statements::{call_of, put_batches, SqlService};
-use super::status::ingest_status;
+use super::status::{classified_status, ingest_status};
 use crate::access::Privilege;
 use crate::query::SCHEMA as SCHEMA_NAME;
 
@@ -67,7 +67,7 @@ impl SqlService {
             return Err(Status::unimplemented("transactions are not supported"));
         }
         let database = call.database("the ingest's catalog", command.catalog.as_deref())?;
-        call.access.require(&database, Privilege::Write).map_err(|denied| Status::permission_denied(denied.0))?;
+        call.access.require(&database, Privilege::Write).map_err(|denied| classified_status(&denied))?;
         if let Some(schema) = command.schema.as_ref().filter(|s| !s.is_empty() && *s != SCHEMA_NAME) {
             return Err(Status::invalid_argument(format!(
                 "measurements live in the schema '{SCHEMA_NAME}', not '{schema}'"

@@ -211,10 +211,7 @@ impl Startup {
                 }
                 let database = client.metadata().get(METADATA_DATABASE).cloned().unwrap_or_default();
                 access.require(&database, Privilege::Read).map_err(|denied| super::fatal_error(denied.into()))?;
-                let (pid, secret_key) = RandomPidSecretKeyGenerator::default().generate(client);
-                client.set_pid_and_secret_key(pid, secret_key);
-                register_connection(client, &self.connections);
-                finish_authentication(client, &ServerParameters).await?;
+                let_in(client, &self.connections).await?;
                 client.session_extensions().insert(access);
             }
             _ => {}
@@ -282,10 +279,7 @@ impl StartupHandler for Startup {
                         if let Some(database) = database.take() {
                             client.metadata_mut().insert(METADATA_DATABASE.to_owned(), database);
                         }
-                        let (pid, secret_key) = RandomPidSecretKeyGenerator::default().generate(client);
-                        client.set_pid_and_secret_key(pid, secret_key);
-                        register_connection(client, connections);
-                        finish_authentication(client, &ServerParameters).await?;
+                        let_in(client, connections).await?;
                         client.set_state(PgWireConnectionState::ReadyForQuery);
                     }
                     Ok(())
@@ -313,6 +307,21 @@ impl StartupHandler for Startup {
         }
         Ok(())
     }
+}
+
+/// Ends a start-up that needs nothing more from the client (no password, or
+/// one checked here): a cancel key, the connection known to the cancel
+/// handler, and the parameters announced.
+async fn let_in<C>(client: &mut C, connections: &Arc<ConnectionManager>) -> PgWireResult<()>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let (pid, secret_key) = RandomPidSecretKeyGenerator::default().generate(client);
+    client.set_pid_and_secret_key(pid, secret_key);
+    register_connection(client, connections);
+    finish_authentication(client, &ServerParameters).await
 }
 
 /// Makes the connection known to the cancel handler (what pgwire's own
