@@ -16,6 +16,7 @@ mod postgres_wire;
 mod query;
 mod redis_server;
 mod s3;
+mod s3_faults;
 mod scale_out;
 mod soak;
 mod sockets;

@@ -691,19 +691,31 @@ impl SeaweedFs {
         format!("http://127.0.0.1:{}", self.s3_port)
     }
 
-    /// The URL of an S3 layer at `prefix` in the bucket, as `--layer url=` takes it.
-    pub(crate) fn layer_url(&self, prefix: &str) -> String {
-        format!("s3://127.0.0.1:{}/{}/{prefix}?secure=false&url-style=path", self.s3_port, self.bucket)
+    /// The URL of an S3 layer at `prefix` in the bucket, as `--layer url=` takes
+    /// it, reached on `port` of loopback: SeaweedFS's own port, or a proxy's in
+    /// front of it.
+    fn layer_url_at(&self, port: u16, prefix: &str) -> String {
+        format!("s3://127.0.0.1:{port}/{}/{prefix}?secure=false&url-style=path", self.bucket)
     }
 
     /// A `--layer` value: an S3 layer named `name` at `prefix`, with the credentials.
     pub(crate) fn layer_flag(&self, name: &str, prefix: &str) -> String {
+        self.layer_flag_at(self.s3_port, name, prefix)
+    }
+
+    /// [`Self::layer_flag`] for a layer reached on `port`, a proxy in front of SeaweedFS.
+    pub(crate) fn layer_flag_at(&self, port: u16, name: &str, prefix: &str) -> String {
         format!(
             "name={name},type=s3,url={},auth-key={},auth-secret={}",
-            self.layer_url(prefix),
+            self.layer_url_at(port, prefix),
             self.access_key,
             self.secret_key
         )
+    }
+
+    /// The S3 port, for a proxy to forward to.
+    pub(crate) fn s3_port(&self) -> u16 {
+        self.s3_port
     }
 
     /// A client builder for the bucket, signing as the one identity: path-style
