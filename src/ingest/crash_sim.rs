@@ -142,7 +142,8 @@ async fn run_seed(seed: u64) {
     let disk = SimDisk::new(seed);
     disk.set_tearing(match random.below(3) {
         0 => Tearing::None,
-        _ => Tearing::Prefix,
+        1 => Tearing::Prefix,
+        _ => Tearing::Pages,
     });
     let catalog_dir = tempfile::tempdir().expect("tempdir");
     let catalog: Arc<dyn Catalog> = Arc::new(LocalCatalog::open(catalog_dir.path()).expect("catalog"));
@@ -487,7 +488,11 @@ mod persisted {
     async fn run_seed(seed: u64) {
         let mut random = Lcg(seed.wrapping_mul(0xA24B_AED4_963E_E407) ^ 0x9FB2_1C65_1E98_DF25);
         let disk = SimDisk::new(seed);
-        disk.set_tearing(if random.below(3) == 0 { Tearing::None } else { Tearing::Prefix });
+        disk.set_tearing(match random.below(3) {
+            0 => Tearing::None,
+            1 => Tearing::Prefix,
+            _ => Tearing::Pages,
+        });
         let segment_bytes = 2048 + random.below(16384);
         let mut sent: BTreeMap<i64, usize> = BTreeMap::new();
         let mut acknowledged: Vec<i64> = Vec::new();

@@ -11,16 +11,23 @@
 //! On disk, under `<root>/_wal/`: segment files named by the first sequence they
 //! may hold (`00000000000000000042.wal`), each a header then records:
 //! ```text
-//! header: b"HGWAL\0\0\x01"
-//! record: len u32 LE | crc32 u32 LE (of seq and payload) | seq u64 LE | payload[len]
+//! header: b"HGWAL\0\0\x02"
+//! record: len u32 LE | crc32 u32 LE (of seq, synced and payload) | seq u64 LE | synced u64 LE | payload[len]
 //! payload: db_len u16 | db | tables u32 | (table_len u16 | table | ipc_len u32 | Arrow IPC stream)*
 //! ```
+//! `synced` is how many bytes of the segment were durable (fsynced) when the
+//! record was appended. Segments of version 1 (`\x01`), written before it
+//! existed, have records without it and are still read.
 //! The persister asks for a snapshot: the thread rotates to a new segment and
 //! takes the buffer, so the segments before it hold only records of that snapshot
 //! or older; once the snapshot is in the catalog they are deleted.
 //!
 //! Replay at start-up reads every segment in order. A torn record at the end of
-//! the last segment (a crash mid-write; never acknowledged) is cut off. Rows of a
+//! the last segment (a crash mid-write; never acknowledged) is cut off, and so
+//! is everything after it when every whole record there was appended while
+//! the torn bytes were not yet durable: a file system may write the pages of
+//! one append back in any order, and no record of that append can have been
+//! acknowledged, since its fsync would have made the torn bytes durable. Rows of a
 //! record whose partition's files already cover its sequence are skipped, so
 //! replay is exact: nothing lost, nothing twice.
 
@@ -41,8 +48,14 @@ use crate::metrics::Metrics;
 use crate::storage::disk::{is_disk_full, Disk, DiskFile};
 use crate::storage::fs::create_dir_all_synced;
 
-const HEADER: &[u8; 8] = b"HGWAL\0\0\x01";
-const RECORD_HEADER: usize = 16;
+/// The header of every segment this version writes.
+const HEADER: &[u8; 8] = b"HGWAL\0\0\x02";
+/// The header of segments written before records carried `synced`.
+const HEADER_V1: &[u8; 8] = b"HGWAL\0\0\x01";
+/// Length, checksum, sequence and the durable length of the segment.
+const RECORD_HEADER: usize = 24;
+/// Length, checksum and sequence.
+const RECORD_HEADER_V1: usize = 16;
 /// Writes gathered into one group commit at most.
 const MAX_GROUP: usize = 4096;
 
@@ -480,32 +493,107 @@ fn open_segment(disk: &dyn Disk, dir: &Path, first_sequence: u64) -> Result<(Box
 /// header was on the device. Records go in only after the header's fsync,
 /// so a segment that held one has its whole header.
 fn never_held_a_record(bytes: &[u8]) -> bool {
-    bytes.len() <= HEADER.len() && (HEADER.starts_with(bytes) || bytes.iter().all(|b| *b == 0))
+    bytes.len() <= HEADER.len()
+        && (HEADER.starts_with(bytes) || HEADER_V1.starts_with(bytes) || bytes.iter().all(|b| *b == 0))
+}
+
+/// The two layouts of a record, told apart by the segment's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordFormat {
+    /// Records without `synced` (segments of version 1).
+    V1,
+    /// Records with `synced`.
+    V2,
+}
+
+impl RecordFormat {
+    fn header_len(self) -> usize {
+        match self {
+            RecordFormat::V1 => RECORD_HEADER_V1,
+            RecordFormat::V2 => RECORD_HEADER,
+        }
+    }
 }
 
 /// One record read back from a segment.
 struct ReadRecord {
     offset: usize,
     sequence: u64,
+    /// Bytes of the segment that were durable when the record was appended
+    /// (none for a version 1 record).
+    synced: Option<u64>,
     payload: Vec<u8>,
 }
 
+impl ReadRecord {
+    /// Where the next record starts.
+    fn end(&self, format: RecordFormat) -> usize {
+        self.offset + format.header_len() + self.payload.len()
+    }
+}
+
+/// The record header this version writes: length, checksum, sequence, and
+/// `synced`, the bytes of the segment that are durable as the record goes in.
+fn record_header(payload_len: u32, payload_crc: &crc32fast::Hasher, sequence: u64, synced: u64) -> [u8; RECORD_HEADER] {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&sequence.to_le_bytes());
+    crc.update(&synced.to_le_bytes());
+    crc.combine(payload_crc);
+    let mut header = [0u8; RECORD_HEADER];
+    header[0..4].copy_from_slice(&payload_len.to_le_bytes());
+    header[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+    header[8..16].copy_from_slice(&sequence.to_le_bytes());
+    header[16..24].copy_from_slice(&synced.to_le_bytes());
+    header
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
 /// The record at `offset`, if a whole one with a valid checksum is there.
-fn record_at(bytes: &[u8], offset: usize) -> Result<ReadRecord, &'static str> {
-    let header = bytes.get(offset..offset + RECORD_HEADER).ok_or("truncated record header")?;
+fn record_at(bytes: &[u8], offset: usize, format: RecordFormat) -> Result<ReadRecord, &'static str> {
+    let header = bytes.get(offset..offset + format.header_len()).ok_or("truncated record header")?;
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    let sequence_bytes = &header[8..16];
-    let payload = bytes.get(offset + RECORD_HEADER..offset + RECORD_HEADER + len).ok_or("truncated record")?;
+    let start = offset + format.header_len();
+    let payload = bytes.get(start..start + len).ok_or("truncated record")?;
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(sequence_bytes);
+    // The sequence, and in version 2 `synced` after it.
+    hasher.update(&header[8..]);
     hasher.update(payload);
     if hasher.finalize() != crc {
         return Err("checksum mismatch");
     }
-    let mut sequence = [0u8; 8];
-    sequence.copy_from_slice(sequence_bytes);
-    Ok(ReadRecord { offset, sequence: u64::from_le_bytes(sequence), payload: payload.to_vec() })
+    let synced = (format == RecordFormat::V2).then(|| u64_at(header, 16));
+    if synced.is_some_and(|synced| synced > offset as u64) {
+        // Only bytes before a record can have been durable when it went in.
+        return Err("durable length past the record");
+    }
+    Ok(ReadRecord { offset, sequence: u64_at(header, 8), synced, payload: payload.to_vec() })
+}
+
+/// The whole records that follow a bad one at `bad`, found by trying every
+/// offset after it (a torn record's length cannot be trusted to skip it).
+/// `last_sequence` is the sequence of the last good record before it; a
+/// record of this segment has a sequence after it, which filters most
+/// offsets before their checksum is computed.
+fn records_after(bytes: &[u8], bad: usize, last_sequence: u64, format: RecordFormat) -> Vec<ReadRecord> {
+    let mut found = Vec::new();
+    let mut at = bad + 1;
+    while at + format.header_len() <= bytes.len() {
+        let plausible = u64_at(bytes, at + 8).wrapping_sub(last_sequence).wrapping_sub(1) < 1 << 32;
+        match plausible.then(|| record_at(bytes, at, format)) {
+            Some(Ok(record)) => {
+                at = record.end(format);
+                found.push(record);
+            }
+            _ => at += 1,
+        }
+    }
+    found
 }
 
 /// Reads the records of one segment.
@@ -532,32 +620,38 @@ fn read_segment(
         // lost in a crash.
         return Ok(Vec::new());
     }
-    if bytes.get(..HEADER.len()) != Some(HEADER.as_slice()) {
-        return Err(corrupt(0, "missing segment header".into()));
-    }
+    let format = match bytes.get(..HEADER.len()) {
+        Some(header) if header == HEADER.as_slice() => RecordFormat::V2,
+        Some(header) if header == HEADER_V1.as_slice() => RecordFormat::V1,
+        _ => return Err(corrupt(0, "missing segment header".into())),
+    };
     let mut records: Vec<ReadRecord> = Vec::new();
     let mut offset = HEADER.len();
     while offset < bytes.len() {
-        match record_at(&bytes, offset) {
+        match record_at(&bytes, offset, format) {
             Ok(record) => {
-                offset += RECORD_HEADER + record.payload.len();
+                offset = record.end(format);
                 records.push(record);
             }
             Err(problem) => {
                 if !is_last {
                     return Err(corrupt(offset, problem.into()));
                 }
+                // A whole record after the bad bytes is a torn tail's only
+                // if it went in while those bytes were not durable: then its
+                // fsync never finished, and it was never acknowledged. A
+                // version 1 record does not say, so it is corruption.
                 let last_sequence = records.last().map_or(0, |r| r.sequence);
-                if let Some(next) = (offset + 1..bytes.len()).find(|&at| {
-                    // Cheap filters before the checksum: a plausible length and sequence.
-                    let plausible = bytes.get(at + 8..at + 16).is_some_and(|s| {
-                        let mut sequence = [0u8; 8];
-                        sequence.copy_from_slice(s);
-                        u64::from_le_bytes(sequence).wrapping_sub(last_sequence).wrapping_sub(1) < 1 << 32
-                    });
-                    plausible && record_at(&bytes, at).is_ok()
-                }) {
-                    return Err(corrupt(offset, format!("{problem}, and a valid record follows at byte {next}")));
+                let after = records_after(&bytes, offset, last_sequence, format);
+                if let Some(next) = after.iter().find(|r| r.synced.is_none_or(|synced| synced > offset as u64)) {
+                    let why = match next.synced {
+                        Some(synced) => format!("bytes up to {synced} were durable when it was written"),
+                        None => "a version 1 segment cannot tell a torn tail from damage".into(),
+                    };
+                    return Err(corrupt(
+                        offset,
+                        format!("{problem}, and a valid record follows at byte {}: {why}", next.offset),
+                    ));
                 }
                 let torn = &bytes[offset..];
                 let saved = path.with_extension(format!("wal.torn-{offset}"));
@@ -720,6 +814,7 @@ impl WalThread {
         // order. Writes of one group arrived together, so any order is theirs.
         group.sort_by_key(|(write, _)| write.sync);
         let mut bytes = Vec::with_capacity(group.iter().map(|(w, _)| w.payload.len() + RECORD_HEADER).sum());
+        assert!(self.synced_bytes <= self.file_bytes, "the durable part of a segment is part of it");
         let first = self.next_sequence;
         let Some(next) = first.checked_add(group.len() as u64) else {
             let error = WalError::Failed("WAL sequence numbers are exhausted".into());
@@ -732,12 +827,9 @@ impl WalThread {
         self.next_sequence = next;
         for (index, (write, _)) in group.iter().enumerate() {
             let sequence = first + index as u64;
-            let mut crc = crc32fast::Hasher::new();
-            crc.update(&sequence.to_le_bytes());
-            crc.combine(&write.payload_crc);
-            bytes.extend_from_slice(&(write.payload.len() as u32).to_le_bytes());
-            bytes.extend_from_slice(&crc.finalize().to_le_bytes());
-            bytes.extend_from_slice(&sequence.to_le_bytes());
+            // `encode` checked that the payload fits in a u32.
+            let len = write.payload.len() as u32;
+            bytes.extend_from_slice(&record_header(len, &write.payload_crc, sequence, self.synced_bytes));
             bytes.extend_from_slice(&write.payload);
         }
         if let Err(e) = self.file.write_all(&bytes) {
@@ -896,5 +988,100 @@ impl WalThread {
                 self.segments.drain(..keep_from);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::storage::sim_disk::SimDisk;
+
+    /// A segment of records with these payloads, each appended when the
+    /// segment was durable up to `synced(offset)` for a record at `offset`.
+    fn segment(header: &[u8; 8], payloads: &[&[u8]], synced: impl Fn(usize) -> u64) -> (Vec<u8>, Vec<usize>) {
+        let mut bytes = header.to_vec();
+        let mut offsets = Vec::new();
+        for (index, payload) in payloads.iter().enumerate() {
+            offsets.push(bytes.len());
+            let sequence = index as u64 + 1;
+            let mut payload_crc = crc32fast::Hasher::new();
+            payload_crc.update(payload);
+            if header == HEADER {
+                bytes.extend_from_slice(&record_header(
+                    payload.len() as u32,
+                    &payload_crc,
+                    sequence,
+                    synced(bytes.len()),
+                ));
+            } else {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(&sequence.to_le_bytes());
+                crc.combine(&payload_crc);
+                bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+                bytes.extend_from_slice(&crc.finalize().to_le_bytes());
+                bytes.extend_from_slice(&sequence.to_le_bytes());
+            }
+            bytes.extend_from_slice(payload);
+        }
+        (bytes, offsets)
+    }
+
+    /// Reads `bytes` as the last segment, as replay does.
+    fn read(bytes: &[u8]) -> (Result<Vec<ReadRecord>, WalError>, ReplayReport, Vec<u8>) {
+        let disk = SimDisk::new(1);
+        let path = Path::new("/00000000000000000001.wal");
+        let mut file = disk.create(path).unwrap();
+        file.write_all(bytes).unwrap();
+        let mut report = ReplayReport::default();
+        let records = read_segment(&disk, path, true, &mut report);
+        (records, report, disk.read(path).unwrap())
+    }
+
+    const PAYLOADS: [&[u8]; 3] = [&[1; 40], &[2; 40], &[3; 40]];
+
+    #[test]
+    fn a_hole_before_records_of_the_same_unsynced_append_is_a_torn_tail() {
+        // One group appended after the header's fsync; a power cut kept the
+        // pages of its last two records but not of its first.
+        let (mut bytes, offsets) = segment(HEADER, &PAYLOADS, |_| HEADER.len() as u64);
+        bytes[offsets[0]..offsets[1]].fill(0);
+        let (records, report, left) = read(&bytes);
+        assert!(records.unwrap().is_empty());
+        assert_eq!(report.torn_bytes, (bytes.len() - offsets[0]) as u64);
+        assert_eq!(left, HEADER, "the tail is cut off from the hole on");
+    }
+
+    #[test]
+    fn a_hole_in_bytes_durable_before_a_later_record_is_corruption() {
+        // Each record went in after the one before it was fsynced.
+        let (mut bytes, offsets) = segment(HEADER, &PAYLOADS, |offset| offset as u64);
+        bytes[offsets[1] + 30] ^= 0x55;
+        let (records, _, left) = read(&bytes);
+        let error = records.err().expect("corruption").to_string();
+        assert!(error.contains("a valid record follows") && error.contains("were durable"), "{error}");
+        assert_eq!(left, bytes, "a corrupt segment is left as it is");
+    }
+
+    #[test]
+    fn version_1_segments_are_read_and_a_hole_in_them_is_corruption() {
+        let (bytes, _) = segment(HEADER_V1, &PAYLOADS, |_| 0);
+        let (records, _, _) = read(&bytes);
+        let records = records.unwrap();
+        assert_eq!(records.iter().map(|r| r.sequence).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(records[2].payload, PAYLOADS[2]);
+        assert!(records.iter().all(|r| r.synced.is_none()));
+
+        let (mut bytes, offsets) = segment(HEADER_V1, &PAYLOADS, |_| 0);
+        bytes[offsets[0]..offsets[1]].fill(0);
+        let error = read(&bytes).0.err().expect("corruption").to_string();
+        assert!(error.contains("version 1"), "{error}");
+    }
+
+    #[test]
+    fn a_record_claiming_durable_bytes_past_itself_is_not_a_record() {
+        let (bytes, offsets) = segment(HEADER, &PAYLOADS[..1], |offset| offset as u64 + 1);
+        assert_eq!(record_at(&bytes, offsets[0], RecordFormat::V2).err(), Some("durable length past the record"));
     }
 }
