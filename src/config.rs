@@ -456,6 +456,12 @@ pub struct Settings {
     #[arg(long, env = "HOURGLASS_MAX_QUEUED_QUERIES", value_name = "N", default_value = "256", global = true)]
     pub max_queued_queries: usize,
 
+    /// Seconds a query may wait in that queue; then it is refused as busy
+    /// (HTTP 429 with Retry-After, Postgres 53300, FlightSQL
+    /// ResourceExhausted) rather than left to wait toward its time limit.
+    #[arg(long = "query-queue-timeout-s", env = "HOURGLASS_QUERY_QUEUE_TIMEOUT_S", value_name = "SECONDS", default_value = "30", value_parser = positive_seconds, global = true)]
+    pub query_queue_timeout_s: f64,
+
     /// Largest query request body over HTTP (413 past it).
     #[arg(long, env = "HOURGLASS_MAX_QUERY_BYTES", value_name = "SIZE", default_value = "16MiB", global = true)]
     pub max_query_bytes: ByteSize,

@@ -64,6 +64,17 @@ pub enum QueryError {
         /// Queries waiting for a slot.
         queued: usize,
     },
+    /// A query waited in the admission queue longer than it may.
+    #[error(
+        "too many queries: waited {waited_s} s for one of {running} query slots \
+         (HOURGLASS_MAX_CONCURRENT_QUERIES, HOURGLASS_QUERY_QUEUE_TIMEOUT_S); retry shortly"
+    )]
+    QueuedTooLong {
+        /// Queries running.
+        running: usize,
+        /// Seconds it waited.
+        waited_s: f64,
+    },
     /// The query needed more memory than it may use.
     #[error("the query needs more memory than HOURGLASS_QUERY_MEMORY_BYTES allows: {0}")]
     ResourcesExhausted(String),
@@ -169,7 +180,7 @@ impl Classified for QueryError {
                 ErrorKind::Invalid
             }
             QueryError::Write { kind, .. } => *kind,
-            QueryError::Busy { .. } => ErrorKind::Busy,
+            QueryError::Busy { .. } | QueryError::QueuedTooLong { .. } => ErrorKind::Busy,
             QueryError::ResourcesExhausted(_) => ErrorKind::OutOfMemory,
             QueryError::Storage(_) => ErrorKind::Unavailable,
             QueryError::Timeout(_) => ErrorKind::Timeout,
@@ -195,7 +206,7 @@ impl Classified for QueryError {
             QueryError::UnknownColumn(_) => "42703",
             QueryError::Plan(_) => "42000",
             QueryError::InvalidData { sqlstate, .. } | QueryError::Write { sqlstate, .. } => sqlstate,
-            QueryError::Busy { .. } => "53300",
+            QueryError::Busy { .. } | QueryError::QueuedTooLong { .. } => "53300",
             QueryError::ResourcesExhausted(_) => "53200",
             QueryError::Storage(_) => "58030",
             QueryError::Timeout(_) | QueryError::Cancelled => "57014",

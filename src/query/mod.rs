@@ -72,6 +72,8 @@ pub struct QueryOptions {
     pub max_concurrent: usize,
     /// Queries waiting for a slot at once; more are refused as busy.
     pub max_queued: usize,
+    /// Longest wait for a slot; a query that waits longer is refused as busy.
+    pub queue_timeout: Duration,
     /// A `writeonly` process: `INSERT`, `COPY FROM STDIN` and statements that
     /// read no table run; reads of measurements, views and tables, and
     /// catalog statements, are refused with a pointer to the readers. Its
@@ -176,7 +178,7 @@ impl QueryEngine {
         let context = datafusion::prelude::SessionContext::new_with_state(base);
         postgres::install(&context, crate::catalog::DEFAULT_DATABASE).map_err(setup)?;
         let base = context.state();
-        let admission = Admission::new(options.max_concurrent, options.max_queued);
+        let admission = Admission::new(options.max_concurrent, options.max_queued, options.queue_timeout);
         let mut engine =
             QueryEngine { catalog, storage: storage_for_merges, base, sources, options, writer, relations, admission };
         for function in functions::scalar_functions() {

@@ -67,6 +67,7 @@ pub fn query_options(settings: &Settings) -> QueryOptions {
         spill_dir: settings.root.join("_tmp").join("spill"),
         max_concurrent: settings.max_concurrent_queries,
         max_queued: settings.max_queued_queries,
+        queue_timeout: Duration::from_secs_f64(settings.query_queue_timeout_s),
         writes_only: settings.mode == Mode::Writeonly,
     }
 }

@@ -617,3 +617,40 @@ async fn queries_past_the_admission_limits_wait_then_are_refused_on_every_front(
         crate::support::block_on_thread(|| crate::support::metric(&server, "hourglass_queries_running")) == 0
     }));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_that_waits_past_the_queue_timeout_is_refused_as_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg_port = crate::support::free_port();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--max-concurrent-queries", "1", "--query-queue-timeout-s", "1", "--pg-port", &pg_port.to_string()],
+    );
+    // A result the client does not read holds the only slot.
+    let huge = json!({"query": "SELECT * FROM generate_series(1, 1000000000000) t(x)"});
+    let running = client().post(server.url("/query?db=default&format=csv")).json_body(&huge).send().await.unwrap();
+    assert_eq!(running.status().as_u16(), 200);
+
+    let refused =
+        client().post(server.url("/query?db=default")).json_body(&json!({"query": "SELECT 1"})).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("waited 1 s") && text.contains("HOURGLASS_QUERY_QUEUE_TIMEOUT_S"), "{text}");
+    let pg = crate::postgres::connect(pg_port, "default", "u", "").await.expect("connect over Postgres");
+    let error = pg.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(error.code(), Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS), "{error:?}");
+    assert_eq!(crate::support::metric(&server, "hourglass_queries_queued").await, 0, "the refused left the queue");
+
+    drop(running);
+    assert!(crate::support::wait_for(std::time::Duration::from_secs(20), || {
+        crate::support::block_on_thread(|| crate::support::metric(&server, "hourglass_queries_running")) == 0
+    }));
+    let answered = client()
+        .post(server.url("/query?db=default"))
+        .json_body(&json!({"query": "SELECT 7 AS n"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status().as_u16(), 200);
+}
