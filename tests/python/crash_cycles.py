@@ -233,32 +233,34 @@ WRITERS = {"http": http_writer, "copy": copy_writer, "flight": flight_writer}
 
 
 def present_counts(server):
-    """Rows present per (front, writer), and keys present more than once."""
-    counts = {(r["front"], r["writer"]): r["n"] for r in server.query(
+    """Rows present per (front, writer). Queries keep one row per key, so a
+    key stored twice shows only in the files (`stored_copies`)."""
+    return {(r["front"], r["writer"]): r["n"] for r in server.query(
         f"SELECT front, writer, count(*) AS n FROM {TABLE} WHERE front <> 'init' GROUP BY front, writer")}
-    twice = server.query(
-        f"SELECT count(*) AS n FROM (SELECT front, writer, v FROM {TABLE} GROUP BY front, writer, v "
-        "HAVING count(*) > 1) AS d")[0]["n"]
-    return counts, twice
 
 
 def stored_copies(root):
-    """Copies of each (front, writer, v) in the Parquet files the catalog
-    lists, read from disk after the server stopped. Queries and merges
-    deduplicate rows with the same tags and time, so only the files can
-    show a row stored twice."""
+    """Keys (front, writer, v) in the Parquet files the catalog lists, read
+    from disk after the server stopped, and how many of them are there more
+    than once: `(keys, keys stored twice or more)`, without the init row.
+    Queries and merges deduplicate rows with the same tags and time, so only
+    the files can show a row stored twice."""
     import glob
     import pyarrow.parquet as pq
     table_dir = os.path.join(root, "data", DATABASE, TABLE)
-    copies = {}
+    tables = []
     for metadata in glob.glob(os.path.join(table_dir, "date=*", "hour=*", "metadata.json")):
         with open(metadata) as f:
             listed = json.load(f)["files"]
         for entry in listed:
             rows = pq.read_table(os.path.join(table_dir, entry["path"]), columns=["front", "writer", "v"])
-            for key in zip(*(rows.column(c).to_pylist() for c in ("front", "writer", "v"))):
-                copies[key] = copies.get(key, 0) + 1
-    return copies
+            tables.append(rows.cast(pa.schema([("front", pa.string()), ("writer", pa.string()), ("v", pa.int64())])))
+    if not tables:
+        return 0, 0
+    rows = pa.concat_tables(tables)
+    rows = rows.filter(pc.not_equal(rows["front"], "init"))
+    copies = rows.group_by(["front", "writer", "v"]).aggregate([([], "count_all")])
+    return copies.num_rows, pc.sum(pc.greater(copies["count_all"], 1)).as_py() or 0
 
 
 def lost_keys(server, acked):
@@ -324,7 +326,7 @@ def run(args, rng, root, server):
         if any(thread.is_alive() for thread in threads):
             raise SystemExit(f"cycle {cycle}: a writer still runs 60 s after the kill")
         server.start()
-        counts, _ = present_counts(server)
+        counts = present_counts(server)
         present = sum(counts.values())
         short = sum(max(0, sum(c for _, c in acked.values.get(key, [])) - counts.get(key, 0))
                     for key in acked.values)
@@ -337,13 +339,11 @@ def run(args, rng, root, server):
             break
 
     lost = lost_keys(server, acked)
-    counts, _ = present_counts(server)
+    counts = present_counts(server)
     # Shut down cleanly (the buffer is persisted), then count copies per key
     # in the files themselves.
     server.stop()
-    copies = stored_copies(root)
-    twice = sum(1 for n in copies.values() if n > 1)
-    in_files = sum(1 for (front, _, _) in copies if front != "init")
+    in_files, twice = stored_copies(root)
     print(f"after {cycle} cycles in {time.monotonic() - started:.0f} s: acknowledged {acked.rows():,} rows, "
           f"present {sum(counts.values()):,} ({in_files:,} in the listed files after shutdown), "
           f"lost {sum(lost.values()):,}, duplicated {twice:,}", flush=True)

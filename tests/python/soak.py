@@ -205,6 +205,29 @@ def rss_mib(pid):
     return 0.0
 
 
+# What the server says it holds, printed with each report, to tell where memory goes.
+STATE_METRICS = {
+    "buffered": "hourglass_buffered_bytes",
+    "held by writes": "hourglass_write_held_bytes",
+    "last values": "hourglass_last_value_cache_bytes",
+    "running": "hourglass_queries_running",
+    "queued": "hourglass_queries_queued",
+    "files persisted": "hourglass_persisted_files_total",
+    "merged away": "hourglass_merged_files_total",
+}
+
+
+def server_state(server):
+    """The server's own figures for what it holds (bytes in MiB)."""
+    parts = []
+    for label, name in STATE_METRICS.items():
+        value = server.metric(name)
+        if value is None:
+            continue
+        parts.append(f"{label} {value / 2**20:.0f} MiB" if name.endswith("_bytes") else f"{label} {value}")
+    return ", ".join(parts)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", required=True, help="the hourglass binary")
@@ -257,7 +280,7 @@ def run(args, server, max_rss):
         if time.monotonic() >= next_report:
             next_report += 30
             print(f"{time.monotonic() - started:5.0f} s: acknowledged {acked.rows():,}, rss {peak:.0f} MiB peak, "
-                  f"{dict(sorted(tally.counts.items()))}", flush=True)
+                  f"{dict(sorted(tally.counts.items()))}; {server_state(server)}", flush=True)
         time.sleep(0.5)
     stop.set()
     for thread in threads:
