@@ -194,11 +194,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn positive_seconds(s: &str) -> Result<f64, String> {
     let v: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err(format!("'{s}' must be more than 0"))
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("'{s}' must be more than 0"));
     }
+    // Past what a Duration holds, turning it into one would panic.
+    Duration::try_from_secs_f64(v).map(|_| v).map_err(|_| format!("'{s}' is more seconds than a timer holds"))
 }
 
 fn positive_count(s: &str) -> Result<usize, String> {

@@ -136,15 +136,20 @@ fn check(seed: u64, epoch: usize, model: &Model, buffer: &WriteBuffer, disk: &Si
     }
 }
 
+/// What a seed's power cuts keep of unsynced writes, one of three by `choice`.
+fn tearing(choice: u64) -> Tearing {
+    match choice % 3 {
+        0 => Tearing::None,
+        1 => Tearing::Prefix,
+        _ => Tearing::Pages,
+    }
+}
+
 /// One seed: several lives of the WAL, each ended by a power cut.
 async fn run_seed(seed: u64) {
     let mut random = Lcg(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03);
     let disk = SimDisk::new(seed);
-    disk.set_tearing(match random.below(3) {
-        0 => Tearing::None,
-        1 => Tearing::Prefix,
-        _ => Tearing::Pages,
-    });
+    disk.set_tearing(tearing(random.below(3)));
     let catalog_dir = tempfile::tempdir().expect("tempdir");
     let catalog: Arc<dyn Catalog> = Arc::new(LocalCatalog::open(catalog_dir.path()).expect("catalog"));
     let segment_bytes = 1024 + random.below(8192);
@@ -348,7 +353,7 @@ mod persisted {
     use crate::ingest::{IngestError, IngestOptions, Ingester};
     use crate::metrics::Metrics;
     use crate::storage::disk::Disk;
-    use crate::storage::sim_disk::{SimCall, SimDisk, SimFault, Tearing};
+    use crate::storage::sim_disk::{SimCall, SimDisk, SimFault};
     use crate::storage::{file_path_in_layer, LayerConfig, LayerType, ParquetOptions, Storage};
     use crate::testing::Lcg;
 
@@ -488,11 +493,7 @@ mod persisted {
     async fn run_seed(seed: u64) {
         let mut random = Lcg(seed.wrapping_mul(0xA24B_AED4_963E_E407) ^ 0x9FB2_1C65_1E98_DF25);
         let disk = SimDisk::new(seed);
-        disk.set_tearing(match random.below(3) {
-            0 => Tearing::None,
-            1 => Tearing::Prefix,
-            _ => Tearing::Pages,
-        });
+        disk.set_tearing(super::tearing(random.below(3)));
         let segment_bytes = 2048 + random.below(16384);
         let mut sent: BTreeMap<i64, usize> = BTreeMap::new();
         let mut acknowledged: Vec<i64> = Vec::new();

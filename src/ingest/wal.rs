@@ -301,7 +301,9 @@ pub struct ReplayReport {
     pub rows_replayed: u64,
     /// Rows skipped because Parquet files already hold them.
     pub rows_skipped: u64,
-    /// Bytes of a torn last record that were cut off.
+    /// Bytes cut off the end of the last segment as a torn tail: a torn
+    /// record, and any whole records after it that were appended since the
+    /// last fsync.
     pub torn_bytes: u64,
 }
 
@@ -363,7 +365,7 @@ impl Wal {
         let segment_count = segments.len();
         for (index, segment) in segments.iter().enumerate() {
             let is_last = index + 1 == segment_count;
-            let records = read_segment(disk.as_ref(), &segment.path, is_last, &mut report)?;
+            let records = read_segment(disk.as_ref(), &segment.path, segment.first_sequence, is_last, &mut report)?;
             for record in records {
                 replay_record(record.sequence, &record.payload, catalog, &buffer, &mut report).await.map_err(
                     |message| WalError::Corrupt {
@@ -575,20 +577,29 @@ fn record_at(bytes: &[u8], offset: usize, format: RecordFormat) -> Result<ReadRe
     Ok(ReadRecord { offset, sequence: u64_at(header, 8), synced, payload: payload.to_vec() })
 }
 
+/// A whole record found after a bad one: where it is, its sequence, and
+/// what it says was durable when it went in.
+struct WholeRecord {
+    offset: usize,
+    sequence: u64,
+    synced: Option<u64>,
+}
+
 /// The whole records that follow a bad one at `bad`, found by trying every
 /// offset after it (a torn record's length cannot be trusted to skip it).
-/// `last_sequence` is the sequence of the last good record before it; a
-/// record of this segment has a sequence after it, which filters most
-/// offsets before their checksum is computed.
-fn records_after(bytes: &[u8], bad: usize, last_sequence: u64, format: RecordFormat) -> Vec<ReadRecord> {
+/// `before` is the sequence of the last good record before it, or one less
+/// than the segment's first sequence; a record of this segment has a
+/// sequence after it, which filters most offsets before their checksum is
+/// computed.
+fn records_after(bytes: &[u8], bad: usize, before: u64, format: RecordFormat) -> Vec<WholeRecord> {
     let mut found = Vec::new();
     let mut at = bad + 1;
     while at + format.header_len() <= bytes.len() {
-        let plausible = u64_at(bytes, at + 8).wrapping_sub(last_sequence).wrapping_sub(1) < 1 << 32;
+        let plausible = u64_at(bytes, at + 8).wrapping_sub(before).wrapping_sub(1) < 1 << 32;
         match plausible.then(|| record_at(bytes, at, format)) {
             Some(Ok(record)) => {
                 at = record.end(format);
-                found.push(record);
+                found.push(WholeRecord { offset: record.offset, sequence: record.sequence, synced: record.synced });
             }
             _ => at += 1,
         }
@@ -596,16 +607,21 @@ fn records_after(bytes: &[u8], bad: usize, last_sequence: u64, format: RecordFor
     found
 }
 
-/// Reads the records of one segment.
+/// Reads the records of one segment, whose records have sequences from
+/// `first_sequence` on.
 ///
-/// A bad record is a torn write only when it is in the last segment and no valid
-/// record follows it: a crash during the last `write`, which was never
-/// acknowledged. Then the tail is cut off, after its bytes are saved beside the
-/// segment as `<segment>.torn-<offset>`. Anything else is corruption, and replay
-/// stops with an error rather than drop acknowledged writes.
+/// A bad record is a torn write only when it is in the last segment and every
+/// whole record after it was appended while the bad bytes were not durable
+/// (by its `synced`; a version 1 segment cannot say, so there no whole record
+/// may follow): a crash during the last appends since the last fsync, none of
+/// which was acknowledged but `no_sync` writes. Then the tail is cut off,
+/// after its bytes are saved beside the segment as `<segment>.torn-<offset>`.
+/// Anything else is corruption, and replay stops with an error rather than
+/// drop acknowledged writes.
 fn read_segment(
     disk: &dyn Disk,
     path: &Path,
+    first_sequence: u64,
     is_last: bool,
     report: &mut ReplayReport,
 ) -> Result<Vec<ReadRecord>, WalError> {
@@ -623,6 +639,14 @@ fn read_segment(
     let format = match bytes.get(..HEADER.len()) {
         Some(header) if header == HEADER.as_slice() => RecordFormat::V2,
         Some(header) if header == HEADER_V1.as_slice() => RecordFormat::V1,
+        Some(header) if header[..7] == HEADER[..7] => {
+            return Err(WalError::Replay(format!(
+                "WAL segment {} is of version {}, newer than this HourglassDB reads (1 and 2): start the \
+                 release that wrote it, and let it persist its WAL before going back to this one",
+                path.display(),
+                header[7]
+            )))
+        }
         _ => return Err(corrupt(0, "missing segment header".into())),
     };
     let mut records: Vec<ReadRecord> = Vec::new();
@@ -641,8 +665,8 @@ fn read_segment(
                 // if it went in while those bytes were not durable: then its
                 // fsync never finished, and it was never acknowledged. A
                 // version 1 record does not say, so it is corruption.
-                let last_sequence = records.last().map_or(0, |r| r.sequence);
-                let after = records_after(&bytes, offset, last_sequence, format);
+                let before = records.last().map_or(first_sequence.saturating_sub(1), |r| r.sequence);
+                let after = records_after(&bytes, offset, before, format);
                 if let Some(next) = after.iter().find(|r| r.synced.is_none_or(|synced| synced > offset as u64)) {
                     let why = match next.synced {
                         Some(synced) => format!("bytes up to {synced} were durable when it was written"),
@@ -656,12 +680,20 @@ fn read_segment(
                 let torn = &bytes[offset..];
                 let saved = path.with_extension(format!("wal.torn-{offset}"));
                 crate::storage::fs::write_atomic_bytes(disk, &saved, torn).map_err(|e| io_error(&saved, e.into()))?;
+                let whole_records_dropped = after.len();
+                let dropped_sequences = match (after.first(), after.last()) {
+                    (Some(first), Some(last)) => format!("{}..={}", first.sequence, last.sequence),
+                    _ => "none".to_owned(),
+                };
                 tracing::warn!(
                     segment = %path.display(),
                     offset,
                     torn_bytes = torn.len(),
+                    whole_records_dropped,
+                    dropped_sequences,
                     saved = %saved.display(),
-                    "cutting off a torn record at the end of the WAL ({problem}); it was never acknowledged"
+                    "cutting off a torn tail of the WAL ({problem}): appended after the last fsync, so never \
+                     acknowledged (but for no_sync writes)"
                 );
                 let mut file = disk.open_write(path).map_err(|e| io_error(path, e))?;
                 file.truncate_to(offset as u64).map_err(|e| io_error(path, e))?;
@@ -814,7 +846,7 @@ impl WalThread {
         // order. Writes of one group arrived together, so any order is theirs.
         group.sort_by_key(|(write, _)| write.sync);
         let mut bytes = Vec::with_capacity(group.iter().map(|(w, _)| w.payload.len() + RECORD_HEADER).sum());
-        assert!(self.synced_bytes <= self.file_bytes, "the durable part of a segment is part of it");
+        debug_assert!(self.synced_bytes <= self.file_bytes, "the durable part of a segment is part of it");
         let first = self.next_sequence;
         let Some(next) = first.checked_add(group.len() as u64) else {
             let error = WalError::Failed("WAL sequence numbers are exhausted".into());
@@ -998,14 +1030,20 @@ mod tests {
     use super::*;
     use crate::storage::sim_disk::SimDisk;
 
-    /// A segment of records with these payloads, each appended when the
-    /// segment was durable up to `synced(offset)` for a record at `offset`.
-    fn segment(header: &[u8; 8], payloads: &[&[u8]], synced: impl Fn(usize) -> u64) -> (Vec<u8>, Vec<usize>) {
+    /// A segment of records with these payloads, sequences from `first`,
+    /// each appended when the segment was durable up to `synced(offset)` for
+    /// a record at `offset`.
+    fn segment_from(
+        first: u64,
+        header: &[u8; 8],
+        payloads: &[&[u8]],
+        synced: impl Fn(usize) -> u64,
+    ) -> (Vec<u8>, Vec<usize>) {
         let mut bytes = header.to_vec();
         let mut offsets = Vec::new();
         for (index, payload) in payloads.iter().enumerate() {
             offsets.push(bytes.len());
-            let sequence = index as u64 + 1;
+            let sequence = first + index as u64;
             let mut payload_crc = crc32fast::Hasher::new();
             payload_crc.update(payload);
             if header == HEADER {
@@ -1028,15 +1066,24 @@ mod tests {
         (bytes, offsets)
     }
 
-    /// Reads `bytes` as the last segment, as replay does.
-    fn read(bytes: &[u8]) -> (Result<Vec<ReadRecord>, WalError>, ReplayReport, Vec<u8>) {
+    /// [`segment_from`] with sequences from 1.
+    fn segment(header: &[u8; 8], payloads: &[&[u8]], synced: impl Fn(usize) -> u64) -> (Vec<u8>, Vec<usize>) {
+        segment_from(1, header, payloads, synced)
+    }
+
+    /// Reads `bytes` as the last segment, whose sequences start at `first`, as replay does.
+    fn read_from(first: u64, bytes: &[u8]) -> (Result<Vec<ReadRecord>, WalError>, ReplayReport, Vec<u8>) {
         let disk = SimDisk::new(1);
-        let path = Path::new("/00000000000000000001.wal");
-        let mut file = disk.create(path).unwrap();
+        let path = segment_path(Path::new("/"), first);
+        let mut file = disk.create(&path).unwrap();
         file.write_all(bytes).unwrap();
         let mut report = ReplayReport::default();
-        let records = read_segment(&disk, path, true, &mut report);
-        (records, report, disk.read(path).unwrap())
+        let records = read_segment(&disk, &path, first, true, &mut report);
+        (records, report, disk.read(&path).unwrap())
+    }
+
+    fn read(bytes: &[u8]) -> (Result<Vec<ReadRecord>, WalError>, ReplayReport, Vec<u8>) {
+        read_from(1, bytes)
     }
 
     const PAYLOADS: [&[u8]; 3] = [&[1; 40], &[2; 40], &[3; 40]];
@@ -1062,6 +1109,26 @@ mod tests {
         let error = records.err().expect("corruption").to_string();
         assert!(error.contains("a valid record follows") && error.contains("were durable"), "{error}");
         assert_eq!(left, bytes, "a corrupt segment is left as it is");
+    }
+
+    #[test]
+    fn damage_to_the_first_record_of_a_segment_of_high_sequences_is_still_found() {
+        // Past 2^32 writes, the records after the damage must still be found
+        // by their sequences, which follow the segment's first.
+        let first = (1 << 33) + 5;
+        let (mut bytes, offsets) = segment_from(first, HEADER, &PAYLOADS, |offset| offset as u64);
+        bytes[offsets[0] + 30] ^= 0x55;
+        let error = read_from(first, &bytes).0.err().expect("corruption").to_string();
+        assert!(error.contains(&format!("a valid record follows at byte {}", offsets[1])), "{error}");
+    }
+
+    #[test]
+    fn a_segment_of_a_newer_version_is_refused_by_name() {
+        let mut header = *HEADER;
+        header[7] = 3;
+        let (bytes, _) = segment(&header, &PAYLOADS, |_| 8);
+        let error = read(&bytes).0.err().expect("refused").to_string();
+        assert!(error.contains("version 3, newer than this HourglassDB reads"), "{error}");
     }
 
     #[test]

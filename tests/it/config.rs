@@ -173,6 +173,8 @@ fn every_bad_setting_stops_start_up_with_one_line_naming_it() {
         (&[], &[("GIGAPI_MODE", "banana")], "GIGAPI_MODE"),
         (&[], &[("GIGAPI_SAVE_TIMEOUT_S", "-1")], "GIGAPI_SAVE_TIMEOUT_S"),
         (&[], &[("GIGAPI_MERGE_TIMEOUT_S", "soon")], "GIGAPI_MERGE_TIMEOUT_S"),
+        // Finite, but more seconds than a timer holds.
+        (&[], &[("HOURGLASS_QUERY_QUEUE_TIMEOUT_S", "1e20")], "HOURGLASS_QUERY_QUEUE_TIMEOUT_S"),
         (&[], &[("GIGAPI_NO_MERGES", "perhaps")], "GIGAPI_NO_MERGES"),
         (&[], &[("FLIGHTSQL_ENABLE", "yes please")], "FLIGHTSQL_ENABLE"),
         (&[], &[("LOGLEVEL", "loud")], "LOGLEVEL"),

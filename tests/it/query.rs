@@ -576,6 +576,9 @@ async fn queries_past_the_admission_limits_wait_then_are_refused_on_every_front(
             "1",
             "--max-queued-queries",
             "1",
+            // The queued query waits through the checks below, however slow the machine.
+            "--query-queue-timeout-s",
+            "300",
             "--pg-port",
             &pg_port.to_string(),
             "--flightsql-port",
