@@ -78,15 +78,8 @@ class Failure(Exception):
     """The cluster could not be started or stopped working; the message says which log to read."""
 
 
-def free_ports(count):
-    ports = []
-    while len(ports) < count:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in ports:
-            ports.append(port)
-    return ports
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+from loopback import free_ports  # noqa: E402 - ports below the ephemeral range, as the tests choose them
 
 
 class Processes:

@@ -23,14 +23,13 @@ import os
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+from loopback import free_port  # noqa: E402 - ports below the ephemeral range, as the tests choose them
 
 
 def wait_for_port(port, deadline):

@@ -8,18 +8,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 
 from compare import Result
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "python"))
+from loopback import free_port  # noqa: E402 - ports below the ephemeral range, as the tests choose them
 
 
 def wait_until(check, what, timeout_s, process=None):

@@ -32,7 +32,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,9 @@ import urllib.request
 import pyarrow as pa
 import pyarrow.compute as pc
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from loopback import free_port  # noqa: E402 - shared with the benchmarks
+
 DATABASE = "crash"
 TABLE = "cycles"
 # 2023-11-14T22:13:20Z; a writer's rows are 1 ms apart.
@@ -52,10 +54,8 @@ ROWS_PER_WRITE = 400
 FRONTS = ("http", "copy", "flight")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class PortTaken(Exception):
+    """The server exited at start because one of its ports was taken."""
 
 
 class Server:
@@ -69,8 +69,22 @@ class Server:
         self.http_port, self.pg_port, self.flight_port = free_port(), free_port(), free_port()
         self.log_path = os.path.join(root, "server.log")
         self.process = None
+        self.started_once = False
 
-    def start(self):
+    def start(self, attempts=3):
+        """Starts the server and waits for /health. A first start whose port
+        another process took in the meantime is tried on new ports; a restart
+        keeps its ports, as clients expect."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once()
+            except PortTaken:
+                if self.started_once or attempt + 1 == attempts:
+                    raise SystemExit(f"the server could not listen on its ports; see {self.log_path}")
+                self.http_port, self.pg_port, self.flight_port = free_port(), free_port(), free_port()
+
+    def _start_once(self):
+        log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         log = open(self.log_path, "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GIGAPI_", "HOURGLASS_", "HTTP_"))}
         env["LOGLEVEL"] = self.log_level
@@ -84,10 +98,16 @@ class Server:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                with open(self.log_path, "rb") as f:
+                    f.seek(log_offset)
+                    said = f.read().decode(errors="replace")
+                if "cannot listen on" in said:
+                    raise PortTaken()
                 raise SystemExit(f"the server exited during start-up ({self.process.returncode}); see {self.log_path}")
             try:
                 with urllib.request.urlopen(self.url("/health"), timeout=1) as response:
                     if response.status == 200:
+                        self.started_once = True
                         return
             except (urllib.error.URLError, OSError):
                 pass
