@@ -239,6 +239,8 @@ def main():
     parser.add_argument("--max-rss-mib", type=float, default=None,
                         help="the bound on resident memory (default: both bounds plus 512)")
     parser.add_argument("--root", help="where the data and the log go (default: a temporary directory)")
+    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="one more argument for the server, e.g. --server-arg=--no-merges (repeatable)")
     args = parser.parse_args()
 
     root = args.root or tempfile.mkdtemp(prefix="hourglass-soak-")
@@ -250,7 +252,7 @@ def main():
     bounds = ["--max-buffer-bytes", f"{args.max_buffer_mib}MiB",
               "--flush-buffer-bytes", f"{max(1, args.max_buffer_mib // 4)}MiB",
               "--query-memory-bytes", f"{args.query_memory_mib}MiB"]
-    server = cc.Server(args.binary, root, extra_args=bounds)
+    server = cc.Server(args.binary, root, extra_args=bounds + args.server_arg)
     try:
         return run(args, server, max_rss)
     finally:
