@@ -21,6 +21,7 @@ pub mod compactor;
 pub mod config;
 pub mod errors;
 pub mod faults;
+pub mod fuzzing;
 pub mod ingest;
 pub mod last_values;
 pub mod metrics;

@@ -3,9 +3,9 @@
 
 pub mod auth;
 mod database;
-mod flight;
+pub(crate) mod flight;
 pub mod http;
-mod postgres;
+pub(crate) mod postgres;
 pub(crate) mod status;
 mod write_path;
 

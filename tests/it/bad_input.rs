@@ -7,8 +7,6 @@
 //! `HOURGLASS_BAD_INPUT_ROUNDS` sets the mutations per target (default 150);
 //! docs/operations.md records a longer run.
 
-use std::path::{Path, PathBuf};
-
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::{Any, CommandPreparedStatementQuery, ProstMessageExt};
 use arrow_flight::Ticket;
@@ -18,64 +16,12 @@ use prost::Message;
 use tonic::transport::Endpoint;
 use tonic::Code;
 
+use crate::mutation::{corpus, Mutator};
 use crate::postgres::{connect, server_with_rows};
 use crate::support::{client, free_port};
 
 fn rounds() -> usize {
     std::env::var("HOURGLASS_BAD_INPUT_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(150)
-}
-
-fn corpus(name: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(name);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("corpus entry").path())
-        .collect();
-    files.sort();
-    files.into_iter().map(|path| (path.clone(), std::fs::read(&path).expect("corpus file"))).collect()
-}
-
-/// Deterministic edits of bytes: deletions, insertions from `alphabet`,
-/// truncations, bit flips and repeated slices, one to eight per input.
-struct Mutator(u64);
-
-impl Mutator {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn mutate(&mut self, seed: &[u8], alphabet: &[u8]) -> Vec<u8> {
-        let mut input = seed.to_vec();
-        for _ in 0..self.below(8) + 1 {
-            let at = self.below(input.len() + 1);
-            match self.below(5) {
-                0 if !input.is_empty() => {
-                    input.remove(at.min(input.len() - 1));
-                }
-                1 => input.insert(at, alphabet[self.below(alphabet.len())]),
-                2 if at > 0 => input.truncate(at),
-                3 if !input.is_empty() => {
-                    let i = at.min(input.len() - 1);
-                    input[i] ^= 1 << self.below(8);
-                }
-                _ if !input.is_empty() => {
-                    let start = at.min(input.len() - 1);
-                    let end = (start + self.below(16) + 1).min(input.len());
-                    let slice = input[start..end].to_vec();
-                    input.splice(start..start, slice);
-                }
-                _ => input.push(alphabet[self.below(alphabet.len())]),
-            }
-        }
-        input
-    }
 }
 
 /// A SQLSTATE a client can act on: not a server fault (XX) nor an I/O error (58).

@@ -9,11 +9,15 @@
 //! planned and run by the engine, rows are written by the ingester.
 
 mod ingest;
+mod ipc_guard;
 mod metadata;
 mod running;
 mod statements;
 mod status;
 mod tickets;
+
+pub(crate) use status::StatementHandle;
+pub(crate) use tickets::TicketQuery;
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -295,13 +295,23 @@ pub(super) fn put_batches(
                     max_bytes >> 20
                 )))
             } else {
-                Ok(message)
+                // Before arrow allocates what its compressed buffers claim.
+                super::ipc_guard::check_message(&message.data_header, &message.data_body, max_bytes)
+                    .map(|()| message)
+                    .map_err(|e| Status::invalid_argument(format!("the data sent cannot be read: {e}")))
             })
         })
         .map_err(FlightError::from);
-    FlightRecordBatchStream::new_from_flight_data(data).map_err(|e| match e {
+    let batches = FlightRecordBatchStream::new_from_flight_data(data).map_err(|e| match e {
         FlightError::Tonic(status) => *status,
         other => Status::invalid_argument(format!("the data is not Arrow IPC: {other}")),
+    });
+    // arrow's IPC decoding panics on some damaged messages instead of failing
+    // (tests/it/fuzz.rs found several, in the same code reading a statement
+    // handle's parameters). These bytes come from the client, so a panic
+    // while decoding them ends the call with an error, as bad data should.
+    std::panic::AssertUnwindSafe(batches).catch_unwind().map(|item| {
+        item.unwrap_or_else(|_| Err(Status::invalid_argument("the data sent cannot be read: damaged Arrow IPC")))
     })
 }
 

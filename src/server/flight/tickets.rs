@@ -30,11 +30,22 @@ struct InfluxTicket {
     params: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-impl SqlService {
-    /// Runs a JSON ticket's SQL and streams its result.
-    pub(crate) async fn influx_ticket(&self, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
-        let call = call_of(&request)?;
-        let ticket: InfluxTicket = serde_json::from_slice(&request.get_ref().ticket).map_err(|e| {
+/// What an InfluxDB 3 JSON ticket asks for, checked.
+#[derive(Debug)]
+pub(crate) struct TicketQuery {
+    /// The database the ticket names, if it names one.
+    pub(crate) database: Option<String>,
+    /// The SQL.
+    pub(crate) sql: String,
+    /// The named parameters, as values.
+    pub(crate) params: HashMap<String, ScalarValue>,
+}
+
+impl TicketQuery {
+    /// Reads a ticket's bytes: JSON of SQL (not InfluxQL), with names of one
+    /// database that agree with each other, and parameters of JSON scalars.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<TicketQuery, Status> {
+        let ticket: InfluxTicket = serde_json::from_slice(bytes).map_err(|e| {
             Status::invalid_argument(format!(
                 "the ticket is not a FlightSQL command nor InfluxDB 3's JSON ticket \
                  {{\"database\": ..., \"sql_query\": ..., \"query_type\": \"sql\"}}: {e}"
@@ -52,28 +63,39 @@ impl SqlService {
                 return Err(Status::invalid_argument(format!("unknown query_type '{other}': use \"sql\"")));
             }
         }
-        // The ticket's own names must agree with each other, and with the header's.
+        // The ticket's own names must agree with each other (and, in the
+        // call, with the header's).
         let named = super::DatabaseChoice::new()
             .named("the ticket's database", ticket.database.as_deref())
             .named("the ticket's bucket", ticket.bucket.as_deref())
             .named("the ticket's namespace_name", ticket.namespace_name.as_deref());
-        let in_ticket = if named.is_named() {
+        let database = if named.is_named() {
             Some(named.only().map_err(|e| Status::invalid_argument(e.to_string()))?)
         } else {
             None
         };
-        let database = call.database("ticket", in_ticket.as_deref())?;
-        let plan = self.engine.plan(&database, &ticket.sql_query, &call.access).await.map_err(query_status)?;
-        let plan = match ticket.params {
-            Some(values) if !values.is_empty() => {
-                let values: HashMap<String, ScalarValue> = values
-                    .into_iter()
-                    .map(|(name, value)| params::json_value(&name, value).map(|v| (name, v)))
-                    .collect::<Result<_, _>>()
-                    .map_err(query_status)?;
-                params::bind_named(plan, values).map_err(query_status)?
-            }
-            _ => plan,
+        let params = ticket
+            .params
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, value)| params::json_value(&name, value).map(|v| (name, v)))
+            .collect::<Result<_, _>>()
+            .map_err(query_status)?;
+        Ok(TicketQuery { database, sql: ticket.sql_query, params })
+    }
+}
+
+impl SqlService {
+    /// Runs a JSON ticket's SQL and streams its result.
+    pub(crate) async fn influx_ticket(&self, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
+        let call = call_of(&request)?;
+        let ticket = TicketQuery::decode(&request.get_ref().ticket)?;
+        let database = call.database("ticket", ticket.database.as_deref())?;
+        let plan = self.engine.plan(&database, &ticket.sql, &call.access).await.map_err(query_status)?;
+        let plan = if ticket.params.is_empty() {
+            plan
+        } else {
+            params::bind_named(plan, ticket.params).map_err(query_status)?
         };
         let output = self.engine.execute(&database, plan).await.map_err(query_status)?;
         // No FlightInfo names this ticket, so no client can cancel it; closing

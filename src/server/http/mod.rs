@@ -4,6 +4,7 @@
 mod cors;
 mod listener;
 mod query;
+pub(crate) mod query_request;
 mod text;
 mod write;
 

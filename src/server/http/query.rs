@@ -17,77 +17,12 @@ use axum::response::Response;
 use axum::Extension;
 use futures::{Stream, StreamExt};
 
+use super::query_request::{Format, QueryRequest, Understand};
 use super::text::text_friendly;
-use super::{classified_error, json_error, param, query_params, HttpState};
+use super::{classified_error, json_error, HttpState};
 use crate::access::Access;
 use crate::errors::{Classified, ErrorClass};
 use crate::query::{QueryEngine, QueryError, QueryOutput};
-use crate::server::database::DatabaseChoice;
-
-/// The result encodings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    /// GigAPI's `{"results": [{...}, ...]}`.
-    GigapiJson,
-    /// InfluxDB 3's `[{...}, ...]`.
-    JsonArray,
-    /// One JSON object per line.
-    JsonLines,
-    /// CSV with a header line.
-    Csv,
-    /// An Arrow IPC stream.
-    Arrow,
-    /// A Parquet file.
-    Parquet,
-    /// A text table.
-    Pretty,
-}
-
-impl Format {
-    fn content_type(self) -> &'static str {
-        match self {
-            Format::GigapiJson | Format::JsonArray => "application/json",
-            Format::JsonLines => "application/x-ndjson",
-            Format::Csv => "text/csv; charset=utf-8",
-            Format::Arrow => "application/vnd.apache.arrow.stream",
-            Format::Parquet => "application/vnd.apache.parquet",
-            Format::Pretty => "text/plain; charset=utf-8",
-        }
-    }
-}
-
-fn gigapi_format(name: Option<&str>) -> Result<Format, String> {
-    Ok(match name.unwrap_or("json") {
-        "json" | "" => Format::GigapiJson,
-        "ndjson" | "jsonl" => Format::JsonLines,
-        "csv" => Format::Csv,
-        "arrow" => Format::Arrow,
-        "parquet" => Format::Parquet,
-        "pretty" => Format::Pretty,
-        other => return Err(format!("Unsupported format: {other} (json, ndjson, csv, arrow, parquet)")),
-    })
-}
-
-fn influx_format(name: Option<&str>, headers: &HeaderMap) -> Result<Format, String> {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let name = match name {
-        Some(name) => name,
-        None if accept.contains("application/jsonl") => "jsonl",
-        None if accept.contains("text/csv") => "csv",
-        None if accept.contains("application/vnd.apache.parquet") => "parquet",
-        None if accept.contains("text/plain") => "pretty",
-        None => "json",
-    };
-    Ok(match name {
-        "json" | "" => Format::JsonArray,
-        "jsonl" | "ndjson" => Format::JsonLines,
-        "csv" => Format::Csv,
-        "parquet" => Format::Parquet,
-        "pretty" => Format::Pretty,
-        "arrow" => Format::Arrow,
-        other => return Err(format!("unsupported format '{other}' (json, jsonl, csv, parquet, pretty)")),
-    })
-}
 
 /// The response to a failed query.
 fn error_response(error: &QueryError) -> Response {
@@ -323,47 +258,6 @@ fn rest_of_body(
     })
 }
 
-/// What the request body of `POST /query` may hold.
-#[derive(Debug, Default, serde::Deserialize)]
-struct QueryBody {
-    #[serde(default)]
-    query: Option<String>,
-    #[serde(default)]
-    q: Option<String>,
-    #[serde(default)]
-    db: Option<String>,
-    #[serde(default)]
-    format: Option<String>,
-}
-
-fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<QueryBody, String> {
-    if body.is_empty() {
-        return Ok(QueryBody::default());
-    }
-    // A body that says it is JSON must be; any other body (curl -d sends
-    // form-urlencoded) is JSON if it parses as JSON, else the SQL itself.
-    let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.contains("json"));
-    match serde_json::from_slice::<QueryBody>(body) {
-        Ok(parsed) => Ok(parsed),
-        Err(_) if !is_json => {
-            // A plain-text body is the SQL itself.
-            let text = std::str::from_utf8(body).map_err(|_| "the request body is not UTF-8".to_string())?;
-            Ok(QueryBody { query: Some(text.to_owned()), ..QueryBody::default() })
-        }
-        Err(e) => Err(format!("Invalid request body: {e}; send {{\"query\": \"SELECT ...\", \"db\": \"mydb\"}}")),
-    }
-}
-
-/// The database of a query: the `db` parameter's, else the body's, else
-/// `default`.
-fn database_name(parameter: Option<&str>, body: Option<&str>, access: &Access) -> Result<String, String> {
-    DatabaseChoice::for_access(access)
-        .named("the db parameter", parameter)
-        .named("the body", body)
-        .first()
-        .map_err(|e| e.to_string())
-}
-
 fn no_engine(state: &HttpState) -> Response {
     json_error(
         StatusCode::FORBIDDEN,
@@ -381,18 +275,25 @@ async fn read_query_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     })
 }
 
-/// What both query endpoints read first: the engine, the query string and the body.
-async fn read_request(
-    state: &HttpState,
+/// Reads and answers a query request, `understand` telling what it asks for.
+async fn answer(
+    state: HttpState,
+    method: Method,
+    access: Access,
     query: Option<String>,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     body: Body,
-) -> Result<(Arc<QueryEngine>, Vec<(String, String)>, QueryBody), Response> {
-    let engine = state.engine.clone().ok_or_else(|| no_engine(state))?;
-    let params = query_params(query.as_deref());
-    let body = read_query_body(body, state.max_query_bytes).await?;
-    let parsed = parse_body(headers, &body).map_err(|e| json_error(StatusCode::BAD_REQUEST, e))?;
-    Ok((engine, params, parsed))
+    understand: Understand,
+) -> Response {
+    let Some(engine) = state.engine.clone() else { return no_engine(&state) };
+    let body = match read_query_body(body, state.max_query_bytes).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    match understand(query.as_deref(), &headers, &body, &access) {
+        Ok(request) => respond(engine, request.database, request.sql, request.format, &method, &access).await,
+        Err(e) => json_error(StatusCode::BAD_REQUEST, e),
+    }
 }
 
 /// `POST /query?db=...&format=...` with `{"query": "...", "db": "..."}` (GigAPI).
@@ -404,22 +305,7 @@ pub(super) async fn gigapi_query(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (engine, params, parsed) = match read_request(&state, query, &headers, body).await {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
-    let format = match gigapi_format(param(&params, "format").or(parsed.format.as_deref())) {
-        Ok(format) => format,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
-    };
-    let Some(sql) = parsed.query.or(parsed.q).or_else(|| param(&params, "query").map(str::to_owned)) else {
-        return json_error(StatusCode::BAD_REQUEST, "Missing query: send {\"query\": \"SELECT ...\"}");
-    };
-    let database = match database_name(param(&params, "db"), parsed.db.as_deref(), &access) {
-        Ok(database) => database,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
-    };
-    respond(engine, database, sql, format, &method, &access).await
+    answer(state, method, access, query, headers, body, QueryRequest::gigapi).await
 }
 
 /// `GET` or `POST /api/v3/query_sql` with `db`, `q` and `format` (InfluxDB 3).
@@ -431,20 +317,5 @@ pub(super) async fn influx_query(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (engine, params, parsed) = match read_request(&state, query, &headers, body).await {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
-    let format = match influx_format(param(&params, "format").or(parsed.format.as_deref()), &headers) {
-        Ok(format) => format,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
-    };
-    let Some(sql) = param(&params, "q").map(str::to_owned).or(parsed.q).or(parsed.query) else {
-        return json_error(StatusCode::BAD_REQUEST, "missing query parameter 'q'");
-    };
-    let database = match database_name(param(&params, "db"), parsed.db.as_deref(), &access) {
-        Ok(database) => database,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
-    };
-    respond(engine, database, sql, format, &method, &access).await
+    answer(state, method, access, query, headers, body, QueryRequest::influx).await
 }

@@ -9,7 +9,7 @@
 
 mod cancel;
 mod connection;
-mod copy;
+pub(crate) mod copy;
 mod queries;
 mod results;
 mod startup;

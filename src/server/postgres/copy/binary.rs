@@ -27,8 +27,12 @@ pub(super) struct BinaryReader {
 /// What the next bytes hold.
 #[derive(Debug, PartialEq)]
 pub(super) enum Tuple {
+    /// The header (signature, flags, extension), and the bytes it took.
+    Header(usize),
     /// A row: one text value (or NULL) per column, and the bytes it took.
     Row(Vec<Option<String>>, usize),
+    /// A whole row longer than the bound given, not decoded, and its bytes.
+    TooLong(usize),
     /// The trailer: the end of the data, and the bytes it took.
     End(usize),
     /// The bytes end inside the header or a row: more are needed.
@@ -40,10 +44,11 @@ fn take<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
 }
 
 impl BinaryReader {
-    /// Reads the header, if not yet read, and the next tuple from `bytes`,
-    /// decoding its values by the `columns`' types.
-    pub(super) fn next(&mut self, bytes: &[u8], columns: &[ColumnType]) -> Result<Tuple, String> {
-        let mut at = 0;
+    /// Reads the header, if not yet read, else the next tuple from `bytes`,
+    /// decoding its values by the `columns`' types. A row is measured before
+    /// it is decoded, so that one longer than `max_row_bytes` is refused as
+    /// such whether it came whole or in pieces.
+    pub(super) fn next(&mut self, bytes: &[u8], columns: &[ColumnType], max_row_bytes: usize) -> Result<Tuple, String> {
         if !self.header_read {
             let Some(signature) = take::<11>(bytes, 0) else { return Ok(Tuple::Incomplete) };
             if &signature != SIGNATURE {
@@ -55,43 +60,49 @@ impl BinaryReader {
             if u32::from_be_bytes(flags) & (1 << 16) != 0 {
                 return Err("binary COPY data with OIDs is not supported".into());
             }
-            let extension = u32::from_be_bytes(extension) as usize;
-            if bytes.len() < 19 + extension {
+            let used = 19 + u32::from_be_bytes(extension) as usize;
+            if bytes.len() < used {
                 return Ok(Tuple::Incomplete);
             }
-            at = 19 + extension;
             self.header_read = true;
-            // The header is consumed with the first tuple: report what it took.
-            return Ok(match self.next(&bytes[at..], columns)? {
-                Tuple::Row(values, used) => Tuple::Row(values, at + used),
-                Tuple::End(used) => Tuple::End(at + used),
-                Tuple::Incomplete => {
-                    self.header_read = false;
-                    Tuple::Incomplete
-                }
-            });
+            return Ok(Tuple::Header(used));
         }
-        let Some(count) = take::<2>(bytes, at) else { return Ok(Tuple::Incomplete) };
+        let Some(count) = take::<2>(bytes, 0) else { return Ok(Tuple::Incomplete) };
         let count = i16::from_be_bytes(count);
-        at += 2;
         if count == -1 {
-            return Ok(Tuple::End(at));
+            return Ok(Tuple::End(2));
         }
         if usize::try_from(count).ok() != Some(columns.len()) {
             return Err(format!("a row has {count} values, the COPY names {} columns", columns.len()));
         }
-        let mut values = Vec::with_capacity(columns.len());
-        for (index, column) in columns.iter().enumerate() {
+        // Where each value is (None for NULL), and where the row ends.
+        let mut values_at = Vec::with_capacity(columns.len());
+        let mut at = 2;
+        for _ in columns {
             let Some(length) = take::<4>(bytes, at) else { return Ok(Tuple::Incomplete) };
             let length = i32::from_be_bytes(length);
             at += 4;
             if length < 0 {
-                values.push(None);
-                continue;
+                values_at.push(None);
+            } else {
+                values_at.push(Some(at..at + length as usize));
+                at += length as usize;
             }
-            let Some(value) = bytes.get(at..at + length as usize) else { return Ok(Tuple::Incomplete) };
-            at += length as usize;
-            values.push(Some(value_text(value, *column).map_err(|e| format!("column {}: {e}", index + 1))?));
+        }
+        if at > bytes.len() {
+            return Ok(Tuple::Incomplete);
+        }
+        if at > max_row_bytes {
+            return Ok(Tuple::TooLong(at));
+        }
+        let mut values = Vec::with_capacity(columns.len());
+        for (index, (range, column)) in values_at.into_iter().zip(columns).enumerate() {
+            values.push(match range {
+                None => None,
+                Some(range) => {
+                    Some(value_text(&bytes[range], *column).map_err(|e| format!("column {}: {e}", index + 1))?)
+                }
+            });
         }
         Ok(Tuple::Row(values, at))
     }
@@ -220,8 +231,14 @@ mod tests {
         let row_end = stream.len();
         stream.extend_from_slice(&(-1i16).to_be_bytes());
         let mut reader = BinaryReader::default();
-        for cut in 0..row_end {
-            assert_eq!(reader.next(&stream[..cut], &columns), Ok(Tuple::Incomplete), "cut at {cut}");
+        let max = usize::MAX;
+        for cut in 0..19 {
+            assert_eq!(reader.next(&stream[..cut], &columns, max), Ok(Tuple::Incomplete), "cut at {cut}");
+        }
+        assert_eq!(reader.next(&stream, &columns, max), Ok(Tuple::Header(19)));
+        let row = &stream[19..];
+        for cut in 0..row_end - 19 {
+            assert_eq!(reader.next(&row[..cut], &columns, max), Ok(Tuple::Incomplete), "cut at {cut}");
         }
         let expected = vec![
             Some("a".to_string()),
@@ -230,7 +247,8 @@ mod tests {
             Some("2000-01-01T00:00:00Z".to_string()),
             None,
         ];
-        assert_eq!(reader.next(&stream, &columns), Ok(Tuple::Row(expected, row_end)));
-        assert_eq!(reader.next(&stream[row_end..], &columns), Ok(Tuple::End(2)));
+        assert_eq!(reader.next(row, &columns, max), Ok(Tuple::Row(expected, row_end - 19)));
+        assert_eq!(reader.next(row, &columns, 10), Ok(Tuple::TooLong(row_end - 19)), "measured, not decoded");
+        assert_eq!(reader.next(&stream[row_end..], &columns, max), Ok(Tuple::End(2)));
     }
 }

@@ -12,13 +12,12 @@
 //! before it are already written, and the error says how many rows were.
 
 mod binary;
+mod decoder;
 mod out;
 mod text;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
-use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::sql::sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement,
 };
@@ -29,14 +28,8 @@ use crate::access::{Access, Privilege};
 use crate::catalog::{ColumnType, TIME_COLUMN};
 use crate::errors::Classified;
 use crate::query::{identifier, name_parts, QueryEngine, QueryError};
-use binary::{BinaryReader, Tuple};
+pub(crate) use decoder::{CopyChunk, CopyDecoder};
 pub(crate) use out::{CopyOut, CopyTo};
-use text::LineScanner;
-
-/// Rows written per chunk (one WAL record each).
-const CHUNK_ROWS: usize = 16_384;
-/// Text bytes buffered per chunk.
-const CHUNK_BYTES: usize = 8 << 20;
 
 /// The encodings of COPY data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +192,11 @@ fn single_byte(option: &str, c: char) -> PgWireResult<u8> {
 }
 
 impl CopyFrom {
+    /// The format its options give.
+    pub(crate) fn format(&self) -> Format {
+        self.format.clone()
+    }
+
     /// Checks the table and columns and starts the load. A line (or binary
     /// row) longer than `max_line_bytes` ends it with an error.
     pub(crate) fn start(
@@ -228,26 +226,12 @@ impl CopyFrom {
         }
         let column_types =
             columns.iter().map(|c| resolved.schema.column_type(c).unwrap_or(ColumnType::String)).collect();
-        let builders = columns.iter().map(|_| StringBuilder::new()).collect();
         Ok(CopyIn {
             access: access.clone(),
             database: resolved.database,
             table: resolved.table,
-            columns,
-            column_types,
-            skip_header: self.format.header,
-            format: self.format,
-            max_line_bytes,
-            pending: Vec::new(),
-            scanner: LineScanner::default(),
-            binary: BinaryReader::default(),
-            builders,
-            buffered_rows: 0,
-            buffered_bytes: 0,
-            line: 0,
-            chunk_first_line: 1,
+            decoder: CopyDecoder::new(self.format, columns, column_types, max_line_bytes),
             written: 0,
-            ended: false,
             failed: None,
         })
     }
@@ -260,25 +244,9 @@ pub(crate) struct CopyIn {
     access: Access,
     database: String,
     table: String,
-    columns: Vec<String>,
-    column_types: Vec<ColumnType>,
-    format: Format,
-    max_line_bytes: usize,
-    skip_header: bool,
-    /// Bytes after the last complete line or row.
-    pending: Vec<u8>,
-    scanner: LineScanner,
-    binary: BinaryReader,
-    builders: Vec<StringBuilder>,
-    buffered_rows: usize,
-    buffered_bytes: usize,
-    /// Lines (or binary rows) read so far.
-    line: u64,
-    chunk_first_line: u64,
+    decoder: CopyDecoder,
     /// Rows written (acknowledged) so far.
     written: usize,
-    /// `\.` or the binary trailer was seen: the rest is ignored.
-    ended: bool,
     /// The first error: the rest of the data is read and dropped, and the error
     /// is the answer to CopyDone, as in Postgres.
     failed: Option<PgWireError>,
@@ -295,47 +263,29 @@ impl CopyIn {
 
     /// The column count announced in CopyInResponse.
     pub(crate) fn column_count(&self) -> usize {
-        self.columns.len()
+        self.decoder.columns().len()
     }
 
     /// The format code announced in CopyInResponse: 1 for binary, else 0.
     pub(crate) fn format_code(&self) -> i8 {
-        i8::from(self.format.encoding == Encoding::Binary)
+        i8::from(self.decoder.is_binary())
     }
 
     /// Takes one CopyData message.
     pub(crate) async fn data(&mut self, engine: &QueryEngine, bytes: &[u8]) {
-        if self.failed.is_some() || self.ended {
+        if self.failed.is_some() || self.decoder.done() {
             return;
         }
-        self.pending.extend_from_slice(bytes);
-        let taken = match self.format.encoding {
-            Encoding::Binary => self.take_rows(engine).await,
-            Encoding::Text | Encoding::Csv => self.take_lines(engine, false).await,
-        };
-        if let Err(e) = taken {
+        self.decoder.push(bytes);
+        if let Err(e) = self.write_chunks(engine, false).await {
             self.failed = Some(e);
-            self.pending = Vec::new();
         }
     }
 
     /// Ends the load (CopyDone): writes what is left; returns the rows written.
     pub(crate) async fn finish(mut self, engine: &QueryEngine) -> PgWireResult<usize> {
-        if self.failed.is_none() && !self.ended {
-            let taken = match self.format.encoding {
-                Encoding::Binary if !self.pending.is_empty() => Err(copy_error(
-                    "22P04",
-                    format!("the binary COPY data ends inside row {} (or its header)", self.line + 1),
-                )),
-                Encoding::Binary => Ok(()),
-                Encoding::Text | Encoding::Csv => self.take_lines(engine, true).await,
-            };
-            if let Err(e) = taken {
-                self.failed = Some(e);
-            }
-        }
         if self.failed.is_none() {
-            if let Err(e) = self.flush(engine).await {
+            if let Err(e) = self.write_chunks(engine, true).await {
                 self.failed = Some(e);
             }
         }
@@ -350,154 +300,16 @@ impl CopyIn {
         }
     }
 
-    async fn take_lines(&mut self, engine: &QueryEngine, at_end: bool) -> PgWireResult<()> {
-        let mut pending = std::mem::take(&mut self.pending);
-        let mut start = 0;
-        // Bytes already scanned are not scanned again, so a long line sent in
-        // many small messages costs its length, not its length squared.
-        while let Some(end) = self.scanner.line_end(&pending, &self.format) {
-            let line = &pending[start..end];
-            start = end + 1;
-            self.scanner = LineScanner { scanned: start, quoted: false };
-            self.line_in_order(engine, line).await?;
-            if self.ended {
-                return Ok(());
-            }
-            self.flush_if_full(engine).await?;
-        }
-        let rest = &pending[start..];
-        if at_end && !rest.is_empty() {
-            self.line_in_order(engine, rest).await?;
-        } else if rest.len() > self.max_line_bytes {
-            return Err(self.too_long());
-        } else {
-            pending.drain(..start);
-            self.scanner.scanned -= start;
-            self.pending = pending;
+    /// Writes every chunk the decoder has ready (with `at_end`, all it holds).
+    async fn write_chunks(&mut self, engine: &QueryEngine, at_end: bool) -> PgWireResult<()> {
+        while let Some(chunk) = self.decoder.next_chunk(at_end)? {
+            self.write(engine, chunk).await?;
         }
         Ok(())
     }
 
-    async fn take_rows(&mut self, engine: &QueryEngine) -> PgWireResult<()> {
-        let pending = std::mem::take(&mut self.pending);
-        let mut start = 0;
-        loop {
-            match self.binary.next(&pending[start..], &self.column_types) {
-                Ok(Tuple::Row(values, used)) => {
-                    start += used;
-                    self.line += 1;
-                    let values: Vec<Option<&str>> = values.iter().map(Option::as_deref).collect();
-                    self.push_row(&values, used);
-                    self.flush_if_full(engine).await?;
-                }
-                Ok(Tuple::End(_)) => {
-                    self.ended = true;
-                    return Ok(());
-                }
-                Ok(Tuple::Incomplete) => break,
-                Err(message) => {
-                    self.flush(engine).await?;
-                    return Err(copy_error("22P04", format!("row {}: {message}", self.line + 1)));
-                }
-            }
-        }
-        if pending.len() - start > self.max_line_bytes {
-            return Err(self.too_long());
-        }
-        self.pending = pending[start..].to_vec();
-        Ok(())
-    }
-
-    fn too_long(&self) -> PgWireError {
-        copy_error(
-            "54000",
-            format!(
-                "line {} is longer than {} bytes (HOURGLASS_MAX_COPY_LINE_BYTES)",
-                self.line + 1,
-                self.max_line_bytes
-            ),
-        )
-    }
-
-    /// Takes a line; when it is malformed, the rows before it are written
-    /// first, so that the error reported is the first bad line's.
-    async fn line_in_order(&mut self, engine: &QueryEngine, line: &[u8]) -> PgWireResult<()> {
-        match self.line(line) {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                self.flush(engine).await?;
-                Err(error)
-            }
-        }
-    }
-
-    fn line(&mut self, line: &[u8]) -> PgWireResult<()> {
-        self.line += 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line == b"\\." {
-            self.ended = true;
-            return Ok(());
-        }
-        if std::mem::take(&mut self.skip_header) {
-            return Ok(());
-        }
-        let at = |e: String| copy_error("22P04", format!("line {}: {e}", self.line));
-        let values = if self.format.is_csv() {
-            text::csv_fields(line, &self.format)
-        } else {
-            text::text_fields(line, &self.format)
-        }
-        .map_err(at)?;
-        if values.len() != self.columns.len() {
-            return Err(at(format!("expected {} columns, got {}", self.columns.len(), values.len())));
-        }
-        // Every value is checked before any is appended, so a bad value
-        // leaves the columns of the rows before it aligned.
-        let mut texts: Vec<Option<&str>> = Vec::with_capacity(values.len());
-        for value in &values {
-            texts.push(match value {
-                None => None,
-                Some(bytes) => Some(
-                    std::str::from_utf8(bytes)
-                        .map_err(|_| copy_error("22021", format!("line {}: the data is not valid UTF-8", self.line)))?,
-                ),
-            });
-        }
-        self.push_row(&texts, line.len());
-        Ok(())
-    }
-
-    /// Appends one row of values, as many as there are columns.
-    fn push_row(&mut self, values: &[Option<&str>], bytes: usize) {
-        if self.buffered_rows == 0 {
-            self.chunk_first_line = self.line;
-        }
-        for (builder, value) in self.builders.iter_mut().zip(values) {
-            builder.append_option(*value);
-        }
-        self.buffered_rows += 1;
-        self.buffered_bytes += bytes;
-    }
-
-    async fn flush_if_full(&mut self, engine: &QueryEngine) -> PgWireResult<()> {
-        if self.buffered_rows >= CHUNK_ROWS || self.buffered_bytes >= CHUNK_BYTES {
-            self.flush(engine).await?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self, engine: &QueryEngine) -> PgWireResult<()> {
-        if self.buffered_rows == 0 {
-            return Ok(());
-        }
-        let fields: Vec<Field> = self.columns.iter().map(|c| Field::new(c, DataType::Utf8, true)).collect();
-        let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
-            .map_err(|e| copy_error("XX000", format!("building the COPY batch: {e}")))?;
-        let first_line = self.chunk_first_line;
-        self.buffered_rows = 0;
-        self.buffered_bytes = 0;
-        match engine.write_batch(&self.database, &self.table, batch, &self.access).await {
+    async fn write(&mut self, engine: &QueryEngine, chunk: CopyChunk) -> PgWireResult<()> {
+        match engine.write_batch(&self.database, &self.table, chunk.batch, &self.access).await {
             Ok(rows) => {
                 self.written += rows;
                 Ok(())
@@ -505,7 +317,7 @@ impl CopyIn {
             Err(error) => {
                 // The write path numbers rows from 1 within the chunk; say which line.
                 let message = match error.bad_row() {
-                    Some((row, problem)) => format!("line {}: {problem}", first_line + row as u64 - 1),
+                    Some((row, problem)) => format!("line {}: {problem}", chunk.first_line + row as u64 - 1),
                     None => error.to_string(),
                 };
                 Err(copy_error(error.sqlstate(), message))
