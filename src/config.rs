@@ -436,8 +436,9 @@ pub struct Settings {
     #[arg(long, env = "HOURGLASS_WAL_SEGMENT_BYTES", value_name = "SIZE", default_value = "64MiB", global = true)]
     pub wal_segment_bytes: ByteSize,
 
-    /// Memory all running queries may use together; sorts and aggregations spill
-    /// to disk past it, and a query that still does not fit fails with a clear error.
+    /// Memory all running queries may use together, counting the readers of
+    /// overlapping files a query merges; sorts and aggregations spill to disk
+    /// past it, and a query that still does not fit fails with a clear error.
     #[arg(long, env = "HOURGLASS_QUERY_MEMORY_BYTES", value_name = "SIZE", default_value = "2GiB", global = true)]
     pub query_memory_bytes: ByteSize,
 

@@ -15,6 +15,7 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{internal_err, Result};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{
     EquivalenceProperties, LexOrdering, OrderingRequirements, PhysicalExpr, PhysicalSortExpr,
@@ -42,9 +43,24 @@ pub struct DeduplicateExec {
     input_order: LexOrdering,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// What the readers below hold that DataFusion's memory pool does not
+    /// see (see [`DeduplicateExec::with_reader_bytes`]).
+    reader_bytes: usize,
 }
 
 impl DeduplicateExec {
+    /// Reserves `bytes` of the query memory pool while this runs, for what
+    /// the Parquet readers of its inputs hold outside the pool (compressed
+    /// column chunks, decoded pages). A merge reads every input at once, so
+    /// this grows with the number of overlapping files; reserved, a query
+    /// that would take more than the pool has left is refused as out of
+    /// memory (53200, HTTP 429) instead of growing the process past its
+    /// bound.
+    pub fn with_reader_bytes(mut self, bytes: usize) -> Self {
+        self.reader_bytes = bytes;
+        self
+    }
+
     /// Deduplicates `input`, which must be one partition sorted by
     /// `key_columns` then `source_column`.
     pub fn try_new(input: Arc<dyn ExecutionPlan>, key_columns: Vec<usize>, source_column: usize) -> Result<Self> {
@@ -88,6 +104,7 @@ impl DeduplicateExec {
             input_order,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
+            reader_bytes: 0,
         })
     }
 }
@@ -138,13 +155,18 @@ impl ExecutionPlan for DeduplicateExec {
         if children.len() != 1 {
             return internal_err!("DeduplicateExec takes one input");
         }
-        Ok(Arc::new(DeduplicateExec::try_new(children.swap_remove(0), self.key_columns.clone(), self.source_column)?))
+        Ok(Arc::new(
+            DeduplicateExec::try_new(children.swap_remove(0), self.key_columns.clone(), self.source_column)?
+                .with_reader_bytes(self.reader_bytes),
+        ))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         if partition != 0 {
             return internal_err!("DeduplicateExec has one partition, asked for {partition}");
         }
+        let readers = MemoryConsumer::new("DeduplicateExec readers").register(context.memory_pool());
+        readers.try_grow(self.reader_bytes)?;
         let input = self.input.execute(0, context)?;
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let merged = MetricBuilder::new(&self.metrics).counter("duplicate_rows_merged", partition);
@@ -157,6 +179,7 @@ impl ExecutionPlan for DeduplicateExec {
             done: false,
             baseline,
             merged,
+            _readers: readers,
         };
         let stream = futures::stream::try_unfold(state, |mut state| async move {
             loop {
@@ -196,6 +219,8 @@ struct DedupState {
     done: bool,
     baseline: BaselineMetrics,
     merged: Count,
+    /// Held until the stream is dropped.
+    _readers: MemoryReservation,
 }
 
 impl DedupState {

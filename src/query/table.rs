@@ -143,7 +143,7 @@ impl TimeseriesTable {
     pub(crate) fn merged_files(&self, state: &dyn Session, files: Vec<FileEntry>) -> Result<Arc<dyn ExecutionPlan>> {
         let projection: Vec<usize> = (0..self.arrow_schema.fields().len()).collect();
         let sources = files.into_iter().map(Source::File).collect();
-        self.deduplicated_scan(state, sources, &projection, None)
+        self.deduplicated_scan(state, sources, &projection, None, ReaderMemory::Unreserved)
     }
 }
 
@@ -200,6 +200,52 @@ impl Source {
             Source::Buffer(batch) => time_range(batch, time_column).unwrap_or((i64::MAX, i64::MIN)),
         }
     }
+}
+
+/// Whether a merge of overlapping files reserves the memory its Parquet
+/// readers hold from the query pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReaderMemory {
+    /// Queries: many may run at once, and the pool is their bound.
+    Reserve,
+    /// Compaction: at most `MAX_FILES_PER_MERGE` files per merge, a few
+    /// merges at once, and a merge refused because queries hold the pool
+    /// would leave the files that make queries expensive unmerged.
+    Unreserved,
+}
+
+/// What a Parquet reader of `file` holds outside the memory pool while a
+/// merge reads it, `columns` of them: the compressed column chunks of one
+/// row group, and a decoded page of each column (parquet writes at most
+/// 20,000 rows a page; 6 bytes a value on average over tag keys, integers,
+/// floats and times). On 606 level-1 files of 26,000 rows each this comes
+/// to about 560 KiB a file; the process grew by 515 KiB a file.
+fn parquet_reader_bytes(file: &FileEntry, columns: usize) -> usize {
+    const PAGE_ROWS: u64 = 20_000;
+    const BYTES_PER_VALUE: u64 = 6;
+    let rows = file.row_count.max(1);
+    // Level-1 files have smaller row groups than merged ones; the larger
+    // bounds both.
+    let row_group_rows = rows.min(crate::storage::ParquetOptions::MERGED.row_group_rows as u64);
+    let compressed = file.size_bytes.saturating_mul(row_group_rows) / rows;
+    let pages = rows.min(PAGE_ROWS) * BYTES_PER_VALUE * columns as u64;
+    usize::try_from(compressed.saturating_add(pages)).unwrap_or(usize::MAX)
+}
+
+/// Rows a merge of overlapping sources holds in flight, across all of them.
+///
+/// The merge keeps the current batch of every input at once, and the pool
+/// counts them: at the session's 8,192 rows a query over 606 overlapping
+/// level-1 files reserved 510 MB for its merge alone and was refused at a
+/// 512 MiB pool (docs/operations.md, the soak). Smaller batches per input
+/// keep the total near this many rows, whatever the number of files.
+const MERGE_ROWS_IN_FLIGHT: usize = 512 * 1024;
+
+/// The batch size of each of `inputs` sources merged at once: the session's
+/// for up to 64 inputs, less for more, never below 128 rows (below that the
+/// per-batch work costs more than the memory saved).
+fn merge_input_batch_rows(inputs: usize, session_batch_rows: usize) -> usize {
+    (MERGE_ROWS_IN_FLIGHT / inputs.max(1)).clamp(128.min(session_batch_rows), session_batch_rows.max(1))
 }
 
 /// Splits the sources of a partition (oldest first) into groups whose time
@@ -358,6 +404,7 @@ impl TimeseriesTable {
         sources: Vec<Source>,
         projection: &[usize],
         key_predicate: Option<&Arc<dyn PhysicalExpr>>,
+        reserve: ReaderMemory,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let order = self.schema.row_order();
         // Read the requested columns plus the whole key, and the source number.
@@ -381,6 +428,17 @@ impl TimeseriesTable {
         let ordering = LexOrdering::new(Self::sort_exprs(&with_source, &sort_columns))
             .ok_or_else(|| DataFusionError::Internal("empty sort key".into()))?;
 
+        let batch_rows = merge_input_batch_rows(sources.len(), state.config().batch_size());
+        let reader_bytes: usize = match reserve {
+            ReaderMemory::Reserve => sources
+                .iter()
+                .map(|source| match source {
+                    Source::File(file) => parquet_reader_bytes(file, read.len() - 1),
+                    Source::Buffer(_) => 0,
+                })
+                .sum(),
+            ReaderMemory::Unreserved => 0,
+        };
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::with_capacity(sources.len());
         for (number, source) in sources.into_iter().enumerate() {
             let number = u32::try_from(number).map_err(|e| DataFusionError::External(Box::new(e)))?;
@@ -401,6 +459,7 @@ impl TimeseriesTable {
                         .with_projection_indices(Some(read.clone()))?
                         .with_output_ordering(vec![ordering.clone()])
                         .with_preserve_order(true)
+                        .with_batch_size(Some(batch_rows))
                         .build();
                     inputs.push(DataSourceExec::from_data_source(config));
                 }
@@ -436,7 +495,7 @@ impl TimeseriesTable {
         let source_position = read.len() - 1;
         let key_positions = merge_columns[..merge_columns.len() - 1].to_vec();
         let deduplicated: Arc<dyn ExecutionPlan> =
-            Arc::new(DeduplicateExec::try_new(merged, key_positions, source_position)?);
+            Arc::new(DeduplicateExec::try_new(merged, key_positions, source_position)?.with_reader_bytes(reader_bytes));
         // Back to the requested columns, in the requested order.
         let output = deduplicated.schema();
         let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = projection
@@ -590,7 +649,13 @@ impl TableProvider for TimeseriesTable {
             parts.push(DataSourceExec::from_data_source(memory));
         }
         for group in overlapping {
-            parts.push(self.deduplicated_scan(state, group, &projection, key_predicate.as_ref())?);
+            parts.push(self.deduplicated_scan(
+                state,
+                group,
+                &projection,
+                key_predicate.as_ref(),
+                ReaderMemory::Reserve,
+            )?);
         }
         let plan: Arc<dyn ExecutionPlan> = match parts.len() {
             0 => Arc::new(EmptyExec::new(projected_schema)),

@@ -282,7 +282,7 @@ pub fn compactor_options(settings: &Settings) -> Result<CompactorOptions, Settin
             "HOURGLASS_COMPACTION_LEASE_S",
         )?
         .max(Duration::from_millis(10)),
-        parquet: ParquetOptions { zstd_level: 3, row_group_rows: 512 * 1024 },
+        parquet: ParquetOptions::MERGED,
     })
 }
 

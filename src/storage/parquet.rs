@@ -27,6 +27,12 @@ impl Default for ParquetOptions {
     }
 }
 
+impl ParquetOptions {
+    /// How the compactor writes merged files: slower zstd that compacts
+    /// better, and larger row groups.
+    pub const MERGED: ParquetOptions = ParquetOptions { zstd_level: 3, row_group_rows: 512 * 1024 };
+}
+
 /// Writer properties for files sorted by `order`, with each column encoded
 /// for what it holds once rows are sorted by series then time:
 ///

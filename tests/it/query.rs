@@ -565,6 +565,56 @@ async fn memory_and_time_limits_end_the_query_not_the_server() {
     assert_eq!(results(&server, "l", "SELECT count(*) AS n FROM m").await, vec![json!({"n": 20000})], "still serving");
 }
 
+/// A query over many overlapping files reads them all at once, and their
+/// Parquet readers hold memory DataFusion's pool does not see: that memory
+/// is reserved from the pool first, so a query that would take more than the
+/// pool allows is refused as out of memory (not run past the bound), and the
+/// same query on the same files with room enough is answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readers_of_overlapping_files_count_against_the_query_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let fields = 8;
+    let (files, rows_per_file) = (20, 20_000);
+    {
+        let server = Server::start(&root, &["--save-timeout-s", "0.2", "--no-merges"]);
+        for file in 0..files {
+            // Every file spans the same hour, each with a host of its own.
+            let body: String = (0..rows_per_file)
+                .map(|i| {
+                    let values: Vec<String> =
+                        (0..fields).map(|f| format!("f{f}={}", (i * 7 + f) * 100 + file)).collect();
+                    format!("m,host=h{file} {} {}\n", values.join(","), 1_700_000_000_000u64 + i as u64)
+                })
+                .collect();
+            let persisted = crate::support::metric(&server, "hourglass_persisted_files_total").await;
+            assert_eq!(post(&server.url("/write?db=r&precision=ms"), body).await.0, 204);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while crate::support::metric(&server, "hourglass_persisted_files_total").await == persisted {
+                assert!(std::time::Instant::now() < deadline, "the buffer was not persisted");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+        assert_eq!(crate::support::listed_files(&root, "r", "m").len(), files);
+    }
+    let every_field: Vec<String> = (0..fields).map(|f| format!("max(f{f}) AS f{f}")).collect();
+    let sql = format!("SELECT count(*) AS n, {} FROM m", every_field.join(", "));
+
+    // About 1.7 MiB of readers per file of 20,000 rows, 34 MiB in all: past
+    // a 24 MiB pool, which the merged batches alone fit in.
+    let small = Server::start(&root, &["--no-merges", "--query-memory-bytes", "24MiB"]);
+    let (status, message) = query_error(&small, "r", &sql).await;
+    assert_eq!(status, 429, "{message}");
+    assert!(message.contains("DeduplicateExec readers"), "the refusal names what holds the memory: {message}");
+    drop(small);
+
+    let roomy = Server::start(&root, &["--no-merges", "--query-memory-bytes", "512MiB"]);
+    let answer = results(&roomy, "r", &sql).await;
+    assert_eq!(answer[0]["n"], json!(files * rows_per_file), "{answer:?}");
+    let top = ((rows_per_file - 1) * 7 + 7) * 100 + files - 1;
+    assert_eq!(answer[0]["f7"].as_f64(), Some(top as f64), "{answer:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn queries_past_the_admission_limits_wait_then_are_refused_on_every_front() {
     let dir = tempfile::tempdir().unwrap();
