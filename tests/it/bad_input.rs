@@ -157,3 +157,119 @@ async fn prepared_handle(flight: &mut FlightSqlServiceClient<tonic::transport::C
     let result: ActionCreatePreparedStatementResult = any.unpack().expect("unpack").expect("the result");
     result.prepared_statement_handle
 }
+
+/// A FlightSQL bulk ingest whose Arrow IPC is damaged: bytes of its
+/// record-batch message mutated, in plain and zstd-compressed encodings, and
+/// a compressed buffer claiming 2^59 bytes. arrow's decoding panics on some
+/// of these and would allocate the claimed length; each must be refused
+/// with a client error, and the server must go on serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn damaged_arrow_ipc_in_a_bulk_ingest_is_refused_and_the_server_goes_on() {
+    use arrow::array::{Float64Array, StringArray, TimestampNanosecondArray};
+    use arrow::ipc::writer::IpcWriteOptions;
+    use arrow_flight::encode::FlightDataEncoderBuilder;
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    use arrow_flight::{FlightData, FlightDescriptor};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let flight_port = free_port();
+    let server =
+        crate::support::Server::start(&dir.path().join("data"), &["--flightsql-port", &flight_port.to_string()]);
+    let channel = Endpoint::from_shared(format!("http://127.0.0.1:{flight_port}")).unwrap().connect().await.unwrap();
+    let rows = 200;
+    let batch = arrow::array::RecordBatch::try_from_iter([
+        (
+            "time",
+            Arc::new(TimestampNanosecondArray::from(
+                (0..rows).map(|i| 1_700_000_000_000_000_000 + i).collect::<Vec<_>>(),
+            )) as arrow::array::ArrayRef,
+        ),
+        ("host", Arc::new(StringArray::from((0..rows).map(|i| format!("h{}", i % 3)).collect::<Vec<_>>())) as _),
+        ("usage", Arc::new(Float64Array::from((0..rows).map(|i| i as f64).collect::<Vec<_>>())) as _),
+    ])
+    .unwrap();
+    let command = crate::flight::ingest_command(
+        "ipc",
+        arrow_flight::sql::TableNotExistOption::Create,
+        arrow_flight::sql::TableExistsOption::Append,
+    );
+    let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
+    let mut encodings = Vec::new();
+    for compression in [None, Some(arrow::ipc::CompressionType::ZSTD)] {
+        let options = IpcWriteOptions::default().try_with_compression(compression).unwrap();
+        let messages: Vec<FlightData> = FlightDataEncoderBuilder::new()
+            .with_options(options)
+            .with_flight_descriptor(Some(descriptor.clone()))
+            .build(futures::stream::iter([Ok(batch.clone())]))
+            .try_collect()
+            .await
+            .unwrap();
+        encodings.push(messages);
+    }
+    let put = |messages: Vec<FlightData>| {
+        let mut client = FlightServiceClient::new(channel.clone());
+        async move {
+            let mut request = tonic::Request::new(futures::stream::iter(messages));
+            request.metadata_mut().insert("database", "d".parse().unwrap());
+            match client.do_put(request).await {
+                Ok(answer) => answer.into_inner().try_collect::<Vec<_>>().await.map(|_| ()),
+                Err(status) => Err(status),
+            }
+        }
+    };
+    // The encodings as they are: both ingest.
+    for messages in &encodings {
+        put(messages.clone()).await.expect("an undamaged ingest is written");
+    }
+    let mut mutator = Mutator(0x1D0C_AFE5_0000_1234);
+    let mut refused = 0;
+    for round in 0..rounds() * 4 {
+        let mut messages = encodings[round % 2].clone();
+        // The last message is the record batch; its body or its header.
+        let last = messages.last_mut().expect("a batch message");
+        if round % 3 == 0 {
+            last.data_header = mutator.mutate(&last.data_header, b"\x00\x01\x08\xff\x7f\x80").into();
+        } else {
+            last.data_body = mutator.mutate(&last.data_body, b"\x00\x01\x08\xff\x7f\x80\xfe").into();
+        }
+        if let Err(status) = put(messages).await {
+            if status.code() == Code::Unknown && status.message().contains("transport error") {
+                // The server answered before the client had sent its whole
+                // stream, and the client saw the reset before the status:
+                // acceptable if the server is still there.
+                let health = client().get(server.url("/health")).send().await;
+                let health = health
+                    .unwrap_or_else(|e| panic!("round {round}: the server is gone ({e}):\n{}", server.log_text()));
+                assert_eq!(health.status().as_u16(), 200, "round {round}: {}", server.log_text());
+                refused += 1;
+                continue;
+            }
+            assert!(
+                !matches!(status.code(), Code::Internal | Code::Unknown | Code::Unavailable),
+                "round {round}: {:?} {}\n{}",
+                status.code(),
+                status.message(),
+                server.log_text()
+            );
+            refused += 1;
+        }
+    }
+    // A compressed buffer whose length prefix claims 2^59 bytes.
+    let mut messages = encodings[1].clone();
+    let last = messages.last_mut().expect("a batch message");
+    let mut body = last.data_body.to_vec();
+    let at = body.windows(8).position(|w| w == (rows * 8).to_le_bytes()).expect("the times' buffer length");
+    body[at..at + 8].copy_from_slice(&(1i64 << 59).to_le_bytes());
+    last.data_body = body.into();
+    let status = put(messages).await.expect_err("a claim of 2^59 bytes is refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    assert!(refused > 10, "only {refused} damaged ingests were refused");
+
+    // Still serving.
+    let mut flight = FlightSqlServiceClient::new(channel.clone());
+    flight.set_header("database", "d");
+    assert!(flight.execute("SELECT count(*) FROM ipc".into(), None).await.is_ok());
+    let health = client().get(server.url("/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}

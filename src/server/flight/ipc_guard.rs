@@ -8,9 +8,16 @@
 
 use arrow::ipc::{root_as_message, MessageHeader};
 
+/// Most bytes the compressed buffers of one IPC message may decompress to,
+/// whatever the call allows in all: a client's batch of a few MiB that
+/// claims more than this is forged or broken, and arrow would allocate it.
+pub(crate) const MAX_DECOMPRESSED_MESSAGE_BYTES: usize = 256 << 20;
+
 /// Refuses an IPC message (its flatbuffer `header` and its `body`) whose
-/// compressed buffers say they decompress to more than `limit` bytes.
+/// compressed buffers say they decompress to more than `limit` bytes (and
+/// never more than [`MAX_DECOMPRESSED_MESSAGE_BYTES`]).
 pub(crate) fn check_message(header: &[u8], body: &[u8], limit: usize) -> Result<(), String> {
+    let limit = limit.min(MAX_DECOMPRESSED_MESSAGE_BYTES);
     let message = root_as_message(header).map_err(|e| format!("not an Arrow IPC message: {e}"))?;
     let batch = match message.header_type() {
         MessageHeader::RecordBatch => message.header_as_record_batch(),
@@ -99,11 +106,13 @@ mod tests {
         let mut compressed = stream(Some(arrow::ipc::CompressionType::ZSTD));
         assert_eq!(check_stream(&compressed, 1 << 20), Ok(()));
         assert!(check_stream(&compressed, 100).is_err(), "8,000 bytes of values claimed, 100 allowed");
+        assert_eq!(check_stream(&compressed, usize::MAX), Ok(()), "no bound but the guard's own");
         // The first compressed buffer's length prefix, made to claim 2^59 bytes.
         let at = find_prefix(&compressed, 8000).expect("the values' buffer declares 8,000 bytes");
         compressed[at..at + 8].copy_from_slice(&(1i64 << 59).to_le_bytes());
         let refused = check_stream(&compressed, 1 << 20).unwrap_err();
         assert!(refused.contains("claim"), "{refused}");
+        assert!(check_stream(&compressed, usize::MAX).is_err(), "refused however large the call's bound");
     }
 
     fn find_prefix(bytes: &[u8], length: i64) -> Option<usize> {
