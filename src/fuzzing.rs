@@ -15,7 +15,7 @@ use crate::catalog::ColumnType;
 use crate::query::postgres_sql::{column_names, PostgresParser};
 use crate::server::auth::{Credentials, Users};
 use crate::server::flight::{StatementHandle, TicketQuery};
-use crate::server::http::query_request::QueryRequest;
+use crate::server::http::query_request::{QueryEndpoint, QueryRequest};
 use crate::server::postgres::copy::{CopyDecoder, CopyStatement};
 
 /// `COPY` statements in each format, and the columns they load, for the
@@ -128,11 +128,8 @@ pub fn http_query(
         headers.insert(axum::http::header::CONTENT_TYPE, value);
     }
     let access = Access::Full;
-    let request = if influx {
-        QueryRequest::influx(query_string, &headers, body, &access)
-    } else {
-        QueryRequest::gigapi(query_string, &headers, body, &access)
-    }?;
+    let endpoint = if influx { QueryEndpoint::Influx } else { QueryEndpoint::Gigapi };
+    let request = QueryRequest::read(endpoint, query_string, &headers, body, &access)?;
     Ok((request.sql, request.database, format!("{:?}", request.format)))
 }
 

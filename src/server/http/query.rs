@@ -17,7 +17,7 @@ use axum::response::Response;
 use axum::Extension;
 use futures::{Stream, StreamExt};
 
-use super::query_request::{Format, QueryRequest, Understand};
+use super::query_request::{Format, QueryEndpoint, QueryRequest};
 use super::text::text_friendly;
 use super::{classified_error, json_error, HttpState};
 use crate::access::Access;
@@ -275,7 +275,7 @@ async fn read_query_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     })
 }
 
-/// Reads and answers a query request, `understand` telling what it asks for.
+/// Reads and answers a query request to `endpoint`.
 async fn answer(
     state: HttpState,
     method: Method,
@@ -283,14 +283,14 @@ async fn answer(
     query: Option<String>,
     headers: HeaderMap,
     body: Body,
-    understand: Understand,
+    endpoint: QueryEndpoint,
 ) -> Response {
     let Some(engine) = state.engine.clone() else { return no_engine(&state) };
     let body = match read_query_body(body, state.max_query_bytes).await {
         Ok(body) => body,
         Err(response) => return response,
     };
-    match understand(query.as_deref(), &headers, &body, &access) {
+    match QueryRequest::read(endpoint, query.as_deref(), &headers, &body, &access) {
         Ok(request) => respond(engine, request.database, request.sql, request.format, &method, &access).await,
         Err(e) => json_error(StatusCode::BAD_REQUEST, e),
     }
@@ -305,7 +305,7 @@ pub(super) async fn gigapi_query(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    answer(state, method, access, query, headers, body, QueryRequest::gigapi).await
+    answer(state, method, access, query, headers, body, QueryEndpoint::Gigapi).await
 }
 
 /// `GET` or `POST /api/v3/query_sql` with `db`, `q` and `format` (InfluxDB 3).
@@ -317,5 +317,5 @@ pub(super) async fn influx_query(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    answer(state, method, access, query, headers, body, QueryRequest::influx).await
+    answer(state, method, access, query, headers, body, QueryEndpoint::Influx).await
 }

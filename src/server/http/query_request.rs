@@ -75,9 +75,15 @@ fn influx_format(name: Option<&str>, headers: &HeaderMap) -> Result<Format, Stri
     })
 }
 
-/// How an endpoint understands a request: from its query string, headers,
-/// body and the caller's access, what it asks for or why it is refused.
-pub(crate) type Understand = fn(Option<&str>, &HeaderMap, &[u8], &Access) -> Result<QueryRequest, String>;
+/// The two query endpoints, which differ in where they look for the SQL
+/// and in their format names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueryEndpoint {
+    /// GigAPI's `POST /query?db=...&format=...` with `{"query": "...", "db": "..."}`.
+    Gigapi,
+    /// InfluxDB 3's `GET` or `POST /api/v3/query_sql` with `db`, `q` and `format`.
+    Influx,
+}
 
 /// A query request, understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,46 +97,34 @@ pub(crate) struct QueryRequest {
 }
 
 impl QueryRequest {
-    /// GigAPI's `POST /query?db=...&format=...` with `{"query": "...", "db": "..."}`.
-    pub(crate) fn gigapi(
+    /// What a request to `endpoint` asks for, from its query string,
+    /// headers, body and the caller's access; or why it is refused.
+    pub(crate) fn read(
+        endpoint: QueryEndpoint,
         query: Option<&str>,
         headers: &HeaderMap,
         body: &[u8],
         access: &Access,
-    ) -> Result<QueryRequest, String> {
-        Self::read(query, headers, body, access, |params, body| {
-            let format = gigapi_format(param(params, "format").or(body.format.as_deref()))?;
-            let sql = body.query.as_ref().or(body.q.as_ref()).map(String::as_str).or_else(|| param(params, "query"));
-            Ok((sql.ok_or("Missing query: send {\"query\": \"SELECT ...\"}")?.to_owned(), format))
-        })
-    }
-
-    /// InfluxDB 3's `GET` or `POST /api/v3/query_sql` with `db`, `q` and `format`.
-    pub(crate) fn influx(
-        query: Option<&str>,
-        headers: &HeaderMap,
-        body: &[u8],
-        access: &Access,
-    ) -> Result<QueryRequest, String> {
-        Self::read(query, headers, body, access, |params, body| {
-            let format = influx_format(param(params, "format").or(body.format.as_deref()), headers)?;
-            let sql = param(params, "q").or(body.q.as_deref()).or(body.query.as_deref());
-            Ok((sql.ok_or("missing query parameter 'q'")?.to_owned(), format))
-        })
-    }
-
-    /// What both endpoints read alike: the query string, the body and the
-    /// database; `sql_and_format` reads the rest as its endpoint does.
-    fn read(
-        query: Option<&str>,
-        headers: &HeaderMap,
-        body: &[u8],
-        access: &Access,
-        sql_and_format: impl FnOnce(&[(String, String)], &QueryBody) -> Result<(String, Format), String>,
     ) -> Result<QueryRequest, String> {
         let params = query_params(query);
         let body = QueryBody::parse(headers, body)?;
-        let (sql, format) = sql_and_format(&params, &body)?;
+        let format_name = param(&params, "format").or(body.format.as_deref());
+        let (format, sql) = match endpoint {
+            QueryEndpoint::Gigapi => (
+                gigapi_format(format_name)?,
+                body.query.as_deref().or(body.q.as_deref()).or_else(|| param(&params, "query")),
+            ),
+            QueryEndpoint::Influx => (
+                influx_format(format_name, headers)?,
+                param(&params, "q").or(body.q.as_deref()).or(body.query.as_deref()),
+            ),
+        };
+        let sql = sql
+            .ok_or(match endpoint {
+                QueryEndpoint::Gigapi => "Missing query: send {\"query\": \"SELECT ...\"}",
+                QueryEndpoint::Influx => "missing query parameter 'q'",
+            })?
+            .to_owned();
         let database = database_name(param(&params, "db"), body.db.as_deref(), access)?;
         Ok(QueryRequest { sql, database, format })
     }
