@@ -1,7 +1,9 @@
 //! The WAL against a simulated disk ([`crate::storage::sim_disk`]): random
 //! writes, group commits, segment rotations and planned I/O faults, a power
 //! cut at a random call, a restart, and a check that every acknowledged
-//! write is there exactly once and whole.
+//! write is there exactly once and whole. The whole server on the same
+//! disk (persists, merges, layer moves, the orphan sweep) is
+//! `crate::server::crash_sim`.
 //!
 //! Each seed is one run. `tests/run` runs a fixed range; more, or one:
 //!
@@ -32,8 +34,8 @@ use crate::testing::Lcg;
 
 const WAL_DIR: &str = "/data/_wal";
 /// 2023-11-14T22:13:20Z.
-const START_NS: i64 = 1_700_000_000_000_000_000;
-const HOUR_NS: i64 = 3_600_000_000_000;
+pub(crate) const START_NS: i64 = 1_700_000_000_000_000_000;
+pub(crate) const HOUR_NS: i64 = 3_600_000_000_000;
 
 /// What the test sent, and what the WAL said of it.
 #[derive(Debug, Default)]
@@ -137,7 +139,7 @@ fn check(seed: u64, epoch: usize, model: &Model, buffer: &WriteBuffer, disk: &Si
 }
 
 /// What a seed's power cuts keep of unsynced writes, one of three by `choice`.
-fn tearing(choice: u64) -> Tearing {
+pub(crate) fn tearing(choice: u64) -> Tearing {
     match choice % 3 {
         0 => Tearing::None,
         1 => Tearing::Prefix,
@@ -249,7 +251,8 @@ async fn run_seed(seed: u64) {
     check(seed, 3, &model, &buffer, &disk);
 }
 
-fn seeds() -> std::ops::Range<u64> {
+/// The seeds to run: `HOURGLASS_SIM_SEED` alone, or `0..HOURGLASS_SIM_SEEDS` (300).
+pub(crate) fn seeds() -> std::ops::Range<u64> {
     if let Some(seed) = std::env::var("HOURGLASS_SIM_SEED").ok().and_then(|s| s.parse::<u64>().ok()) {
         return seed..seed + 1;
     }
@@ -328,264 +331,4 @@ async fn a_full_disk_refuses_writes_whole_and_the_wal_goes_on_once_there_is_room
     let (_wal, buffer) = open(&disk, &catalog, 1 << 20).await.expect("replay");
     let (rows, _) = buffered_rows(&buffer);
     assert_eq!(rows.keys().copied().collect::<Vec<_>>(), vec![0, 5, 6, 7], "refused writes never come back");
-}
-
-/// The whole write path on the simulated disk: WAL, write buffer, persister,
-/// the JSON catalog and the Parquet files of layer 0. Power cuts land in
-/// writes, persists, catalog commits and WAL deletions alike; after each,
-/// the restarted path persists what it replayed, and every acknowledged row
-/// must be in exactly one file the catalog lists. Merges and layer moves
-/// read files back through the object store, which the simulated disk does
-/// not serve yet: they are not in this test.
-mod persisted {
-    use std::collections::BTreeMap;
-    use std::path::Path;
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use arrow::array::{Array, DictionaryArray, Int64Array, RecordBatch, TimestampNanosecondArray};
-    use arrow::datatypes::{DataType, Field, Int32Type, Schema};
-
-    use super::{seeds, HOUR_NS, START_NS};
-    use crate::catalog::local::LocalCatalog;
-    use crate::catalog::{time_data_type, Catalog, TIME_COLUMN};
-    use crate::ingest::wal::WalError;
-    use crate::ingest::{IngestError, IngestOptions, Ingester};
-    use crate::metrics::Metrics;
-    use crate::storage::disk::Disk;
-    use crate::storage::sim_disk::{SimCall, SimDisk, SimFault};
-    use crate::storage::{file_path_in_layer, LayerConfig, LayerType, ParquetOptions, Storage};
-    use crate::testing::Lcg;
-
-    const ROOT: &str = "/data";
-
-    fn rows(id: i64, count: usize) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("series", DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), false),
-            Field::new("id", DataType::Int64, false),
-            Field::new("row", DataType::Int64, false),
-            Field::new(TIME_COLUMN, time_data_type(), false),
-        ]));
-        // One series; every row its own time, across three hour partitions.
-        let times: Vec<i64> = (0..count as i64).map(|row| START_NS + (id % 3) * HOUR_NS + id * 1_000 + row).collect();
-        let series: DictionaryArray<Int32Type> = vec!["s"; count].into_iter().collect();
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(series),
-                Arc::new(Int64Array::from(vec![id; count])),
-                Arc::new(Int64Array::from((0..count as i64).collect::<Vec<_>>())),
-                Arc::new(TimestampNanosecondArray::from(times).with_timezone(crate::catalog::TIME_ZONE)),
-            ],
-        )
-        .expect("batch")
-    }
-
-    fn open_parts(disk: &SimDisk) -> Result<(Arc<dyn Catalog>, Arc<Storage>), String> {
-        let disk: Arc<dyn Disk> = Arc::new(disk.process());
-        let catalog = LocalCatalog::open_on(Arc::clone(&disk), Path::new(ROOT)).map_err(|e| e.to_string())?;
-        let layer = LayerConfig {
-            name: "default".into(),
-            layer_type: LayerType::Fs,
-            url: ROOT.into(),
-            global: false,
-            ttl: None,
-            auth_key: None,
-            auth_secret: None,
-        };
-        let storage = Storage::open_on(vec![layer], disk).map_err(|e| e.to_string())?;
-        Ok((Arc::new(catalog), Arc::new(storage)))
-    }
-
-    async fn open_ingester(disk: &SimDisk, segment_bytes: u64) -> Result<Arc<Ingester>, String> {
-        let (catalog, storage) = open_parts(disk)?;
-        let options = IngestOptions {
-            max_line_bytes: 1 << 20,
-            max_columns_per_table: 100,
-            max_buffer_bytes: 1 << 30,
-            flush_buffer_bytes: 1 << 30,
-            // Persists come when the test asks.
-            save_interval: Duration::from_secs(3600),
-            max_concurrent_writes: 64,
-            write_queue_timeout: Duration::from_secs(30),
-            wal_segment_bytes: segment_bytes,
-            persist_concurrency: 2,
-            parquet: ParquetOptions::default(),
-        };
-        let disk: Arc<dyn Disk> = Arc::new(disk.process());
-        let (ingester, _) =
-            Ingester::open(disk, Path::new(ROOT), catalog, storage, Arc::new(Metrics::default()), None, options)
-                .await
-                .map_err(|e| e.to_string())?;
-        Ok(ingester)
-    }
-
-    /// Rows per (write id, row) in the files the catalog lists, read from the disk.
-    fn rows_in_files(disk: &SimDisk) -> BTreeMap<(i64, i64), usize> {
-        let (catalog, _) = open_parts(disk).expect("catalog");
-        let mut found = BTreeMap::new();
-        for partition in catalog.files("db", "m", i64::MIN, i64::MAX) {
-            for file in partition.files {
-                let path = Path::new(ROOT).join(file_path_in_layer("db", "m", &file.path));
-                let bytes = disk.read(&path).unwrap_or_else(|e| panic!("a listed file is missing: {e}"));
-                let reader =
-                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-                        .and_then(|builder| builder.build())
-                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                for batch in reader {
-                    let batch = batch.expect("batch");
-                    let column = |name: &str| {
-                        batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
-                    };
-                    let (Some(ids), Some(numbers)) = (column("id"), column("row")) else { continue };
-                    for i in 0..ids.len() {
-                        if ids.is_valid(i) {
-                            *found.entry((ids.value(i), numbers.value(i))).or_default() += 1;
-                        }
-                    }
-                }
-            }
-        }
-        found
-    }
-
-    /// Every Parquet file on the disk, whether the catalog lists it, and the
-    /// writes in it: what a failing seed needs to show.
-    fn describe(disk: &SimDisk) -> String {
-        let (catalog, _) = open_parts(disk).expect("catalog");
-        let listed: std::collections::BTreeMap<String, u64> = catalog
-            .files("db", "m", i64::MIN, i64::MAX)
-            .into_iter()
-            .flat_map(|p| p.files)
-            .map(|f| (f.path.clone(), f.wal_sequence))
-            .collect();
-        let mut lines = Vec::new();
-        for entry in disk.tree() {
-            let path = entry.split(" (").next().unwrap_or_default().to_owned();
-            if !path.ends_with(".parquet") {
-                lines.push(entry);
-                continue;
-            }
-            let bytes = disk.read(Path::new(&path)).unwrap_or_default();
-            let ids: std::collections::BTreeSet<i64> =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-                    .and_then(|builder| builder.build())
-                    .map(|reader| {
-                        reader
-                            .flatten()
-                            .filter_map(|b| {
-                                b.column_by_name("id").and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
-                            })
-                            .flat_map(|ids| ids.values().to_vec())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-            let relative = path.split("/m/").nth(1).unwrap_or_default();
-            let status = match listed.get(relative) {
-                Some(sequence) => format!("listed, WAL sequence {sequence}"),
-                None => "not listed".into(),
-            };
-            lines.push(format!("{path} ({status}): writes {ids:?}"));
-        }
-        lines.join("\n")
-    }
-
-    async fn run_seed(seed: u64) {
-        let mut random = Lcg(seed.wrapping_mul(0xA24B_AED4_963E_E407) ^ 0x9FB2_1C65_1E98_DF25);
-        let disk = SimDisk::new(seed);
-        disk.set_tearing(super::tearing(random.below(3)));
-        let segment_bytes = 2048 + random.below(16384);
-        let mut sent: BTreeMap<i64, usize> = BTreeMap::new();
-        let mut acknowledged: Vec<i64> = Vec::new();
-        let mut refused: Vec<i64> = Vec::new();
-        let mut next_id = 0i64;
-        for life in 0..3 {
-            let ingester = open_ingester(&disk, segment_bytes)
-                .await
-                .unwrap_or_else(|e| panic!("seed {seed}: start after power cut {life} failed: {e}"));
-            if random.below(3) == 0 {
-                let call = [SimCall::Write, SimCall::Sync, SimCall::Open, SimCall::SyncDir, SimCall::Rename]
-                    [random.below(5) as usize];
-                let fault = if random.below(2) == 0 { SimFault::Io } else { SimFault::DiskFull };
-                disk.fail_call(call, random.below(40), fault);
-            }
-            disk.power_cut_at(disk.calls() + 1 + random.below(400));
-            for _step in 0..200 {
-                if !disk.is_powered() {
-                    break;
-                }
-                if random.below(4) == 0 {
-                    let _ = ingester.persist_now().await;
-                    continue;
-                }
-                let group = 1 + random.below(6) as usize;
-                let writes: Vec<(i64, RecordBatch)> = (0..group)
-                    .map(|_| {
-                        let id = next_id;
-                        next_id += 1;
-                        let count = 1 + random.below(30) as usize;
-                        sent.insert(id, count);
-                        (id, rows(id, count))
-                    })
-                    .collect();
-                let answers = futures::future::join_all(writes.iter().map(|(id, batch)| {
-                    let ingester = &ingester;
-                    async move { (*id, ingester.write_batch("db", "m", batch, true).await) }
-                }))
-                .await;
-                for (id, answer) in answers {
-                    match answer {
-                        Ok(_) => acknowledged.push(id),
-                        Err(IngestError::Wal(WalError::DiskFull { .. } | WalError::NotWritten { .. })) => {
-                            refused.push(id)
-                        }
-                        Err(_) => {}
-                    }
-                }
-            }
-            disk.power_cut();
-            let _ = ingester.shutdown().await;
-            disk.restart();
-        }
-        // The last restart persists what it replays, then the files are read.
-        let ingester = open_ingester(&disk, segment_bytes)
-            .await
-            .unwrap_or_else(|e| panic!("seed {seed}: the last start failed: {e}"));
-        ingester.shutdown().await.unwrap_or_else(|e| panic!("seed {seed}: the last persist failed: {e}"));
-        let found = rows_in_files(&disk);
-        let context = || format!("seed {seed}; {}", describe(&disk));
-        for ((id, row), copies) in &found {
-            assert_eq!(*copies, 1, "row {row} of write {id} is in the files {copies} times; {}", context());
-            assert!(
-                sent.get(id).is_some_and(|count| (*row as usize) < *count),
-                "row {row} of write {id} was never sent"
-            );
-        }
-        for id in &acknowledged {
-            for row in 0..sent[id] as i64 {
-                assert!(found.contains_key(&(*id, row)), "acknowledged row {row} of write {id} is lost; {}", context());
-            }
-        }
-        for id in &refused {
-            assert!(!found.contains_key(&(*id, 0)), "write {id} was refused and came back; {}", context());
-        }
-        for (id, count) in &sent {
-            let present = (0..*count as i64).filter(|row| found.contains_key(&(*id, *row))).count();
-            assert!(
-                present == 0 || present == *count,
-                "write {id} came back in part ({present} of {count}); {}",
-                context()
-            );
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_acknowledged_row_is_in_one_listed_file_after_power_cuts_in_persists() {
-        let seeds = seeds();
-        // Each seed here does much more than one of the WAL alone.
-        let count = (seeds.end - seeds.start).div_ceil(3);
-        for seed in seeds.start..seeds.start + count.max(1) {
-            run_seed(seed).await;
-        }
-    }
 }

@@ -9,7 +9,7 @@ pub mod batches;
 pub mod buffer;
 pub mod columns;
 #[cfg(test)]
-mod crash_sim;
+pub(crate) mod crash_sim;
 pub mod line_protocol;
 pub mod persister;
 pub mod wal;

@@ -138,9 +138,11 @@ impl QueryEngine {
             )
             .build_arc()
             .map_err(setup)?;
-        for layer in storage.layers() {
-            let url = url::Url::parse(layer.url()).map_err(|e| QueryError::Internal(e.to_string()))?;
-            runtime.register_object_store(&url, layer.object_store());
+        let own_tables = relations.files().own_store();
+        let stores = storage.layers().iter().map(|layer| (layer.url(), layer.object_store())).chain(own_tables);
+        for (url, store) in stores {
+            let url = url::Url::parse(url).map_err(|e| QueryError::Internal(e.to_string()))?;
+            runtime.register_object_store(&url, store);
         }
         let mut config = SessionConfig::new()
             // Each database answers `information_schema` itself, the Postgres way.

@@ -2,6 +2,8 @@
 //! and shutdown on SIGINT or SIGTERM.
 
 pub mod auth;
+#[cfg(test)]
+mod crash_sim;
 mod database;
 pub(crate) mod flight;
 pub mod http;
@@ -28,6 +30,7 @@ use crate::ingest::{IngestOptions, Ingester};
 use crate::last_values::LastValueCache;
 use crate::metrics::Metrics;
 use crate::query::{BufferedRows, QueryEngine, QueryOptions, TableWriter};
+use crate::storage::disk::RealDisk;
 use crate::storage::{ParquetOptions, Storage};
 use auth::{Authenticator, Users};
 use write_path::{BufferForQueries, InsertsToIngester, MergesThroughEngine};
@@ -46,7 +49,7 @@ pub enum ServeError {
 /// Checks that the data root exists (creating it) and is writable.
 fn prepare_root(root: &Path) -> Result<(), SettingError> {
     let error = |message: String| SettingError::new("root", "GIGAPI_ROOT", format!("{}: {message}", root.display()));
-    crate::storage::fs::create_dir_all_synced(&crate::storage::disk::RealDisk, root)
+    crate::storage::fs::create_dir_all_synced(&RealDisk, root)
         .map_err(|e| error(format!("cannot create the directory: {e}")))?;
     let probe = root.join(format!(".tmp-write-probe-{}", std::process::id()));
     std::fs::write(&probe, b"probe").map_err(|e| error(format!("cannot write in the directory: {e}")))?;
@@ -154,7 +157,9 @@ async fn open_relations(
     grace: Duration,
 ) -> Result<Arc<RelationStore>, ServeError> {
     let files = match settings.metadata_type {
-        MetadataType::Json => RelationFiles::local(&settings.root).map_err(|e| ServeError::Runtime(e.to_string()))?,
+        MetadataType::Json => {
+            RelationFiles::local(Arc::new(RealDisk), &settings.root).map_err(|e| ServeError::Runtime(e.to_string()))?
+        }
         MetadataType::Redis => RelationFiles::shared(Arc::clone(storage)),
     };
     let refuses = (settings.mode == Mode::Readonly && settings.metadata_type == MetadataType::Json).then(|| {
@@ -220,7 +225,7 @@ fn root_id(root: &Path) -> Result<String, SettingError> {
         Err(e) => return Err(error(format!("cannot read: {e}"))),
     }
     let id = uuid::Uuid::new_v4().to_string();
-    crate::storage::fs::write_atomic_bytes(&crate::storage::disk::RealDisk, &path, id.as_bytes())
+    crate::storage::fs::write_atomic_bytes(&RealDisk, &path, id.as_bytes())
         .map_err(|e| error(format!("cannot write: {e}")))?;
     Ok(id)
 }
@@ -380,7 +385,7 @@ impl Components {
         let (catalog, relation_log): (Arc<dyn Catalog>, Arc<dyn RelationLog>) = match settings.metadata_type {
             MetadataType::Json => (
                 Arc::new(LocalCatalog::open(&settings.root).map_err(|e| ServeError::Runtime(e.to_string()))?),
-                Arc::new(RelationFile::new(&settings.root)),
+                Arc::new(RelationFile::new(Arc::new(RealDisk), &settings.root)),
             ),
             MetadataType::Redis => {
                 let options = RedisOptions {
@@ -424,7 +429,7 @@ impl Components {
         let ingester = if settings.mode.writes() {
             let started = std::time::Instant::now();
             let (ingester, replay) = Ingester::open(
-                Arc::new(crate::storage::disk::RealDisk),
+                Arc::new(RealDisk),
                 &settings.root,
                 Arc::clone(&catalog),
                 Arc::clone(&storage),

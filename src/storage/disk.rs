@@ -2,9 +2,11 @@
 //! interface: the real file system, or (in tests) a simulated disk that can
 //! lose power, tear writes and fail calls on purpose ([`super::sim_disk`]).
 //!
-//! The interface holds only what crash safety depends on: creating, appending,
-//! syncing, renaming and removing files, and syncing directories. Whatever
-//! goes through it can be tested against a power cut at any call.
+//! The interface holds what the durable parts do with local files: creating,
+//! appending, syncing, renaming and removing files, creating, listing,
+//! syncing and removing directories, reading files back, and serving a
+//! directory as an object store for queries and merges. Whatever goes
+//! through it can be tested against a power cut at any call.
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
@@ -21,6 +23,17 @@ pub struct DiskEntry {
     pub name: String,
     /// Its full path.
     pub path: PathBuf,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+}
+
+/// What [`Disk::stat`] tells of a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskStat {
+    /// Its size in bytes (0 for a directory).
+    pub len: u64,
+    /// When it was last written: what the orphan sweep judges a file's age by.
+    pub modified: std::time::SystemTime,
     /// Whether it is a directory.
     pub is_dir: bool,
 }
@@ -54,6 +67,9 @@ pub trait Disk: Send + Sync + std::fmt::Debug {
     /// The whole content of the file at `path`.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
 
+    /// The size and age of what is at `path`.
+    fn stat(&self, path: &Path) -> io::Result<DiskStat>;
+
     /// Creates the file at `path`, or empties it if it exists, for writing.
     fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
 
@@ -65,6 +81,9 @@ pub trait Disk: Send + Sync + std::fmt::Debug {
 
     /// Removes the file at `path`.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+
+    /// Removes the empty directory at `path`.
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
 
     /// Makes the entries created, renamed or removed in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
@@ -141,6 +160,11 @@ impl Disk for RealDisk {
         std::fs::read(path)
     }
 
+    fn stat(&self, path: &Path) -> io::Result<DiskStat> {
+        let metadata = std::fs::metadata(path)?;
+        Ok(DiskStat { len: metadata.len(), modified: metadata.modified()?, is_dir: metadata.is_dir() })
+    }
+
     fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
         let file = OpenOptions::new().create(true).write(true).truncate(true).open(path)?;
         Ok(Box::new(RealFile(file)))
@@ -156,6 +180,10 @@ impl Disk for RealDisk {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir(path)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

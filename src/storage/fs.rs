@@ -7,7 +7,7 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::disk::{Disk, DiskFile};
+use super::disk::{Disk, DiskEntry, DiskFile, DiskStat};
 
 /// Prefix of temporary files; anything starting with it is garbage after a crash.
 pub const TEMP_PREFIX: &str = ".tmp-";
@@ -171,4 +171,42 @@ pub fn write_atomic(
 /// [`write_atomic`] for bytes already in memory.
 pub fn write_atomic_bytes(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
     write_atomic(disk, path, |file| file.write_all(bytes)).map(|_| ())
+}
+
+/// Removes the directory `dir` and everything under it, as
+/// `std::fs::remove_dir_all` does, through `disk`. Nothing is synced: what
+/// a crash brings back is found by the orphan sweep.
+pub fn remove_dir_all(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
+    for entry in disk.read_dir(dir)? {
+        let removed = if entry.is_dir { remove_dir_all(disk, &entry.path) } else { disk.remove_file(&entry.path) };
+        match removed {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    disk.remove_dir(dir)
+}
+
+/// Every file under `dir`, at any depth, with what [`Disk::stat`] says of
+/// it: none if `dir` does not exist, and not those removed between the
+/// listing and their stat (a listing races with deletions).
+pub fn files_under(disk: &dyn Disk, dir: &Path) -> io::Result<Vec<(DiskEntry, DiskStat)>> {
+    let mut found = Vec::new();
+    let entries = match disk.read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        if entry.is_dir {
+            found.extend(files_under(disk, &entry.path)?);
+            continue;
+        }
+        match disk.stat(&entry.path) {
+            Ok(stat) => found.push((entry, stat)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
 }

@@ -9,7 +9,7 @@ use arrow::array::RecordBatch;
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::disk::{Disk, RealDisk};
+use super::disk::Disk;
 use super::{
     fs, fs_layer_root, parquet, time_range, LayerConfig, LayerType, ParquetOptions, RowOrder, S3Url, StorageError,
 };
@@ -44,9 +44,9 @@ impl WrittenFile {
 
 #[derive(Debug)]
 pub(super) enum Backend {
-    /// A directory. Files the persister writes whole go through `disk` (a
-    /// simulated one in crash tests); streamed writes, copies, deletes and
-    /// reads use the file system and the layer's object store directly.
+    /// A directory. Every write, copy and delete goes through `disk` (a
+    /// simulated one in crash tests), and so do reads, through the store
+    /// the disk gives (see [`Disk::object_store`]).
     Fs {
         root: PathBuf,
         disk: Arc<dyn Disk>,
@@ -69,8 +69,13 @@ impl Layer {
     /// Opens layer number `index`: checks the configuration and creates a local
     /// layer's directory on `disk`, but does not contact remote storage.
     pub fn open(index: usize, config: LayerConfig, disk: &Arc<dyn Disk>) -> Result<Layer, StorageError> {
+        Layer::open_at(format!("hourglass-layer-{index}://store"), config, disk)
+    }
+
+    /// [`Self::open`], for a layer the query engine finds under `url`
+    /// (unique among the layers it reads).
+    pub fn open_at(url: String, config: LayerConfig, disk: &Arc<dyn Disk>) -> Result<Layer, StorageError> {
         let error = |message: String| StorageError::Config { layer: config.name.clone(), message };
-        let url = format!("hourglass-layer-{index}://store");
         let (backend, store): (Backend, Arc<dyn ObjectStore>) = match config.layer_type {
             LayerType::Fs => {
                 let root = fs_layer_root(&config.url);
@@ -247,11 +252,11 @@ impl Layer {
     {
         use futures::StreamExt;
         match &self.backend {
-            Backend::Fs { root, .. } => {
+            Backend::Fs { root, disk } => {
                 let (batches, each) = (&mut batches, &mut each);
                 let mut failed = None;
                 let failed_slot = &mut failed;
-                let written = write_local_file(root, relative, |file| async move {
+                let written = write_local_file(disk, root, relative, |file| async move {
                     let mut writer = ::parquet::arrow::AsyncArrowWriter::try_new(file, schema, Some(properties))?;
                     while let Some(batch) = batches.next().await {
                         let batch = match batch {
@@ -328,11 +333,16 @@ impl Layer {
     /// answer). What `/ready` asks of every layer.
     pub async fn probe(&self, timeout: std::time::Duration) -> Result<(), String> {
         match &self.backend {
-            Backend::Fs { root, .. } => match tokio::fs::metadata(root).await {
-                Ok(metadata) if metadata.is_dir() => Ok(()),
-                Ok(_) => Err(format!("{} is not a directory", root.display())),
-                Err(e) => Err(format!("{}: {e}", root.display())),
-            },
+            Backend::Fs { root, disk } => {
+                let disk = Arc::clone(disk);
+                // A hung mount answers nothing; the probe answers in time.
+                match tokio::time::timeout(timeout, blocking(root, move |root| disk.stat(root))).await {
+                    Ok(Ok(stat)) if stat.is_dir => Ok(()),
+                    Ok(Ok(_)) => Err(format!("{} is not a directory", root.display())),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+                }
+            }
             Backend::ObjectStore => {
                 let probe = object_store::path::Path::from("_hourglass_ready_probe");
                 match tokio::time::timeout(timeout, self.store.head(&probe)).await {
@@ -347,13 +357,13 @@ impl Layer {
     /// Deletes the file at `relative`; a file already gone is not an error.
     pub async fn delete(&self, relative: &str) -> Result<(), StorageError> {
         match &self.backend {
-            Backend::Fs { root, .. } => {
-                let path = root.join(relative);
-                match tokio::fs::remove_file(&path).await {
-                    Ok(()) => Ok(()),
+            Backend::Fs { root, disk } => {
+                let (path, disk) = (root.join(relative), Arc::clone(disk));
+                blocking(&path, move |path| match disk.remove_file(path) {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(source) => Err(StorageError::Io { path: path.display().to_string(), source }),
-                }
+                    removed => removed,
+                })
+                .await
             }
             Backend::ObjectStore => match self.store.delete(&object_store::path::Path::from(relative)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -366,13 +376,13 @@ impl Layer {
     /// directory too); one already gone is not an error.
     pub async fn delete_dir(&self, relative: &str) -> Result<(), StorageError> {
         match &self.backend {
-            Backend::Fs { root, .. } => {
-                let path = root.join(relative);
-                match tokio::fs::remove_dir_all(&path).await {
-                    Ok(()) => Ok(()),
+            Backend::Fs { root, disk } => {
+                let (path, disk) = (root.join(relative), Arc::clone(disk));
+                blocking(&path, move |path| match fs::remove_dir_all(disk.as_ref(), path) {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(source) => Err(StorageError::Io { path: path.display().to_string(), source }),
-                }
+                    removed => removed,
+                })
+                .await
             }
             Backend::ObjectStore => {
                 for object in self.list_under(relative).await? {
@@ -401,12 +411,10 @@ impl Layer {
         let location = object_store::path::Path::from(relative);
         let mut chunks = source.store.get(&location).await.map_err(source.store_error())?.into_stream();
         match &self.backend {
-            Backend::Fs { root, .. } => {
-                write_local_file(root, relative, |mut file| async move {
+            Backend::Fs { root, disk } => {
+                write_local_file(disk, root, relative, |mut file| async move {
                     while let Some(chunk) = chunks.next().await {
-                        file.write_all(&chunk.map_err(source.store_error())?)
-                            .await
-                            .map_err(|e| StorageError::Io { path: relative.to_owned(), source: e })?;
+                        file.send(chunk.map_err(source.store_error())?).await?;
                     }
                     Ok(file)
                 })
@@ -474,43 +482,116 @@ impl Layer {
     }
 }
 
-/// Writes the file at `relative` under `root` crash-safely from async code:
-/// `fill` writes a temporary file beside it and hands it back; it is then
-/// fsynced, renamed into place, and its directory fsynced, so after a crash
-/// the file is whole or absent. On error the temporary file is removed.
-/// Returns the file's size.
-async fn write_local_file<F, Fut>(root: &Path, relative: &str, fill: F) -> Result<u64, StorageError>
-where
-    F: FnOnce(tokio::fs::File) -> Fut,
-    Fut: std::future::Future<Output = Result<tokio::fs::File, StorageError>>,
-{
-    use tokio::io::AsyncWriteExt;
-    let path = root.join(relative);
+/// Runs the disk call `call` on `path` on a blocking thread, its error naming the path.
+pub(super) async fn blocking<T: Send + 'static>(
+    path: &Path,
+    call: impl FnOnce(&Path) -> std::io::Result<T> + Send + 'static,
+) -> Result<T, StorageError> {
+    let owned = path.to_path_buf();
     let io = |source| StorageError::Io { path: path.display().to_string(), source };
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
-    let created = dir.clone();
-    tokio::task::spawn_blocking(move || fs::create_dir_all_synced(&RealDisk, &created))
-        .await
-        .map_err(|e| io(std::io::Error::other(e)))?
-        .map_err(io)?;
-    let temp = fs::temp_path_for(&path);
-    let result = async {
-        let file = tokio::fs::File::create(&temp).await.map_err(io)?;
-        let mut file = fill(file).await?;
-        file.flush().await.map_err(io)?;
-        file.sync_all().await.map_err(io)?;
-        let size = file.metadata().await.map_err(io)?.len();
-        drop(file);
-        tokio::fs::rename(&temp, &path).await.map_err(io)?;
-        tokio::task::spawn_blocking(move || RealDisk.sync_dir(&dir))
-            .await
-            .map_err(|e| io(std::io::Error::other(e)))?
-            .map_err(io)?;
-        Ok(size)
+    tokio::task::spawn_blocking(move || call(&owned)).await.map_err(|e| io(std::io::Error::other(e)))?.map_err(io)
+}
+
+/// What a file being written on local disk receives from async code: its
+/// bytes in order, then the word that they are all there.
+enum Chunk {
+    Bytes(bytes::Bytes),
+    End,
+}
+
+/// The async end of a file written on local disk by [`write_local_file`]:
+/// bytes sent here are written by a blocking task, a few chunks behind.
+pub(super) struct LocalFileSink {
+    sender: tokio::sync::mpsc::Sender<Chunk>,
+    relative: String,
+}
+
+impl LocalFileSink {
+    /// Sends `bytes` to the file; fails if its writer stopped (its own error
+    /// is what [`write_local_file`] returns then).
+    pub(super) async fn send(&mut self, bytes: bytes::Bytes) -> Result<(), StorageError> {
+        self.sender.send(Chunk::Bytes(bytes)).await.map_err(|_| StorageError::Io {
+            path: self.relative.clone(),
+            source: std::io::Error::other("the file's writer stopped"),
+        })
     }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&temp).await;
+}
+
+impl ::parquet::arrow::async_writer::AsyncFileWriter for LocalFileSink {
+    fn write(&mut self, bytes: bytes::Bytes) -> futures::future::BoxFuture<'_, ::parquet::errors::Result<()>> {
+        Box::pin(async move { self.send(bytes).await.map_err(|e| ::parquet::errors::ParquetError::External(e.into())) })
     }
-    result
+
+    fn complete(&mut self) -> futures::future::BoxFuture<'_, ::parquet::errors::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Why a file being written on local disk was not put in place: its bytes
+/// stopped coming before their end.
+#[derive(Debug, thiserror::Error)]
+#[error("the write was abandoned before its end")]
+struct Abandoned;
+
+fn is_abandoned(error: &std::io::Error) -> bool {
+    error.get_ref().is_some_and(|e| e.is::<Abandoned>())
+}
+
+/// Chunks queued between a [`LocalFileSink`] and its writer: one, so the
+/// next row group is encoded while the last is written. A write holds that
+/// chunk, the one being written and a 1 MiB buffer (a merged row group can
+/// be tens of MiB).
+const CHUNKS_IN_FLIGHT: usize = 1;
+
+/// Writes the file at `relative` under `root` on `disk` crash-safely from
+/// async code: `fill` sends the bytes to a [`LocalFileSink`] and hands it
+/// back, while a blocking task writes them with [`fs::write_atomic`]
+/// (temporary file, fsync, rename, directory fsync), so after a crash the
+/// file is whole or absent. Unless `fill` succeeds the file is not put in
+/// place and the temporary file is removed. A caller cancelled after its
+/// last byte may still have the file put in place, uncommitted: the orphan
+/// sweep removes it. The writer holds a blocking thread for the whole
+/// write. Returns the file's size.
+async fn write_local_file<F, Fut>(
+    disk: &Arc<dyn Disk>,
+    root: &Path,
+    relative: &str,
+    fill: F,
+) -> Result<u64, StorageError>
+where
+    F: FnOnce(LocalFileSink) -> Fut,
+    Fut: std::future::Future<Output = Result<LocalFileSink, StorageError>>,
+{
+    let path = root.join(relative);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+    let disk = Arc::clone(disk);
+    let target = path.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        fs::write_atomic(disk.as_ref(), &target, |file| {
+            let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
+            loop {
+                match receiver.blocking_recv() {
+                    Some(Chunk::Bytes(bytes)) => std::io::Write::write_all(&mut file, &bytes)?,
+                    Some(Chunk::End) => return std::io::Write::flush(&mut file),
+                    // The bytes stopped before they were all there: no file.
+                    None => return Err(std::io::Error::other(Abandoned)),
+                }
+            }
+        })
+    });
+    let filled = fill(LocalFileSink { sender, relative: relative.to_owned() }).await;
+    if let Ok(sink) = &filled {
+        // If the writer stopped, its error says why.
+        let _ = sink.sender.send(Chunk::End).await;
+    }
+    let io = |source| StorageError::Io { path: path.display().to_string(), source };
+    let written = writer.await.map_err(|e| io(std::io::Error::other(e)))?;
+    match (filled, written) {
+        (Ok(_), Ok(size)) => Ok(size),
+        // The bytes failed first: their error says why.
+        (Err(e), Err(fs::AtomicWriteError::NotWritten(w))) if is_abandoned(&w) => Err(e),
+        (_, Err(e)) => Err(io(e.into())),
+        // Not reached: without the end, the writer puts nothing in place.
+        (Err(e), Ok(_)) => Err(e),
+    }
 }

@@ -1,6 +1,9 @@
 //! Listing the files of a layer's hour partitions, for the orphan sweep.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::disk::{Disk, DiskEntry};
 
 use super::layer::Backend;
 use super::{Layer, StorageError};
@@ -26,9 +29,9 @@ impl Layer {
             parts.len() == 5 && parts[2].starts_with("date=") && parts[3].starts_with("hour=")
         }
         match &self.backend {
-            Backend::Fs { root, .. } => {
-                let root = root.clone();
-                tokio::task::spawn_blocking(move || list_local_partition_files(&root))
+            Backend::Fs { root, disk } => {
+                let (root, disk) = (root.clone(), Arc::clone(disk));
+                tokio::task::spawn_blocking(move || list_local_partition_files(disk.as_ref(), &root))
                     .await
                     .map_err(|e| StorageError::Io { path: String::new(), source: std::io::Error::other(e) })?
             }
@@ -51,12 +54,12 @@ impl Layer {
     /// root), at any depth; none when it does not exist.
     pub async fn list_under(&self, prefix: &str) -> Result<Vec<StoredObject>, StorageError> {
         match &self.backend {
-            Backend::Fs { root, .. } => {
+            Backend::Fs { root, disk } => {
                 let (root, dir) = (root.clone(), root.join(prefix.trim_end_matches('/')));
-                let shown = dir.display().to_string();
+                let (shown, disk) = (dir.display().to_string(), Arc::clone(disk));
                 tokio::task::spawn_blocking(move || {
                     let mut found = Vec::new();
-                    list_local_tree(&root, &dir, &mut found)?;
+                    list_local_tree(disk.as_ref(), &root, &dir, &mut found)?;
                     Ok(found)
                 })
                 .await
@@ -77,69 +80,68 @@ impl Layer {
 }
 
 /// Adds every file under `dir` to `found`, with its path relative to `root`.
-fn list_local_tree(root: &Path, dir: &Path, found: &mut Vec<StoredObject>) -> Result<(), StorageError> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| StorageError::Io { path, source }
-    };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(dir)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io(dir))?;
-        let path = entry.path();
-        let metadata = entry.metadata().map_err(io(&path))?;
-        if metadata.is_dir() {
-            list_local_tree(root, &path, found)?;
-        } else if let Ok(relative) = path.strip_prefix(root) {
-            let modified = metadata.modified().map_err(io(&path))?;
-            found.push(StoredObject { relative: relative.to_string_lossy().into_owned(), modified });
+fn list_local_tree(
+    disk: &dyn Disk,
+    root: &Path,
+    dir: &Path,
+    found: &mut Vec<StoredObject>,
+) -> Result<(), StorageError> {
+    for (entry, stat) in super::fs::files_under(disk, dir).map_err(io_error(dir))? {
+        if let Ok(relative) = entry.path.strip_prefix(root) {
+            found.push(StoredObject { relative: relative.to_string_lossy().into_owned(), modified: stat.modified });
         }
     }
     Ok(())
 }
 
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> StorageError {
+    let path = path.display().to_string();
+    move |source| StorageError::Io { path: path.clone(), source }
+}
+
+/// When the file at `path` was last written; `None` if it is gone since it was listed.
+fn modified(disk: &dyn Disk, path: &Path) -> Result<Option<std::time::SystemTime>, StorageError> {
+    match disk.stat(path) {
+        Ok(stat) => Ok(Some(stat.modified)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(path)(e)),
+    }
+}
+
+/// The entries of `dir`; none if it does not exist.
+fn read_dir_if_any(disk: &dyn Disk, dir: &Path) -> Result<Vec<DiskEntry>, StorageError> {
+    match disk.read_dir(dir) {
+        Ok(entries) => Ok(entries),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_error(dir)(e)),
+    }
+}
+
 /// Walks `<root>/<db>/<table>/date=*/hour=*/` for files (see
 /// [`Layer::list_partition_files`]).
-fn list_local_partition_files(root: &Path) -> Result<Vec<StoredObject>, StorageError> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| StorageError::Io { path, source }
-    };
-    let dirs = |dir: &Path, prefix: Option<&str>| -> Result<Vec<(String, PathBuf)>, StorageError> {
-        let mut found = Vec::new();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-            Err(e) => return Err(io(dir)(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(io(dir))?;
-            let Ok(name) = entry.file_name().into_string() else { continue };
-            let is_dir = entry.file_type().map_err(io(dir))?.is_dir();
-            if is_dir && prefix.is_none_or(|p| name.starts_with(p)) && !name.starts_with('_') {
-                found.push((name, entry.path()));
-            }
-        }
-        Ok(found)
+fn list_local_partition_files(disk: &dyn Disk, root: &Path) -> Result<Vec<StoredObject>, StorageError> {
+    let dirs = |dir: &Path, prefix: Option<&str>| -> Result<Vec<DiskEntry>, StorageError> {
+        Ok(read_dir_if_any(disk, dir)?
+            .into_iter()
+            .filter(|e| e.is_dir && prefix.is_none_or(|p| e.name.starts_with(p)) && !e.name.starts_with('_'))
+            .collect())
     };
     let mut files = Vec::new();
-    for (database, db_dir) in dirs(root, None)? {
-        for (table, table_dir) in dirs(&db_dir, None)? {
-            for (date, date_dir) in dirs(&table_dir, Some("date="))? {
-                for (hour, hour_dir) in dirs(&date_dir, Some("hour="))? {
-                    for entry in std::fs::read_dir(&hour_dir).map_err(io(&hour_dir))? {
-                        let entry = entry.map_err(io(&hour_dir))?;
-                        let Ok(name) = entry.file_name().into_string() else { continue };
-                        let metadata = entry.metadata().map_err(io(&entry.path()))?;
-                        if !metadata.is_file() {
+    for database in dirs(root, None)? {
+        for table in dirs(&database.path, None)? {
+            for date in dirs(&table.path, Some("date="))? {
+                for hour in dirs(&date.path, Some("hour="))? {
+                    for entry in read_dir_if_any(disk, &hour.path)? {
+                        if entry.is_dir {
                             continue;
                         }
+                        let Some(modified) = modified(disk, &entry.path)? else { continue };
                         files.push(StoredObject {
-                            relative: format!("{database}/{table}/{date}/{hour}/{name}"),
-                            modified: metadata.modified().map_err(io(&entry.path()))?,
+                            relative: format!(
+                                "{}/{}/{}/{}/{}",
+                                database.name, table.name, date.name, hour.name, entry.name
+                            ),
+                            modified,
                         });
                     }
                 }

@@ -6,6 +6,8 @@
 //! put is atomic by itself.
 
 pub mod disk;
+#[cfg(any(test, feature = "fault-injection"))]
+mod disk_store;
 pub mod fs;
 mod layer;
 mod listing;

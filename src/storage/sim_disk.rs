@@ -12,7 +12,8 @@
 //! WAL) before it restarts the disk.
 //!
 //! Everything it does follows from its seed and the calls made on it, so a
-//! failing seed fails the same way again. Compiled only for tests (the
+//! failing seed fails the same way again; only the files' modification
+//! times are the real clock's (the orphan sweep compares them with it). Compiled only for tests (the
 //! `fault-injection` feature), like [`crate::faults`].
 
 use std::collections::BTreeMap;
@@ -20,7 +21,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::disk::{Disk, DiskEntry, DiskFile};
+use super::disk::{Disk, DiskEntry, DiskFile, DiskStat};
 
 /// The calls a fault can be planned on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub enum SimCall {
     ReadDir,
     /// [`Disk::read`].
     Read,
+    /// [`Disk::stat`].
+    Stat,
     /// [`Disk::create`] and [`Disk::open_write`].
     Open,
     /// A write to a file.
@@ -41,7 +44,7 @@ pub enum SimCall {
     Truncate,
     /// [`Disk::rename`].
     Rename,
-    /// [`Disk::remove_file`].
+    /// [`Disk::remove_file`] and [`Disk::remove_dir`].
     Remove,
     /// [`Disk::sync_dir`].
     SyncDir,
@@ -96,6 +99,9 @@ struct Inode {
     /// A cut, an extension or a rewrite after it is not on the device until
     /// the next sync.
     synced: Vec<u8>,
+    /// When it was last created, written or cut (real time: the orphan
+    /// sweep compares it with the clock).
+    modified: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, Clone)]
@@ -440,6 +446,7 @@ impl SimDisk {
             Some(Node::File(inode)) => {
                 if truncate {
                     state.inodes[inode].data.clear();
+                    state.inodes[inode].modified = Some(std::time::SystemTime::now());
                 }
                 inode
             }
@@ -450,7 +457,7 @@ impl SimDisk {
                 if !state.is_dir(parent(path)) {
                     return Err(not_found(parent(path)));
                 }
-                state.inodes.push(Inode::default());
+                state.inodes.push(Inode { modified: Some(std::time::SystemTime::now()), ..Inode::default() });
                 let node = Node::File(state.inodes.len() - 1);
                 state.live.insert(path.to_path_buf(), node);
                 state.pending.push(DirOp::Add { path: path.to_path_buf(), node });
@@ -514,6 +521,19 @@ impl Disk for SimDisk {
         }
     }
 
+    fn stat(&self, path: &Path) -> io::Result<DiskStat> {
+        let state = self.enter(SimCall::Stat)?;
+        match state.live.get(path) {
+            Some(Node::File(inode)) => {
+                let inode = &state.inodes[*inode];
+                let modified = inode.modified.unwrap_or(std::time::UNIX_EPOCH);
+                Ok(DiskStat { len: inode.data.len() as u64, modified, is_dir: false })
+            }
+            Some(Node::Dir) => Ok(DiskStat { len: 0, modified: std::time::UNIX_EPOCH, is_dir: true }),
+            None => Err(not_found(path)),
+        }
+    }
+
     fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
         self.open(path, true)
     }
@@ -554,6 +574,22 @@ impl Disk for SimDisk {
         }
     }
 
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.enter(SimCall::Remove)?;
+        match state.live.get(path) {
+            Some(Node::Dir) if state.live.keys().any(|p| p.parent() == Some(path)) => {
+                Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, format!("{}", path.display())))
+            }
+            Some(Node::Dir) => {
+                state.live.remove(path);
+                state.pending.push(DirOp::Remove { path: path.to_path_buf() });
+                Ok(())
+            }
+            Some(Node::File(_)) => Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{}", path.display()))),
+            None => Err(not_found(path)),
+        }
+    }
+
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.enter(SimCall::SyncDir)?;
         if !state.is_dir(dir) {
@@ -570,15 +606,14 @@ impl Disk for SimDisk {
         Ok(())
     }
 
-    /// An empty store: reading a layer back from a simulated disk is not
-    /// simulated yet, so crash tests on it persist files but neither query
-    /// nor merge them; they read the files with [`Disk::read`].
     fn durable_dirs(&self) -> &Mutex<std::collections::BTreeSet<PathBuf>> {
         &self.durable_dirs
     }
 
-    fn object_store(&self, _root: &Path) -> Result<Arc<dyn object_store::ObjectStore>, String> {
-        Ok(Arc::new(object_store::memory::InMemory::new()))
+    /// The files under `root`, read through this disk (and failing with
+    /// it): queries, merges and layer moves read a simulated layer back.
+    fn object_store(&self, root: &Path) -> Result<Arc<dyn object_store::ObjectStore>, String> {
+        Ok(Arc::new(super::disk_store::DiskStore::new(Arc::new(self.clone()), root)))
     }
 }
 
@@ -626,11 +661,12 @@ impl Write for SimFile {
             }
         }
         let end = position + len;
-        let data = &mut state.inodes[self.inode].data;
-        if data.len() < end {
-            data.resize(end, 0);
+        let inode = &mut state.inodes[self.inode];
+        if inode.data.len() < end {
+            inode.data.resize(end, 0);
         }
-        data[position..end].copy_from_slice(&buf[..len]);
+        inode.data[position..end].copy_from_slice(&buf[..len]);
+        inode.modified = Some(std::time::SystemTime::now());
         // The kernel writes dirty pages back when it likes: sometimes now.
         if state.write_back && state.below(8) == 0 {
             let inode = &mut state.inodes[self.inode];
@@ -667,6 +703,7 @@ impl DiskFile for SimFile {
         let mut state = self.state(SimCall::Truncate)?;
         let len = usize::try_from(len).map_err(io::Error::other)?;
         state.inodes[inode].data.resize(len, 0);
+        state.inodes[inode].modified = Some(std::time::SystemTime::now());
         drop(state);
         self.position = len;
         Ok(())

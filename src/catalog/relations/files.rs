@@ -11,12 +11,17 @@ use std::time::SystemTime;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use object_store::ObjectStore;
 
 use super::RelationError;
 use crate::storage::{Layer, LayerConfig, LayerType, Storage, StorageError};
 
 /// The name of every table's one file.
 const FILE_NAME: &str = "data.parquet";
+
+/// Where the query engine finds the files of one process's own tables
+/// (distinct from every storage layer's `hourglass-layer-<i>://store`).
+const OWN_URL: &str = "hourglass-relations://store";
 
 /// Where the files of tables made by SQL are kept.
 #[derive(Debug)]
@@ -50,8 +55,8 @@ pub struct StoredTable {
 }
 
 impl RelationFiles {
-    /// Under `<root>/_catalog/tables/`: the data root's own, for one process.
-    pub fn local(root: &Path) -> Result<RelationFiles, RelationError> {
+    /// Under `<root>/_catalog/tables/` on `disk`: the data root's own, for one process.
+    pub fn local(disk: Arc<dyn crate::storage::disk::Disk>, root: &Path) -> Result<RelationFiles, RelationError> {
         let dir = root.join("_catalog");
         let config = LayerConfig {
             name: "_catalog".into(),
@@ -62,8 +67,7 @@ impl RelationFiles {
             auth_key: None,
             auth_secret: None,
         };
-        let disk: Arc<dyn crate::storage::disk::Disk> = Arc::new(crate::storage::disk::RealDisk);
-        let layer = Layer::open(0, config, &disk)
+        let layer = Layer::open_at(OWN_URL.to_owned(), config, &disk)
             .map_err(|e| RelationError::Io { path: dir.display().to_string(), message: e.to_string() })?;
         Ok(RelationFiles { place: Place::Own(Box::new(layer)), prefix: "tables", schemas: Default::default() })
     }
@@ -90,13 +94,20 @@ impl RelationFiles {
         uuid::Uuid::new_v4().to_string()
     }
 
-    /// The URL of table `id`'s directory, for the query engine: a local
-    /// path, or the layer's URL the engine registered its object store under.
+    /// The URL of table `id`'s directory, for the query engine: under the
+    /// URL the engine registered the layer's object store under (see
+    /// [`Self::own_store`]), so that reads go through the layer's disk.
     pub fn url(&self, database: &str, id: &str) -> String {
-        let layer = self.layer();
-        match layer.local_root() {
-            Some(root) => format!("{}/", root.join(self.dir(database, id)).display()),
-            None => format!("{}/{}/", layer.url().trim_end_matches('/'), self.dir(database, id)),
+        format!("{}/{}/", self.layer().url().trim_end_matches('/'), self.dir(database, id))
+    }
+
+    /// The layer of its own the query engine must read these files from,
+    /// with its URL; none when they are on the first storage layer, which
+    /// the engine reads anyway.
+    pub fn own_store(&self) -> Option<(&str, Arc<dyn ObjectStore>)> {
+        match &self.place {
+            Place::Own(layer) => Some((layer.url(), layer.object_store())),
+            Place::First(_) => None,
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::RelationError;
-use crate::storage::disk::RealDisk;
+use crate::storage::disk::Disk;
 use crate::storage::fs::{create_dir_all_synced, write_atomic_bytes, AtomicWriteError};
 
 /// The store of the relations document.
@@ -54,6 +54,8 @@ pub enum StoreOutcome {
 /// process changes it: the version counts this process's changes.
 #[derive(Debug)]
 pub struct RelationFile {
+    /// The disk it is on (a simulated one in crash tests).
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
     version: Arc<AtomicU64>,
     /// Held while a change is checked and written.
@@ -61,9 +63,9 @@ pub struct RelationFile {
 }
 
 impl RelationFile {
-    /// The document of the data root `root`.
-    pub fn new(root: &std::path::Path) -> RelationFile {
-        RelationFile { dir: root.join("_catalog"), version: Arc::new(AtomicU64::new(0)), writing: Arc::default() }
+    /// The document of the data root `root` on `disk`.
+    pub fn new(disk: Arc<dyn Disk>, root: &std::path::Path) -> RelationFile {
+        RelationFile { disk, dir: root.join("_catalog"), version: Arc::new(AtomicU64::new(0)), writing: Arc::default() }
     }
 
     fn path(&self) -> PathBuf {
@@ -74,12 +76,15 @@ impl RelationFile {
 #[async_trait]
 impl RelationLog for RelationFile {
     async fn load(&self) -> Result<(u64, Option<String>), RelationError> {
-        let path = self.path();
+        let (path, disk) = (self.path(), Arc::clone(&self.disk));
         let version = self.version.load(Ordering::SeqCst);
-        match tokio::fs::read_to_string(&path).await {
-            Ok(json) => Ok((version, Some(json))),
+        let shown = path.display().to_string();
+        let io = |message: String| RelationError::Io { path: shown.clone(), message };
+        let read = tokio::task::spawn_blocking(move || disk.read(&path)).await.map_err(|e| io(e.to_string()))?;
+        match read {
+            Ok(bytes) => String::from_utf8(bytes).map(|json| (version, Some(json))).map_err(|e| io(e.to_string())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((version, None)),
-            Err(e) => Err(RelationError::Io { path: path.display().to_string(), message: e.to_string() }),
+            Err(e) => Err(io(e.to_string())),
         }
     }
 
@@ -97,7 +102,7 @@ impl RelationLog for RelationFile {
         let (dir, path, bytes) = (self.dir.clone(), self.path(), json.as_bytes().to_vec());
         let shown = path.display().to_string();
         let io = |e: &dyn std::fmt::Display| RelationError::Io { path: shown.clone(), message: e.to_string() };
-        let (version, writing) = (Arc::clone(&self.version), Arc::clone(&self.writing));
+        let (version, writing, disk) = (Arc::clone(&self.version), Arc::clone(&self.writing), Arc::clone(&self.disk));
         // The check, the file and its version change together, even if the
         // statement is cancelled meanwhile (a blocking task runs to its end)
         // and the next statement's store starts before this one ends.
@@ -106,8 +111,8 @@ impl RelationLog for RelationFile {
             if version.load(Ordering::SeqCst) != expected {
                 return Ok(false);
             }
-            create_dir_all_synced(&RealDisk, &dir).map_err(AtomicWriteError::NotWritten)?;
-            let written = write_atomic_bytes(&RealDisk, &path, &bytes);
+            create_dir_all_synced(disk.as_ref(), &dir).map_err(AtomicWriteError::NotWritten)?;
+            let written = write_atomic_bytes(disk.as_ref(), &path, &bytes);
             if !matches!(written, Err(AtomicWriteError::NotWritten(_))) {
                 version.fetch_add(1, Ordering::SeqCst);
             }

@@ -630,8 +630,9 @@ mod tests {
     }
 
     async fn open(root: &std::path::Path) -> Arc<RelationStore> {
-        let files = RelationFiles::local(root).expect("files");
-        RelationStore::open(Arc::new(RelationFile::new(root)), files, None).await.expect("open")
+        let disk: Arc<dyn crate::storage::disk::Disk> = Arc::new(crate::storage::disk::RealDisk);
+        let files = RelationFiles::local(Arc::clone(&disk), root).expect("files");
+        RelationStore::open(Arc::new(RelationFile::new(disk, root)), files, None).await.expect("open")
     }
 
     #[tokio::test]
