@@ -61,8 +61,10 @@ class PortTaken(Exception):
 class Server:
     """The server under test, restarted on the same root and ports."""
 
-    def __init__(self, binary, root, log_level="info", extra_args=()):
+    def __init__(self, binary, root, log_level="info", extra_args=(), save_timeout_s=0.1):
         self.binary = binary
+        # Short by default, so that kills land in the middle of persists.
+        self.save_timeout_s = save_timeout_s
         self.log_level = log_level
         self.extra_args = list(extra_args)
         self.root = root
@@ -92,7 +94,7 @@ class Server:
             [self.binary, "--root", os.path.join(self.root, "data"),
              "--http-host", "127.0.0.1", "--http-port", str(self.http_port),
              "--pg-port", str(self.pg_port), "--flightsql-port", str(self.flight_port),
-             "--save-timeout-s", "0.1", "--merge-timeout-s", "1", *self.extra_args],
+             "--save-timeout-s", str(self.save_timeout_s), "--merge-timeout-s", "1", *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=log, env=env)
         log.close()
         deadline = time.monotonic() + 120

@@ -6,8 +6,12 @@
 Writers on the three fronts (line protocol over HTTP, Postgres `COPY ... FROM
 STDIN`, FlightSQL bulk ingest; 64 in all by default) and readers over HTTP and
 Postgres (16 by default) run at once against one server with small bounds
-(--max-buffer-mib of write buffer, --query-memory-mib for queries). It checks
-that:
+(--max-buffer-mib of write buffer, --query-memory-mib for queries). Rows
+are timed near now, as a live source writes them (each writer's rows a
+microsecond apart at least, so none share a key). Most readers ask what a
+dashboard asks, the last --window-s seconds; --whole-table-readers of them
+(2) read the whole table, as a report would. The server persists every
+--save-timeout-s (its default, 1 s). It checks that:
 
 - every error a client gets is backpressure: HTTP 429/503 with Retry-After,
   SQLSTATE class 53, gRPC RESOURCE_EXHAUSTED or UNAVAILABLE; anything else is
@@ -100,29 +104,45 @@ def pg_loop(server, stop, tally, label, work):
         connection.close()
 
 
+class WriterClock:
+    """Times of one writer's rows, in microseconds: near now, as a live
+    source writes them, and each later than the last, so no two rows of a
+    writer share a time (a row's key is its series and its time)."""
+
+    def __init__(self):
+        self.last = 0
+
+    def take(self, count):
+        first = max(self.last + 1, time.time_ns() // 1000)
+        self.last = first + count - 1
+        return first
+
+
 def http_writer(server, writer, acked, stop, tally):
-    key = ("http", writer)
+    key, clock = ("http", writer), WriterClock()
     while not stop.is_set():
         first = acked.take(key, cc.ROWS_PER_WRITE)
-        body = "".join(f"{cc.TABLE},front=http,writer={writer} v={v}i {cc.BASE_MS + v}\n"
-                       for v in range(first, first + cc.ROWS_PER_WRITE)).encode()
-        request = urllib.request.Request(server.url(f"/write?db={cc.DATABASE}&precision=ms"), data=body)
+        at = clock.take(cc.ROWS_PER_WRITE)
+        body = "".join(f"{cc.TABLE},front=http,writer={writer} v={first + i}i {at + i}\n"
+                       for i in range(cc.ROWS_PER_WRITE)).encode()
+        request = urllib.request.Request(server.url(f"/write?db={cc.DATABASE}&precision=us"), data=body)
         if http_call(request, 60, tally, "write"):
             acked.add(key, first, cc.ROWS_PER_WRITE)
             tally.add("write ok")
 
 
 def copy_writer(server, writer, acked, stop, tally):
-    key = ("copy", writer)
+    key, clock = ("copy", writer), WriterClock()
 
     def load(connection):
         first = acked.take(key, cc.ROWS_PER_WRITE)
+        at = clock.take(cc.ROWS_PER_WRITE)
         with connection.cursor() as cursor:
             with cursor.copy(f"COPY {cc.TABLE} (front, writer, v, time) FROM STDIN") as copy:
-                for v in range(first, first + cc.ROWS_PER_WRITE):
-                    ms = cc.BASE_MS + v
-                    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms // 1000))
-                    copy.write(f"copy\t{writer}\t{v}\t{stamp}.{ms % 1000:03d}+00\n")
+                for i in range(cc.ROWS_PER_WRITE):
+                    us = at + i
+                    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(us // 1_000_000))
+                    copy.write(f"copy\t{writer}\t{first + i}\t{stamp}.{us % 1_000_000:06d}+00\n")
         acked.add(key, first, cc.ROWS_PER_WRITE)
         tally.add("write ok")
 
@@ -132,19 +152,19 @@ def copy_writer(server, writer, acked, stop, tally):
 def flight_writer(server, writer, acked, stop, tally):
     import adbc_driver_flightsql.dbapi as flightsql
     import pyarrow as pa
-    key = ("flight", writer)
+    key, clock = ("flight", writer), WriterClock()
     connection = flightsql.connect(f"grpc://127.0.0.1:{server.flight_port}", autocommit=True,
                                    db_kwargs={"adbc.flight.sql.rpc.call_header.database": cc.DATABASE})
     cursor = connection.cursor()
     try:
         while not stop.is_set():
             first = acked.take(key, cc.ROWS_PER_WRITE)
-            values = list(range(first, first + cc.ROWS_PER_WRITE))
+            at = clock.take(cc.ROWS_PER_WRITE)
             rows = pa.table({
                 "front": pa.array(["flight"] * cc.ROWS_PER_WRITE).dictionary_encode(),
                 "writer": pa.array([writer] * cc.ROWS_PER_WRITE).dictionary_encode(),
-                "v": pa.array(values, pa.int64()),
-                "time": pa.array([cc.BASE_MS + v for v in values], pa.timestamp("ms", tz="UTC")),
+                "v": pa.array(range(first, first + cc.ROWS_PER_WRITE), pa.int64()),
+                "time": pa.array(range(at, at + cc.ROWS_PER_WRITE), pa.timestamp("us", tz="UTC")),
             })
             try:
                 cursor.adbc_ingest(cc.TABLE, rows, mode="append")
@@ -163,35 +183,60 @@ def flight_writer(server, writer, acked, stop, tally):
         connection.close()
 
 
-QUERIES = [
+# What a dashboard asks: the last --window-s seconds.
+RECENT_QUERIES = [
+    f"SELECT date_bin(INTERVAL '1 second', time) AS s, count(*) AS n FROM {cc.TABLE} "
+    f"WHERE time >= now() - INTERVAL '{{window}} seconds' GROUP BY 1 ORDER BY 1",
+    f"SELECT front, writer, max(v) AS top FROM {cc.TABLE} WHERE time >= now() - INTERVAL '{{window}} seconds' "
+    f"GROUP BY front, writer ORDER BY front, writer",
+    f"SELECT * FROM {cc.TABLE} WHERE time >= now() - INTERVAL '{{window}} seconds' ORDER BY time DESC LIMIT 100",
+]
+# What a report asks: the whole table, tens of millions of rows after a few minutes.
+WHOLE_TABLE_QUERIES = [
     f"SELECT count(*) AS n FROM {cc.TABLE}",
     f"SELECT front, writer, max(v) AS top FROM {cc.TABLE} GROUP BY front, writer ORDER BY front, writer",
-    f"SELECT date_bin(INTERVAL '1 second', time) AS s, count(*) AS n FROM {cc.TABLE} GROUP BY 1 ORDER BY 1 DESC LIMIT 5",
-    f"SELECT * FROM {cc.TABLE} ORDER BY time DESC LIMIT 100",
 ]
 
 
-def http_reader(server, reader, stop, tally):
-    import json
-    i = reader
+def reader_queries(reader, args, stop):
+    """The queries one reader sends, without end: the first
+    --whole-table-readers readers read the whole table once every
+    --report-every-s, as a scheduled report does; the others the last
+    --window-s seconds, one query after another. Ends at `stop`."""
+    n = reader
     while not stop.is_set():
-        sql = QUERIES[i % len(QUERIES)]
-        i += 1
+        if reader < args.whole_table_readers:
+            if n > reader and stop.wait(args.report_every_s):
+                return
+            yield WHOLE_TABLE_QUERIES[n % len(WHOLE_TABLE_QUERIES)]
+        else:
+            yield RECENT_QUERIES[n % len(RECENT_QUERIES)].format(window=int(args.window_s))
+        n += 1
+
+
+# A client waits as long as the server lets a query run
+# (HOURGLASS_QUERY_TIMEOUT_S, 300 s by default) and a little more.
+QUERY_CLIENT_TIMEOUT_S = 330
+
+
+def http_reader(server, queries, label, stop, tally):
+    import json
+    for sql in queries:
         request = urllib.request.Request(server.url(f"/query?db={cc.DATABASE}"),
                                          data=json.dumps({"query": sql}).encode(),
                                          headers={"Content-Type": "application/json"})
-        if http_call(request, 120, tally, "query"):
-            tally.add("query ok")
+        if http_call(request, QUERY_CLIENT_TIMEOUT_S, tally, label):
+            tally.add(f"{label} ok")
 
 
-def pg_reader(server, reader, stop, tally):
-    queries = iter(QUERIES[(reader + n) % len(QUERIES)] for n in range(1 << 62))
-
+def pg_reader(server, queries, label, stop, tally):
     def query(connection):
-        connection.execute(next(queries)).fetchall()
-        tally.add("query ok")
+        sql = next(queries, None)
+        if sql is not None:
+            connection.execute(sql).fetchall()
+            tally.add(f"{label} ok")
 
-    pg_loop(server, stop, tally, "query", query)
+    pg_loop(server, stop, tally, label, query)
 
 
 def rss_mib(pid):
@@ -234,6 +279,14 @@ def main():
     parser.add_argument("--seconds", type=float, default=600, help="how long the load runs")
     parser.add_argument("--writers", type=int, default=64, help="writers in all: half HTTP, a quarter each COPY and FlightSQL")
     parser.add_argument("--readers", type=int, default=16, help="readers in all: half HTTP, half Postgres")
+    parser.add_argument("--whole-table-readers", type=int, default=2,
+                        help="readers that read the whole table; the others read the last --window-s of data")
+    parser.add_argument("--report-every-s", type=float, default=60,
+                        help="how often each whole-table reader asks")
+    parser.add_argument("--window-s", type=int, default=10,
+                        help="how many seconds back the other readers read")
+    parser.add_argument("--save-timeout-s", type=float, default=1,
+                        help="the server's --save-timeout-s (the crash test runs at 0.1)")
     parser.add_argument("--max-buffer-mib", type=int, default=128, help="the server's --max-buffer-bytes")
     parser.add_argument("--query-memory-mib", type=int, default=512, help="the server's --query-memory-bytes")
     parser.add_argument("--max-rss-mib", type=float, default=None,
@@ -252,7 +305,7 @@ def main():
     bounds = ["--max-buffer-bytes", f"{args.max_buffer_mib}MiB",
               "--flush-buffer-bytes", f"{max(1, args.max_buffer_mib // 4)}MiB",
               "--query-memory-bytes", f"{args.query_memory_mib}MiB"]
-    server = cc.Server(args.binary, root, extra_args=bounds + args.server_arg)
+    server = cc.Server(args.binary, root, extra_args=bounds + args.server_arg, save_timeout_s=args.save_timeout_s)
     try:
         return run(args, server, max_rss)
     finally:
@@ -268,7 +321,9 @@ def run(args, server, max_rss):
         threads.append(threading.Thread(target=kind, args=(server, str(w), acked, stop, tally), daemon=True))
     for r in range(args.readers):
         kind = (http_reader, pg_reader)[r % 2]
-        threads.append(threading.Thread(target=kind, args=(server, r, stop, tally), daemon=True))
+        queries = reader_queries(r, args, stop)
+        label = "report" if r < args.whole_table_readers else "query"
+        threads.append(threading.Thread(target=kind, args=(server, queries, label, stop, tally), daemon=True))
     for thread in threads:
         thread.start()
     peak = 0.0
@@ -285,19 +340,26 @@ def run(args, server, max_rss):
                   f"{dict(sorted(tally.counts.items()))}; {server_state(server)}", flush=True)
         time.sleep(0.5)
     stop.set()
+    # Queries in flight end within the server's time limit; none is cut off.
+    deadline = time.monotonic() + QUERY_CLIENT_TIMEOUT_S
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     lost = cc.lost_keys(server, acked)
     counts = ", ".join(f"{front} {acked.rows(front):,}" for front in cc.FRONTS)
     print(f"acknowledged {acked.rows():,} ({counts}); lost {sum(lost.values())}; peak rss {peak:.0f} MiB "
           f"(bound {max_rss:.0f}); {dict(sorted(tally.counts.items()))}", flush=True)
-    for failure in tally.failures:
+    failures = list(tally.failures)
+    for failure in failures:
         print(f"failure: {failure}", flush=True)
     server.stop()
     clean = server.process.returncode == 0
-    ok = not lost and not tally.failures and peak <= max_rss and clean and acked.rows() > 0
-    print("soak passed" if ok else f"soak FAILED (clean stop: {clean})", flush=True)
+    # Refusals are backpressure, but a run where every query was refused shows nothing.
+    answered = tally.counts.get("query ok", 0) > 0 or args.readers <= args.whole_table_readers
+    reported = tally.counts.get("report ok", 0) > 0 or min(args.readers, args.whole_table_readers) == 0
+    ok = not lost and not failures and peak <= max_rss and clean and acked.rows() > 0 and answered and reported
+    print("soak passed" if ok else f"soak FAILED (clean stop: {clean}, queries answered: {answered}, "
+          f"reports answered: {reported})", flush=True)
     return 0 if ok else 1
 
 
