@@ -201,11 +201,6 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
     Duration::try_from_secs_f64(v).map(|_| v).map_err(|_| format!("'{s}' is more seconds than a timer holds"))
 }
 
-/// The default of --max-concurrent-queries: four per CPU this process may use.
-fn concurrent_queries_per_cpu() -> usize {
-    4 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
-}
-
 fn positive_count(s: &str) -> Result<usize, String> {
     let v: usize = s.trim().parse().map_err(|_| format!("'{s}' is not a whole number"))?;
     if v > 0 {
@@ -452,10 +447,9 @@ pub struct Settings {
     pub query_timeout_s: f64,
 
     /// Queries running at once on every front together; more wait in a
-    /// queue of --max-queued-queries. The default is four per CPU: more
-    /// only share the same cores, each running slower and holding its
-    /// memory longer.
-    #[arg(long, env = "HOURGLASS_MAX_CONCURRENT_QUERIES", value_name = "N", default_value_t = concurrent_queries_per_cpu(), value_parser = positive_count, global = true)]
+    /// queue of --max-queued-queries. 0: four per CPU, as more only share
+    /// the same cores, each running slower and holding its memory longer.
+    #[arg(long, env = "HOURGLASS_MAX_CONCURRENT_QUERIES", value_name = "N", default_value = "0", global = true)]
     pub max_concurrent_queries: usize,
 
     /// Queries waiting for one of --max-concurrent-queries at once; more are

@@ -59,8 +59,13 @@ fn prepare_root(root: &Path) -> Result<(), SettingError> {
 
 /// The query engine's settings.
 pub fn query_options(settings: &Settings) -> QueryOptions {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let partitions = match settings.query_partitions {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        0 => cpus,
+        n => n,
+    };
+    let max_concurrent = match settings.max_concurrent_queries {
+        0 => 4 * cpus,
         n => n,
     };
     QueryOptions {
@@ -68,7 +73,7 @@ pub fn query_options(settings: &Settings) -> QueryOptions {
         timeout: Duration::from_secs_f64(settings.query_timeout_s),
         target_partitions: partitions,
         spill_dir: settings.root.join("_tmp").join("spill"),
-        max_concurrent: settings.max_concurrent_queries,
+        max_concurrent,
         max_queued: settings.max_queued_queries,
         queue_timeout: Duration::from_secs_f64(settings.query_queue_timeout_s),
         writes_only: settings.mode == Mode::Writeonly,
