@@ -199,10 +199,10 @@ WHOLE_TABLE_QUERIES = [
 
 
 def reader_queries(reader, args, stop):
-    """The queries one reader sends, without end: the first
+    """The queries one reader sends until `stop`: the first
     --whole-table-readers readers read the whole table once every
     --report-every-s, as a scheduled report does; the others the last
-    --window-s seconds, one query after another. Ends at `stop`."""
+    --window-s seconds, one query after another."""
     n = reader
     while not stop.is_set():
         if reader < args.whole_table_readers:
