@@ -42,16 +42,25 @@ impl Format {
     }
 }
 
-fn gigapi_format(name: Option<&str>) -> Result<Format, String> {
-    Ok(match name.unwrap_or("json") {
-        "json" | "" => Format::GigapiJson,
+/// The format names both endpoints share; "json" is each endpoint's own.
+fn shared_format(name: &str) -> Option<Format> {
+    Some(match name {
         "ndjson" | "jsonl" => Format::JsonLines,
         "csv" => Format::Csv,
         "arrow" => Format::Arrow,
         "parquet" => Format::Parquet,
         "pretty" => Format::Pretty,
-        other => return Err(format!("Unsupported format: {other} (json, ndjson, csv, arrow, parquet)")),
+        _ => return None,
     })
+}
+
+const FORMAT_NAMES: &str = "json, ndjson, jsonl, csv, arrow, parquet, pretty";
+
+fn gigapi_format(name: Option<&str>) -> Result<Format, String> {
+    match name.unwrap_or("json") {
+        "json" | "" => Ok(Format::GigapiJson),
+        other => shared_format(other).ok_or_else(|| format!("Unsupported format: {other} ({FORMAT_NAMES})")),
+    }
 }
 
 fn influx_format(name: Option<&str>, headers: &HeaderMap) -> Result<Format, String> {
@@ -64,15 +73,10 @@ fn influx_format(name: Option<&str>, headers: &HeaderMap) -> Result<Format, Stri
         None if accept.contains("text/plain") => "pretty",
         None => "json",
     };
-    Ok(match name {
-        "json" | "" => Format::JsonArray,
-        "jsonl" | "ndjson" => Format::JsonLines,
-        "csv" => Format::Csv,
-        "parquet" => Format::Parquet,
-        "pretty" => Format::Pretty,
-        "arrow" => Format::Arrow,
-        other => return Err(format!("unsupported format '{other}' (json, jsonl, csv, parquet, pretty)")),
-    })
+    match name {
+        "json" | "" => Ok(Format::JsonArray),
+        other => shared_format(other).ok_or_else(|| format!("unsupported format '{other}' ({FORMAT_NAMES})")),
+    }
 }
 
 /// The two query endpoints, which differ in where they look for the SQL
