@@ -24,7 +24,7 @@ use datafusion::logical_expr::{
 };
 
 /// 2000-01-03T00:00:00Z, TimescaleDB's default origin (a Monday).
-const MONDAY_2000_NS: i64 = 946_857_600_000_000_000;
+pub(crate) const TIMESCALE_ORIGIN_NS: i64 = 946_857_600_000_000_000;
 /// 2000-01-01T00:00:00Z, TimescaleDB's origin for intervals of months.
 const JANUARY_2000_NS: i64 = 946_684_800_000_000_000;
 
@@ -83,7 +83,7 @@ impl ScalarUDFImpl for TimeBucket {
                 &args.args[0],
                 ColumnarValue::Scalar(ScalarValue::IntervalMonthDayNano(Some(i))) if i.months != 0
             ) || matches!(&args.args[0], ColumnarValue::Scalar(ScalarValue::IntervalYearMonth(Some(m))) if *m != 0);
-            let origin = if months { JANUARY_2000_NS } else { MONDAY_2000_NS };
+            let origin = if months { JANUARY_2000_NS } else { TIMESCALE_ORIGIN_NS };
             let zone = match args.args[1].data_type() {
                 DataType::Timestamp(_, zone) => zone,
                 other => return exec_err!("time_bucket takes a timestamp, got {other}"),

@@ -15,6 +15,7 @@ mod ddl;
 pub mod dedup;
 mod error;
 pub mod functions;
+pub mod gapfill;
 mod information_schema;
 mod last_values;
 mod output;
@@ -22,6 +23,8 @@ pub mod params;
 mod placeholders;
 pub mod postgres;
 pub mod postgres_sql;
+pub mod selectors;
+pub mod series;
 mod statements;
 pub mod table;
 mod utc_date_trunc;
@@ -170,7 +173,14 @@ impl QueryEngine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_query_planner(Arc::new(gapfill::node::QueryPlanner))
             .with_catalog_list(Arc::new(catalog::DatabaseList::new(sources.clone())));
+        // Gap filling reads the plan as SQL made it, before any rule moves
+        // its filters: it goes first.
+        let mut rules: Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> =
+            vec![Arc::new(gapfill::rewrite::GapFillRule)];
+        rules.extend(datafusion::optimizer::Optimizer::new().rules);
+        builder = builder.with_optimizer_rules(rules);
         if let Some(cache) = last_values {
             builder = builder.with_optimizer_rule(Arc::new(last_values::LastValuesRule::new(cache)));
         }
@@ -183,11 +193,18 @@ impl QueryEngine {
         let admission = Admission::new(options.max_concurrent, options.max_queued, options.queue_timeout);
         let mut engine =
             QueryEngine { catalog, storage: storage_for_merges, base, sources, options, writer, relations, admission };
-        for function in functions::scalar_functions() {
+        for function in functions::scalar_functions().into_iter().chain(gapfill::scalar_functions()) {
             engine.base.register_udf(function).map_err(setup)?;
         }
-        for function in functions::aggregate_functions() {
+        for function in functions::aggregate_functions()
+            .into_iter()
+            .chain(selectors::aggregate_functions())
+            .chain(series::aggregate_functions())
+        {
             engine.base.register_udaf(function).map_err(setup)?;
+        }
+        for function in series::window_functions() {
+            engine.base.register_udwf(function).map_err(setup)?;
         }
         engine.base.register_function_rewrite(Arc::new(functions::IntegerTimeComparisons)).map_err(setup)?;
         let _ = view_planner.set(engine.base.clone());

@@ -278,8 +278,10 @@ impl QueryEngine {
             return Ok(QueryOutput::of_batches(count, vec![batch]));
         }
         let frame = DataFrame::new(self.session(database), plan);
-        let schema = Arc::new(frame.schema().as_arrow().clone());
         let stream = frame.execute_stream().await.map_err(|e| QueryError::from_datafusion(e, true))?;
+        // The batches' own schema: the optimizer may make columns nullable
+        // (gap filling's NULL counts) that the statement's plan did not.
+        let schema = stream.schema();
         Ok(QueryOutput { schema, stream })
     }
 
