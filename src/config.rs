@@ -389,6 +389,12 @@ pub struct Settings {
     #[arg(long, env = "HOURGLASS_MAX_COLUMNS_PER_TABLE", value_name = "N", default_value = "1000", value_parser = positive_count, global = true)]
     pub max_columns_per_table: usize,
 
+    /// Most deletes a table may have that the compactor has not yet carried
+    /// out; each one is a filter every query of the table's older files
+    /// applies.
+    #[arg(long, env = "HOURGLASS_MAX_TOMBSTONES", value_name = "N", default_value = "100", value_parser = positive_count, global = true)]
+    pub max_tombstones: usize,
+
     /// Memory the write path may hold: rows waiting to be persisted, request
     /// bodies being read and parsed, and the sorted copy being persisted.
     /// Writes past it are refused with 503 before their bodies are kept.

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub write_bytes: Counter,
     /// Rows acknowledged, from any front.
     pub rows_written: Counter,
+    /// Deletes acknowledged (SQL `DELETE`, `/api/v2/delete`).
+    pub deletes: Counter,
     /// Write requests refused because the buffer was full.
     pub writes_refused_buffer_full: Counter,
     /// WAL records appended.
@@ -101,6 +103,7 @@ impl Metrics {
         counter("hourglass_lines_rejected_total", "Line protocol lines rejected.", self.lines_rejected.get());
         counter("hourglass_write_bytes_total", "Write request body bytes, decompressed.", self.write_bytes.get());
         counter("hourglass_rows_written_total", "Rows acknowledged.", self.rows_written.get());
+        counter("hourglass_deletes_total", "Deletes acknowledged.", self.deletes.get());
         counter(
             "hourglass_writes_refused_buffer_full_total",
             "Writes refused with 503 because the write buffer was full.",

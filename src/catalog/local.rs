@@ -3,6 +3,7 @@
 //! Layout, under the data root:
 //! ```text
 //! <db>/<table>/schema.json                                 the table's columns
+//! <db>/<table>/tombstones.json                             deletes not yet carried out
 //! <db>/<table>/date=YYYY-MM-DD/hour=HH/metadata.json       the partition's files
 //! ```
 //! Both are rewritten whole and atomically on every change.
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::memory::{catalog_reads_from_view, CatalogView, PartitionState};
 use super::names::{check_name, NameKind};
 use super::schema::SchemaFile;
-use super::{Catalog, CatalogError, Column, Commit, FileEntry, PartitionKey, TableSchema};
+use super::{Catalog, CatalogError, Column, Commit, FileEntry, PartitionKey, TableSchema, Tombstone};
 use crate::storage::disk::{Disk, RealDisk};
 use crate::storage::fs::{write_atomic_bytes, AtomicWriteError, TEMP_PREFIX};
 
@@ -26,6 +27,15 @@ pub const PARTITION_FILE: &str = "metadata.json";
 
 /// Name of the per-table schema file.
 pub const SCHEMA_FILE: &str = "schema.json";
+
+/// Name of the per-table file of live deletes.
+pub const TOMBSTONES_FILE: &str = "tombstones.json";
+
+/// The contents of `tombstones.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredTombstones {
+    tombstones: Vec<Tombstone>,
+}
 
 const LOCK_SHARDS: usize = 64;
 
@@ -149,6 +159,9 @@ impl LocalCatalog {
                         }
                     }
                     view.set_table(&database, &table, Arc::new(schema.into_schema()), 0, partitions);
+                    if let Some(stored) = read_json::<StoredTombstones>(disk_ref, &table_dir.join(TOMBSTONES_FILE))? {
+                        view.set_tombstones(&database, &table, stored.tombstones.into_iter().map(Arc::new).collect());
+                    }
                 }
             }
         }
@@ -248,6 +261,32 @@ impl Catalog for LocalCatalog {
         let merged = Arc::new(merged);
         self.view.set_schema_version(database, table, Arc::clone(&merged), 0);
         Ok(merged)
+    }
+
+    async fn add_tombstone(
+        &self,
+        database: &str,
+        table: &str,
+        tombstone: Tombstone,
+        max: usize,
+    ) -> Result<(), CatalogError> {
+        let _guard = self.schema_lock.lock().await;
+        let mut tombstones = self.view.tombstones(database, table);
+        if tombstones.iter().any(|t| t.sequence == tombstone.sequence) {
+            return Ok(());
+        }
+        if tombstones.len() >= max {
+            return Err(CatalogError::TooManyTombstones { database: database.into(), table: table.into(), max });
+        }
+        tombstones.push(Arc::new(tombstone));
+        tombstones.sort_by_key(|t| t.sequence);
+        let stored = StoredTombstones { tombstones: tombstones.iter().map(|t| Tombstone::clone(t)).collect() };
+        let path = self.table_dir(database, table).join(TOMBSTONES_FILE);
+        let bytes = serde_json::to_vec_pretty(&stored)
+            .map_err(|e| CatalogError::Encode { path: path.display().to_string(), message: e.to_string() })?;
+        self.write_catalog_file(path, bytes).await?;
+        self.view.set_tombstones(database, table, tombstones);
+        Ok(())
     }
 
     fn stopped(&self) -> Option<String> {

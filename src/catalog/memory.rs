@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use super::tombstones::Tombstone;
 use super::{
     CatalogError, Commit, FileEntry, PartitionFiles, PartitionKey, TableSchema, TableSummary, DEFAULT_DATABASE,
 };
@@ -47,6 +48,9 @@ struct TableState {
     /// an older read never replaces a newer schema.
     schema_version: u64,
     partitions: BTreeMap<PartitionKey, PartitionState>,
+    /// Deletes not yet carried out by rewriting every file they hide rows of,
+    /// oldest first.
+    tombstones: Vec<Arc<Tombstone>>,
 }
 
 #[derive(Debug, Default)]
@@ -182,6 +186,18 @@ impl CatalogView {
     pub(crate) fn max_wal_sequence(&self) -> u64 {
         self.read().max_wal_sequence
     }
+
+    pub(crate) fn tombstones(&self, database: &str, table: &str) -> Vec<Arc<Tombstone>> {
+        self.read().databases.get(database).and_then(|t| t.get(table)).map(|t| t.tombstones.clone()).unwrap_or_default()
+    }
+
+    /// Publishes a table's tombstones, ordered by sequence.
+    pub(crate) fn set_tombstones(&self, database: &str, table: &str, mut tombstones: Vec<Arc<Tombstone>>) {
+        tombstones.sort_by_key(|t| t.sequence);
+        let mut state = self.write();
+        let entry = state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default();
+        entry.tombstones = tombstones;
+    }
 }
 
 /// The reads of [`super::Catalog`] that every implementation answers from
@@ -214,6 +230,10 @@ macro_rules! catalog_reads_from_view {
 
         fn max_wal_sequence(&self) -> u64 {
             self.view.max_wal_sequence()
+        }
+
+        fn tombstones(&self, database: &str, table: &str) -> Vec<std::sync::Arc<$crate::catalog::Tombstone>> {
+            self.view.tombstones(database, table)
         }
     };
 }

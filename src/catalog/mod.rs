@@ -15,6 +15,7 @@ pub mod redis;
 pub mod relations;
 mod schema;
 pub mod tokens;
+pub mod tombstones;
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use redis::{RedisCatalog, RedisOptions, RedisTokens};
 pub use schema::{
     tag_data_type, time_data_type, Column, ColumnType, SchemaConflict, TableSchema, TIME_COLUMN, TIME_ZONE,
 };
+pub use tombstones::{DeletePredicate, TagCondition, Tombstone};
 
 /// The database used when a client names none.
 pub const DEFAULT_DATABASE: &str = "default";
@@ -215,6 +217,23 @@ pub enum CatalogError {
         /// The error.
         source: std::io::Error,
     },
+    /// A table has as many live deletes as it may: the compactor must carry
+    /// some out (rewrite the files they hide rows of) first.
+    #[error(
+        "{database}.{table} has {max} deletes the compactor has not yet carried out, the most it may have \
+         (HOURGLASS_MAX_TOMBSTONES): retry once compaction has rewritten the files, or delete more at once"
+    )]
+    TooManyTombstones {
+        /// The database.
+        database: String,
+        /// The table.
+        table: String,
+        /// The limit.
+        max: usize,
+    },
+    /// What this catalog does not do.
+    #[error("{0}")]
+    Unsupported(String),
     /// The shared catalog cannot be reached now: retry shortly.
     #[error("{0}")]
     Unavailable(String),
@@ -241,7 +260,10 @@ impl Classified for CatalogError {
     fn kind(&self) -> ErrorKind {
         match self {
             CatalogError::Conflict(_) => ErrorKind::Invalid,
-            CatalogError::Unavailable(_) | CatalogError::Fenced { .. } => ErrorKind::Unavailable,
+            CatalogError::Unavailable(_) | CatalogError::Fenced { .. } | CatalogError::TooManyTombstones { .. } => {
+                ErrorKind::Unavailable
+            }
+            CatalogError::Unsupported(_) => ErrorKind::Unsupported,
             CatalogError::MissingFile { .. }
             | CatalogError::Io { .. }
             | CatalogError::Corrupt { .. }
@@ -260,6 +282,9 @@ impl Classified for CatalogError {
             CatalogError::Unavailable(_) => "57P03",
             // lock_not_available
             CatalogError::Fenced { .. } => "55P03",
+            // program_limit_exceeded
+            CatalogError::TooManyTombstones { .. } => "54000",
+            CatalogError::Unsupported(_) => "0A000",
             CatalogError::Io { .. } | CatalogError::OutcomeUnknown { .. } | CatalogError::Stopped(_) => "58030",
             CatalogError::Corrupt { .. } => "XX001",
         }
@@ -330,6 +355,25 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// Applies a change to one partition: on disk, then in memory.
     async fn commit(&self, commit: Commit) -> Result<(), CatalogError>;
+
+    /// The deletes of a table that may still hide rows of its files, oldest
+    /// first.
+    fn tombstones(&self, database: &str, table: &str) -> Vec<Arc<Tombstone>>;
+
+    /// Records a delete of a table's rows, unless one of its sequence is
+    /// there already (a WAL replay records it again). Refused when the table
+    /// has `max` live ones.
+    async fn add_tombstone(
+        &self,
+        database: &str,
+        table: &str,
+        _tombstone: Tombstone,
+        _max: usize,
+    ) -> Result<(), CatalogError> {
+        Err(CatalogError::Unsupported(format!(
+            "DELETE on {database}.{table}: this catalog does not record deletes yet; use the local catalog"
+        )))
+    }
 
     /// Why the catalog takes no more changes, if it stopped: a change whose
     /// outcome is unknown makes its in-memory view possibly wrong, and

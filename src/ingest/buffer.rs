@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arrow::array::RecordBatch;
 use tokio::sync::Notify;
 
-use crate::catalog::PartitionKey;
+use crate::catalog::{DeletePredicate, PartitionKey};
 use crate::last_values::LastValueCache;
 
 /// Rows of one table and hour partition, ready to be buffered.
@@ -27,6 +27,17 @@ pub struct BufferedWrite {
     pub partition: PartitionKey,
     /// The rows.
     pub batch: RecordBatch,
+}
+
+/// A delete of one table's rows, in its place among the writes.
+#[derive(Debug, Clone)]
+pub struct BufferedDelete {
+    /// The database.
+    pub database: Arc<str>,
+    /// The table.
+    pub table: Arc<str>,
+    /// The rows it removes.
+    pub predicate: DeletePredicate,
 }
 
 type TableKey = (Arc<str>, Arc<str>);
@@ -172,6 +183,11 @@ impl WriteBuffer {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The cache of latest values this buffer keeps up to date.
+    pub fn last_values(&self) -> Option<&Arc<LastValueCache>> {
+        self.last_values.as_ref()
+    }
+
     /// Bytes held, snapshots being persisted included.
     pub fn bytes(&self) -> usize {
         self.total_bytes.load(Ordering::Relaxed)
@@ -244,6 +260,60 @@ impl WriteBuffer {
         if buffered >= self.flush_bytes {
             self.flush_wanted.notify_one();
         }
+    }
+
+    /// Removes the rows a delete (WAL record `sequence`) matches from the
+    /// buffer and from the snapshots being persisted, so that no query sees
+    /// them again: a snapshot's file may still hold them, and the delete's
+    /// tombstone hides them there (the file's WAL sequence is below it).
+    /// Rows written after this call are not touched.
+    pub fn apply_delete(&self, sequence: u64, delete: &BufferedDelete) -> Result<(), arrow::error::ArrowError> {
+        let predicate = &delete.predicate;
+        let in_range = |key: &PartitionKey| predicate.overlaps(key.start_ns(), key.end_ns());
+        let mut removed = 0usize;
+        {
+            let mut state = self.lock();
+            assert!(
+                sequence > state.last_sequence || (sequence == 0 && state.last_sequence == 0),
+                "WAL record {sequence} reached the buffer after record {}: a delete would miss rows written before it",
+                state.last_sequence
+            );
+            let key: TableKey = (Arc::clone(&delete.database), Arc::clone(&delete.table));
+            if let Some(hours) = state.tables.get_mut(&key) {
+                for (_, batches) in hours.iter_mut().filter(|(key, _)| in_range(key)) {
+                    for batch in batches.iter_mut() {
+                        let kept = predicate.remove_from(batch)?;
+                        removed += batch.get_array_memory_size().saturating_sub(kept.get_array_memory_size());
+                        *batch = kept;
+                    }
+                    batches.retain(|b| b.num_rows() > 0);
+                }
+                hours.retain(|_, batches| !batches.is_empty());
+                if hours.is_empty() {
+                    state.tables.remove(&key);
+                }
+            }
+            for snapshot in &state.persisting {
+                for p in &snapshot.partitions {
+                    if p.database != delete.database || p.table != delete.table || !in_range(&p.partition) {
+                        continue;
+                    }
+                    // Its bytes stay counted until the partition is persisted.
+                    let mut batches = p.batches.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    for batch in batches.iter_mut() {
+                        *batch = predicate.remove_from(batch)?;
+                    }
+                }
+            }
+            state.bytes = state.bytes.saturating_sub(removed);
+            state.last_sequence = state.last_sequence.max(sequence);
+        }
+        let _ =
+            self.total_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(removed)));
+        if let Some(cache) = &self.last_values {
+            cache.forget(&delete.database, &delete.table);
+        }
+        Ok(())
     }
 
     /// Moves everything buffered into a new snapshot, or returns `None` when the

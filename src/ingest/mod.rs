@@ -24,7 +24,7 @@ use arrow::error::ArrowError;
 use bytes::Bytes;
 use tokio::sync::{watch, Semaphore};
 
-use crate::catalog::{Catalog, CatalogError, PartitionKey, TIME_COLUMN};
+use crate::catalog::{Catalog, CatalogError, DeletePredicate, PartitionKey, Tombstone, TIME_COLUMN};
 use crate::errors::{Classified, ErrorKind};
 use crate::metrics::Metrics;
 use crate::storage::{ParquetOptions, Storage};
@@ -40,6 +40,8 @@ pub struct IngestOptions {
     pub max_line_bytes: usize,
     /// Tables may not grow past this many columns.
     pub max_columns_per_table: usize,
+    /// Deletes a table may have that the compactor has not carried out.
+    pub max_tombstones: usize,
     /// Writes are refused (503) while the buffer holds this many bytes.
     pub max_buffer_bytes: usize,
     /// The buffer is persisted early once it holds this many bytes.
@@ -466,6 +468,37 @@ impl Ingester {
         let write = batches::table_write(table, current.as_deref(), batch, allow_new_columns)?;
         self.metrics.write_bytes.add(batch.get_array_memory_size() as u64);
         self.write_tables(database, vec![write], true).await
+    }
+
+    /// Deletes the rows of `table` that `predicate` matches and were written
+    /// before: a WAL record (so it is ordered with the writes and survives a
+    /// crash), applied to the write buffer, then a tombstone in the catalog
+    /// that hides the rows in files until the compactor rewrites them.
+    /// Returns the delete's WAL sequence once every step is durable.
+    pub async fn delete(&self, database: &str, table: &str, predicate: DeletePredicate) -> Result<u64, IngestError> {
+        let live = self.catalog.tombstones(database, table).len();
+        if live >= self.options.max_tombstones {
+            return Err(IngestError::Catalog(CatalogError::TooManyTombstones {
+                database: database.into(),
+                table: table.into(),
+                max: self.options.max_tombstones,
+            }));
+        }
+        let _slot = self.slot().await?;
+        let issued_at = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let (database, table): (Arc<str>, Arc<str>) = (database.into(), table.into());
+        let record = WalWrite::encode_delete(&database, &table, predicate.clone(), issued_at)?;
+        let sequence = self.wal.write(record).await?;
+        let tombstone = Tombstone { sequence, issued_at, predicate };
+        // The limit was checked before the record: a durable delete is not refused now.
+        self.catalog.add_tombstone(&database, &table, tombstone, usize::MAX).await?;
+        if let Some(cache) = self.buffer.last_values() {
+            // Again, now the tombstone hides the rows in files too: a cache
+            // built in between read them.
+            cache.forget(&database, &table);
+        }
+        self.metrics.deletes.add(1);
+        Ok(sequence)
     }
 
     /// Writes the buffer out now (also used by tests and the admin API).

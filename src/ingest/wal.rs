@@ -14,7 +14,10 @@
 //! header: b"HGWAL\0\0\x02"
 //! record: len u32 LE | crc32 u32 LE (of seq, synced and payload) | seq u64 LE | synced u64 LE | payload[len]
 //! payload: db_len u16 | db | tables u32 | (table_len u16 | table | ipc_len u32 | Arrow IPC stream)*
+//! delete:  db_len u16 | db | 0xFFFFFFFF | table_len u16 | table | json_len u32 | DeleteRecord as JSON
 //! ```
+//! A delete is a record of its own, so that it is ordered with the writes:
+//! it removes the rows written before it and none written after.
 //! `synced` is how many bytes of the segment were durable (fsynced) when the
 //! record was appended. Segments of version 1 (`\x01`), written before it
 //! existed, have records without it and are still read.
@@ -40,9 +43,9 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use tokio::sync::{mpsc, oneshot};
 
-use super::buffer::{BufferedWrite, Snapshot, WriteBuffer};
+use super::buffer::{BufferedDelete, BufferedWrite, Snapshot, WriteBuffer};
 use super::split_by_partition;
-use crate::catalog::{Catalog, Column, ColumnType};
+use crate::catalog::{Catalog, Column, ColumnType, DeletePredicate, Tombstone};
 use crate::errors::{Classified, ErrorKind};
 use crate::metrics::Metrics;
 use crate::storage::disk::{is_disk_full, Disk, DiskFile};
@@ -192,6 +195,18 @@ pub struct WalWrite {
     pub payload_crc: crc32fast::Hasher,
     /// Acknowledge only after the fsync.
     pub sync: bool,
+    /// The delete this record is, if it is one.
+    pub delete: Option<BufferedDelete>,
+}
+
+/// The tables count that marks a delete record.
+const DELETE_MARK: u32 = u32::MAX;
+
+/// A delete as its WAL record holds it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct DeleteRecord {
+    predicate: DeletePredicate,
+    issued_at: i64,
 }
 
 impl WalWrite {
@@ -229,7 +244,42 @@ impl WalWrite {
         u32::try_from(payload.len()).map_err(|_| too_large("a write over 4 GiB"))?;
         let mut payload_crc = crc32fast::Hasher::new();
         payload_crc.update(&payload);
-        Ok(WalWrite { writes, payload, payload_crc, sync })
+        Ok(WalWrite { writes, payload, payload_crc, sync, delete: None })
+    }
+
+    /// Encodes a delete of `table`'s rows issued at `issued_at` (always
+    /// synced: a delete is acknowledged once durable).
+    pub fn encode_delete(
+        database: &Arc<str>,
+        table: &Arc<str>,
+        predicate: DeletePredicate,
+        issued_at: i64,
+    ) -> Result<WalWrite, WalError> {
+        let mut payload = Vec::new();
+        put_str(&mut payload, database)?;
+        payload.extend_from_slice(&DELETE_MARK.to_le_bytes());
+        put_str(&mut payload, table)?;
+        let record = DeleteRecord { predicate, issued_at };
+        let json = serde_json::to_vec(&record).map_err(|e| WalError::TooLarge(format!("encoding a delete: {e}")))?;
+        let len = u32::try_from(json.len()).map_err(|_| WalError::TooLarge("a delete over 4 GiB".into()))?;
+        payload.extend_from_slice(&len.to_le_bytes());
+        payload.extend_from_slice(&json);
+        let mut payload_crc = crc32fast::Hasher::new();
+        payload_crc.update(&payload);
+        let delete =
+            BufferedDelete { database: Arc::clone(database), table: Arc::clone(table), predicate: record.predicate };
+        Ok(WalWrite { writes: Vec::new(), payload, payload_crc, sync: true, delete: Some(delete) })
+    }
+}
+
+/// Puts a record's rows or delete into the buffer.
+fn apply_to_buffer(buffer: &WriteBuffer, sequence: u64, write: &WalWrite) -> Result<(), String> {
+    match &write.delete {
+        Some(delete) => buffer.apply_delete(sequence, delete).map_err(|e| format!("applying a delete: {e}")),
+        None => {
+            buffer.apply(sequence, &write.writes);
+            Ok(())
+        }
     }
 }
 
@@ -244,6 +294,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), WalError> {
 struct DecodedRecord {
     database: Arc<str>,
     tables: Vec<(Arc<str>, Vec<RecordBatch>)>,
+    delete: Option<(Arc<str>, DeleteRecord)>,
 }
 
 fn decode_payload(payload: &[u8]) -> Result<DecodedRecord, String> {
@@ -258,6 +309,16 @@ fn decode_payload(payload: &[u8]) -> Result<DecodedRecord, String> {
     let database = read_str(&mut cursor)?;
     let mut count = [0u8; 4];
     cursor.read_exact(&mut count).map_err(|e| e.to_string())?;
+    if u32::from_le_bytes(count) == DELETE_MARK {
+        let table = read_str(&mut cursor)?;
+        let mut len = [0u8; 4];
+        cursor.read_exact(&mut len).map_err(|e| e.to_string())?;
+        let start = cursor.position() as usize;
+        let json =
+            payload.get(start..start + u32::from_le_bytes(len) as usize).ok_or("a delete runs past the record")?;
+        let record: DeleteRecord = serde_json::from_slice(json).map_err(|e| format!("a delete record: {e}"))?;
+        return Ok(DecodedRecord { database, tables: Vec::new(), delete: Some((table, record)) });
+    }
     let mut tables = Vec::new();
     for _ in 0..u32::from_le_bytes(count) {
         let table = read_str(&mut cursor)?;
@@ -271,7 +332,7 @@ fn decode_payload(payload: &[u8]) -> Result<DecodedRecord, String> {
         tables.push((table, batches));
         cursor.set_position(end as u64);
     }
-    Ok(DecodedRecord { database, tables })
+    Ok(DecodedRecord { database, tables, delete: None })
 }
 
 enum Command {
@@ -301,6 +362,8 @@ pub struct ReplayReport {
     pub rows_replayed: u64,
     /// Rows skipped because Parquet files already hold them.
     pub rows_skipped: u64,
+    /// Deletes applied again.
+    pub deletes: u64,
     /// Bytes cut off the end of the last segment as a torn tail: a torn
     /// record, and any whole records after it that were appended since the
     /// last fsync.
@@ -714,6 +777,14 @@ async fn replay_record(
     report: &mut ReplayReport,
 ) -> Result<(), String> {
     let record = decode_payload(payload)?;
+    if let Some((table, delete)) = record.delete {
+        // Recorded again in case the crash came before the catalog had it.
+        let tombstone = Tombstone { sequence, issued_at: delete.issued_at, predicate: delete.predicate.clone() };
+        catalog.add_tombstone(&record.database, &table, tombstone, usize::MAX).await.map_err(|e| e.to_string())?;
+        let delete = BufferedDelete { database: record.database, table, predicate: delete.predicate };
+        report.deletes += 1;
+        return buffer.apply_delete(sequence, &delete).map_err(|e| format!("replaying a delete: {e}"));
+    }
     let mut writes = Vec::new();
     for (table, batches) in record.tables {
         for batch in batches {
@@ -899,8 +970,7 @@ impl WalThread {
             if write.sync {
                 durable.push((write, reply, sequence));
             } else {
-                self.buffer.apply(sequence, &write.writes);
-                let _ = reply.send(Ok(sequence));
+                let _ = reply.send(self.apply(sequence, &write));
             }
         }
         if !durable.is_empty() {
@@ -913,8 +983,7 @@ impl WalThread {
                 return;
             }
             for (write, reply, sequence) in durable {
-                self.buffer.apply(sequence, &write.writes);
-                let _ = reply.send(Ok(sequence));
+                let _ = reply.send(self.apply(sequence, &write));
             }
         }
         if self.file_bytes >= self.options.segment_bytes {
@@ -922,6 +991,21 @@ impl WalThread {
                 // The active segment only grows past its size; the next group
                 // tries again.
                 tracing::warn!(%error, "could not start a new WAL segment");
+            }
+        }
+    }
+
+    /// Puts an appended record into the buffer. A delete that cannot be
+    /// applied (a fault of the server: its predicate reads only the key
+    /// columns) stops the log, since rows it should have removed would stay
+    /// visible.
+    fn apply(&mut self, sequence: u64, write: &WalWrite) -> Result<u64, WalError> {
+        match apply_to_buffer(&self.buffer, sequence, write) {
+            Ok(()) => Ok(sequence),
+            Err(message) => {
+                let error = WalError::SyncFailed { path: self.file_path.display().to_string(), message };
+                self.fail(&error);
+                Err(error)
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod bounds;
 mod catalog;
 mod ddl;
 pub mod dedup;
+mod delete;
 mod error;
 pub mod functions;
 pub mod gapfill;

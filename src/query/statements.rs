@@ -158,9 +158,10 @@ impl QueryEngine {
             }
             return match dml.op {
                 WriteOp::Insert(InsertOp::Append) => self.writable(plan, "INSERT"),
+                WriteOp::Delete => self.writable(plan, "DELETE"),
                 ref op => Err(QueryError::Unsupported(format!(
-                    "{op} is not supported: measurements are appended to with INSERT; a row with the same series \
-                     and time replaces the fields it names"
+                    "{op} is not supported: measurements are appended to with INSERT (a row with the same series \
+                     and time replaces the fields it names) and deleted from with DELETE"
                 ))),
             };
         }

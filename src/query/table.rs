@@ -46,7 +46,7 @@ use datafusion::physical_plan::{
 use super::bounds::{hull, overlaps, time_ranges, TimeRange, ALL_TIME};
 use super::dedup::DeduplicateExec;
 use super::QueryError;
-use crate::catalog::{Catalog, FileEntry, PartitionKey, TableSchema, TableSummary};
+use crate::catalog::{Catalog, DeletePredicate, FileEntry, PartitionKey, TableSchema, TableSummary, Tombstone};
 use crate::storage::{file_path_in_layer, sort_and_deduplicate, time_range, RowOrder, Storage};
 
 /// The column that numbers the sources of a deduplicated partition, oldest first.
@@ -75,6 +75,10 @@ pub trait TableWriter: Send + Sync + fmt::Debug {
     /// Writes one batch (in the table's column types) into `database.table`;
     /// returns the rows written once they are durable.
     async fn write(&self, database: &str, table: &str, batch: RecordBatch) -> Result<usize, QueryError>;
+
+    /// Deletes the rows of `database.table` that `predicate` matches and
+    /// were written before; returns once the delete is durable.
+    async fn delete(&self, database: &str, table: &str, predicate: DeletePredicate) -> Result<(), QueryError>;
 }
 
 /// One measurement as a DataFusion table.
@@ -143,7 +147,9 @@ impl TimeseriesTable {
     pub(crate) fn merged_files(&self, state: &dyn Session, files: Vec<FileEntry>) -> Result<Arc<dyn ExecutionPlan>> {
         let projection: Vec<usize> = (0..self.arrow_schema.fields().len()).collect();
         let sources = files.into_iter().map(Source::File).collect();
-        self.deduplicated_scan(state, sources, &projection, None, ReaderMemory::Unreserved)
+        // Deletes are carried out here: the merged file no longer holds the rows.
+        let tombstones = self.catalog.tombstones(&self.database, &self.table);
+        self.deduplicated_scan(state, sources, &projection, None, ReaderMemory::Unreserved, &tombstones)
     }
 }
 
@@ -405,6 +411,7 @@ impl TimeseriesTable {
         projection: &[usize],
         key_predicate: Option<&Arc<dyn PhysicalExpr>>,
         reserve: ReaderMemory,
+        tombstones: &[Arc<Tombstone>],
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let order = self.schema.row_order();
         // Read the requested columns plus the whole key, and the source number.
@@ -454,6 +461,7 @@ impl TimeseriesTable {
                     )?;
                     let partitioned =
                         self.partitioned_file(&file).with_partition_values(vec![ScalarValue::UInt32(Some(number))]);
+                    let deletes = applicable(tombstones, &file);
                     let config = FileScanConfigBuilder::new(layer_url, Arc::new(parquet))
                         .with_file(partitioned)
                         .with_projection_indices(Some(read.clone()))?
@@ -461,7 +469,13 @@ impl TimeseriesTable {
                         .with_preserve_order(true)
                         .with_batch_size(Some(batch_rows))
                         .build();
-                    inputs.push(DataSourceExec::from_data_source(config));
+                    let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+                    // Before the merge: a row written after a delete must not
+                    // take fields from a deleted one.
+                    inputs.push(match deletes.is_empty() {
+                        true => scan,
+                        false => without_deleted_rows(state, scan, &deletes)?,
+                    });
                 }
                 Source::Buffer(batch) => {
                     let numbers: ArrayRef = Arc::new(UInt32Array::from(vec![number; batch.num_rows()]));
@@ -524,6 +538,29 @@ impl TableProvider for TimeseriesTable {
         (column == crate::catalog::TIME_COLUMN).then_some(&self.time_default)
     }
 
+    async fn delete_from(&self, state: &dyn Session, filters: Vec<Expr>) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(writer) = &self.writer else {
+            return Err(DataFusionError::External(Box::new(QueryError::read_only("DELETE"))));
+        };
+        let predicate =
+            super::delete::predicate_of(&filters, &self.schema).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        // The rows it removes, counted when it runs, just before.
+        let key: Vec<usize> = self.schema.row_order().sort_key;
+        let matched = self.scan(state, Some(&key), &filters, None).await?;
+        let condition = match conjunction(filters) {
+            Some(condition) => state.create_physical_expr(condition, &DFSchema::try_from(matched.schema())?)?,
+            None => datafusion::physical_expr::expressions::lit(true),
+        };
+        let matched = Arc::new(datafusion::physical_plan::filter::FilterExec::try_new(condition, matched)?);
+        Ok(Arc::new(super::delete::DeleteExec::new(
+            &self.database,
+            &self.table,
+            predicate,
+            Arc::clone(writer),
+            matched,
+        )))
+    }
+
     async fn insert_into(
         &self,
         _state: &dyn Session,
@@ -578,11 +615,17 @@ impl TableProvider for TimeseriesTable {
             None => BTreeMap::new(),
         };
         let order: RowOrder = self.schema.row_order();
+        let tombstones = self.catalog.tombstones(&self.database, &self.table);
         let mut partitions: BTreeMap<PartitionKey, Vec<Source>> = BTreeMap::new();
         for listed in self.catalog.files(&self.database, &self.table, low, high) {
             let Some(key) = listed.partition else { continue };
-            let mut files: Vec<FileEntry> =
-                listed.files.into_iter().filter(|f| overlaps(&ranges, f.min_time, f.max_time)).collect();
+            let mut files: Vec<FileEntry> = listed
+                .files
+                .into_iter()
+                .filter(|f| overlaps(&ranges, f.min_time, f.max_time))
+                // A file a delete wholly covers has nothing left to read.
+                .filter(|f| !applicable(&tombstones, f).iter().any(|t| t.predicate.covers(f.min_time, f.max_time)))
+                .collect();
             files.sort_by_key(|f| (f.wal_sequence, f.chunk_time));
             partitions.entry(key).or_default().extend(files.into_iter().map(Source::File));
         }
@@ -622,7 +665,10 @@ impl TableProvider for TimeseriesTable {
         for (_, sources) in partitions {
             for group in overlap_groups(sources, order.time) {
                 summary.files_scanned += group.iter().filter(|s| matches!(s, Source::File(_))).count();
-                if group.len() > 1 {
+                // A file with deletes to apply is read like a merge of one,
+                // with the rows they hide filtered out.
+                let deleted_from = |s: &Source| matches!(s, Source::File(f) if !applicable(&tombstones, f).is_empty());
+                if group.len() > 1 || group.iter().any(deleted_from) {
                     overlapping.push(group);
                     continue;
                 }
@@ -655,6 +701,7 @@ impl TableProvider for TimeseriesTable {
                 &projection,
                 key_predicate.as_ref(),
                 ReaderMemory::Reserve,
+                &tombstones,
             )?);
         }
         let plan: Arc<dyn ExecutionPlan> = match parts.len() {
@@ -663,6 +710,32 @@ impl TableProvider for TimeseriesTable {
         };
         Ok(Arc::new(TimeseriesScanExec::new(self, plan, summary, &ranges)))
     }
+}
+
+/// The deletes that hide rows of `file`: those issued after its newest
+/// write that meet its time range.
+fn applicable(tombstones: &[Arc<Tombstone>], file: &FileEntry) -> Vec<Arc<Tombstone>> {
+    tombstones
+        .iter()
+        .filter(|t| t.sequence > file.wal_sequence && t.predicate.overlaps(file.min_time, file.max_time))
+        .cloned()
+        .collect()
+}
+
+/// `input` without the rows any of `tombstones` matches.
+fn without_deleted_rows(
+    state: &dyn Session,
+    input: Arc<dyn ExecutionPlan>,
+    tombstones: &[Arc<Tombstone>],
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let kept = tombstones
+        .iter()
+        .map(|t| Expr::IsNotTrue(Box::new(super::delete::predicate_expr(&t.predicate))))
+        .reduce(Expr::and)
+        .ok_or_else(|| DataFusionError::Internal("no deletes to apply".into()))?;
+    let schema = DFSchema::try_from(input.schema())?;
+    let predicate = state.create_physical_expr(kept, &schema)?;
+    Ok(Arc::new(datafusion::physical_plan::filter::FilterExec::try_new(predicate, input)?))
 }
 
 /// The root of a table scan: passes its input through, and reports what the

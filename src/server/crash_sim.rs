@@ -127,6 +127,7 @@ async fn start(disk: &SimDisk, segment_bytes: u64, spill: &Path) -> Result<Serve
     let options = IngestOptions {
         max_line_bytes: 1 << 20,
         max_columns_per_table: 100,
+        max_tombstones: 100,
         max_buffer_bytes: 1 << 30,
         flush_buffer_bytes: 1 << 30,
         // Persists come when the test asks.

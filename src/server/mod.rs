@@ -300,6 +300,7 @@ fn ingest_options(settings: &Settings) -> IngestOptions {
     IngestOptions {
         max_line_bytes: settings.max_line_bytes.0 as usize,
         max_columns_per_table: settings.max_columns_per_table,
+        max_tombstones: settings.max_tombstones,
         max_buffer_bytes: settings.max_buffer_bytes.0 as usize,
         flush_buffer_bytes: settings.flush_buffer_bytes.0 as usize,
         save_interval: Duration::from_secs_f64(settings.save_timeout_s),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 
-use crate::catalog::{FileEntry, PartitionKey};
+use crate::catalog::{DeletePredicate, FileEntry, PartitionKey};
 use crate::compactor::{FileMerger, MergedRows};
 use crate::ingest::buffer::WriteBuffer;
 use crate::ingest::Ingester;
@@ -41,6 +41,10 @@ impl TableWriter for InsertsToIngester {
     async fn write(&self, database: &str, table: &str, batch: RecordBatch) -> Result<usize, QueryError> {
         // The write path's own kind and SQLSTATE: a client's bad data, a full buffer, a disk failure.
         self.0.write_batch(database, table, &batch, false).await.map_err(|e| QueryError::refused(&e))
+    }
+
+    async fn delete(&self, database: &str, table: &str, predicate: DeletePredicate) -> Result<(), QueryError> {
+        self.0.delete(database, table, predicate).await.map(|_| ()).map_err(|e| QueryError::refused(&e))
     }
 }
 

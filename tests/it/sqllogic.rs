@@ -345,15 +345,29 @@ impl sqllogictest::AsyncDB for PgWire {
             Err(e) => return Err(error(e)),
         };
         let messages = self.0.simple_query(sql).await.map_err(error)?;
+        let mut completed = None;
         let rows: Vec<Vec<String>> = messages
             .into_iter()
             .filter_map(|m| match m {
                 tokio_postgres::SimpleQueryMessage::Row(row) => {
                     Some((0..row.len()).map(|i| pg_cell(row.get(i), &types[i])).collect())
                 }
+                tokio_postgres::SimpleQueryMessage::CommandComplete(n) => {
+                    completed = Some(n);
+                    None
+                }
                 _ => None,
             })
             .collect();
+        // INSERT and DELETE answer their count in the command tag (`DELETE 2`),
+        // where the other fronts return a `count` row.
+        let counted = sql
+            .trim_start()
+            .get(..6)
+            .is_some_and(|w| w.eq_ignore_ascii_case("insert") || w.eq_ignore_ascii_case("delete"));
+        if let (true, true, Some(n)) = (counted, rows.is_empty(), completed) {
+            return Ok(DBOutput::Rows { types: vec![Type::Integer], rows: vec![vec![n.to_string()]] });
+        }
         if types.is_empty() {
             return Ok(DBOutput::StatementComplete(0));
         }

@@ -127,7 +127,8 @@ fn encode(
 }
 
 impl Queries {
-    /// Runs a plan: rows for a query, the `INSERT 0 n` tag for an insert.
+    /// Runs a plan: rows for a query, the `INSERT 0 n` or `DELETE n` tag for
+    /// an insert or a delete.
     async fn run(
         &self,
         database: &str,
@@ -137,6 +138,7 @@ impl Queries {
         client: &impl ClientInfo,
     ) -> PgWireResult<Response> {
         let insert = matches!(plan, LogicalPlan::Dml(_));
+        let delete = matches!(&plan, LogicalPlan::Dml(dml) if dml.op == datafusion::logical_expr::WriteOp::Delete);
         let catalog_tag = crate::query::command_tag(&plan);
         let output = self.engine.execute(database, plan).await.map_err(query_error)?;
         // A CancelRequest for this connection ends the result with 57014.
@@ -157,6 +159,7 @@ impl Queries {
             // CREATE TABLE AS answers like Postgres: `SELECT n`.
             Some(tag @ "SELECT") => Tag::new(tag).with_rows(rows),
             Some(tag) => Tag::new(tag),
+            None if delete => Tag::new("DELETE").with_rows(rows),
             None => Tag::new("INSERT").with_oid(0).with_rows(rows),
         }))
     }
