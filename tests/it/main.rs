@@ -5,6 +5,7 @@ mod catalog;
 mod compaction;
 mod config;
 mod crash;
+mod delete;
 mod docs;
 mod faults;
 mod flight;
