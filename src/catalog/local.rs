@@ -208,6 +208,23 @@ async fn write_file(disk: Arc<dyn Disk>, path: PathBuf, bytes: Vec<u8>) -> Resul
 }
 
 impl LocalCatalog {
+    /// Writes a table's tombstones, then publishes them.
+    async fn store_tombstones(
+        &self,
+        database: &str,
+        table: &str,
+        mut tombstones: Vec<Arc<Tombstone>>,
+    ) -> Result<(), CatalogError> {
+        tombstones.sort_by_key(|t| t.sequence);
+        let stored = StoredTombstones { tombstones: tombstones.iter().map(|t| Tombstone::clone(t)).collect() };
+        let path = self.table_dir(database, table).join(TOMBSTONES_FILE);
+        let bytes = serde_json::to_vec_pretty(&stored)
+            .map_err(|e| CatalogError::Encode { path: path.display().to_string(), message: e.to_string() })?;
+        self.write_catalog_file(path, bytes).await?;
+        self.view.set_tombstones(database, table, tombstones);
+        Ok(())
+    }
+
     /// Refuses changes once the catalog has stopped.
     fn check_running(&self) -> Result<(), CatalogError> {
         match self.stopped() {
@@ -279,14 +296,18 @@ impl Catalog for LocalCatalog {
             return Err(CatalogError::TooManyTombstones { database: database.into(), table: table.into(), max });
         }
         tombstones.push(Arc::new(tombstone));
-        tombstones.sort_by_key(|t| t.sequence);
-        let stored = StoredTombstones { tombstones: tombstones.iter().map(|t| Tombstone::clone(t)).collect() };
-        let path = self.table_dir(database, table).join(TOMBSTONES_FILE);
-        let bytes = serde_json::to_vec_pretty(&stored)
-            .map_err(|e| CatalogError::Encode { path: path.display().to_string(), message: e.to_string() })?;
-        self.write_catalog_file(path, bytes).await?;
-        self.view.set_tombstones(database, table, tombstones);
-        Ok(())
+        self.store_tombstones(database, table, tombstones).await
+    }
+
+    async fn remove_tombstones(&self, database: &str, table: &str, sequences: &[u64]) -> Result<(), CatalogError> {
+        let _guard = self.schema_lock.lock().await;
+        let mut tombstones = self.view.tombstones(database, table);
+        let before = tombstones.len();
+        tombstones.retain(|t| !sequences.contains(&t.sequence));
+        if tombstones.len() == before {
+            return Ok(());
+        }
+        self.store_tombstones(database, table, tombstones).await
     }
 
     fn stopped(&self) -> Option<String> {
@@ -344,6 +365,7 @@ mod tests {
             min_time: 1_700_000_000_000_000_000,
             max_time: 1_700_000_000_000_000_000,
             wal_sequence: id as u64,
+            deletes_applied: 0,
             chunk_time: 0,
         }
     }

@@ -112,6 +112,10 @@ pub struct FileEntry {
     pub max_time: i64,
     /// The highest WAL sequence whose rows the file may hold.
     pub wal_sequence: u64,
+    /// The newest delete (tombstone sequence) the compactor carried out on
+    /// the file's rows when it wrote them: deletes up to it no longer apply.
+    #[serde(default)]
+    pub deletes_applied: u64,
     /// When the file was written (ns); drives merges and layer TTLs.
     pub chunk_time: i64,
 }
@@ -373,6 +377,12 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         Err(CatalogError::Unsupported(format!(
             "DELETE on {database}.{table}: this catalog does not record deletes yet; use the local catalog"
         )))
+    }
+
+    /// Forgets deletes that hide no row any longer: every file they could
+    /// hide rows of was rewritten without them or written after them.
+    async fn remove_tombstones(&self, _database: &str, _table: &str, _sequences: &[u64]) -> Result<(), CatalogError> {
+        Ok(())
     }
 
     /// Why the catalog takes no more changes, if it stopped: a change whose

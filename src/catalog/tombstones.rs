@@ -63,6 +63,16 @@ pub struct Tombstone {
     pub predicate: DeletePredicate,
 }
 
+impl Tombstone {
+    /// Whether the delete may hide rows of `file`: it came after the file's
+    /// newest write and after the deletes carried out on it, and meets its
+    /// time range.
+    pub fn applies_to(&self, file: &super::FileEntry) -> bool {
+        self.sequence > file.wal_sequence.max(file.deletes_applied)
+            && self.predicate.overlaps(file.min_time, file.max_time)
+    }
+}
+
 impl DeletePredicate {
     /// Every row, at any time.
     pub fn everything() -> DeletePredicate {

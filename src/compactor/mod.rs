@@ -471,6 +471,21 @@ impl Compactor {
             }
         };
         let at = PartitionAt { database, table, partition, lease };
+        if !scope.levels.is_empty() {
+            // Files that deletes hide rows of are rewritten without them, each
+            // alone at its level, so the deletes' tombstones can go.
+            let tombstones = self.catalog.tombstones(database, table);
+            for file in self.partition_files(database, table, partition) {
+                if !tombstones.iter().any(|t| t.applies_to(&file)) {
+                    continue;
+                }
+                let level = file.level;
+                if let Err(error) = self.merge(&at, vec![file], level, &mut report).await {
+                    report.errors.push(format!("carrying out deletes in {database}.{table} {partition}: {error}"));
+                    return report;
+                }
+            }
+        }
         let last = self.options.levels.len().saturating_sub(1);
         for &index in &scope.levels {
             let Some(level) = self.options.levels.get(index) else { continue };
@@ -543,6 +558,9 @@ impl Compactor {
         let id = uuid::Uuid::new_v4().to_string();
         let path = file_path_in_table(&partition.dir_name(), &id, to_level);
         let relative = file_path_in_layer(database, table, &path);
+        // Read before the merge reads them: the merge carries out these
+        // deletes at least (a later one stays a tombstone on the output).
+        let deletes_applied = self.catalog.tombstones(database, table).iter().map(|t| t.sequence).max().unwrap_or(0);
         let written = self
             .under_lease(at, async {
                 let rows = self.merger.merged_rows(database, table, inputs.clone()).await?;
@@ -567,6 +585,7 @@ impl Compactor {
                 min_time: written.min_time,
                 max_time: written.max_time,
                 wal_sequence: inputs.iter().map(|f| f.wal_sequence).max().unwrap_or(0),
+                deletes_applied,
                 // The data has been in this layer since its newest input came:
                 // the layer's TTL counts from then.
                 chunk_time: inputs.iter().map(|f| f.chunk_time).max().unwrap_or_else(now_ns),

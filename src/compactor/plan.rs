@@ -70,6 +70,7 @@ mod tests {
             min_time: 0,
             max_time: 1,
             wal_sequence: sequence,
+            deletes_applied: 0,
             chunk_time: sequence as i64,
         }
     }

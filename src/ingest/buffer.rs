@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arrow::array::RecordBatch;
 use tokio::sync::Notify;
 
-use crate::catalog::{DeletePredicate, PartitionKey};
+use crate::catalog::{DeletePredicate, PartitionKey, Tombstone};
 use crate::last_values::LastValueCache;
 
 /// Rows of one table and hour partition, ready to be buffered.
@@ -38,7 +38,13 @@ pub struct BufferedDelete {
     pub table: Arc<str>,
     /// The rows it removes.
     pub predicate: DeletePredicate,
+    /// When it was issued (nanoseconds since the epoch).
+    pub issued_at: i64,
 }
+
+/// A delete applied to the buffer, with the table it is of: the snapshot
+/// that follows it records its tombstone before the WAL lets go of it.
+pub type AppliedDelete = (Arc<str>, Arc<str>, Tombstone);
 
 type TableKey = (Arc<str>, Arc<str>);
 
@@ -48,6 +54,8 @@ struct BufferState {
     bytes: usize,
     last_sequence: u64,
     persisting: Vec<Arc<Snapshot>>,
+    /// Deletes applied since the last snapshot.
+    deletes: Vec<AppliedDelete>,
 }
 
 /// One table and hour of a snapshot.
@@ -84,6 +92,10 @@ pub struct Snapshot {
     pub sequence: u64,
     /// Its partitions.
     pub partitions: Vec<SnapshotPartition>,
+    /// The deletes applied since the snapshot before: their tombstones go to
+    /// the catalog before the WAL records them no more (the delete's own
+    /// path records them too, unless a crash came first).
+    pub deletes: Vec<AppliedDelete>,
 }
 
 impl Snapshot {
@@ -307,6 +319,8 @@ impl WriteBuffer {
             }
             state.bytes = state.bytes.saturating_sub(removed);
             state.last_sequence = state.last_sequence.max(sequence);
+            let tombstone = Tombstone { sequence, issued_at: delete.issued_at, predicate: predicate.clone() };
+            state.deletes.push((Arc::clone(&delete.database), Arc::clone(&delete.table), tombstone));
         }
         let _ =
             self.total_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(removed)));
@@ -320,10 +334,11 @@ impl WriteBuffer {
     /// buffer is empty. The snapshot stays readable until [`Self::remove_snapshot`].
     pub fn take_snapshot(&self) -> Option<Arc<Snapshot>> {
         let mut state = self.lock();
-        if state.tables.is_empty() {
+        if state.tables.is_empty() && state.deletes.is_empty() {
             return None;
         }
         let tables = std::mem::take(&mut state.tables);
+        let deletes = std::mem::take(&mut state.deletes);
         state.bytes = 0;
         let mut partitions = Vec::new();
         for ((database, table), hours) in tables {
@@ -340,7 +355,7 @@ impl WriteBuffer {
             }
         }
         partitions.sort_by(|a, b| (&a.database, &a.table, a.partition).cmp(&(&b.database, &b.table, b.partition)));
-        let snapshot = Arc::new(Snapshot { sequence: state.last_sequence, partitions });
+        let snapshot = Arc::new(Snapshot { sequence: state.last_sequence, partitions, deletes });
         state.persisting.push(Arc::clone(&snapshot));
         Some(snapshot)
     }

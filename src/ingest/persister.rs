@@ -154,6 +154,38 @@ impl Persister {
         Ok(report)
     }
 
+    /// Forgets the deletes up to WAL sequence `through` (every snapshot up
+    /// to it is in the catalog, so no file written from the buffer can come
+    /// with older rows) that no listed file has rows for any more.
+    async fn expire_tombstones(&self, through: u64) {
+        for database in self.catalog.databases() {
+            for table in self.catalog.tables(&database) {
+                let tombstones = self.catalog.tombstones(&database, &table);
+                if tombstones.is_empty() {
+                    continue;
+                }
+                let files: Vec<FileEntry> = self
+                    .catalog
+                    .files(&database, &table, i64::MIN, i64::MAX)
+                    .into_iter()
+                    .flat_map(|p| p.files)
+                    .collect();
+                let expired: Vec<u64> = tombstones
+                    .iter()
+                    .filter(|t| t.sequence <= through && !files.iter().any(|f| t.applies_to(f)))
+                    .map(|t| t.sequence)
+                    .collect();
+                if expired.is_empty() {
+                    continue;
+                }
+                match self.catalog.remove_tombstones(&database, &table, &expired).await {
+                    Ok(()) => tracing::debug!(%database, %table, deletes = expired.len(), "deletes carried out"),
+                    Err(error) => tracing::warn!(%database, %table, %error, "could not forget carried-out deletes"),
+                }
+            }
+        }
+    }
+
     /// Writes the buffer's unfinished snapshots in order; true when none is left.
     async fn persist_pending(&self, report: &mut PersistReport) -> Result<bool, WalError> {
         for snapshot in self.buffer.persisting() {
@@ -161,8 +193,16 @@ impl Persister {
             if !snapshot.is_done() {
                 return Ok(false);
             }
+            for (database, table, tombstone) in &snapshot.deletes {
+                // Its WAL record goes next: the catalog must have it first.
+                if let Err(error) = self.catalog.add_tombstone(database, table, tombstone.clone(), usize::MAX).await {
+                    tracing::error!(%database, %table, %error, "could not record a delete; the WAL keeps it, retried");
+                    return Ok(false);
+                }
+            }
             self.buffer.remove_snapshot(&snapshot);
             self.wal.truncate_through(snapshot.sequence).await?;
+            self.expire_tombstones(snapshot.sequence).await;
         }
         Ok(true)
     }
@@ -241,6 +281,7 @@ impl Persister {
             min_time,
             max_time,
             wal_sequence: snapshot.sequence,
+            deletes_applied: 0,
             chunk_time: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
         };
         self.catalog

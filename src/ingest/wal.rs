@@ -266,8 +266,12 @@ impl WalWrite {
         payload.extend_from_slice(&json);
         let mut payload_crc = crc32fast::Hasher::new();
         payload_crc.update(&payload);
-        let delete =
-            BufferedDelete { database: Arc::clone(database), table: Arc::clone(table), predicate: record.predicate };
+        let delete = BufferedDelete {
+            database: Arc::clone(database),
+            table: Arc::clone(table),
+            predicate: record.predicate,
+            issued_at,
+        };
         Ok(WalWrite { writes: Vec::new(), payload, payload_crc, sync: true, delete: Some(delete) })
     }
 }
@@ -781,7 +785,12 @@ async fn replay_record(
         // Recorded again in case the crash came before the catalog had it.
         let tombstone = Tombstone { sequence, issued_at: delete.issued_at, predicate: delete.predicate.clone() };
         catalog.add_tombstone(&record.database, &table, tombstone, usize::MAX).await.map_err(|e| e.to_string())?;
-        let delete = BufferedDelete { database: record.database, table, predicate: delete.predicate };
+        let delete = BufferedDelete {
+            database: record.database,
+            table,
+            predicate: delete.predicate,
+            issued_at: delete.issued_at,
+        };
         report.deletes += 1;
         return buffer.apply_delete(sequence, &delete).map_err(|e| format!("replaying a delete: {e}"));
     }

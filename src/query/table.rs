@@ -715,11 +715,7 @@ impl TableProvider for TimeseriesTable {
 /// The deletes that hide rows of `file`: those issued after its newest
 /// write that meet its time range.
 fn applicable(tombstones: &[Arc<Tombstone>], file: &FileEntry) -> Vec<Arc<Tombstone>> {
-    tombstones
-        .iter()
-        .filter(|t| t.sequence > file.wal_sequence && t.predicate.overlaps(file.min_time, file.max_time))
-        .cloned()
-        .collect()
+    tombstones.iter().filter(|t| t.applies_to(file)).cloned().collect()
 }
 
 /// `input` without the rows any of `tombstones` matches.

@@ -19,6 +19,7 @@ fn file(id: &str, partition: PartitionKey, rows: u64) -> FileEntry {
         min_time: partition.start_ns(),
         max_time: partition.start_ns() + 10,
         wal_sequence: 7,
+        deletes_applied: 0,
         chunk_time: 1,
     }
 }
