@@ -30,7 +30,7 @@ pub struct Metrics {
     pub write_bytes: Counter,
     /// Rows acknowledged, from any front.
     pub rows_written: Counter,
-    /// Deletes acknowledged (SQL `DELETE`, `/api/v2/delete`).
+    /// Deletes acknowledged (SQL `DELETE`).
     pub deletes: Counter,
     /// Write requests refused because the buffer was full.
     pub writes_refused_buffer_full: Counter,

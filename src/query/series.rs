@@ -141,15 +141,15 @@ impl WindowUDFImpl for SeriesWindow {
 
 /// An interval of days or less as nanoseconds.
 fn interval_ns(value: &ScalarValue) -> Option<i64> {
-    match value {
+    const DAY_NS: i128 = 86_400_000_000_000;
+    let ns = match value {
         ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
-            Some(i64::from(v.days) * 86_400_000_000_000 + v.nanoseconds)
+            i128::from(v.days) * DAY_NS + i128::from(v.nanoseconds)
         }
-        ScalarValue::IntervalDayTime(Some(v)) => {
-            Some(i64::from(v.days) * 86_400_000_000_000 + i64::from(v.milliseconds) * 1_000_000)
-        }
-        _ => None,
-    }
+        ScalarValue::IntervalDayTime(Some(v)) => i128::from(v.days) * DAY_NS + i128::from(v.milliseconds) * 1_000_000,
+        _ => return None,
+    };
+    i64::try_from(ns).ok()
 }
 
 #[derive(Debug)]
@@ -207,19 +207,18 @@ impl PartitionEvaluator for SeriesEvaluator {
             Step::MovingAverage => {
                 let n = self.parameter as usize;
                 let mut window = std::collections::VecDeque::with_capacity(n);
-                let mut sum = 0.0;
                 (0..num_rows)
                     .map(|row| {
                         if value.is_null(row) {
                             return None;
                         }
-                        let v = value.value(row);
-                        window.push_back(v);
-                        sum += v;
+                        window.push_back(value.value(row));
                         if window.len() > n {
-                            sum -= window.pop_front().unwrap_or(0.0);
+                            window.pop_front();
                         }
-                        (window.len() == n).then(|| sum / n as f64)
+                        // Summed afresh: a running sum would carry an inf or a
+                        // lost low digit forward.
+                        (window.len() == n).then(|| window.iter().sum::<f64>() / n as f64)
                     })
                     .collect()
             }

@@ -149,17 +149,19 @@ fn rewrite_projection(node: LogicalPlan, folder: &Folder) -> Result<Transformed<
         },
         _ => return Ok(Transformed::no(node)),
     };
+    if aggregate.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+        // A gap-filling function inside one fails when run, saying where it belongs.
+        return Ok(Transformed::no(node));
+    }
     let Some(key) = gap_fill_key(aggregate)? else { return Ok(Transformed::no(node)) };
     let function = key.marker.name();
-    if aggregate.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
-        return plan_err!("{function}() does not combine with GROUPING SETS, CUBE or ROLLUP");
-    }
     let time = match strip_casts(&key.args[1]) {
         Expr::Column(column) => column.clone(),
         other => return plan_err!("{function}() buckets a time column, not {other}"),
     };
     let stride = folder.stride_ns(&key.args[0], function)?;
-    let time_type = key.args[1].get_type(aggregate.input.schema())?;
+    // Bounds compare with the column itself, in its own type.
+    let time_type = Expr::Column(time.clone()).get_type(aggregate.input.schema())?;
     let (origin, origin_expr) = match (key.marker, key.args.get(2)) {
         (Marker::DateBinGapfill, Some(origin)) => (folder.time_ns(origin, "the origin")?, None),
         (Marker::DateBinGapfill, None) => (0, None),
@@ -212,23 +214,34 @@ fn rewrite_projection(node: LogicalPlan, folder: &Folder) -> Result<Transformed<
 
     // The aggregate by date_bin, reading the span before the range too where
     // a column carries values in.
-    let carries = !filled.columns.is_empty();
-    let mut input = Arc::clone(&aggregate.input);
-    if let (true, Some(filter)) = (carries, where_filter) {
+    // The aggregate reads the range only (start/finish may be narrower than
+    // WHERE, or WHERE may have no bound), and the span before it too where a
+    // column carries values in.
+    let column = Expr::Column(time.clone());
+    let in_range =
+        column.clone().gt_eq(time_literal(start, &time_type)?).and(column.clone().lt(time_literal(end, &time_type)?));
+    let (predicate, below) = match where_filter {
+        Some(filter) => (filter.predicate.clone().and(in_range), Arc::clone(&filter.input)),
+        None => (in_range, Arc::clone(&aggregate.input)),
+    };
+    let predicate = if filled.columns.is_empty() {
+        predicate
+    } else {
         let lookback = (end.saturating_sub(start)).max(stride);
-        let from = time_literal(buckets.first.saturating_sub(lookback), &time_type)?;
-        let before = time_literal(buckets.first, &time_type)?;
-        let column = Expr::Column(time.clone());
-        let mut before_range: Vec<Expr> =
-            split_conjunction(&filter.predicate).into_iter().filter(|c| !bounds.is_lower(c)).cloned().collect();
-        before_range.push(column.clone().gt_eq(from));
-        before_range.push(column.lt(before));
-        let predicate = match conjunction(before_range) {
-            Some(before_range) => filter.predicate.clone().or(before_range),
-            None => filter.predicate.clone(),
+        let mut before_range: Vec<Expr> = match where_filter {
+            Some(filter) => {
+                split_conjunction(&filter.predicate).into_iter().filter(|c| !bounds.is_lower(c)).cloned().collect()
+            }
+            None => Vec::new(),
         };
-        input = Arc::new(LogicalPlan::Filter(Filter::try_new(predicate, Arc::clone(&filter.input))?));
-    }
+        before_range.push(column.clone().gt_eq(time_literal(buckets.first.saturating_sub(lookback), &time_type)?));
+        before_range.push(column.lt(time_literal(buckets.first, &time_type)?));
+        match conjunction(before_range) {
+            Some(before_range) => predicate.or(before_range),
+            None => predicate,
+        }
+    };
+    let input = Arc::new(LogicalPlan::Filter(Filter::try_new(predicate, below)?));
     let date_bin_args = match origin_expr {
         Some(origin) => vec![key.args[0].clone(), key.args[1].clone(), origin],
         None => key.args.clone(),
@@ -289,10 +302,12 @@ impl Filled {
     }
 }
 
+/// `expr` under casts from one timestamp type to another, which keep the
+/// instant: `time::date` is not the time column.
 fn strip_casts(expr: &Expr) -> &Expr {
     match expr {
-        Expr::Cast(cast) => strip_casts(&cast.expr),
-        Expr::TryCast(cast) => strip_casts(&cast.expr),
+        Expr::Cast(cast) if matches!(cast.field.data_type(), DataType::Timestamp(..)) => strip_casts(&cast.expr),
+        Expr::TryCast(cast) if matches!(cast.field.data_type(), DataType::Timestamp(..)) => strip_casts(&cast.expr),
         other => other,
     }
 }
@@ -341,7 +356,7 @@ struct TimeBounds {
 impl TimeBounds {
     fn of(predicate: &Expr, time: &Column, folder: &Folder) -> Result<TimeBounds> {
         let mut bounds = TimeBounds::default();
-        let is_time = |e: &Expr| matches!(strip_casts(e), Expr::Column(c) if c.name == time.name);
+        let is_time = |e: &Expr| matches!(strip_casts(e), Expr::Column(c) if c == time);
         let constant = |e: &Expr| e.column_refs().is_empty();
         for conjunct in split_conjunction(predicate) {
             match conjunct {
