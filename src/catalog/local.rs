@@ -299,6 +299,10 @@ impl Catalog for LocalCatalog {
         self.store_tombstones(database, table, tombstones).await
     }
 
+    fn records_deletes(&self) -> bool {
+        true
+    }
+
     async fn remove_tombstones(&self, database: &str, table: &str, sequences: &[u64]) -> Result<(), CatalogError> {
         let _guard = self.schema_lock.lock().await;
         let mut tombstones = self.view.tombstones(database, table);

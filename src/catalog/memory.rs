@@ -195,6 +195,10 @@ impl CatalogView {
     pub(crate) fn set_tombstones(&self, database: &str, table: &str, mut tombstones: Vec<Arc<Tombstone>>) {
         tombstones.sort_by_key(|t| t.sequence);
         let mut state = self.write();
+        // A delete's sequence is a WAL sequence too: the WAL must never hand
+        // it out again, even when every segment is gone.
+        let newest = tombstones.last().map_or(0, |t| t.sequence);
+        state.max_wal_sequence = state.max_wal_sequence.max(newest);
         let entry = state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default();
         entry.tombstones = tombstones;
     }

@@ -364,6 +364,12 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// first.
     fn tombstones(&self, database: &str, table: &str) -> Vec<Arc<Tombstone>>;
 
+    /// Whether this catalog records deletes: checked before a delete's WAL
+    /// record, which could not be undone.
+    fn records_deletes(&self) -> bool {
+        false
+    }
+
     /// Records a delete of a table's rows, unless one of its sequence is
     /// there already (a WAL replay records it again). Refused when the table
     /// has `max` live ones.

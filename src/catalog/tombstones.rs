@@ -12,8 +12,6 @@
 //! newest write it may hold) is below the tombstone's. Rows written after
 //! the delete are never hidden by it.
 
-use std::sync::Arc;
-
 use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, StringArray};
 use arrow::compute::kernels::boolean::{and_kleene, not, or_kleene};
 use arrow::compute::kernels::cmp::{eq, gt_eq, lt_eq};
@@ -155,27 +153,12 @@ impl DeletePredicate {
     }
 }
 
-/// The rows of `batch` no tombstone of `tombstones` matches.
-pub fn without_deleted(batch: &RecordBatch, tombstones: &[Arc<Tombstone>]) -> Result<RecordBatch, ArrowError> {
-    let mut deleted: Option<BooleanArray> = None;
-    for tombstone in tombstones {
-        let matched = tombstone.predicate.matches(batch)?;
-        deleted = Some(match deleted {
-            Some(d) => arrow::compute::or(&d, &matched)?,
-            None => matched,
-        });
-    }
-    match deleted {
-        Some(deleted) if deleted.true_count() > 0 => arrow::compute::filter_record_batch(batch, &not(&deleted)?),
-        _ => Ok(batch.clone()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::{DictionaryArray, TimestampNanosecondArray};
     use arrow::datatypes::{Field, Int32Type, Schema};
+    use std::sync::Arc;
 
     fn batch() -> RecordBatch {
         let host: DictionaryArray<Int32Type> = vec![Some("a"), Some("b"), None, Some("a")].into_iter().collect();
@@ -221,11 +204,7 @@ mod tests {
                 predicate.matches(&batch()).expect("matches").iter().map(|m| m == Some(true)).collect();
             assert_eq!(matched, expected, "{predicate:?}");
         }
-        let tombstone = Arc::new(Tombstone {
-            sequence: 1,
-            issued_at: 0,
-            predicate: DeletePredicate { min_time: 15, max_time: 35, tags: vec![] },
-        });
-        assert_eq!(without_deleted(&batch(), &[tombstone]).expect("filter").num_rows(), 2);
+        let predicate = DeletePredicate { min_time: 15, max_time: 35, tags: vec![] };
+        assert_eq!(predicate.remove_from(&batch()).expect("filter").num_rows(), 2);
     }
 }

@@ -270,6 +270,8 @@ pub struct Ingester {
     options: IngestOptions,
     slots: Semaphore,
     stop: watch::Sender<bool>,
+    /// Held while a delete goes to the WAL and the catalog.
+    deletes: tokio::sync::Mutex<()>,
 }
 
 impl Ingester {
@@ -310,7 +312,20 @@ impl Ingester {
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(Arc::clone(&persister).run(stopped));
         let slots = Semaphore::new(options.max_concurrent_writes.max(1));
-        Ok((Arc::new(Ingester { catalog, buffer, wal, persister, metrics, options, slots, stop }), report))
+        Ok((
+            Arc::new(Ingester {
+                catalog,
+                buffer,
+                wal,
+                persister,
+                metrics,
+                options,
+                slots,
+                stop,
+                deletes: tokio::sync::Mutex::new(()),
+            }),
+            report,
+        ))
     }
 
     /// The write buffer, which queries read for rows not yet in Parquet.
@@ -475,7 +490,17 @@ impl Ingester {
     /// crash), applied to the write buffer, then a tombstone in the catalog
     /// that hides the rows in files until the compactor rewrites them.
     /// Returns the delete's WAL sequence once every step is durable.
-    pub async fn delete(&self, database: &str, table: &str, predicate: DeletePredicate) -> Result<u64, IngestError> {
+    pub async fn delete(
+        self: &Arc<Self>,
+        database: &str,
+        table: &str,
+        predicate: DeletePredicate,
+    ) -> Result<u64, IngestError> {
+        if !self.catalog.records_deletes() {
+            return Err(IngestError::Catalog(CatalogError::Unsupported(format!(
+                "DELETE on {database}.{table}: the shared catalog does not record deletes yet"
+            ))));
+        }
         let live = self.catalog.tombstones(database, table).len();
         if live >= self.options.max_tombstones {
             return Err(IngestError::Catalog(CatalogError::TooManyTombstones {
@@ -484,21 +509,30 @@ impl Ingester {
                 max: self.options.max_tombstones,
             }));
         }
-        let _slot = self.slot().await?;
-        let issued_at = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        // Spawned, so that a client going away cannot leave the delete in
+        // the WAL without its tombstone; one at a time, so that tombstones
+        // reach the catalog in sequence order (a merge records the newest it
+        // saw as carried out, and must not skip an older one still coming).
+        let ingester = Arc::clone(self);
         let (database, table): (Arc<str>, Arc<str>) = (database.into(), table.into());
-        let record = WalWrite::encode_delete(&database, &table, predicate.clone(), issued_at)?;
-        let sequence = self.wal.write(record).await?;
-        let tombstone = Tombstone { sequence, issued_at, predicate };
-        // The limit was checked before the record: a durable delete is not refused now.
-        self.catalog.add_tombstone(&database, &table, tombstone, usize::MAX).await?;
-        if let Some(cache) = self.buffer.last_values() {
-            // Again, now the tombstone hides the rows in files too: a cache
-            // built in between read them.
-            cache.forget(&database, &table);
-        }
-        self.metrics.deletes.add(1);
-        Ok(sequence)
+        let task = tokio::spawn(async move {
+            let _one_at_a_time = ingester.deletes.lock().await;
+            let _slot = ingester.slot().await?;
+            let issued_at = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+            let record = WalWrite::encode_delete(&database, &table, predicate.clone(), issued_at)?;
+            let sequence = ingester.wal.write(record).await?;
+            let tombstone = Tombstone { sequence, issued_at, predicate };
+            // The limit was checked before the record: a durable delete is not refused now.
+            ingester.catalog.add_tombstone(&database, &table, tombstone, usize::MAX).await?;
+            if let Some(cache) = ingester.buffer.last_values() {
+                // Again, now the tombstone hides the rows in files too: a
+                // cache built in between read them.
+                cache.forget(&database, &table);
+            }
+            ingester.metrics.deletes.add(1);
+            Ok(sequence)
+        });
+        task.await.map_err(|e| IngestError::Internal(format!("the delete's task: {e}")))?
     }
 
     /// Writes the buffer out now (also used by tests and the admin API).

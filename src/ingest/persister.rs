@@ -199,6 +199,9 @@ impl Persister {
                     tracing::error!(%database, %table, %error, "could not record a delete; the WAL keeps it, retried");
                     return Ok(false);
                 }
+                if let Some(cache) = self.buffer.last_values() {
+                    cache.forget(database, table);
+                }
             }
             self.buffer.remove_snapshot(&snapshot);
             self.wal.truncate_through(snapshot.sequence).await?;
@@ -209,7 +212,7 @@ impl Persister {
 
     async fn persist_snapshot(&self, snapshot: &Arc<Snapshot>, report: &mut PersistReport) {
         let todo: Vec<usize> = (0..snapshot.partitions.len()).filter(|&i| !snapshot.partitions[i].is_done()).collect();
-        let results: Vec<(usize, Result<FileEntry, String>)> = stream::iter(todo)
+        let results: Vec<(usize, Result<Option<FileEntry>, String>)> = stream::iter(todo)
             .map(|index| async move { (index, self.persist_partition(snapshot, index).await) })
             .buffer_unordered(self.options.concurrency.max(1))
             .collect()
@@ -217,7 +220,8 @@ impl Persister {
         for (index, result) in results {
             let partition = &snapshot.partitions[index];
             match result {
-                Ok(file) => {
+                Ok(None) => {}
+                Ok(Some(file)) => {
                     report.files += 1;
                     report.rows += file.row_count;
                     self.metrics.persisted_files.add(1);
@@ -239,7 +243,7 @@ impl Persister {
         }
     }
 
-    async fn persist_partition(&self, snapshot: &Snapshot, index: usize) -> Result<FileEntry, String> {
+    async fn persist_partition(&self, snapshot: &Snapshot, index: usize) -> Result<Option<FileEntry>, String> {
         let partition = &snapshot.partitions[index];
         let schema = self
             .catalog
@@ -255,6 +259,12 @@ impl Persister {
         // The sorted copy is memory the write path holds beside the snapshot,
         // until the file is written.
         let sorted = self.buffer.reserve(batch.get_array_memory_size());
+        if batch.num_rows() == 0 {
+            // A delete took every row: there is no file to write, and the
+            // WAL records go once the snapshot is done.
+            self.buffer.partition_persisted(snapshot, index);
+            return Ok(None);
+        }
         let (min_time, max_time) = time_range(&batch, order.time).ok_or("no rows")?;
         let row_count = batch.num_rows() as u64;
 
@@ -297,7 +307,7 @@ impl Persister {
             .await
             .map_err(|e| e.to_string())?;
         self.buffer.partition_persisted(snapshot, index);
-        Ok(entry)
+        Ok(Some(entry))
     }
 }
 

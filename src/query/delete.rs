@@ -12,10 +12,12 @@ use std::sync::Arc;
 
 use arrow::array::{RecordBatch, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::tree_node::TreeNode;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{internal_err, Result, ScalarValue};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -23,7 +25,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
 };
-use datafusion::prelude::{col, lit};
+use datafusion::prelude::lit;
 use futures::TryStreamExt;
 
 use super::table::TableWriter;
@@ -137,14 +139,46 @@ fn tag(schema: &TableSchema, column: &str, conjunct: &Expr) -> Result<(), QueryE
     }
 }
 
-/// The column an expression reads, under casts.
+/// The column an expression reads, under casts that keep its values (to
+/// another timestamp type, to text): `time::date` is not the time column.
 fn column_name(expr: &Expr) -> Option<&str> {
+    let keeps = |t: &DataType| {
+        matches!(t, DataType::Timestamp(..) | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+            || matches!(t, DataType::Dictionary(_, value) if value.as_ref() == &DataType::Utf8)
+    };
     match expr {
         Expr::Column(column) => Some(column.name.as_str()),
-        Expr::Cast(cast) => column_name(&cast.expr),
-        Expr::TryCast(cast) => column_name(&cast.expr),
+        Expr::Cast(cast) if keeps(cast.field.data_type()) => column_name(&cast.expr),
+        Expr::TryCast(cast) if keeps(cast.field.data_type()) => column_name(&cast.expr),
         _ => None,
     }
+}
+
+/// Why a DELETE's plan is not one by series and time, if it is not: its
+/// rows must come from the measurement through filters, with no subquery,
+/// join or LIMIT (DataFusion hands the table only the filters it finds, so
+/// anything else would widen the delete).
+pub(crate) fn check_shape(input: &LogicalPlan) -> Result<(), QueryError> {
+    let mut refusal = None;
+    let _ = input.apply(|node| {
+        let fine = match node {
+            LogicalPlan::Filter(filter) => !filter
+                .predicate
+                .exists(|e| Ok(matches!(e, Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_))))?,
+            LogicalPlan::TableScan(_) | LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => true,
+            _ => false,
+        };
+        if !fine {
+            refusal = Some(QueryError::Unsupported(format!(
+                "DELETE removes rows by series and time: its WHERE may not hold subqueries, and it takes no \
+                 joins or LIMIT ({})",
+                node.display()
+            )));
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    refusal.map_or(Ok(()), Err)
 }
 
 fn literal(expr: &Expr) -> Option<&ScalarValue> {
@@ -171,20 +205,26 @@ fn text(expr: &Expr) -> Option<String> {
     }
 }
 
+fn time_column() -> Expr {
+    Expr::Column(datafusion::common::Column::new_unqualified(TIME_COLUMN))
+}
+
 /// The predicate as an expression over the table's columns, which is true
 /// exactly where [`DeletePredicate::matches`] is.
 pub(crate) fn predicate_expr(predicate: &DeletePredicate) -> Expr {
     let time = |ns: i64| lit(ScalarValue::TimestampNanosecond(Some(ns), Some(TIME_ZONE.into())));
     let mut conjuncts = Vec::new();
     if predicate.min_time > i64::MIN {
-        conjuncts.push(col(TIME_COLUMN).gt_eq(time(predicate.min_time)));
+        conjuncts.push(time_column().gt_eq(time(predicate.min_time)));
     }
     if predicate.max_time < i64::MAX {
-        conjuncts.push(col(TIME_COLUMN).lt_eq(time(predicate.max_time)));
+        conjuncts.push(time_column().lt_eq(time(predicate.max_time)));
     }
     for condition in &predicate.tags {
         let values = condition.values.iter().map(|v| lit(v.as_str())).collect();
-        conjuncts.push(col(condition.tag.as_str()).in_list(values, condition.negated));
+        // The name as it is: `col()` would parse "Host" or "host.name".
+        let tag = Expr::Column(datafusion::common::Column::new_unqualified(condition.tag.as_str()));
+        conjuncts.push(tag.in_list(values, condition.negated));
     }
     conjuncts.into_iter().reduce(Expr::and).unwrap_or_else(|| lit(true))
 }

@@ -18,7 +18,7 @@ use datafusion::sql::sqlparser::ast::{ShowStatementIn, Statement as SqlStatement
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 use super::error::strip_prefix;
-use super::{ddl, name_parts, table, QueryEngine, QueryError, QueryOutput, SCHEMA};
+use super::{ddl, delete, name_parts, table, QueryEngine, QueryError, QueryOutput, SCHEMA};
 use crate::access::{Access, Privilege};
 use crate::catalog::{ColumnType, TableSchema};
 
@@ -158,7 +158,28 @@ impl QueryEngine {
             }
             return match dml.op {
                 WriteOp::Insert(InsertOp::Append) => self.writable(plan, "INSERT"),
-                WriteOp::Delete => self.writable(plan, "DELETE"),
+                WriteOp::Delete => {
+                    delete::check_shape(&dml.input)?;
+                    // A WHERE that is always false (`WHERE false`, `host = NULL`)
+                    // is optimized into no rows, and DataFusion would then hand
+                    // the table no filter at all: it deletes nothing.
+                    let optimized = state.optimize(&plan).map_err(plan_error)?;
+                    if datafusion::common::tree_node::TreeNode::exists(&optimized, |n| {
+                        Ok(matches!(n, LogicalPlan::EmptyRelation(_)))
+                    })
+                    .unwrap_or(true)
+                    {
+                        let zero =
+                            datafusion::logical_expr::LogicalPlanBuilder::values(vec![vec![datafusion::prelude::lit(
+                                0u64,
+                            )]])
+                            .and_then(|b| b.project(vec![datafusion::prelude::col("column1").alias("count")]))
+                            .and_then(|b| b.build())
+                            .map_err(plan_error)?;
+                        return Ok(zero);
+                    }
+                    self.writable(plan, "DELETE")
+                }
                 ref op => Err(QueryError::Unsupported(format!(
                     "{op} is not supported: measurements are appended to with INSERT (a row with the same series \
                      and time replaces the fields it names) and deleted from with DELETE"
