@@ -130,7 +130,9 @@ impl TagCondition {
     }
 }
 
-fn nanoseconds(time: &ArrayRef) -> Result<Int64Array, ArrowError> {
+/// A timestamp column as nanoseconds since the epoch, whatever its unit
+/// and zone: the values of every time column the engine compares.
+pub(crate) fn nanoseconds(time: &ArrayRef) -> Result<Int64Array, ArrowError> {
     let zone = match time.data_type() {
         DataType::Timestamp(_, zone) => zone.clone(),
         other => return Err(ArrowError::SchemaError(format!("time is {other}, not a timestamp"))),

@@ -15,8 +15,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, ListArray};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{
     AccumulatorArgs, PartitionEvaluatorArgs, StateFieldsArgs, WindowUDFFieldArgs,
@@ -227,17 +226,10 @@ impl PartitionEvaluator for SeriesEvaluator {
     }
 }
 
-/// A timestamp column as nanoseconds since the epoch.
+/// A timestamp column as nanoseconds since the epoch (see the catalog's
+/// tombstones, which read time the same way).
 pub(crate) fn nanoseconds(time: &ArrayRef) -> Result<Int64Array> {
-    let zone = match time.data_type() {
-        DataType::Timestamp(_, zone) => zone.clone(),
-        other => return exec_err!("takes a timestamp, not {other}"),
-    };
-    let ns = cast(&cast(time, &DataType::Timestamp(TimeUnit::Nanosecond, zone))?, &DataType::Int64)?;
-    match ns.as_any().downcast_ref::<Int64Array>() {
-        Some(ns) => Ok(ns.clone()),
-        None => exec_err!("time did not cast to Int64"),
-    }
+    Ok(crate::catalog::tombstones::nanoseconds(time)?)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
