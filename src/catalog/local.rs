@@ -194,17 +194,41 @@ impl LocalCatalog {
     }
 }
 
-async fn write_file(disk: Arc<dyn Disk>, path: PathBuf, bytes: Vec<u8>) -> Result<(), CatalogError> {
+/// Runs a change to a catalog file on the blocking pool: the file written
+/// whole, or removed, and its directory synced.
+async fn change_file(
+    disk: Arc<dyn Disk>,
+    path: PathBuf,
+    change: impl FnOnce(&dyn Disk, &Path) -> Result<(), AtomicWriteError> + Send + 'static,
+) -> Result<(), CatalogError> {
     let display = path.display().to_string();
-    match tokio::task::spawn_blocking(move || write_atomic_bytes(disk.as_ref(), &path, &bytes)).await {
+    match tokio::task::spawn_blocking(move || change(disk.as_ref(), &path)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(AtomicWriteError::NotWritten(source))) => Err(CatalogError::Io { path: display, source }),
         Ok(Err(AtomicWriteError::OutcomeUnknown(source))) => {
             Err(CatalogError::OutcomeUnknown { path: display, source })
         }
-        // The blocking task died: whether it renamed the file is unknown.
+        // The blocking task died: whether it changed the file is unknown.
         Err(e) => Err(CatalogError::OutcomeUnknown { path: display, source: std::io::Error::other(e) }),
     }
+}
+
+/// Removes `path` durably, then the hour and date directories above it if
+/// that leaves them empty (a directory that still holds data files stays).
+fn remove_durably(disk: &dyn Disk, path: &Path) -> Result<(), AtomicWriteError> {
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    match disk.remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(AtomicWriteError::NotWritten(e)),
+    }
+    disk.sync_dir(&dir).map_err(AtomicWriteError::OutcomeUnknown)?;
+    if disk.remove_dir(&dir).is_ok() {
+        if let Some(date) = dir.parent() {
+            let _ = disk.remove_dir(date);
+        }
+    }
+    Ok(())
 }
 
 impl LocalCatalog {
@@ -225,6 +249,14 @@ impl LocalCatalog {
         Ok(())
     }
 
+    /// Removes a catalog file durably, unless the catalog has stopped (see
+    /// [`remove_durably`]).
+    async fn remove_catalog_file(&self, path: PathBuf) -> Result<(), CatalogError> {
+        self.check_running()?;
+        let result = change_file(Arc::clone(&self.disk), path, remove_durably).await;
+        self.stop_if_unknown(result)
+    }
+
     /// Refuses changes once the catalog has stopped.
     fn check_running(&self) -> Result<(), CatalogError> {
         match self.stopped() {
@@ -238,7 +270,14 @@ impl LocalCatalog {
     /// disk holds.
     async fn write_catalog_file(&self, path: PathBuf, bytes: Vec<u8>) -> Result<(), CatalogError> {
         self.check_running()?;
-        let result = write_file(Arc::clone(&self.disk), path, bytes).await;
+        let result =
+            change_file(Arc::clone(&self.disk), path, move |disk, path| write_atomic_bytes(disk, path, &bytes)).await;
+        self.stop_if_unknown(result)
+    }
+
+    /// Stops the catalog when a change's outcome is unknown, since memory no
+    /// longer tells what the disk holds.
+    fn stop_if_unknown(&self, result: Result<(), CatalogError>) -> Result<(), CatalogError> {
         if let Err(error @ CatalogError::OutcomeUnknown { .. }) = &result {
             tracing::error!(
                 %error,
@@ -345,6 +384,15 @@ impl Catalog for LocalCatalog {
         };
         let path =
             self.table_dir(&commit.database, &commit.table).join(commit.partition.dir_name()).join(PARTITION_FILE);
+        if partition.files.is_empty() {
+            // Every row of the partition was deleted (or expired): it leaves
+            // the catalog, and its WAL sequence with it. A write it covered
+            // that the WAL still holds is replayed again, and then so is the
+            // later delete that removed it.
+            self.remove_catalog_file(path).await?;
+            self.view.remove_partition(&commit.database, &commit.table, commit.partition);
+            return Ok(());
+        }
         let bytes = serde_json::to_vec(&stored)
             .map_err(|e| CatalogError::Encode { path: path.display().to_string(), message: e.to_string() })?;
         self.write_catalog_file(path, bytes).await?;

@@ -19,6 +19,13 @@ pub(crate) struct PartitionState {
 }
 
 impl PartitionState {
+    /// The highest WAL sequence the partition names: its own, and the
+    /// deletes its files had carried out. The WAL must never hand out one of
+    /// them again, or a later delete would pass as carried out on a file.
+    pub(crate) fn highest_sequence(&self) -> u64 {
+        self.files.iter().map(|f| f.deletes_applied.max(f.wal_sequence)).fold(self.wal_sequence, u64::max)
+    }
+
     /// The partition after `commit`, or the file it removes that is not there
     /// (another process removed it first): a commit states what it expects.
     pub(crate) fn committed(&self, commit: &Commit) -> Result<PartitionState, CatalogError> {
@@ -156,9 +163,18 @@ impl CatalogView {
     /// Publishes a partition's new state.
     pub(crate) fn set_partition(&self, database: &str, table: &str, key: PartitionKey, partition: PartitionState) {
         let mut state = self.write();
-        state.max_wal_sequence = state.max_wal_sequence.max(partition.wal_sequence);
+        state.max_wal_sequence = state.max_wal_sequence.max(partition.highest_sequence());
         let table = state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default();
         table.partitions.insert(key, partition);
+    }
+
+    /// Forgets a partition that has no files left. The highest WAL sequence
+    /// seen stays: sequences only grow.
+    pub(crate) fn remove_partition(&self, database: &str, table: &str, key: PartitionKey) {
+        let mut state = self.write();
+        if let Some(table) = state.databases.get_mut(database).and_then(|t| t.get_mut(table)) {
+            table.partitions.remove(&key);
+        }
     }
 
     /// Replaces a whole table's files (the local catalog's load, or a reload
@@ -173,7 +189,7 @@ impl CatalogView {
         partitions: BTreeMap<PartitionKey, PartitionState>,
     ) {
         let mut state = self.write();
-        let highest = partitions.values().map(|p| p.wal_sequence).max().unwrap_or(0);
+        let highest = partitions.values().map(PartitionState::highest_sequence).max().unwrap_or(0);
         state.max_wal_sequence = state.max_wal_sequence.max(highest);
         let entry = state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default();
         if schema_version >= entry.schema_version {

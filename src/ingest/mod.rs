@@ -8,6 +8,8 @@
 pub mod batches;
 pub mod buffer;
 pub mod columns;
+mod deletes;
+pub use deletes::SeriesDelete;
 #[cfg(test)]
 pub(crate) mod crash_sim;
 pub mod line_protocol;
@@ -24,7 +26,7 @@ use arrow::error::ArrowError;
 use bytes::Bytes;
 use tokio::sync::{watch, Semaphore};
 
-use crate::catalog::{Catalog, CatalogError, DeletePredicate, PartitionKey, Tombstone, TIME_COLUMN};
+use crate::catalog::{Catalog, CatalogError, PartitionKey, TIME_COLUMN};
 use crate::errors::{Classified, ErrorKind};
 use crate::metrics::Metrics;
 use crate::storage::{ParquetOptions, Storage};
@@ -110,6 +112,19 @@ pub enum IngestError {
     /// Encoding the write failed (500).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A delete over several measurements failed part way: the deletes from
+    /// `done` are durable, the one from `failed` and those after it are not.
+    #[error(
+        "deleted from {done}; the delete from {failed} failed, and no later measurement was deleted from: {error}"
+    )]
+    Partial {
+        /// The measurements deleted from.
+        done: String,
+        /// The measurement whose delete failed.
+        failed: String,
+        /// Why.
+        error: Box<IngestError>,
+    },
 }
 
 impl Classified for IngestError {
@@ -123,6 +138,7 @@ impl Classified for IngestError {
             IngestError::Wal(e) => e.kind(),
             IngestError::Catalog(e) => e.kind(),
             IngestError::Internal(_) => ErrorKind::Internal,
+            IngestError::Partial { error, .. } => error.kind(),
         }
     }
 
@@ -136,6 +152,7 @@ impl Classified for IngestError {
             IngestError::Wal(e) => e.sqlstate(),
             IngestError::Catalog(e) => e.sqlstate(),
             IngestError::Internal(_) => "XX000",
+            IngestError::Partial { error, .. } => error.sqlstate(),
         }
     }
 
@@ -483,56 +500,6 @@ impl Ingester {
         let write = batches::table_write(table, current.as_deref(), batch, allow_new_columns)?;
         self.metrics.write_bytes.add(batch.get_array_memory_size() as u64);
         self.write_tables(database, vec![write], true).await
-    }
-
-    /// Deletes the rows of `table` that `predicate` matches and were written
-    /// before: a WAL record (so it is ordered with the writes and survives a
-    /// crash), applied to the write buffer, then a tombstone in the catalog
-    /// that hides the rows in files until the compactor rewrites them.
-    /// Returns the delete's WAL sequence once every step is durable.
-    pub async fn delete(
-        self: &Arc<Self>,
-        database: &str,
-        table: &str,
-        predicate: DeletePredicate,
-    ) -> Result<u64, IngestError> {
-        if !self.catalog.records_deletes() {
-            return Err(IngestError::Catalog(CatalogError::Unsupported(format!(
-                "DELETE on {database}.{table}: the shared catalog does not record deletes yet"
-            ))));
-        }
-        let live = self.catalog.tombstones(database, table).len();
-        if live >= self.options.max_tombstones {
-            return Err(IngestError::Catalog(CatalogError::TooManyTombstones {
-                database: database.into(),
-                table: table.into(),
-                max: self.options.max_tombstones,
-            }));
-        }
-        // Spawned, so that a client going away cannot leave the delete in
-        // the WAL without its tombstone; one at a time, so that tombstones
-        // reach the catalog in sequence order (a merge records the newest it
-        // saw as carried out, and must not skip an older one still coming).
-        let ingester = Arc::clone(self);
-        let (database, table): (Arc<str>, Arc<str>) = (database.into(), table.into());
-        let task = tokio::spawn(async move {
-            let _one_at_a_time = ingester.deletes.lock().await;
-            let _slot = ingester.slot().await?;
-            let issued_at = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-            let record = WalWrite::encode_delete(&database, &table, predicate.clone(), issued_at)?;
-            let sequence = ingester.wal.write(record).await?;
-            let tombstone = Tombstone { sequence, issued_at, predicate };
-            // The limit was checked before the record: a durable delete is not refused now.
-            ingester.catalog.add_tombstone(&database, &table, tombstone, usize::MAX).await?;
-            if let Some(cache) = ingester.buffer.last_values() {
-                // Again, now the tombstone hides the rows in files too: a
-                // cache built in between read them.
-                cache.forget(&database, &table);
-            }
-            ingester.metrics.deletes.add(1);
-            Ok(sequence)
-        });
-        task.await.map_err(|e| IngestError::Internal(format!("the delete's task: {e}")))?
     }
 
     /// Writes the buffer out now (also used by tests and the admin API).

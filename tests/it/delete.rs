@@ -103,3 +103,84 @@ async fn the_compactor_removes_deleted_rows_from_the_files_it_rewrites() {
     server.restart();
     assert_eq!(rows(&server).await, ["b 3.0 30.0", "b 6.0 60.0", "c 9.0 90.0"]);
 }
+
+/// `POST /api/v2/delete?bucket=d` with a JSON body.
+async fn delete_v2(server: &Server, body: serde_json::Value) -> (u16, String) {
+    post(&server.url("/api/v2/delete?org=any&bucket=d"), body.to_string()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn influxdb_v2_deletes_by_predicate_and_a_partition_left_empty_leaves_the_catalog() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("data");
+    let mut server = Server::start(&root, &["--save-timeout-s", "3600", "--no-merges"]);
+    write(&server, &format!("m,host=a v=1,w=10 {T1}\nm,host=b v=3,w=30 {T1}\nm,host=a v=2,w=20 {T3}\n")).await;
+    write(&server, &format!("n,host=b x=1 {T1}\n")).await;
+    assert!(server.terminate().success());
+    server.restart();
+    let late_hour = root.join("d/m/date=2024-01-02/hour=00/metadata.json");
+    assert!(late_hour.exists());
+
+    // InfluxDB's syntax: the measurement and a tag, start and stop inclusive.
+    let (status, body) = delete_v2(
+        &server,
+        serde_json::json!({"start": "2024-01-02T00:10:00Z", "stop": "2024-01-02T00:10:00Z",
+                           "predicate": "_measurement=\"m\" AND host=\"a\""}),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(rows(&server).await, ["a 1.0 10.0", "b 3.0 30.0"]);
+
+    // What it cannot say is refused, and nothing is deleted.
+    for (request, status_wanted, needle) in [
+        (
+            serde_json::json!({"start": "2024-01-01T00:00:00Z", "stop": "2024-01-03T00:00:00Z",
+                            "predicate": "host=\"a\" OR host=\"b\""}),
+            400,
+            "OR is not supported",
+        ),
+        (
+            serde_json::json!({"start": "2024-01-01T00:00:00Z", "stop": "2024-01-03T00:00:00Z",
+                            "predicate": "_measurement=\"m\" AND v=\"1\""}),
+            400,
+            "is a float column of d.m",
+        ),
+        (serde_json::json!({"start": "2024-01-03T00:00:00Z", "stop": "2024-01-01T00:00:00Z"}), 400, "is after stop"),
+        (serde_json::json!({"start": "yesterday", "stop": "2024-01-01T00:00:00Z"}), 400, "RFC 3339"),
+        (serde_json::json!({"stop": "2024-01-01T00:00:00Z"}), 400, "missing field `start`"),
+    ] {
+        let (status, body) = delete_v2(&server, request).await;
+        assert_eq!(status, status_wanted, "{body}");
+        assert!(body.contains(needle), "{needle}: {body}");
+        let parsed: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+        assert_eq!(parsed["code"], "invalid", "{body}");
+    }
+    let (status, body) = post(
+        &server.url("/api/v2/delete?bucket=nope"),
+        r#"{"start": "2024-01-01T00:00:00Z", "stop": "2024-01-03T00:00:00Z"}"#.to_owned(),
+    )
+    .await;
+    assert_eq!((status, body.contains(r#"bucket \"nope\" not found"#)), (404, true), "{body}");
+    assert_eq!(rows(&server).await, ["a 1.0 10.0", "b 3.0 30.0"]);
+
+    // Without _measurement: every measurement of the bucket with such a series.
+    let (status, body) = delete_v2(
+        &server,
+        serde_json::json!({"start": "2024-01-01T00:00:00Z", "stop": "2024-01-03T00:00:00Z", "predicate": "host=\"b\""}),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(rows(&server).await, ["a 1.0 10.0"]);
+    assert!(query_results(&server, "SELECT * FROM n").await.is_empty());
+
+    // The compactor rewrites the files; the hour left with no row leaves the catalog.
+    let (status, body) = post(&server.url("/admin/compact"), "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!late_hour.exists(), "{body}");
+    assert!(!root.join("d/n/date=2024-01-01/hour=23/metadata.json").exists(), "{body}");
+    assert_eq!(table_rows(&root, "d", "m").len(), 1);
+    server.kill9();
+    server.restart();
+    assert_eq!(rows(&server).await, ["a 1.0 10.0"]);
+    assert!(query_results(&server, "SELECT * FROM n").await.is_empty());
+}

@@ -101,6 +101,14 @@ def adbc(flight_port):
     check("adbc", "timestamps", rows[0][2], dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC))
     cur.execute("SELECT host FROM cpu WHERE usage > ? ORDER BY host", parameters=(2.0,))
     check("adbc", "query with a parameter", cur.fetchall(), [("b",), ("c",)])
+    # The optimizer makes these columns nullable after FlightInfo announced
+    # the schema (first_value for DISTINCT ON, a filled count): ADBC refuses a
+    # stream whose schema is not the one announced.
+    cur.execute("SELECT DISTINCT ON (host) host, usage FROM cpu ORDER BY host, time DESC")
+    check("adbc", "DISTINCT ON", cur.fetchall(), [("a", 1.5), ("b", 2.5), ("c", 3.5)])
+    cur.execute("SELECT date_bin_gapfill(INTERVAL '1 second', time) AS t, count(*) AS n FROM cpu "
+                "WHERE time >= '2023-11-14T22:13:19Z' AND time < '2023-11-14T22:13:21Z' GROUP BY 1 ORDER BY 1")
+    check("adbc", "gap-filled count", [n for _, n in cur.fetchall()], [None, 1])
 
     info = conn.adbc_get_info()
     check("adbc", "get_info vendor", info["vendor_name"], "HourglassDB")

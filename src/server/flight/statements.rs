@@ -150,10 +150,11 @@ impl SqlService {
         Ok(changed)
     }
 
-    /// A FlightInfo whose one endpoint's ticket is `ticket`, describing `schema`.
+    /// A FlightInfo whose one endpoint's ticket is `ticket`, describing
+    /// `schema` as it goes on the wire.
     fn flight_info(schema: &Schema, ticket: Vec<u8>, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
         let info = FlightInfo::new()
-            .try_with_schema(&wire_schema(schema))
+            .try_with_schema(schema)
             .map_err(arrow_status)?
             .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
             .with_descriptor(descriptor)
@@ -186,7 +187,7 @@ impl SqlService {
                 message.type_url
             )));
         };
-        let schema = wire_schema(&*self.result_schema(&handle, &call.access).await?);
+        let schema = result_wire_schema(&*self.result_schema(&handle, &call.access).await?);
         Ok(Response::new(SchemaResult { schema: ipc_schema(&schema)? }))
     }
 
@@ -211,12 +212,26 @@ pub(crate) fn wire_schema(schema: &Schema) -> Schema {
     encoder.known_schema().map_or_else(|| schema.clone(), |s| s.as_ref().clone())
 }
 
+/// The schema a statement's result is announced with (FlightInfo, GetSchema,
+/// a prepared statement's dataset schema) and sent with (DoGet): the wire
+/// schema with every column nullable. The announcement comes from the plan as
+/// SQL made it, before the optimizer and the physical plan run, and they may
+/// make a column nullable (DISTINCT ON's `first_value`, gap filling's counts);
+/// clients refuse a stream whose schema is not the one announced, so both
+/// promise only what holds for any plan.
+pub(crate) fn result_wire_schema(schema: &Schema) -> Schema {
+    let wire = wire_schema(schema);
+    let fields: Vec<Field> = wire.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+    Schema::new_with_metadata(fields, wire.metadata().clone())
+}
+
 /// A result as Flight data: the schema first (so an empty result still has
 /// one), then each batch as the engine produces it.
 pub(super) fn result_stream(output: QueryOutput) -> DoGetStream {
+    let schema = Arc::new(result_wire_schema(&output.schema));
     let batches =
         output.stream.map_err(|e| FlightError::Tonic(Box::new(query_status(QueryError::from_datafusion(e, false)))));
-    let encoded = FlightDataEncoderBuilder::new().with_schema(output.schema).build(batches).map_err(Status::from);
+    let encoded = FlightDataEncoderBuilder::new().with_schema(schema).build(batches).map_err(Status::from);
     Box::pin(encoded)
 }
 
@@ -380,7 +395,7 @@ impl FlightSqlService for SqlService {
             return Err(Status::unimplemented("transactions are not supported"));
         }
         let handle = StatementHandle::new(&call.headers_database()?, &query.query);
-        let schema = self.result_schema(&handle, &call.access).await?;
+        let schema = result_wire_schema(&*self.result_schema(&handle, &call.access).await?);
         let ticket = TicketStatementQuery { statement_handle: handle.for_one_flight().encode()? };
         let info = Self::flight_info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())?;
         Ok(Response::new(info))
@@ -393,7 +408,7 @@ impl FlightSqlService for SqlService {
     ) -> Result<Response<FlightInfo>, Status> {
         let call = call_of(&request)?;
         let handle = StatementHandle::decode(&command.prepared_statement_handle)?;
-        let schema = self.result_schema(&handle, &call.access).await?;
+        let schema = result_wire_schema(&*self.result_schema(&handle, &call.access).await?);
         let ticket = CommandPreparedStatementQuery { prepared_statement_handle: handle.for_one_flight().encode()? };
         let info = Self::flight_info(&schema, ticket.as_any().encode_to_vec(), request.into_inner())?;
         Ok(Response::new(info))
@@ -478,7 +493,7 @@ impl FlightSqlService for SqlService {
         }
         let handle = StatementHandle::new(&call.headers_database()?, &query.query);
         let plan = self.engine.plan(&handle.database, &handle.sql, &call.access).await.map_err(query_status)?;
-        let dataset = wire_schema(&QueryEngine::result_schema(&plan));
+        let dataset = result_wire_schema(&QueryEngine::result_schema(&plan));
         let parameters = parameter_schema(&plan)?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.encode()?,
@@ -717,7 +732,7 @@ impl SqlService {
         command: MetadataCommand,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = command.schema(&self.sql_info, &self.type_info);
+        let schema = wire_schema(&command.schema(&self.sql_info, &self.type_info));
         let info = Self::flight_info(&schema, command.ticket(), request.into_inner())?;
         Ok(Response::new(info))
     }

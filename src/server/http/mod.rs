@@ -2,6 +2,7 @@
 //! readiness, ping and metrics.
 
 mod cors;
+mod delete;
 mod listener;
 mod query;
 pub(crate) mod query_request;
@@ -178,7 +179,8 @@ fn stopped_components(state: &HttpState) -> Vec<serde_json::Value> {
     checks
 }
 
-fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+/// A JSON body with `status`.
+pub(crate) fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
@@ -308,6 +310,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/write", post(write::write_v1).options(cors::preflight))
         .route("/api/v2/write", post(write::write_v2).options(cors::preflight))
         .route("/api/v3/write_lp", post(write::write_v3).options(cors::preflight))
+        .route("/api/v2/delete", post(delete::delete_v2).options(cors::preflight))
         .route("/gigapi/write", post(write::write_gigapi).options(cors::preflight))
         .route("/gigapi/write/{db}", post(write::write_gigapi_db).options(cors::preflight))
         .route("/gigapi/insert", post(write::write_gigapi).options(cors::preflight))
