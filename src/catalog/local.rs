@@ -5,8 +5,10 @@
 //! <db>/<table>/schema.json                                 the table's columns
 //! <db>/<table>/tombstones.json                             deletes not yet carried out
 //! <db>/<table>/date=YYYY-MM-DD/hour=HH/metadata.json       the partition's files
+//! <db>/dropped.json                                        measurements dropped lately
 //! ```
-//! Both are rewritten whole and atomically on every change.
+//! Each is rewritten whole and atomically on every change. A dropped
+//! measurement's directory is renamed away (atomically) and then removed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,16 @@ pub const TOMBSTONES_FILE: &str = "tombstones.json";
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StoredTombstones {
     tombstones: Vec<Tombstone>,
+}
+
+/// Name of the per-database file of measurements dropped while the WAL may
+/// still hold writes to them from before.
+pub const DROPS_FILE: &str = "dropped.json";
+
+/// The contents of `dropped.json`: each table's latest drop's WAL sequence.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredDrops {
+    drops: BTreeMap<String, u64>,
 }
 
 const LOCK_SHARDS: usize = 64;
@@ -91,6 +103,8 @@ pub struct LocalCatalog {
     partition_locks: Vec<tokio::sync::Mutex<()>>,
     /// Why the catalog takes no more changes, once a write's outcome is unknown.
     stopped: std::sync::Mutex<Option<String>>,
+    /// Each database's `dropped.json`, as on disk.
+    drops: std::sync::Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CatalogError + '_ {
@@ -124,6 +138,7 @@ impl LocalCatalog {
     /// Loads the catalog under `root` on `disk` (creating nothing).
     pub fn open_on(disk: Arc<dyn Disk>, root: &Path) -> Result<Self, CatalogError> {
         let view = CatalogView::default();
+        let mut drops = BTreeMap::new();
         let disk_ref = disk.as_ref();
         if disk_ref.is_dir(root) {
             for database in read_dir_names(disk_ref, root)? {
@@ -131,8 +146,19 @@ impl LocalCatalog {
                     continue;
                 }
                 let db_dir = root.join(&database);
+                if let Some(stored) = read_json::<StoredDrops>(disk_ref, &db_dir.join(DROPS_FILE))? {
+                    drops.insert(database.clone(), stored.drops);
+                }
                 for table in read_dir_names(disk_ref, &db_dir)? {
                     let table_dir = db_dir.join(&table);
+                    if table.starts_with(TEMP_PREFIX) {
+                        // A dropped measurement's directory, renamed away and
+                        // not yet removed when the process stopped.
+                        if let Err(error) = crate::storage::fs::remove_dir_all(disk_ref, &table_dir) {
+                            tracing::warn!(dir = %table_dir.display(), %error, "could not remove a dropped table");
+                        }
+                        continue;
+                    }
                     let Some(schema) = read_json::<SchemaFile>(disk_ref, &table_dir.join(SCHEMA_FILE))? else {
                         if !table.starts_with(TEMP_PREFIX) {
                             tracing::warn!(dir = %table_dir.display(), "directory has no {SCHEMA_FILE}; not a table");
@@ -172,6 +198,7 @@ impl LocalCatalog {
             schema_lock: tokio::sync::Mutex::new(()),
             partition_locks: (0..LOCK_SHARDS).map(|_| tokio::sync::Mutex::new(())).collect(),
             stopped: std::sync::Mutex::new(None),
+            drops: std::sync::Mutex::new(drops),
         })
     }
 
@@ -213,19 +240,27 @@ async fn change_file(
     }
 }
 
-/// Removes `path` durably, then the hour and date directories above it if
-/// that leaves them empty (a directory that still holds data files stays).
-fn remove_durably(disk: &dyn Disk, path: &Path) -> Result<(), AtomicWriteError> {
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+/// Removes `path` and syncs its directory; a file already gone is fine.
+fn remove_file_durably(disk: &dyn Disk, path: &Path) -> Result<(), AtomicWriteError> {
     match disk.remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(AtomicWriteError::NotWritten(e)),
     }
-    disk.sync_dir(&dir).map_err(AtomicWriteError::OutcomeUnknown)?;
-    if disk.remove_dir(&dir).is_ok() {
-        if let Some(date) = dir.parent() {
-            let _ = disk.remove_dir(date);
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    disk.sync_dir(&dir).map_err(AtomicWriteError::OutcomeUnknown)
+}
+
+/// Removes a partition's `metadata.json` durably, then the hour and date
+/// directories above it if that leaves them empty (a directory that still
+/// holds data files stays).
+fn remove_partition_file(disk: &dyn Disk, path: &Path) -> Result<(), AtomicWriteError> {
+    remove_file_durably(disk, path)?;
+    if let Some(hour) = path.parent() {
+        if disk.remove_dir(hour).is_ok() {
+            if let Some(date) = hour.parent() {
+                let _ = disk.remove_dir(date);
+            }
         }
     }
     Ok(())
@@ -249,12 +284,35 @@ impl LocalCatalog {
         Ok(())
     }
 
-    /// Removes a catalog file durably, unless the catalog has stopped (see
-    /// [`remove_durably`]).
-    async fn remove_catalog_file(&self, path: PathBuf) -> Result<(), CatalogError> {
+    /// Removes a partition's catalog file durably, unless the catalog has
+    /// stopped (see [`remove_partition_file`]).
+    async fn remove_partition_catalog_file(&self, path: PathBuf) -> Result<(), CatalogError> {
         self.check_running()?;
-        let result = change_file(Arc::clone(&self.disk), path, remove_durably).await;
+        let result = change_file(Arc::clone(&self.disk), path, remove_partition_file).await;
         self.stop_if_unknown(result)
+    }
+
+    /// Writes a database's `dropped.json` (removed when it is empty), then
+    /// publishes it.
+    async fn store_drops(&self, database: &str, drops: BTreeMap<String, u64>) -> Result<(), CatalogError> {
+        let path = self.root.join(database).join(DROPS_FILE);
+        if drops.is_empty() {
+            self.check_running()?;
+            let result = change_file(Arc::clone(&self.disk), path, remove_file_durably).await;
+            self.stop_if_unknown(result)?;
+        } else {
+            let stored = StoredDrops { drops: drops.clone() };
+            let bytes = serde_json::to_vec_pretty(&stored)
+                .map_err(|e| CatalogError::Encode { path: path.display().to_string(), message: e.to_string() })?;
+            self.write_catalog_file(path, bytes).await?;
+        }
+        let mut all = self.drops.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if drops.is_empty() {
+            all.remove(database);
+        } else {
+            all.insert(database.to_owned(), drops);
+        }
+        Ok(())
     }
 
     /// Refuses changes once the catalog has stopped.
@@ -327,6 +385,10 @@ impl Catalog for LocalCatalog {
         max: usize,
     ) -> Result<(), CatalogError> {
         let _guard = self.schema_lock.lock().await;
+        if self.view.table_schema(database, table).is_none() {
+            // Dropped: it has no row left to hide.
+            return Ok(());
+        }
         let mut tombstones = self.view.tombstones(database, table);
         if tombstones.iter().any(|t| t.sequence == tombstone.sequence) {
             return Ok(());
@@ -357,8 +419,68 @@ impl Catalog for LocalCatalog {
         self.stopped.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
+    fn dropped(&self, database: &str, table: &str) -> Option<u64> {
+        self.drops.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(database)?.get(table).copied()
+    }
+
+    async fn drop_table(&self, database: &str, table: &str, sequence: u64) -> Result<Vec<FileEntry>, CatalogError> {
+        let _schema = self.schema_lock.lock().await;
+        if self.dropped(database, table).is_some_and(|done| done >= sequence) {
+            return Ok(Vec::new());
+        }
+        // Every partition's lock, in order: no commit lands between the
+        // files listed here and the table's directory going.
+        let mut _partitions = Vec::with_capacity(LOCK_SHARDS);
+        for lock in &self.partition_locks {
+            _partitions.push(lock.lock().await);
+        }
+        let files: Vec<FileEntry> =
+            self.view.files(database, table, i64::MIN, i64::MAX).into_iter().flat_map(|p| p.files).collect();
+        // The drop is remembered before anything goes, so that a replay of
+        // the WAL skips the table's older writes from then on.
+        let mut drops = self.drops.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(database).cloned();
+        let drops = drops.get_or_insert_with(BTreeMap::new);
+        drops.insert(table.to_owned(), sequence);
+        self.store_drops(database, drops.clone()).await?;
+        self.check_running()?;
+        let table_dir = self.table_dir(database, table);
+        let gone = self.root.join(database).join(format!("{TEMP_PREFIX}dropped-{}", uuid::Uuid::new_v4()));
+        let result = change_file(Arc::clone(&self.disk), table_dir, move |disk, dir| {
+            if !disk.is_dir(dir) {
+                return Ok(());
+            }
+            disk.rename(dir, &gone).map_err(AtomicWriteError::NotWritten)?;
+            let parent = gone.parent().map(Path::to_path_buf).unwrap_or_default();
+            disk.sync_dir(&parent).map_err(AtomicWriteError::OutcomeUnknown)?;
+            // Best effort: what is left is removed at the next start.
+            let _ = crate::storage::fs::remove_dir_all(disk, &gone);
+            Ok(())
+        })
+        .await;
+        self.stop_if_unknown(result)?;
+        self.view.remove_table(database, table);
+        Ok(files)
+    }
+
+    async fn expire_drops(&self, through: u64) -> Result<(), CatalogError> {
+        let _schema = self.schema_lock.lock().await;
+        let all = self.drops.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        for (database, mut drops) in all {
+            let before = drops.len();
+            drops.retain(|_, sequence| *sequence > through);
+            if drops.len() != before {
+                self.store_drops(&database, drops).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn commit(&self, commit: Commit) -> Result<(), CatalogError> {
         let _guard = self.partition_lock(&commit.database, &commit.table, commit.partition).lock().await;
+        if self.view.table_schema(&commit.database, &commit.table).is_none() {
+            // Dropped while a merge of its files ran: nothing is left to change.
+            return Err(CatalogError::MissingTable { database: commit.database, table: commit.table });
+        }
         let partition = self.view.partition(&commit.database, &commit.table, commit.partition).committed(&commit)?;
 
         let stored = StoredPartition {
@@ -389,7 +511,7 @@ impl Catalog for LocalCatalog {
             // the catalog, and its WAL sequence with it. A write it covered
             // that the WAL still holds is replayed again, and then so is the
             // later delete that removed it.
-            self.remove_catalog_file(path).await?;
+            self.remove_partition_catalog_file(path).await?;
             self.view.remove_partition(&commit.database, &commit.table, commit.partition);
             return Ok(());
         }

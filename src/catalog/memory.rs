@@ -23,7 +23,7 @@ impl PartitionState {
     /// deletes its files had carried out. The WAL must never hand out one of
     /// them again, or a later delete would pass as carried out on a file.
     pub(crate) fn highest_sequence(&self) -> u64 {
-        self.files.iter().map(|f| f.deletes_applied.max(f.wal_sequence)).fold(self.wal_sequence, u64::max)
+        self.files.iter().map(|f| f.deletes_applied).fold(self.wal_sequence, u64::max)
     }
 
     /// The partition after `commit`, or the file it removes that is not there
@@ -166,6 +166,19 @@ impl CatalogView {
         state.max_wal_sequence = state.max_wal_sequence.max(partition.highest_sequence());
         let table = state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default();
         table.partitions.insert(key, partition);
+    }
+
+    /// Forgets a dropped table: schema, files and tombstones; and its
+    /// database once it has no table left. The highest WAL sequence seen
+    /// stays.
+    pub(crate) fn remove_table(&self, database: &str, table: &str) {
+        let mut state = self.write();
+        if let Some(tables) = state.databases.get_mut(database) {
+            tables.remove(table);
+            if tables.is_empty() {
+                state.databases.remove(database);
+            }
+        }
     }
 
     /// Forgets a partition that has no files left. The highest WAL sequence

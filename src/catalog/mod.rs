@@ -184,6 +184,15 @@ pub enum CatalogError {
         /// The file id.
         id: String,
     },
+    /// The table is not in the catalog (any more): a commit to a measurement
+    /// dropped meanwhile.
+    #[error("{database}.{table} is not in the catalog: it was dropped")]
+    MissingTable {
+        /// The database.
+        database: String,
+        /// The table.
+        table: String,
+    },
     /// The catalog could not be read or written.
     #[error("catalog I/O on {path}: {source}")]
     Io {
@@ -268,6 +277,7 @@ impl Classified for CatalogError {
                 ErrorKind::Unavailable
             }
             CatalogError::Unsupported(_) => ErrorKind::Unsupported,
+            CatalogError::MissingTable { .. } => ErrorKind::Missing,
             CatalogError::MissingFile { .. }
             | CatalogError::Io { .. }
             | CatalogError::Corrupt { .. }
@@ -281,6 +291,7 @@ impl Classified for CatalogError {
     fn sqlstate(&self) -> &'static str {
         match self {
             CatalogError::Conflict(_) => "42804",
+            CatalogError::MissingTable { .. } => "42P01",
             CatalogError::MissingFile { .. } | CatalogError::Encode { .. } | CatalogError::Shared(_) => "XX000",
             // cannot_connect_now: the client retries.
             CatalogError::Unavailable(_) => "57P03",
@@ -388,6 +399,29 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// Forgets deletes that hide no row any longer: every file they could
     /// hide rows of was rewritten without them or written after them.
     async fn remove_tombstones(&self, _database: &str, _table: &str, _sequences: &[u64]) -> Result<(), CatalogError> {
+        Ok(())
+    }
+
+    /// The WAL sequence of the latest drop of `table`, while the WAL may
+    /// still hold writes to it from before: a replay skips those (they were
+    /// of the dropped table, whose schema may differ from a new one's).
+    fn dropped(&self, _database: &str, _table: &str) -> Option<u64> {
+        None
+    }
+
+    /// Drops a measurement at WAL sequence `sequence`: remembers the drop
+    /// (see [`Catalog::dropped`]), then forgets its schema, files and
+    /// tombstones; returns the files, which the caller deletes. A drop
+    /// already recorded at `sequence` or later does nothing (a replay).
+    async fn drop_table(&self, database: &str, table: &str, _sequence: u64) -> Result<Vec<FileEntry>, CatalogError> {
+        Err(CatalogError::Unsupported(format!(
+            "dropping {database}.{table}: this catalog does not drop measurements yet; use the local catalog"
+        )))
+    }
+
+    /// Forgets the drops at WAL sequence `through` or before: the WAL holds
+    /// no write from before them any more.
+    async fn expire_drops(&self, _through: u64) -> Result<(), CatalogError> {
         Ok(())
     }
 

@@ -40,6 +40,9 @@ pub struct BufferedDelete {
     pub predicate: DeletePredicate,
     /// When it was issued (nanoseconds since the epoch).
     pub issued_at: i64,
+    /// A drop of the table: the catalog forgets the table rather than
+    /// keeping a tombstone.
+    pub drop: bool,
 }
 
 /// A delete applied to the buffer, with the table it is of: the snapshot
@@ -319,8 +322,10 @@ impl WriteBuffer {
             }
             state.bytes = state.bytes.saturating_sub(removed);
             state.last_sequence = state.last_sequence.max(sequence);
-            let tombstone = Tombstone { sequence, issued_at: delete.issued_at, predicate: predicate.clone() };
-            state.deletes.push((Arc::clone(&delete.database), Arc::clone(&delete.table), tombstone));
+            if !delete.drop {
+                let tombstone = Tombstone { sequence, issued_at: delete.issued_at, predicate: predicate.clone() };
+                state.deletes.push((Arc::clone(&delete.database), Arc::clone(&delete.table), tombstone));
+            }
         }
         let _ =
             self.total_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(removed)));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::wal::WalWrite;
 use super::{IngestError, Ingester};
 use crate::catalog::{CatalogError, ColumnType, DeletePredicate, Tombstone};
+use crate::storage::file_path_in_layer;
 
 /// What a delete by series (InfluxDB's `/api/v2/delete`) did: the
 /// measurements it recorded a delete in.
@@ -51,7 +52,7 @@ impl Ingester {
             let _one_at_a_time = ingester.deletes.lock().await;
             let _slot = ingester.slot().await?;
             let issued_at = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-            let record = WalWrite::encode_delete(&database, &table, predicate.clone(), issued_at)?;
+            let record = WalWrite::encode_delete(&database, &table, predicate.clone(), issued_at, false)?;
             let sequence = ingester.wal.write(record).await?;
             let tombstone = Tombstone { sequence, issued_at, predicate };
             // The limit was checked before the record: a durable delete is not refused now.
@@ -65,6 +66,55 @@ impl Ingester {
             Ok(sequence)
         });
         task.await.map_err(|e| IngestError::Internal(format!("the delete's task: {e}")))?
+    }
+
+    /// Drops the measurement `table`: its rows leave the buffer, the catalog
+    /// forgets it (schema, files, tombstones) and its files are deleted. A
+    /// WAL record orders the drop with the writes: no write waits in between
+    /// (they are held off meanwhile), and a later write makes a new table.
+    /// Returns whether there was a table to drop.
+    pub async fn drop_table(self: &Arc<Self>, database: &str, table: &str) -> Result<bool, IngestError> {
+        // Checked before the WAL record, which a replay would carry out.
+        if !self.catalog.records_deletes() {
+            return Err(IngestError::Catalog(CatalogError::Unsupported(format!(
+                "DROP TABLE {database}.{table}: the shared catalog does not drop measurements yet"
+            ))));
+        }
+        let ingester = Arc::clone(self);
+        let (database, table): (Arc<str>, Arc<str>) = (database.into(), table.into());
+        // Spawned, so that a client going away cannot stop it half done.
+        let task = tokio::spawn(async move {
+            let _no_writes = ingester.writes.write().await;
+            let _one_at_a_time = ingester.deletes.lock().await;
+            let _no_persist = ingester.persister.hold().await;
+            if ingester.catalog.table_schema(&database, &table).is_none() {
+                return Ok(false);
+            }
+            let issued_at = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+            let record = WalWrite::encode_delete(&database, &table, DeletePredicate::everything(), issued_at, true)?;
+            let sequence = ingester.wal.write(record).await?;
+            let files = ingester.catalog.drop_table(&database, &table, sequence).await?;
+            if let Some(cache) = ingester.buffer.last_values() {
+                cache.forget(&database, &table);
+            }
+            ingester.metrics.deletes.add(1);
+            for file in files {
+                let path = file_path_in_layer(&database, &table, &file.path);
+                match ingester.storage.layer(&file.layer) {
+                    Some(layer) => {
+                        if let Err(error) = layer.delete(&path).await {
+                            tracing::warn!(%path, %error, "a dropped table's file stays; the orphan sweep removes it");
+                        }
+                    }
+                    None => {
+                        tracing::warn!(%path, layer = %file.layer, "a dropped table's file is in a layer not configured")
+                    }
+                }
+            }
+            tracing::info!(%database, %table, sequence, "table dropped");
+            Ok(true)
+        });
+        task.await.map_err(|e| IngestError::Internal(format!("the drop's task: {e}")))?
     }
 
     /// Deletes the rows that `predicate` matches from `measurement`, or from

@@ -280,6 +280,8 @@ impl WriteSlot<'_> {
 #[derive(Debug)]
 pub struct Ingester {
     catalog: Arc<dyn Catalog>,
+    /// Where the files are: a drop deletes its table's.
+    storage: Arc<Storage>,
     buffer: Arc<WriteBuffer>,
     wal: Arc<Wal>,
     persister: Arc<Persister>,
@@ -289,6 +291,10 @@ pub struct Ingester {
     stop: watch::Sender<bool>,
     /// Held while a delete goes to the WAL and the catalog.
     deletes: tokio::sync::Mutex<()>,
+    /// Shared by every write from its schema read to its rows in the
+    /// buffer; a drop holds it alone, so no write parsed against the
+    /// dropped table's schema lands after the drop.
+    writes: tokio::sync::RwLock<()>,
 }
 
 impl Ingester {
@@ -316,7 +322,7 @@ impl Ingester {
         let wal = Arc::new(wal);
         let persister = Arc::new(Persister::new(
             Arc::clone(&catalog),
-            storage,
+            Arc::clone(&storage),
             Arc::clone(&buffer),
             Arc::clone(&wal),
             Arc::clone(&metrics),
@@ -332,6 +338,7 @@ impl Ingester {
         Ok((
             Arc::new(Ingester {
                 catalog,
+                storage,
                 buffer,
                 wal,
                 persister,
@@ -340,6 +347,7 @@ impl Ingester {
                 slots,
                 stop,
                 deletes: tokio::sync::Mutex::new(()),
+                writes: tokio::sync::RwLock::new(()),
             }),
             report,
         ))
@@ -399,6 +407,7 @@ impl Ingester {
         // The slot's reservation already counts the body against the limit,
         // so the write is not refused by its own size here.
         self.metrics.write_bytes.add(body.len() as u64);
+        let _no_drop = self.writes.read().await;
         let options = ParseOptions {
             precision: write.precision,
             default_time_ns: write.precision.truncate(write.received_at_ns),
@@ -434,14 +443,10 @@ impl Ingester {
         Ok(outcome)
     }
 
-    /// Writes already-typed tables (from Postgres or FlightSQL) into `database`:
-    /// schema commit, WAL, buffer. Returns the rows written.
-    pub async fn write_tables(
-        &self,
-        database: &str,
-        writes: Vec<TableWrite>,
-        sync: bool,
-    ) -> Result<usize, IngestError> {
+    /// Writes already-typed tables into `database`: schema commit, WAL,
+    /// buffer. Returns the rows written. The caller holds `writes` from the
+    /// schema read the tables were typed by.
+    async fn write_tables(&self, database: &str, writes: Vec<TableWrite>, sync: bool) -> Result<usize, IngestError> {
         if writes.is_empty() {
             return Ok(0);
         }
@@ -496,6 +501,7 @@ impl Ingester {
         }
         self.check_buffer()?;
         let _slot = self.slot().await?;
+        let _no_drop = self.writes.read().await;
         let current = self.catalog.table_schema(database, table);
         let write = batches::table_write(table, current.as_deref(), batch, allow_new_columns)?;
         self.metrics.write_bytes.add(batch.get_array_memory_size() as u64);

@@ -133,6 +133,12 @@ impl Persister {
         }
     }
 
+    /// Waits for the round in progress, if any, and holds off the next one
+    /// while the guard lives: a drop must not race a commit of the table.
+    pub async fn hold(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.round.lock().await
+    }
+
     /// One round: finish the snapshots that earlier rounds left (oldest first),
     /// then, if they are all done, snapshot the buffer and write that. While an
     /// old snapshot keeps failing no new one is taken, so failures do not pile up.
@@ -206,6 +212,9 @@ impl Persister {
             self.buffer.remove_snapshot(&snapshot);
             self.wal.truncate_through(snapshot.sequence).await?;
             self.expire_tombstones(snapshot.sequence).await;
+            if let Err(error) = self.catalog.expire_drops(snapshot.sequence).await {
+                tracing::warn!(%error, "could not forget the drops the WAL no longer needs; retried");
+            }
         }
         Ok(true)
     }
@@ -245,12 +254,19 @@ impl Persister {
 
     async fn persist_partition(&self, snapshot: &Snapshot, index: usize) -> Result<Option<FileEntry>, String> {
         let partition = &snapshot.partitions[index];
+        let batches = partition.batches();
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            // A delete or a drop took every row (the table may be gone from
+            // the catalog): there is no file to write, and the WAL records
+            // go once the snapshot is done.
+            self.buffer.partition_persisted(snapshot, index);
+            return Ok(None);
+        }
         let schema = self
             .catalog
             .table_schema(&partition.database, &partition.table)
             .ok_or_else(|| "the table is missing from the catalog".to_string())?;
         let order = schema.row_order();
-        let batches = partition.batches();
         let sort_order = order.clone();
         let batch = tokio::task::spawn_blocking(move || sort_and_deduplicate(&batches, &sort_order))
             .await

@@ -207,6 +207,10 @@ const DELETE_MARK: u32 = u32::MAX;
 struct DeleteRecord {
     predicate: DeletePredicate,
     issued_at: i64,
+    /// The table itself goes: its schema too, and the writes to it from
+    /// before are skipped by a replay once the catalog has the drop.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    drop: bool,
 }
 
 impl WalWrite {
@@ -247,19 +251,21 @@ impl WalWrite {
         Ok(WalWrite { writes, payload, payload_crc, sync, delete: None })
     }
 
-    /// Encodes a delete of `table`'s rows issued at `issued_at` (always
-    /// synced: a delete is acknowledged once durable).
+    /// Encodes a delete of `table`'s rows issued at `issued_at`, or its drop
+    /// (`drop`, with a predicate of every row); always synced: a delete is
+    /// acknowledged once durable.
     pub fn encode_delete(
         database: &Arc<str>,
         table: &Arc<str>,
         predicate: DeletePredicate,
         issued_at: i64,
+        drop: bool,
     ) -> Result<WalWrite, WalError> {
         let mut payload = Vec::new();
         put_str(&mut payload, database)?;
         payload.extend_from_slice(&DELETE_MARK.to_le_bytes());
         put_str(&mut payload, table)?;
-        let record = DeleteRecord { predicate, issued_at };
+        let record = DeleteRecord { predicate, issued_at, drop };
         let json = serde_json::to_vec(&record).map_err(|e| WalError::TooLarge(format!("encoding a delete: {e}")))?;
         let len = u32::try_from(json.len()).map_err(|_| WalError::TooLarge("a delete over 4 GiB".into()))?;
         payload.extend_from_slice(&len.to_le_bytes());
@@ -271,6 +277,7 @@ impl WalWrite {
             table: Arc::clone(table),
             predicate: record.predicate,
             issued_at,
+            drop,
         };
         Ok(WalWrite { writes: Vec::new(), payload, payload_crc, sync: true, delete: Some(delete) })
     }
@@ -781,21 +788,37 @@ async fn replay_record(
     report: &mut ReplayReport,
 ) -> Result<(), String> {
     let record = decode_payload(payload)?;
+    // Of a table dropped after this record: its rows are gone, and its
+    // columns may clash with those of the table of that name now.
+    let dropped_later = |table: &str| catalog.dropped(&record.database, table).is_some_and(|at| at >= sequence);
     if let Some((table, delete)) = record.delete {
-        // Recorded again in case the crash came before the catalog had it.
-        let tombstone = Tombstone { sequence, issued_at: delete.issued_at, predicate: delete.predicate.clone() };
-        catalog.add_tombstone(&record.database, &table, tombstone, usize::MAX).await.map_err(|e| e.to_string())?;
-        let delete = BufferedDelete {
-            database: record.database,
-            table,
-            predicate: delete.predicate,
-            issued_at: delete.issued_at,
-        };
         report.deletes += 1;
-        return buffer.apply_delete(sequence, &delete).map_err(|e| format!("replaying a delete: {e}"));
+        if dropped_later(&table) {
+            return Ok(());
+        }
+        let buffered = BufferedDelete {
+            database: Arc::clone(&record.database),
+            table: Arc::clone(&table),
+            predicate: delete.predicate.clone(),
+            issued_at: delete.issued_at,
+            drop: delete.drop,
+        };
+        buffer.apply_delete(sequence, &buffered).map_err(|e| format!("replaying a delete: {e}"))?;
+        // Recorded again in case the crash came before the catalog had it.
+        if delete.drop {
+            catalog.drop_table(&record.database, &table, sequence).await.map_err(|e| e.to_string())?;
+        } else {
+            let tombstone = Tombstone { sequence, issued_at: delete.issued_at, predicate: delete.predicate };
+            catalog.add_tombstone(&record.database, &table, tombstone, usize::MAX).await.map_err(|e| e.to_string())?;
+        }
+        return Ok(());
     }
     let mut writes = Vec::new();
     for (table, batches) in record.tables {
+        if dropped_later(&table) {
+            report.rows_skipped += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            continue;
+        }
         for batch in batches {
             // The schema was committed before the record was written; adding the
             // columns again is a no-op unless the schema file was lost.

@@ -1,15 +1,17 @@
 //! The statements that create, rename and drop schemas, tables and views:
 //! what dbt runs to build its models, and what BI tools run to save a query.
 //!
-//! They are planned like any statement (DataFusion's DDL plans, and a
-//! [`RenameRelation`] node for `ALTER ... RENAME TO`, which DataFusion has no
-//! plan for) and carried out when the plan is executed, so a client that
-//! prepares one runs it once. Measurements are never touched: they come
-//! into being with writes, and `DROP` and `RENAME` refuse them.
+//! They are planned like any statement (DataFusion's DDL plans, and
+//! [`RenameRelation`] and [`DropDatabase`] nodes for `ALTER ... RENAME TO`
+//! and `DROP DATABASE`, which DataFusion has no plan for) and carried out
+//! when the plan is executed, so a client that prepares one runs it once.
+//! Measurements come into being with writes: `DROP TABLE` and `DROP
+//! DATABASE` remove them through the write path, and `RENAME` refuses them.
 
 use std::fmt;
 use std::sync::Arc;
 
+use super::table::TableWriter;
 use datafusion::common::{DFSchema, DFSchemaRef, SchemaReference, TableReference};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SessionState;
@@ -68,6 +70,59 @@ impl UserDefinedLogicalNodeCore for RenameRelation {
     fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> datafusion::common::Result<Self> {
         Ok(self.clone())
     }
+}
+
+/// `DROP DATABASE [IF EXISTS] <name>`: its measurements with their rows and
+/// files, and the schemas, tables and views SQL made in it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct DropDatabase {
+    name: String,
+    if_exists: bool,
+    schema: DFSchemaRef,
+}
+
+// The (empty) schema takes no part in the order.
+impl PartialOrd for DropDatabase {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        (&self.name, self.if_exists).partial_cmp(&(&other.name, other.if_exists))
+    }
+}
+
+impl UserDefinedLogicalNodeCore for DropDatabase {
+    fn name(&self) -> &str {
+        "DropDatabase"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        Vec::new()
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+
+    fn expressions(&self) -> Vec<Expr> {
+        Vec::new()
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "DropDatabase: {}", self.name)
+    }
+
+    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> datafusion::common::Result<Self> {
+        Ok(self.clone())
+    }
+}
+
+/// The plan of `DROP DATABASE`, with the database it names (a name as it
+/// is, dots and all).
+pub(crate) fn drop_database_plan(names: &[ObjectName], if_exists: bool) -> Result<(String, LogicalPlan), QueryError> {
+    let [name] = names else {
+        return Err(QueryError::Unsupported("DROP DATABASE takes one database".into()));
+    };
+    let name = name_parts(name).join(".");
+    let node = DropDatabase { name: name.clone(), if_exists, schema: Arc::new(DFSchema::empty()) };
+    Ok((name, LogicalPlan::Extension(Extension { node: Arc::new(node) })))
 }
 
 /// The plan of `ALTER TABLE ... RENAME TO ...`, or `None` for any other
@@ -130,7 +185,7 @@ pub(crate) fn is_catalog_statement(plan: &LogicalPlan) -> bool {
                 | DdlStatement::DropView(_)
                 | DdlStatement::DropCatalogSchema(_)
         ),
-        LogicalPlan::Extension(e) => e.node.as_any().is::<RenameRelation>(),
+        LogicalPlan::Extension(e) => e.node.as_any().is::<RenameRelation>() || e.node.as_any().is::<DropDatabase>(),
         _ => false,
     }
 }
@@ -145,6 +200,7 @@ pub fn command_tag(plan: &LogicalPlan) -> Option<&'static str> {
         LogicalPlan::Ddl(DdlStatement::DropView(_)) => "DROP VIEW",
         LogicalPlan::Ddl(DdlStatement::DropCatalogSchema(_)) => "DROP SCHEMA",
         LogicalPlan::Extension(e) if e.node.as_any().is::<RenameRelation>() => "ALTER TABLE",
+        LogicalPlan::Extension(e) if e.node.as_any().is::<DropDatabase>() => "DROP DATABASE",
         _ => return None,
     })
 }
@@ -162,6 +218,9 @@ pub(crate) struct CatalogStatements<'a> {
     pub(crate) catalog: &'a dyn Catalog,
     pub(crate) relations: &'a RelationStore,
     pub(crate) state: SessionState,
+    /// The write path, which drops measurements; `None` where this process
+    /// takes no writes.
+    pub(crate) writer: Option<&'a Arc<dyn TableWriter>>,
 }
 
 impl CatalogStatements<'_> {
@@ -294,6 +353,9 @@ impl CatalogStatements<'_> {
                 self.drop_relation(&name, if_exists, true).await
             }
             LogicalPlan::Extension(extension) => {
+                if let Some(drop) = extension.node.as_any().downcast_ref::<DropDatabase>() {
+                    return self.drop_database(drop).await;
+                }
                 let Some(rename) = extension.node.as_any().downcast_ref::<RenameRelation>() else {
                     return Err(QueryError::Unsupported(format!(
                         "{} is not a catalog statement",
@@ -321,11 +383,46 @@ impl CatalogStatements<'_> {
         }
     }
 
+    /// The write path, or why this process cannot `what`.
+    fn writer(&self, what: &str) -> Result<&Arc<dyn TableWriter>, QueryError> {
+        self.writer.ok_or_else(|| QueryError::read_only(what))
+    }
+
+    /// `DROP DATABASE`: the relations SQL made go first, then each
+    /// measurement through the write path.
+    async fn drop_database(&self, drop: &DropDatabase) -> Result<usize, QueryError> {
+        let database = drop.name.as_str();
+        let measurements = self.catalog.tables(database);
+        let has_relations =
+            !self.relations.schemas(database).is_empty() || !self.relations.relations(database, SCHEMA).is_empty();
+        if measurements.is_empty() && !has_relations {
+            return if drop.if_exists { Ok(0) } else { Err(QueryError::UnknownDatabase(database.to_owned())) };
+        }
+        let writer = if measurements.is_empty() { None } else { Some(self.writer("DROP DATABASE")?) };
+        for relation in self.relations.drop_database(database).await.map_err(relation_error)? {
+            self.relations.release(database, &relation).await;
+        }
+        for table in measurements {
+            if let Some(writer) = writer {
+                writer.drop_table(database, &table).await?;
+            }
+        }
+        Ok(0)
+    }
+
     /// `DROP TABLE` or `DROP VIEW`; as in Postgres, each drops only its kind.
+    /// A measurement goes through the write path, with its rows and files.
     async fn drop_relation(&self, name: &TableReference, if_exists: bool, view: bool) -> Result<usize, QueryError> {
         let (schema, relation) = self.locate(name)?;
         if self.is_measurement(&schema, &relation) {
-            return Err(self.measurement_refused(&relation, "dropped with SQL"));
+            if view {
+                return Err(not_of_kind(&schema, &relation, "a view", "DROP TABLE"));
+            }
+            let dropped = self.writer("DROP TABLE")?.drop_table(self.database, &relation).await?;
+            if !dropped && !if_exists {
+                return Err(relation_error(RelationError::NotFound(format!("{schema}.{relation}"))));
+            }
+            return Ok(0);
         }
         let Some(existing) = self.relations.get(self.database, &schema, &relation) else {
             if if_exists {
@@ -336,12 +433,7 @@ impl CatalogStatements<'_> {
         let is_view = matches!(existing.kind, RelationKind::View { .. });
         if is_view != view {
             let (is, use_instead) = if is_view { ("a table", "DROP VIEW") } else { ("a view", "DROP TABLE") };
-            return Err(QueryError::Write {
-                message: format!("\"{schema}.{relation}\" is not {is}; use {use_instead}"),
-                sqlstate: "42809",
-                kind: ErrorKind::Invalid,
-                bad_row: None,
-            });
+            return Err(not_of_kind(&schema, &relation, is, use_instead));
         }
         if let Some(dropped) =
             self.relations.drop_relation(self.database, &schema, &relation).await.map_err(relation_error)?
@@ -399,6 +491,16 @@ impl CatalogStatements<'_> {
 
     async fn remove_files(&self, relation: &Relation) {
         self.relations.release(self.database, relation).await;
+    }
+}
+
+/// `DROP TABLE` on a view, or `DROP VIEW` on a table (wrong_object_type).
+fn not_of_kind(schema: &str, relation: &str, is: &str, use_instead: &str) -> QueryError {
+    QueryError::Write {
+        message: format!("\"{schema}.{relation}\" is not {is}; use {use_instead}"),
+        sqlstate: "42809",
+        kind: ErrorKind::Invalid,
+        bad_row: None,
     }
 }
 

@@ -14,7 +14,7 @@ use datafusion::execution::context::{SQLOptions, SessionState};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, WriteOp};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::{ShowStatementIn, Statement as SqlStatement};
+use datafusion::sql::sqlparser::ast::{ObjectType, ShowStatementIn, Statement as SqlStatement};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 use super::error::strip_prefix;
@@ -125,6 +125,11 @@ impl QueryEngine {
                          COPY ... FROM STDIN loads rows"
                             .into(),
                     ))
+                }
+                SqlStatement::Drop { object_type: ObjectType::Database, if_exists, names, .. } => {
+                    let (named, plan) = ddl::drop_database_plan(&names, if_exists)?;
+                    access.require(&named, Privilege::Admin)?;
+                    return self.relations_changeable(plan);
                 }
                 alter @ SqlStatement::AlterTable(_) => {
                     access.require(database, Privilege::Admin)?;
@@ -289,6 +294,7 @@ impl QueryEngine {
                 catalog: self.catalog.as_ref(),
                 relations: &self.relations,
                 state: self.session(database),
+                writer: self.writer.as_ref(),
             };
             let rows = statements.run(plan).await?;
             let count = count_schema();

@@ -79,6 +79,10 @@ pub trait TableWriter: Send + Sync + fmt::Debug {
     /// Deletes the rows of `database.table` that `predicate` matches and
     /// were written before; returns once the delete is durable.
     async fn delete(&self, database: &str, table: &str, predicate: DeletePredicate) -> Result<(), QueryError>;
+
+    /// Drops the measurement `database.table` with its rows and files;
+    /// returns whether it was there. A later write makes a new one.
+    async fn drop_table(&self, database: &str, table: &str) -> Result<bool, QueryError>;
 }
 
 /// One measurement as a DataFusion table.

@@ -46,6 +46,10 @@ impl TableWriter for InsertsToIngester {
     async fn delete(&self, database: &str, table: &str, predicate: DeletePredicate) -> Result<(), QueryError> {
         self.0.delete(database, table, predicate).await.map(|_| ()).map_err(|e| QueryError::refused(&e))
     }
+
+    async fn drop_table(&self, database: &str, table: &str) -> Result<bool, QueryError> {
+        self.0.drop_table(database, table).await.map_err(|e| QueryError::refused(&e))
+    }
 }
 
 /// The query engine as the compactor's source of merged rows.

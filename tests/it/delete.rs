@@ -184,3 +184,101 @@ async fn influxdb_v2_deletes_by_predicate_and_a_partition_left_empty_leaves_the_
     assert_eq!(rows(&server).await, ["a 1.0 10.0"]);
     assert!(query_results(&server, "SELECT * FROM n").await.is_empty());
 }
+
+/// A statement's status and body, run against database `d`.
+async fn statement(server: &Server, sql: &str) -> (u16, String) {
+    statement_in(server, "d", sql).await
+}
+
+/// A statement's status and body, run against `database`.
+async fn statement_in(server: &Server, database: &str, sql: &str) -> (u16, String) {
+    post(&server.url(&format!("/query?db={database}")), serde_json::json!({ "query": sql }).to_string()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drop_table_and_drop_database_take_the_rows_files_and_schema_and_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("data");
+    let mut server = Server::start(&root, &["--save-timeout-s", "3600"]);
+    write(&server, &format!("m,host=a v=1,w=10 {T1}\nm,host=b v=3,w=30 {T3}\nn,host=a x=1 {T1}\n")).await;
+    assert!(server.terminate().success());
+    server.restart();
+    // Rows in files and in the buffer (and its WAL), of a float `v`.
+    write(&server, &format!("m,host=c v=4.5 {T2}\n")).await;
+    assert!(root.join("d/m/schema.json").exists());
+
+    let (status, body) = statement(&server, "DROP TABLE m").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = statement(&server, "SELECT * FROM m").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not found"), "{body}");
+    let tables: Vec<String> =
+        query_results(&server, "SHOW TABLES").await.iter().map(|r| r["table_name"].to_string()).collect();
+    assert!(!tables.iter().any(|t| t.contains("\"m\"")), "{tables:?}");
+    assert!(!root.join("d/m").exists(), "the table's directory and files are gone");
+    assert_eq!(query_results(&server, "SELECT count(*) AS n FROM n").await[0]["n"], 1);
+
+    // The name is free: a new measurement with its own schema, `v` an integer now.
+    write(&server, &format!("m,host=z v=7i {T1}\n")).await;
+    let expect = |rows: Vec<serde_json::Value>| {
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!((rows[0]["host"].as_str(), rows[0]["v"].as_i64()), (Some("z"), Some(7)), "{rows:?}");
+    };
+    expect(query_results(&server, "SELECT host, v FROM m").await);
+    // The WAL still holds the old table's writes: a replay skips them.
+    server.kill9();
+    server.restart();
+    expect(query_results(&server, "SELECT host, v FROM m").await);
+    assert!(server.terminate().success());
+    server.restart();
+    expect(query_results(&server, "SELECT host, v FROM m").await);
+    assert!(!root.join("d/dropped.json").exists(), "the drop is forgotten once the WAL has let go of it");
+
+    let (status, body) = statement(&server, "DROP TABLE nope").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = statement(&server, "DROP TABLE IF EXISTS nope").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = statement(&server, "DROP VIEW m").await;
+    assert!(status == 400 && body.contains("is not a view"), "{body}");
+
+    // A database: its measurements and what SQL made in it.
+    let (status, body) = statement(&server, "CREATE VIEW v AS SELECT * FROM n").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, databases) = statement_in(&server, "default", "SHOW DATABASES").await;
+    assert!(status == 200 && databases.contains("\"d\""), "{databases}");
+    let (status, body) = statement(&server, "DROP DATABASE d").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, databases) = statement_in(&server, "default", "SHOW DATABASES").await;
+    assert!(status == 200 && !databases.contains("\"d\""), "{databases}");
+    let (status, body) = statement(&server, "SELECT * FROM n").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = statement_in(&server, "default", "DROP DATABASE d").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = statement_in(&server, "default", "DROP DATABASE IF EXISTS d").await;
+    assert_eq!(status, 200, "{body}");
+    server.kill9();
+    server.restart();
+    let (status, body) = statement(&server, "SELECT * FROM m").await;
+    assert_eq!(status, 404, "{body}");
+    write(&server, &format!("n,host=q x=2 {T1}\n")).await;
+    assert_eq!(query_results(&server, "SELECT count(*) AS n FROM n").await[0]["n"], 1);
+
+    // InfluxDB 3's endpoints, as `influxdb3 delete table|database` calls them.
+    let (status, body) = post(&server.url("/write?db=e"), format!("k,host=a x=1 {T1}\nj,host=a y=1 {T1}\n")).await;
+    assert_eq!(status, 204, "{body}");
+    let delete = |path: &str| {
+        let request = crate::support::client().delete(server.url(path)).send();
+        async move {
+            let response = request.await.expect("DELETE");
+            (response.status().as_u16(), response.text().await.unwrap_or_default())
+        }
+    };
+    assert_eq!(delete("/api/v3/configure/table?db=e&table=k").await.0, 200);
+    let (status, body) = statement_in(&server, "e", "SELECT * FROM k").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(delete("/api/v3/configure/table?db=e&table=k").await.0, 400, "already gone");
+    assert_eq!(delete("/api/v3/configure/table?db=e").await.0, 400, "no table named");
+    assert_eq!(delete("/api/v3/configure/database?db=e").await.0, 200);
+    let (status, body) = delete("/api/v3/configure/database?db=e").await;
+    assert_eq!(status, 404, "{body}");
+}

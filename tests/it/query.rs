@@ -425,7 +425,7 @@ async fn bad_queries_get_clear_errors_and_user_sql_cannot_touch_files() {
         ("INSERT INTO m (host, nope, time) VALUES ('b', 2, now())", 400, "nope"),
         ("UPDATE m SET v = 2", 400, "appended to with INSERT"),
         ("CREATE TABLE t (x int)", 400, "CREATE TABLE without AS"),
-        ("DROP TABLE m", 400, "is a measurement"),
+        ("ALTER TABLE m RENAME TO n", 400, "is a measurement"),
         ("SELECT * FROM '/etc/passwd'", 400, "not found"),
     ];
     for (sql, status, needle) in cases {

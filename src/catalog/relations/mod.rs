@@ -539,6 +539,20 @@ impl RelationStore {
         .await
     }
 
+    /// `DROP DATABASE`: removes every schema, table and view SQL made in
+    /// `database` and returns the relations (their files are the caller's to
+    /// delete).
+    pub async fn drop_database(&self, database: &str) -> Result<Vec<Relation>, RelationError> {
+        if !self.current().relations.databases.contains_key(database) {
+            return Ok(Vec::new());
+        }
+        self.update(database, None, |d| {
+            d.schemas.clear();
+            Ok(std::mem::take(&mut d.relations))
+        })
+        .await
+    }
+
     /// Adds a relation; with `or_replace`, replaces one of the same name and
     /// returns it. `taken` says whether the name is taken by something this
     /// store does not hold (a measurement).

@@ -1,8 +1,9 @@
 //! The HTTP front: InfluxDB-compatible writes, SQL queries, health,
 //! readiness, ping and metrics.
 
+mod configure;
 mod cors;
-mod delete;
+mod deletes;
 mod listener;
 mod query;
 pub(crate) mod query_request;
@@ -16,7 +17,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use super::auth::{Authenticator, Credentials, Refusal, Users};
@@ -310,7 +311,9 @@ pub fn router(state: HttpState) -> Router {
         .route("/write", post(write::write_v1).options(cors::preflight))
         .route("/api/v2/write", post(write::write_v2).options(cors::preflight))
         .route("/api/v3/write_lp", post(write::write_v3).options(cors::preflight))
-        .route("/api/v2/delete", post(delete::delete_v2).options(cors::preflight))
+        .route("/api/v2/delete", post(deletes::delete_v2).options(cors::preflight))
+        .route("/api/v3/configure/database", delete(configure::delete_database).options(cors::preflight))
+        .route("/api/v3/configure/table", delete(configure::delete_table).options(cors::preflight))
         .route("/gigapi/write", post(write::write_gigapi).options(cors::preflight))
         .route("/gigapi/write/{db}", post(write::write_gigapi_db).options(cors::preflight))
         .route("/gigapi/insert", post(write::write_gigapi).options(cors::preflight))
