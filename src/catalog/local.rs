@@ -315,6 +315,31 @@ impl LocalCatalog {
         Ok(())
     }
 
+    /// Remembers the drop of a table (so that a replay of the WAL skips its
+    /// older writes from then on), then renames its directory away, durably,
+    /// and forgets it; returns where the directory went, to be removed.
+    async fn remove_dropped_table(&self, database: &str, table: &str, sequence: u64) -> Result<PathBuf, CatalogError> {
+        let mut drops = self.drops.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(database).cloned();
+        let drops = drops.get_or_insert_with(BTreeMap::new);
+        drops.insert(table.to_owned(), sequence);
+        self.store_drops(database, drops.clone()).await?;
+        let table_dir = self.table_dir(database, table);
+        let gone = self.root.join(database).join(format!("{TEMP_PREFIX}dropped-{}", uuid::Uuid::new_v4()));
+        let renamed = gone.clone();
+        let result = change_file(Arc::clone(&self.disk), table_dir, move |disk, dir| {
+            if !disk.is_dir(dir) {
+                return Ok(());
+            }
+            disk.rename(dir, &gone).map_err(AtomicWriteError::NotWritten)?;
+            let parent = gone.parent().map(Path::to_path_buf).unwrap_or_default();
+            disk.sync_dir(&parent).map_err(AtomicWriteError::OutcomeUnknown)
+        })
+        .await;
+        self.stop_if_unknown(result)?;
+        self.view.remove_table(database, table);
+        Ok(renamed)
+    }
+
     /// Refuses changes once the catalog has stopped.
     fn check_running(&self) -> Result<(), CatalogError> {
         match self.stopped() {
@@ -424,41 +449,43 @@ impl Catalog for LocalCatalog {
     }
 
     async fn drop_table(&self, database: &str, table: &str, sequence: u64) -> Result<Vec<FileEntry>, CatalogError> {
-        let _schema = self.schema_lock.lock().await;
-        if self.dropped(database, table).is_some_and(|done| done >= sequence) {
-            return Ok(Vec::new());
-        }
+        let schema = self.schema_lock.lock().await;
         // Every partition's lock, in order: no commit lands between the
         // files listed here and the table's directory going.
-        let mut _partitions = Vec::with_capacity(LOCK_SHARDS);
+        let mut partitions = Vec::with_capacity(LOCK_SHARDS);
         for lock in &self.partition_locks {
-            _partitions.push(lock.lock().await);
+            partitions.push(lock.lock().await);
         }
         let files: Vec<FileEntry> =
             self.view.files(database, table, i64::MIN, i64::MAX).into_iter().flat_map(|p| p.files).collect();
-        // The drop is remembered before anything goes, so that a replay of
-        // the WAL skips the table's older writes from then on.
-        let mut drops = self.drops.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(database).cloned();
-        let drops = drops.get_or_insert_with(BTreeMap::new);
-        drops.insert(table.to_owned(), sequence);
-        self.store_drops(database, drops.clone()).await?;
+        // A replay of a drop that finished: the table is gone, or is a new
+        // one with files written after the drop. A table whose files are all
+        // older did not finish going (the process stopped first); one with
+        // no files may be either, and goes: a new one comes back with the
+        // writes replayed after the drop.
+        let recorded = self.dropped(database, table).is_some_and(|done| done >= sequence);
+        let gone = recorded && self.view.table_schema(database, table).is_none();
+        if gone || files.iter().any(|f| f.wal_sequence > sequence) {
+            return Ok(Vec::new());
+        }
         self.check_running()?;
-        let table_dir = self.table_dir(database, table);
-        let gone = self.root.join(database).join(format!("{TEMP_PREFIX}dropped-{}", uuid::Uuid::new_v4()));
-        let result = change_file(Arc::clone(&self.disk), table_dir, move |disk, dir| {
-            if !disk.is_dir(dir) {
-                return Ok(());
+        let renamed = match self.remove_dropped_table(database, table, sequence).await {
+            Ok(renamed) => renamed,
+            Err(error) => {
+                // The drop is in the WAL, and its rows already left the
+                // buffer: the catalog must not go on without it. A restart
+                // replays it.
+                tracing::error!(%database, %table, %error, "the catalog stopped: a drop did not finish");
+                let mut stopped = self.stopped.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                stopped.get_or_insert_with(|| format!("the drop of {database}.{table} did not finish: {error}"));
+                return Err(error);
             }
-            disk.rename(dir, &gone).map_err(AtomicWriteError::NotWritten)?;
-            let parent = gone.parent().map(Path::to_path_buf).unwrap_or_default();
-            disk.sync_dir(&parent).map_err(AtomicWriteError::OutcomeUnknown)?;
-            // Best effort: what is left is removed at the next start.
-            let _ = crate::storage::fs::remove_dir_all(disk, &gone);
-            Ok(())
-        })
-        .await;
-        self.stop_if_unknown(result)?;
-        self.view.remove_table(database, table);
+        };
+        drop(partitions);
+        drop(schema);
+        // Out of the locks, best effort: what is left is removed at the next start.
+        let disk = Arc::clone(&self.disk);
+        let _ = tokio::task::spawn_blocking(move || crate::storage::fs::remove_dir_all(disk.as_ref(), &renamed)).await;
         Ok(files)
     }
 

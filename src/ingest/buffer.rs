@@ -318,6 +318,9 @@ impl WriteBuffer {
                     for batch in batches.iter_mut() {
                         *batch = predicate.remove_from(batch)?;
                     }
+                    // An emptied batch of a dropped table has its columns: a
+                    // new table of that name may have others.
+                    batches.retain(|b| b.num_rows() > 0);
                 }
             }
             state.bytes = state.bytes.saturating_sub(removed);
@@ -410,7 +413,7 @@ impl WriteBuffer {
         for snapshot in &state.persisting {
             for p in &snapshot.partitions {
                 if !p.is_done() && &*p.database == database && &*p.table == table && range.contains(&p.partition) {
-                    out.entry(p.partition).or_default().extend(p.batches());
+                    out.entry(p.partition).or_default().extend(p.batches().into_iter().filter(|b| b.num_rows() > 0));
                 }
             }
         }

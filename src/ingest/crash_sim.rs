@@ -198,8 +198,10 @@ async fn run_seed(seed: u64) {
                 // As after a persist: segments up to an acknowledged record go.
                 if let Some(&sequence) = model.durable.values().max() {
                     let through = sequence.saturating_sub(random.below(20));
-                    if wal.truncate_through(through).await.is_ok() {
+                    if let Ok(gone) = wal.truncate_through(through).await {
                         model.truncated_through = model.truncated_through.max(through);
+                        let most = model.truncated_through;
+                        assert!(gone <= most, "the WAL says records past {most}, the most truncated, are gone: {gone}");
                     }
                 }
                 continue;

@@ -49,8 +49,10 @@ impl Ingester {
         let ingester = Arc::clone(self);
         let (database, table): (Arc<str>, Arc<str>) = (database.into(), table.into());
         let task = tokio::spawn(async move {
-            let _one_at_a_time = ingester.deletes.lock().await;
+            // The slot first: a drop holds `deletes` while writes, which
+            // hold slots, finish.
             let _slot = ingester.slot().await?;
+            let _one_at_a_time = ingester.deletes.lock().await;
             let issued_at = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
             let record = WalWrite::encode_delete(&database, &table, predicate.clone(), issued_at, false)?;
             let sequence = ingester.wal.write(record).await?;
@@ -84,26 +86,34 @@ impl Ingester {
         let (database, table): (Arc<str>, Arc<str>) = (database.into(), table.into());
         // Spawned, so that a client going away cannot stop it half done.
         let task = tokio::spawn(async move {
-            let _no_writes = ingester.writes.write().await;
-            let _one_at_a_time = ingester.deletes.lock().await;
-            let _no_persist = ingester.persister.hold().await;
-            if ingester.catalog.table_schema(&database, &table).is_none() {
-                return Ok(false);
-            }
-            let issued_at = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-            let record = WalWrite::encode_delete(&database, &table, DeletePredicate::everything(), issued_at, true)?;
-            let sequence = ingester.wal.write(record).await?;
-            let files = ingester.catalog.drop_table(&database, &table, sequence).await?;
-            if let Some(cache) = ingester.buffer.last_values() {
-                cache.forget(&database, &table);
-            }
+            let (sequence, files) = {
+                // In this order: a delete takes its write slot before
+                // `deletes`, and a write holds its slot while it waits for
+                // `writes`.
+                let _one_at_a_time = ingester.deletes.lock().await;
+                let _no_persist = ingester.persister.hold().await;
+                let _no_writes = ingester.writes.write().await;
+                if ingester.catalog.table_schema(&database, &table).is_none() {
+                    return Ok(false);
+                }
+                let issued_at = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+                let record =
+                    WalWrite::encode_delete(&database, &table, DeletePredicate::everything(), issued_at, true)?;
+                let sequence = ingester.wal.write(record).await?;
+                let files = ingester.catalog.drop_table(&database, &table, sequence).await?;
+                if let Some(cache) = ingester.buffer.last_values() {
+                    cache.forget(&database, &table);
+                }
+                (sequence, files)
+            };
             ingester.metrics.deletes.add(1);
+            // The catalog no longer lists them: deleted with no lock held.
             for file in files {
                 let path = file_path_in_layer(&database, &table, &file.path);
                 match ingester.storage.layer(&file.layer) {
                     Some(layer) => {
                         if let Err(error) = layer.delete(&path).await {
-                            tracing::warn!(%path, %error, "a dropped table's file stays; the orphan sweep removes it");
+                            tracing::warn!(%path, %error, "a dropped table's file stays on its layer");
                         }
                     }
                     None => {

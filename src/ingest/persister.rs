@@ -210,9 +210,11 @@ impl Persister {
                 }
             }
             self.buffer.remove_snapshot(&snapshot);
-            self.wal.truncate_through(snapshot.sequence).await?;
+            let gone = self.wal.truncate_through(snapshot.sequence).await?;
             self.expire_tombstones(snapshot.sequence).await;
-            if let Err(error) = self.catalog.expire_drops(snapshot.sequence).await {
+            // A drop is remembered while the WAL may replay a write from
+            // before it: until its segment is gone for sure.
+            if let Err(error) = self.catalog.expire_drops(gone).await {
                 tracing::warn!(%error, "could not forget the drops the WAL no longer needs; retried");
             }
         }

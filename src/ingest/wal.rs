@@ -349,7 +349,7 @@ fn decode_payload(payload: &[u8]) -> Result<DecodedRecord, String> {
 enum Command {
     Write(WalWrite, oneshot::Sender<Result<u64, WalError>>),
     Snapshot(oneshot::Sender<Result<Option<Arc<Snapshot>>, WalError>>),
-    Truncate(u64),
+    Truncate(u64, oneshot::Sender<u64>),
     Close(oneshot::Sender<()>),
 }
 
@@ -510,9 +510,15 @@ impl Wal {
         answer.await.map_err(|_| WalError::Closed)?
     }
 
-    /// Deletes the segments whose records all have sequences up to `sequence`.
-    pub async fn truncate_through(&self, sequence: u64) -> Result<(), WalError> {
-        self.sender.send(Command::Truncate(sequence)).await.map_err(|_| WalError::Closed)
+    /// Deletes the segments whose records all have sequences up to
+    /// `sequence`. Answers the sequence through which no record is left in
+    /// the WAL, durably (the directory is synced): what a replay can no
+    /// longer bring back. It may be below `sequence` (the active segment
+    /// stays, a deletion may fail).
+    pub async fn truncate_through(&self, sequence: u64) -> Result<u64, WalError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender.send(Command::Truncate(sequence, reply)).await.map_err(|_| WalError::Closed)?;
+        answer.await.map_err(|_| WalError::Closed)
     }
 
     /// Answers every queued write, fsyncs, and stops the WAL thread. Later writes
@@ -789,8 +795,9 @@ async fn replay_record(
 ) -> Result<(), String> {
     let record = decode_payload(payload)?;
     // Of a table dropped after this record: its rows are gone, and its
-    // columns may clash with those of the table of that name now.
-    let dropped_later = |table: &str| catalog.dropped(&record.database, table).is_some_and(|at| at >= sequence);
+    // columns may clash with those of the table of that name now. (The
+    // drop's own record goes on: the catalog finishes a drop it began.)
+    let dropped_later = |table: &str| catalog.dropped(&record.database, table).is_some_and(|at| at > sequence);
     if let Some((table, delete)) = record.delete {
         report.deletes += 1;
         if dropped_later(&table) {
@@ -1117,7 +1124,7 @@ impl WalThread {
                 })();
                 let _ = reply.send(result);
             }
-            Command::Truncate(sequence) => {
+            Command::Truncate(sequence, reply) => {
                 // Segment i holds sequences [first_i, first_{i+1}); the active one stays.
                 let mut keep_from = 0;
                 for i in 0..self.segments.len().saturating_sub(1) {
@@ -1134,6 +1141,17 @@ impl WalThread {
                     }
                 }
                 self.segments.drain(..keep_from);
+                // Until the directory is synced, a crash may bring a deleted
+                // segment back: nothing is gone for sure.
+                let oldest = self.segments.first().map_or(0, |s| s.first_sequence);
+                let gone = match self.disk.sync_dir(&self.dir) {
+                    Ok(()) => oldest.saturating_sub(1),
+                    Err(e) => {
+                        tracing::warn!(dir = %self.dir.display(), error = %e, "could not sync the WAL directory");
+                        0
+                    }
+                };
+                let _ = reply.send(gone);
             }
         }
     }

@@ -388,8 +388,10 @@ impl CatalogStatements<'_> {
         self.writer.ok_or_else(|| QueryError::read_only(what))
     }
 
-    /// `DROP DATABASE`: the relations SQL made go first, then each
-    /// measurement through the write path.
+    /// `DROP DATABASE`: each measurement through the write path, then the
+    /// relations SQL made. The measurements go in a task of their own, so
+    /// that a client going away or a query deadline does not stop them
+    /// half way; a failure leaves the rest, and running it again finishes.
     async fn drop_database(&self, drop: &DropDatabase) -> Result<usize, QueryError> {
         let database = drop.name.as_str();
         let measurements = self.catalog.tables(database);
@@ -398,14 +400,24 @@ impl CatalogStatements<'_> {
         if measurements.is_empty() && !has_relations {
             return if drop.if_exists { Ok(0) } else { Err(QueryError::UnknownDatabase(database.to_owned())) };
         }
-        let writer = if measurements.is_empty() { None } else { Some(self.writer("DROP DATABASE")?) };
+        if !measurements.is_empty() {
+            let writer = Arc::clone(self.writer("DROP DATABASE")?);
+            if !self.catalog.records_deletes() {
+                return Err(QueryError::Unsupported(format!(
+                    "DROP DATABASE {database}: the shared catalog does not drop measurements yet"
+                )));
+            }
+            let name = database.to_owned();
+            let dropped = tokio::spawn(async move {
+                for table in measurements {
+                    writer.drop_table(&name, &table).await?;
+                }
+                Ok::<_, QueryError>(())
+            });
+            dropped.await.map_err(|e| QueryError::Internal(format!("the drop's task: {e}")))??;
+        }
         for relation in self.relations.drop_database(database).await.map_err(relation_error)? {
             self.relations.release(database, &relation).await;
-        }
-        for table in measurements {
-            if let Some(writer) = writer {
-                writer.drop_table(database, &table).await?;
-            }
         }
         Ok(0)
     }

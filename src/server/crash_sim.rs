@@ -3,8 +3,8 @@
 //! catalog, the relations document and the files of tables made by SQL,
 //! two storage layers, the query engine and the compactor, wired by hand
 //! in [`start`] as [`super::Components`] wires them for the JSON catalog.
-//! Power cuts land anywhere: in writes, persists, catalog commits, WAL
-//! deletions, merges (reading their inputs back, writing their output,
+//! Power cuts land anywhere: in writes, deletes, persists, catalog commits,
+//! WAL deletions, merges (reading their inputs back, writing their output,
 //! committing, deleting what they replaced), layer moves (copy, check,
 //! commit, delete), orphan sweeps, and `CREATE TABLE ... AS` / `DROP
 //! TABLE`. After each cut the restarted server sweeps orphans, as it does
@@ -19,7 +19,9 @@
 //!
 //! At the end, once the replayed rows are persisted, every acknowledged
 //! row is in exactly one listed file and a query counts each once; no
-//! refused write is there, and no write is there in part.
+//! refused write is there, and no write is there in part. A write whose
+//! delete was acknowledged is hidden from queries, and gone from the files
+//! once the compactor has run; one whose delete failed is whole or gone.
 //!
 //! Each seed is one run; `tests/run` runs a fixed range. More, or one:
 //!
@@ -40,7 +42,7 @@ use super::write_path::{BufferForQueries, InsertsToIngester, MergesThroughEngine
 use crate::access::Access;
 use crate::catalog::local::LocalCatalog;
 use crate::catalog::relations::{RelationFile, RelationFiles, RelationStore};
-use crate::catalog::{time_data_type, Catalog, TIME_COLUMN};
+use crate::catalog::{time_data_type, Catalog, DeletePredicate, TagCondition, TIME_COLUMN};
 use crate::compactor::{Compactor, CompactorOptions, MergeLevel, RunScope};
 use crate::ingest::crash_sim::{seeds, tearing, HOUR_NS, START_NS};
 use crate::ingest::wal::WalError;
@@ -59,6 +61,13 @@ const COLD: &str = "/cold";
 const DATABASE: &str = "db";
 const TABLE: &str = "m";
 
+/// The time of a write's first row; its rows (at most 30) follow it, and the
+/// next write's start 1,000 ns later, so a delete of `[start, start + 999]`
+/// takes one write's rows.
+fn write_start(id: i64) -> i64 {
+    START_NS + (id % 3) * HOUR_NS + id * 1_000
+}
+
 /// One write's rows: one series, every row its own time, across three hour
 /// partitions (so merges and moves work on several partitions).
 fn rows(id: i64, count: usize) -> RecordBatch {
@@ -68,7 +77,7 @@ fn rows(id: i64, count: usize) -> RecordBatch {
         Field::new("row", DataType::Int64, false),
         Field::new(TIME_COLUMN, time_data_type(), false),
     ]));
-    let times: Vec<i64> = (0..count as i64).map(|row| START_NS + (id % 3) * HOUR_NS + id * 1_000 + row).collect();
+    let times: Vec<i64> = (0..count as i64).map(|row| write_start(id) + row).collect();
     let series: DictionaryArray<Int32Type> = vec!["s"; count].into_iter().collect();
     RecordBatch::try_new(
         schema,
@@ -286,6 +295,10 @@ struct Model {
     sent: BTreeMap<i64, usize>,
     acknowledged: Vec<i64>,
     refused: Vec<i64>,
+    /// Writes whose rows a delete was acknowledged for: none may be left.
+    deleted: BTreeSet<i64>,
+    /// Writes a delete was sent for and failed: all or none may be left.
+    maybe_deleted: BTreeSet<i64>,
     /// Tables made by SQL, by number: whether the last statement on each
     /// that was answered made it (true) or dropped it (false). One whose
     /// last statement failed may be either, and is not here.
@@ -350,7 +363,30 @@ async fn step(
     next_id: &mut i64,
     coverage: &mut Coverage,
 ) -> &'static str {
-    match random.below(13) {
+    match random.below(14) {
+        13 => {
+            // A delete of one earlier write's rows: its time range, and its
+            // series now and then.
+            let Some(&id) = model.sent.keys().nth(random.below(model.sent.len().max(1) as u64) as usize) else {
+                return "delete";
+            };
+            let first = write_start(id);
+            let tags = if random.below(2) == 0 {
+                vec![TagCondition { tag: "series".into(), values: vec!["s".into()], negated: false }]
+            } else {
+                Vec::new()
+            };
+            let predicate = DeletePredicate { min_time: first, max_time: first + 999, tags };
+            match server.ingester.delete(DATABASE, TABLE, predicate).await {
+                Ok(_) => {
+                    model.deleted.insert(id);
+                }
+                Err(_) => {
+                    model.maybe_deleted.insert(id);
+                }
+            }
+            "delete"
+        }
         12 => {
             // A table made by SQL (three rows, in its own Parquet file and
             // the relations document), or dropped.
@@ -489,6 +525,12 @@ async fn run_seed(seed: u64, coverage: &mut Coverage) {
     if let Some(((id, row), files)) = persisted.iter().find(|(_, files)| files.len() > 1) {
         panic!("row {row} of write {id} is in {files:?}; {}", context(&disk));
     }
+    // Deleted rows are hidden before the compactor carries the deletes out.
+    for id in &model.deleted {
+        let sql = format!("SELECT count(*) AS n FROM {TABLE} WHERE id = {id}");
+        let left = int64_column(&server.engine, &sql).await.unwrap_or_else(|e| panic!("seed {seed}: {sql}: {e}"));
+        assert_eq!(left, [0], "seed {seed}: write {id}'s rows were deleted and a query sees them");
+    }
     let report = server.compactor.run_now(None, None).await;
     assert!(
         report.errors.is_empty(),
@@ -510,7 +552,14 @@ async fn run_seed(seed: u64, coverage: &mut Coverage) {
         );
     }
     assert_eq!(counted, found.len() as u64, "seed {seed}: count(*) differs from the rows in the files");
-    for id in &model.acknowledged {
+    for id in &model.deleted {
+        assert!(
+            !found.keys().any(|(found_id, _)| found_id == id),
+            "seed {seed}: write {id}'s rows were deleted and compaction kept some; {}",
+            context(&disk)
+        );
+    }
+    for id in model.acknowledged.iter().filter(|id| !model.deleted.contains(id) && !model.maybe_deleted.contains(id)) {
         for row in 0..model.sent[id] as i64 {
             assert!(
                 found.contains_key(&(*id, row)),
@@ -543,7 +592,7 @@ async fn acknowledged_rows_survive_power_cuts_in_persists_merges_moves_and_sweep
     }
     println!("{count} seeds: {coverage:?}");
     if count >= 30 {
-        for kind in ["write", "persist", "merge", "move", "sweep", "table"] {
+        for kind in ["write", "persist", "merge", "move", "sweep", "table", "delete"] {
             assert!(coverage.cuts.contains_key(kind), "no power cut came in a {kind} step: {coverage:?}");
         }
         assert!(coverage.merges > 0 && coverage.moves > 0 && coverage.orphans_swept > 0, "{coverage:?}");

@@ -267,3 +267,44 @@ async fn the_shared_relations_are_one_document_for_every_process() {
     b.create("d", view("v4"), false, false, None).await.unwrap();
     assert!(crate::support::wait_for(Duration::from_secs(10), || names(&a) == ["v4"]));
 }
+
+/// A drop replayed from the WAL finishes one the process began (its record
+/// in `dropped.json`, the table still there) and leaves a table made after it.
+#[tokio::test]
+async fn a_replayed_drop_finishes_a_drop_begun_and_spares_a_table_made_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = LocalCatalog::open(dir.path()).unwrap();
+    let columns = [Column { name: "v".into(), column_type: ColumnType::Float }];
+    let partition = PartitionKey::for_time(1_700_000_000_000_000_000);
+    let commit = |table: &str, id: &str, wal_sequence: u64| Commit {
+        database: "db".into(),
+        table: table.into(),
+        partition,
+        add: vec![FileEntry { wal_sequence, ..file(id, partition, 1) }],
+        remove: Vec::new(),
+        wal_sequence,
+        lease: None,
+    };
+    for table in ["old", "new"] {
+        catalog.add_columns("db", table, &columns, 100).await.unwrap();
+    }
+    catalog.commit(commit("old", "a", 5)).await.unwrap();
+    catalog.commit(commit("new", "b", 12)).await.unwrap();
+    // As a process that stopped after remembering the drops at 10 and before
+    // the directories went: `old` was written before its drop, `new` after.
+    std::fs::write(dir.path().join("db/dropped.json"), r#"{"drops": {"old": 10, "new": 10}}"#).unwrap();
+    let reopened = LocalCatalog::open(dir.path()).unwrap();
+    assert_eq!(reopened.dropped("db", "old"), Some(10));
+    let files = reopened.drop_table("db", "old", 10).await.unwrap();
+    assert_eq!(files.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["a"], "the files to delete");
+    assert!(reopened.table_schema("db", "old").is_none());
+    assert!(!dir.path().join("db/old").exists());
+    assert!(reopened.drop_table("db", "new", 10).await.unwrap().is_empty());
+    assert!(reopened.table_schema("db", "new").is_some(), "a table with files from after the drop stays");
+    // Once the WAL has let go of everything through 10, the drops are forgotten.
+    reopened.expire_drops(10).await.unwrap();
+    assert_eq!(reopened.dropped("db", "old"), None);
+    assert!(!dir.path().join("db/dropped.json").exists());
+    let again = LocalCatalog::open(dir.path()).unwrap();
+    assert_eq!(again.tables("db"), ["new"]);
+}
