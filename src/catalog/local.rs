@@ -8,7 +8,8 @@
 //! <db>/dropped.json                                        measurements dropped lately
 //! ```
 //! Each is rewritten whole and atomically on every change. A dropped
-//! measurement's directory is renamed away (atomically) and then removed.
+//! measurement loses its `schema.json` first (it is no table without one),
+//! then the rest of its directory.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,11 +44,23 @@ struct StoredTombstones {
 /// still hold writes to them from before.
 pub const DROPS_FILE: &str = "dropped.json";
 
-/// The contents of `dropped.json`: each table's latest drop's WAL sequence.
+/// The contents of `dropped.json`: each table's latest drop.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct StoredDrops {
-    drops: BTreeMap<String, u64>,
+    drops: BTreeMap<String, TableDrop>,
 }
+
+/// A table's latest drop: its WAL sequence, and whether its directories on
+/// the storage layers may still hold files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct TableDrop {
+    sequence: u64,
+    #[serde(default)]
+    files_left: bool,
+}
+
+/// Each database's drops, by table.
+type Drops = BTreeMap<String, BTreeMap<String, TableDrop>>;
 
 const LOCK_SHARDS: usize = 64;
 
@@ -104,7 +117,7 @@ pub struct LocalCatalog {
     /// Why the catalog takes no more changes, once a write's outcome is unknown.
     stopped: std::sync::Mutex<Option<String>>,
     /// Each database's `dropped.json`, as on disk.
-    drops: std::sync::Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
+    drops: std::sync::Mutex<Drops>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CatalogError + '_ {
@@ -151,16 +164,14 @@ impl LocalCatalog {
                 }
                 for table in read_dir_names(disk_ref, &db_dir)? {
                     let table_dir = db_dir.join(&table);
-                    if table.starts_with(TEMP_PREFIX) {
-                        // A dropped measurement's directory, renamed away and
-                        // not yet removed when the process stopped.
-                        if let Err(error) = crate::storage::fs::remove_dir_all(disk_ref, &table_dir) {
-                            tracing::warn!(dir = %table_dir.display(), %error, "could not remove a dropped table");
-                        }
-                        continue;
-                    }
                     let Some(schema) = read_json::<SchemaFile>(disk_ref, &table_dir.join(SCHEMA_FILE))? else {
-                        if !table.starts_with(TEMP_PREFIX) {
+                        if drops.get(&database).is_some_and(|d: &BTreeMap<String, TableDrop>| d.contains_key(&table)) {
+                            // A dropped table whose directory was not all
+                            // removed when the process stopped: its schema
+                            // went first. A new table of the name must not
+                            // find its partitions.
+                            crate::storage::fs::remove_dir_all(disk_ref, &table_dir).map_err(io_error(&table_dir))?;
+                        } else if !table.starts_with(TEMP_PREFIX) {
                             tracing::warn!(dir = %table_dir.display(), "directory has no {SCHEMA_FILE}; not a table");
                         }
                         continue;
@@ -292,9 +303,14 @@ impl LocalCatalog {
         self.stop_if_unknown(result)
     }
 
+    /// A database's drops, as last stored.
+    fn database_drops(&self, database: &str) -> BTreeMap<String, TableDrop> {
+        self.drops.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(database).cloned().unwrap_or_default()
+    }
+
     /// Writes a database's `dropped.json` (removed when it is empty), then
     /// publishes it.
-    async fn store_drops(&self, database: &str, drops: BTreeMap<String, u64>) -> Result<(), CatalogError> {
+    async fn store_drops(&self, database: &str, drops: BTreeMap<String, TableDrop>) -> Result<(), CatalogError> {
         let path = self.root.join(database).join(DROPS_FILE);
         if drops.is_empty() {
             self.check_running()?;
@@ -316,28 +332,32 @@ impl LocalCatalog {
     }
 
     /// Remembers the drop of a table (so that a replay of the WAL skips its
-    /// older writes from then on), then renames its directory away, durably,
-    /// and forgets it; returns where the directory went, to be removed.
-    async fn remove_dropped_table(&self, database: &str, table: &str, sequence: u64) -> Result<PathBuf, CatalogError> {
-        let mut drops = self.drops.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(database).cloned();
-        let drops = drops.get_or_insert_with(BTreeMap::new);
-        drops.insert(table.to_owned(), sequence);
-        self.store_drops(database, drops.clone()).await?;
+    /// older writes from then on, and its directories on the layers are
+    /// cleared even after a crash), then removes its schema, durably, and
+    /// the rest of its directory.
+    async fn remove_dropped_table(&self, database: &str, table: &str, sequence: u64) -> Result<(), CatalogError> {
+        let mut drops = self.database_drops(database);
+        drops.insert(table.to_owned(), TableDrop { sequence, files_left: true });
+        self.store_drops(database, drops).await?;
+        // The schema goes first, durably: a directory without it is no table
+        // (and one a drop began is removed at the next start).
         let table_dir = self.table_dir(database, table);
-        let gone = self.root.join(database).join(format!("{TEMP_PREFIX}dropped-{}", uuid::Uuid::new_v4()));
-        let renamed = gone.clone();
-        let result = change_file(Arc::clone(&self.disk), table_dir, move |disk, dir| {
-            if !disk.is_dir(dir) {
-                return Ok(());
-            }
-            disk.rename(dir, &gone).map_err(AtomicWriteError::NotWritten)?;
-            let parent = gone.parent().map(Path::to_path_buf).unwrap_or_default();
-            disk.sync_dir(&parent).map_err(AtomicWriteError::OutcomeUnknown)
-        })
-        .await;
+        let result = change_file(Arc::clone(&self.disk), table_dir.join(SCHEMA_FILE), remove_file_durably).await;
         self.stop_if_unknown(result)?;
         self.view.remove_table(database, table);
-        Ok(renamed)
+        // The rest under the locks, so that a new table of the name does not
+        // meet its partitions.
+        let disk = Arc::clone(&self.disk);
+        let dir = table_dir.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            match crate::storage::fs::remove_dir_all_durably(disk.as_ref(), &dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        })
+        .await
+        .map_err(|e| CatalogError::Io { path: table_dir.display().to_string(), source: std::io::Error::other(e) })?;
+        removed.map_err(io_error(&table_dir))
     }
 
     /// Refuses changes once the catalog has stopped.
@@ -445,16 +465,16 @@ impl Catalog for LocalCatalog {
     }
 
     fn dropped(&self, database: &str, table: &str) -> Option<u64> {
-        self.drops.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(database)?.get(table).copied()
+        self.drops.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(database)?.get(table).map(|d| d.sequence)
     }
 
-    async fn drop_table(&self, database: &str, table: &str, sequence: u64) -> Result<Vec<FileEntry>, CatalogError> {
-        let schema = self.schema_lock.lock().await;
+    async fn drop_table(&self, database: &str, table: &str, sequence: u64) -> Result<(), CatalogError> {
+        let _schema = self.schema_lock.lock().await;
         // Every partition's lock, in order: no commit lands between the
         // files listed here and the table's directory going.
-        let mut partitions = Vec::with_capacity(LOCK_SHARDS);
+        let mut _partitions = Vec::with_capacity(LOCK_SHARDS);
         for lock in &self.partition_locks {
-            partitions.push(lock.lock().await);
+            _partitions.push(lock.lock().await);
         }
         let files: Vec<FileEntry> =
             self.view.files(database, table, i64::MIN, i64::MAX).into_iter().flat_map(|p| p.files).collect();
@@ -466,11 +486,11 @@ impl Catalog for LocalCatalog {
         let recorded = self.dropped(database, table).is_some_and(|done| done >= sequence);
         let gone = recorded && self.view.table_schema(database, table).is_none();
         if gone || files.iter().any(|f| f.wal_sequence > sequence) {
-            return Ok(Vec::new());
+            return Ok(());
         }
         self.check_running()?;
-        let renamed = match self.remove_dropped_table(database, table, sequence).await {
-            Ok(renamed) => renamed,
+        match self.remove_dropped_table(database, table, sequence).await {
+            Ok(()) => Ok(()),
             Err(error) => {
                 // The drop is in the WAL, and its rows already left the
                 // buffer: the catalog must not go on without it. A restart
@@ -478,15 +498,35 @@ impl Catalog for LocalCatalog {
                 tracing::error!(%database, %table, %error, "the catalog stopped: a drop did not finish");
                 let mut stopped = self.stopped.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 stopped.get_or_insert_with(|| format!("the drop of {database}.{table} did not finish: {error}"));
-                return Err(error);
+                Err(error)
             }
-        };
-        drop(partitions);
-        drop(schema);
-        // Out of the locks, best effort: what is left is removed at the next start.
-        let disk = Arc::clone(&self.disk);
-        let _ = tokio::task::spawn_blocking(move || crate::storage::fs::remove_dir_all(disk.as_ref(), &renamed)).await;
-        Ok(files)
+        }
+    }
+
+    async fn drop_database(&self, database: &str) -> Result<(), CatalogError> {
+        let _schema = self.schema_lock.lock().await;
+        self.view.remove_database(database);
+        Ok(())
+    }
+
+    fn undeleted_drops(&self) -> Vec<(String, String)> {
+        let drops = self.drops.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        drops
+            .iter()
+            .flat_map(|(database, tables)| {
+                tables.iter().filter(|(_, drop)| drop.files_left).map(|(table, _)| (database.clone(), table.clone()))
+            })
+            .collect()
+    }
+
+    async fn drop_files_deleted(&self, database: &str, table: &str) -> Result<(), CatalogError> {
+        let _schema = self.schema_lock.lock().await;
+        let mut drops = self.database_drops(database);
+        match drops.get_mut(table) {
+            Some(drop) if drop.files_left => drop.files_left = false,
+            _ => return Ok(()),
+        }
+        self.store_drops(database, drops).await
     }
 
     async fn expire_drops(&self, through: u64) -> Result<(), CatalogError> {
@@ -494,7 +534,8 @@ impl Catalog for LocalCatalog {
         let all = self.drops.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         for (database, mut drops) in all {
             let before = drops.len();
-            drops.retain(|_, sequence| *sequence > through);
+            // A drop whose files are not all deleted stays until they are.
+            drops.retain(|_, drop| drop.sequence > through || drop.files_left);
             if drops.len() != before {
                 self.store_drops(&database, drops).await?;
             }

@@ -168,16 +168,21 @@ impl CatalogView {
         table.partitions.insert(key, partition);
     }
 
-    /// Forgets a dropped table: schema, files and tombstones; and its
-    /// database once it has no table left. The highest WAL sequence seen
-    /// stays.
+    /// Forgets a dropped table: schema, files and tombstones. Its database
+    /// stays (it may hold tables and views SQL made). The highest WAL
+    /// sequence seen stays.
     pub(crate) fn remove_table(&self, database: &str, table: &str) {
         let mut state = self.write();
         if let Some(tables) = state.databases.get_mut(database) {
             tables.remove(table);
-            if tables.is_empty() {
-                state.databases.remove(database);
-            }
+        }
+    }
+
+    /// Forgets a database that has no table left (`DROP DATABASE`).
+    pub(crate) fn remove_database(&self, database: &str) {
+        let mut state = self.write();
+        if state.databases.get(database).is_some_and(BTreeMap::is_empty) {
+            state.databases.remove(database);
         }
     }
 

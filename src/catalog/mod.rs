@@ -410,13 +410,33 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     }
 
     /// Drops a measurement at WAL sequence `sequence`: remembers the drop
-    /// (see [`Catalog::dropped`]), then forgets its schema, files and
-    /// tombstones; returns the files, which the caller deletes. A drop
-    /// already recorded at `sequence` or later does nothing (a replay).
-    async fn drop_table(&self, database: &str, table: &str, _sequence: u64) -> Result<Vec<FileEntry>, CatalogError> {
+    /// (see [`Catalog::dropped`]), with its files still to delete (see
+    /// [`Catalog::undeleted_drops`]), then forgets its schema, files and
+    /// tombstones. A replay of a drop that finished does nothing.
+    async fn drop_table(&self, database: &str, table: &str, _sequence: u64) -> Result<(), CatalogError> {
         Err(CatalogError::Unsupported(format!(
             "dropping {database}.{table}: this catalog does not drop measurements yet; use the local catalog"
         )))
+    }
+
+    /// Forgets a database whose measurements were all dropped (`DROP
+    /// DATABASE`): it is no longer listed. A database keeps being listed
+    /// when only its last measurement is dropped.
+    async fn drop_database(&self, _database: &str) -> Result<(), CatalogError> {
+        Ok(())
+    }
+
+    /// The dropped tables, by database, whose directories on the storage
+    /// layers may still hold files: kept until [`Catalog::drop_files_deleted`],
+    /// so that a crash between a drop and the deletion of its files (or of
+    /// files no entry listed) leaves none behind.
+    fn undeleted_drops(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// Records that a dropped table's directories are gone from every layer.
+    async fn drop_files_deleted(&self, _database: &str, _table: &str) -> Result<(), CatalogError> {
+        Ok(())
     }
 
     /// Forgets the drops at WAL sequence `through` or before: the WAL holds

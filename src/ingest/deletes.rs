@@ -7,7 +7,6 @@ use std::sync::Arc;
 use super::wal::WalWrite;
 use super::{IngestError, Ingester};
 use crate::catalog::{CatalogError, ColumnType, DeletePredicate, Tombstone};
-use crate::storage::file_path_in_layer;
 
 /// What a delete by series (InfluxDB's `/api/v2/delete`) did: the
 /// measurements it recorded a delete in.
@@ -86,7 +85,7 @@ impl Ingester {
         let (database, table): (Arc<str>, Arc<str>) = (database.into(), table.into());
         // Spawned, so that a client going away cannot stop it half done.
         let task = tokio::spawn(async move {
-            let (sequence, files) = {
+            let sequence = {
                 // In this order: a delete takes its write slot before
                 // `deletes`, and a write holds its slot while it waits for
                 // `writes`.
@@ -100,31 +99,39 @@ impl Ingester {
                 let record =
                     WalWrite::encode_delete(&database, &table, DeletePredicate::everything(), issued_at, true)?;
                 let sequence = ingester.wal.write(record).await?;
-                let files = ingester.catalog.drop_table(&database, &table, sequence).await?;
+                ingester.catalog.drop_table(&database, &table, sequence).await?;
                 if let Some(cache) = ingester.buffer.last_values() {
                     cache.forget(&database, &table);
                 }
-                (sequence, files)
+                // Before a write can make the table anew in the same directories.
+                ingester.clear_dropped_table(&database, &table).await;
+                sequence
             };
             ingester.metrics.deletes.add(1);
-            // The catalog no longer lists them: deleted with no lock held.
-            for file in files {
-                let path = file_path_in_layer(&database, &table, &file.path);
-                match ingester.storage.layer(&file.layer) {
-                    Some(layer) => {
-                        if let Err(error) = layer.delete(&path).await {
-                            tracing::warn!(%path, %error, "a dropped table's file stays on its layer");
-                        }
-                    }
-                    None => {
-                        tracing::warn!(%path, layer = %file.layer, "a dropped table's file is in a layer not configured")
-                    }
-                }
-            }
             tracing::info!(%database, %table, sequence, "table dropped");
             Ok(true)
         });
         task.await.map_err(|e| IngestError::Internal(format!("the drop's task: {e}")))?
+    }
+
+    /// Deletes a dropped table's directory from every layer: its files, and
+    /// any a crash had left unlisted. The catalog keeps the drop until this
+    /// is done; one that fails (a layer that does not answer) is tried again
+    /// at the next start.
+    pub(super) async fn clear_dropped_table(&self, database: &str, table: &str) {
+        let dir = format!("{database}/{table}");
+        // A table of that name made since shares the directories: its
+        // orphans are the sweep's, and its files are its own.
+        let remade = self.catalog.table_schema(database, table).is_some();
+        for layer in self.storage.layers().iter().filter(|_| !remade) {
+            if let Err(error) = layer.delete_dir_durably(&dir).await {
+                tracing::warn!(layer = layer.name(), %dir, %error, "a dropped table's files stay until the next start");
+                return;
+            }
+        }
+        if let Err(error) = self.catalog.drop_files_deleted(database, table).await {
+            tracing::warn!(%database, %table, %error, "could not record a dropped table's files as deleted");
+        }
     }
 
     /// Deletes the rows that `predicate` matches from `measurement`, or from

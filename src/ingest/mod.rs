@@ -335,22 +335,24 @@ impl Ingester {
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(Arc::clone(&persister).run(stopped));
         let slots = Semaphore::new(options.max_concurrent_writes.max(1));
-        Ok((
-            Arc::new(Ingester {
-                catalog,
-                storage,
-                buffer,
-                wal,
-                persister,
-                metrics,
-                options,
-                slots,
-                stop,
-                deletes: tokio::sync::Mutex::new(()),
-                writes: tokio::sync::RwLock::new(()),
-            }),
-            report,
-        ))
+        let ingester = Arc::new(Ingester {
+            catalog,
+            storage,
+            buffer,
+            wal,
+            persister,
+            metrics,
+            options,
+            slots,
+            stop,
+            deletes: tokio::sync::Mutex::new(()),
+            writes: tokio::sync::RwLock::new(()),
+        });
+        // What drops before a crash (or a layer that did not answer) left.
+        for (database, table) in ingester.catalog.undeleted_drops() {
+            ingester.clear_dropped_table(&database, &table).await;
+        }
+        Ok((ingester, report))
     }
 
     /// The write buffer, which queries read for rows not yet in Parquet.

@@ -58,6 +58,17 @@ impl Sources {
     fn sees(&self, database: &str) -> bool {
         self.only.as_deref().is_none_or(|only| only == database)
     }
+
+    /// Every database: those with measurements, and those with only what
+    /// SQL made (a database whose measurements were dropped keeps its
+    /// views), sorted.
+    pub(crate) fn databases(&self) -> Vec<String> {
+        let mut names = self.catalog.databases();
+        names.extend(self.relations.databases());
+        names.sort();
+        names.dedup();
+        names
+    }
 }
 
 /// A database, and the one database the session that reads its `pg_catalog`
@@ -231,13 +242,13 @@ impl CatalogProviderList for DatabaseList {
     }
 
     fn catalog_names(&self) -> Vec<String> {
-        let mut names = self.sources.catalog.databases();
+        let mut names = self.sources.databases();
         names.retain(|name| self.sources.sees(name));
         names
     }
 
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
-        (self.sources.sees(name) && self.sources.catalog.databases().iter().any(|d| d == name)).then(|| {
+        (self.sources.sees(name) && self.sources.databases().iter().any(|d| d == name)).then(|| {
             Arc::new(DatabaseProvider { database: name.to_owned(), sources: self.sources.clone() })
                 as Arc<dyn CatalogProvider>
         })
@@ -286,7 +297,7 @@ impl CatalogProvider for DatabaseProvider {
                 // that this session sees.
                 let shown = match &self.sources.only {
                     Some(only) => vec![only.clone()],
-                    None => self.sources.catalog.databases(),
+                    None => self.sources.databases(),
                 };
                 return Some(Arc::new(PgCatalogOfDatabase::new(Arc::new(this), scoped, Arc::clone(shared), shown)));
             }

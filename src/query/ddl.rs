@@ -419,6 +419,7 @@ impl CatalogStatements<'_> {
         for relation in self.relations.drop_database(database).await.map_err(relation_error)? {
             self.relations.release(database, &relation).await;
         }
+        self.catalog.drop_database(database).await.map_err(|e| QueryError::refused(&e))?;
         Ok(0)
     }
 

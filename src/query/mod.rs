@@ -235,7 +235,7 @@ impl QueryEngine {
 
     /// Every database `access` sees.
     pub fn databases(&self, access: &Access) -> Vec<String> {
-        let mut names = self.catalog.databases();
+        let mut names = self.sources.databases();
         names.retain(|name| access.sees(name));
         names
     }
@@ -284,7 +284,7 @@ impl QueryEngine {
 
     /// Whether a database exists.
     pub fn database_exists(&self, database: &str) -> bool {
-        self.catalog.databases().iter().any(|d| d == database)
+        self.sources.databases().iter().any(|d| d == database)
     }
 
     /// A session whose unqualified table names resolve in `database`. Its query

@@ -3,8 +3,8 @@
 //! catalog, the relations document and the files of tables made by SQL,
 //! two storage layers, the query engine and the compactor, wired by hand
 //! in [`start`] as [`super::Components`] wires them for the JSON catalog.
-//! Power cuts land anywhere: in writes, deletes, persists, catalog commits,
-//! WAL deletions, merges (reading their inputs back, writing their output,
+//! Power cuts land anywhere: in writes, deletes, drops of the measurement,
+//! persists, catalog commits, WAL deletions, merges (reading their inputs back, writing their output,
 //! committing, deleting what they replaced), layer moves (copy, check,
 //! commit, delete), orphan sweeps, and `CREATE TABLE ... AS` / `DROP
 //! TABLE`. After each cut the restarted server sweeps orphans, as it does
@@ -364,6 +364,16 @@ async fn step(
     coverage: &mut Coverage,
 ) -> &'static str {
     match random.below(14) {
+        13 if random.below(6) == 0 => {
+            // The whole measurement: every write so far goes with it, and
+            // the next write makes it anew.
+            let before: Vec<i64> = model.sent.keys().copied().collect();
+            match server.ingester.drop_table(DATABASE, TABLE).await {
+                Ok(_) => model.deleted.extend(before),
+                Err(_) => model.maybe_deleted.extend(before),
+            }
+            "drop"
+        }
         13 => {
             // A delete of one earlier write's rows: its time range, and its
             // series now and then.
@@ -526,7 +536,8 @@ async fn run_seed(seed: u64, coverage: &mut Coverage) {
         panic!("row {row} of write {id} is in {files:?}; {}", context(&disk));
     }
     // Deleted rows are hidden before the compactor carries the deletes out.
-    for id in &model.deleted {
+    let table_exists = server.engine.measurement_exists(DATABASE, TABLE);
+    for id in model.deleted.iter().filter(|_| table_exists) {
         let sql = format!("SELECT count(*) AS n FROM {TABLE} WHERE id = {id}");
         let left = int64_column(&server.engine, &sql).await.unwrap_or_else(|e| panic!("seed {seed}: {sql}: {e}"));
         assert_eq!(left, [0], "seed {seed}: write {id}'s rows were deleted and a query sees them");
@@ -538,7 +549,10 @@ async fn run_seed(seed: u64, coverage: &mut Coverage) {
         report.errors,
         context(&disk)
     );
-    let counted = count_rows(&server.engine).await.unwrap_or_else(|e| panic!("seed {seed}: count(*): {e}"));
+    let counted = match table_exists {
+        true => count_rows(&server.engine).await.unwrap_or_else(|e| panic!("seed {seed}: count(*): {e}")),
+        false => 0,
+    };
     check_tables(&server.engine, &model).await.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     server.ingester.shutdown().await.unwrap_or_else(|e| panic!("seed {seed}: the last shutdown failed: {e}"));
     let unlisted = unlisted_files(&disk).expect("listing");
@@ -592,7 +606,7 @@ async fn acknowledged_rows_survive_power_cuts_in_persists_merges_moves_and_sweep
     }
     println!("{count} seeds: {coverage:?}");
     if count >= 30 {
-        for kind in ["write", "persist", "merge", "move", "sweep", "table", "delete"] {
+        for kind in ["write", "persist", "merge", "move", "sweep", "table", "delete", "drop"] {
             assert!(coverage.cuts.contains_key(kind), "no power cut came in a {kind} step: {coverage:?}");
         }
         assert!(coverage.merges > 0 && coverage.moves > 0 && coverage.orphans_swept > 0, "{coverage:?}");

@@ -187,6 +187,25 @@ pub fn remove_dir_all(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
     disk.remove_dir(dir)
 }
 
+/// [`remove_dir_all`], durably: each directory is synced once emptied and
+/// its parent once it is gone, so that a crash brings nothing back.
+pub fn remove_dir_all_durably(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
+    for entry in disk.read_dir(dir)? {
+        let removed =
+            if entry.is_dir { remove_dir_all_durably(disk, &entry.path) } else { disk.remove_file(&entry.path) };
+        match removed {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    disk.sync_dir(dir)?;
+    disk.remove_dir(dir)?;
+    match dir.parent() {
+        Some(parent) => disk.sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
 /// Every file under `dir`, at any depth, with what [`Disk::stat`] says of
 /// it: none if `dir` does not exist, and not those removed between the
 /// listing and their stat (a listing races with deletions).

@@ -372,6 +372,24 @@ impl Layer {
         }
     }
 
+    /// Deletes every file under the directory `relative`, so that a crash
+    /// cannot bring one back: on local disk the directories are synced (an
+    /// object store's delete is durable when it answers). A directory
+    /// already gone is not an error.
+    pub async fn delete_dir_durably(&self, relative: &str) -> Result<(), StorageError> {
+        match &self.backend {
+            Backend::Fs { root, disk } => {
+                let (path, disk) = (root.join(relative), Arc::clone(disk));
+                blocking(&path, move |path| match fs::remove_dir_all_durably(disk.as_ref(), path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    removed => removed,
+                })
+                .await
+            }
+            Backend::ObjectStore => self.delete_dir(relative).await,
+        }
+    }
+
     /// Deletes every file under the directory `relative` (on local disk, the
     /// directory too); one already gone is not an error.
     pub async fn delete_dir(&self, relative: &str) -> Result<(), StorageError> {

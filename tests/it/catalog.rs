@@ -292,16 +292,28 @@ async fn a_replayed_drop_finishes_a_drop_begun_and_spares_a_table_made_after_it(
     catalog.commit(commit("new", "b", 12)).await.unwrap();
     // As a process that stopped after remembering the drops at 10 and before
     // the directories went: `old` was written before its drop, `new` after.
-    std::fs::write(dir.path().join("db/dropped.json"), r#"{"drops": {"old": 10, "new": 10}}"#).unwrap();
+    std::fs::write(
+        dir.path().join("db/dropped.json"),
+        r#"{"drops": {"old": {"sequence": 10}, "new": {"sequence": 10}}}"#,
+    )
+    .unwrap();
     let reopened = LocalCatalog::open(dir.path()).unwrap();
     assert_eq!(reopened.dropped("db", "old"), Some(10));
-    let files = reopened.drop_table("db", "old", 10).await.unwrap();
-    assert_eq!(files.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["a"], "the files to delete");
+    reopened.drop_table("db", "old", 10).await.unwrap();
     assert!(reopened.table_schema("db", "old").is_none());
     assert!(!dir.path().join("db/old").exists());
-    assert!(reopened.drop_table("db", "new", 10).await.unwrap().is_empty());
+    reopened.drop_table("db", "new", 10).await.unwrap();
     assert!(reopened.table_schema("db", "new").is_some(), "a table with files from after the drop stays");
-    // Once the WAL has let go of everything through 10, the drops are forgotten.
+    // The layers' directories are to be cleared, across a restart.
+    let undeleted = LocalCatalog::open(dir.path()).unwrap().undeleted_drops();
+    assert_eq!(undeleted, [("db".to_string(), "old".to_string())]);
+    // Once the WAL has let go of everything through 10, the drops are
+    // forgotten: one whose files are not yet deleted only once they are.
+    reopened.expire_drops(10).await.unwrap();
+    assert_eq!(reopened.dropped("db", "new"), None);
+    assert_eq!(reopened.dropped("db", "old"), Some(10));
+    reopened.drop_files_deleted("db", "old").await.unwrap();
+    assert!(reopened.undeleted_drops().is_empty());
     reopened.expire_drops(10).await.unwrap();
     assert_eq!(reopened.dropped("db", "old"), None);
     assert!(!dir.path().join("db/dropped.json").exists());

@@ -653,7 +653,7 @@ async fn schemas_tables_and_views_from_sql_live_in_the_catalog_and_survive_resta
         ("create view nowhere.v as (select 1)", SqlState::INVALID_SCHEMA_NAME),
         ("drop table analytics.missing", SqlState::UNDEFINED_TABLE),
         ("alter table analytics.missing rename to other", SqlState::UNDEFINED_TABLE),
-        ("drop table cpu", SqlState::FEATURE_NOT_SUPPORTED),
+        ("drop view cpu", SqlState::WRONG_OBJECT_TYPE),
         ("alter table cpu rename to cpu2", SqlState::FEATURE_NOT_SUPPORTED),
         ("create table t (x int)", SqlState::FEATURE_NOT_SUPPORTED),
         ("create view public.cpu as (select 1)", SqlState::DUPLICATE_TABLE),

@@ -380,6 +380,18 @@ impl RelationStore {
         }
     }
 
+    /// The databases SQL made a schema, table or view in: they exist while
+    /// these do, with no measurement in them.
+    pub fn databases(&self) -> Vec<String> {
+        self.current()
+            .relations
+            .databases
+            .iter()
+            .filter(|(_, d)| !d.schemas.is_empty() || !d.relations.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// The schemas SQL created in `database`.
     pub fn schemas(&self, database: &str) -> Vec<String> {
         self.current()
