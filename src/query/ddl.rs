@@ -29,6 +29,42 @@ use crate::catalog::relations::{Relation, RelationError, RelationFiles, Relation
 use crate::catalog::Catalog;
 use crate::errors::ErrorKind;
 
+/// A plan node for a statement DataFusion has no plan for: no inputs, no
+/// expressions, an empty schema; `explain` writes its line in EXPLAIN.
+macro_rules! statement_node {
+    ($node:ident, $explain:expr) => {
+        impl UserDefinedLogicalNodeCore for $node {
+            fn name(&self) -> &str {
+                stringify!($node)
+            }
+
+            fn inputs(&self) -> Vec<&LogicalPlan> {
+                Vec::new()
+            }
+
+            fn schema(&self) -> &DFSchemaRef {
+                &self.schema
+            }
+
+            fn expressions(&self) -> Vec<Expr> {
+                Vec::new()
+            }
+
+            fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                ($explain)(self, f)
+            }
+
+            fn with_exprs_and_inputs(
+                &self,
+                _exprs: Vec<Expr>,
+                _inputs: Vec<LogicalPlan>,
+            ) -> datafusion::common::Result<Self> {
+                Ok(self.clone())
+            }
+        }
+    };
+}
+
 /// `ALTER TABLE <name> RENAME TO <new name>`, for tables and views alike (as
 /// dbt sends it; `ALTER VIEW ... RENAME` does not parse).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,31 +82,11 @@ impl PartialOrd for RenameRelation {
     }
 }
 
-impl UserDefinedLogicalNodeCore for RenameRelation {
-    fn name(&self) -> &str {
-        "RenameRelation"
-    }
-
-    fn inputs(&self) -> Vec<&LogicalPlan> {
-        Vec::new()
-    }
-
-    fn schema(&self) -> &DFSchemaRef {
-        &self.schema
-    }
-
-    fn expressions(&self) -> Vec<Expr> {
-        Vec::new()
-    }
-
-    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "RenameRelation: {} to {}", self.from, self.to)
-    }
-
-    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> datafusion::common::Result<Self> {
-        Ok(self.clone())
-    }
-}
+statement_node!(RenameRelation, |node: &RenameRelation, f: &mut fmt::Formatter| write!(
+    f,
+    "RenameRelation: {} to {}",
+    node.from, node.to
+));
 
 /// `DROP DATABASE [IF EXISTS] <name>`: its measurements with their rows and
 /// files, and the schemas, tables and views SQL made in it.
@@ -88,31 +104,7 @@ impl PartialOrd for DropDatabase {
     }
 }
 
-impl UserDefinedLogicalNodeCore for DropDatabase {
-    fn name(&self) -> &str {
-        "DropDatabase"
-    }
-
-    fn inputs(&self) -> Vec<&LogicalPlan> {
-        Vec::new()
-    }
-
-    fn schema(&self) -> &DFSchemaRef {
-        &self.schema
-    }
-
-    fn expressions(&self) -> Vec<Expr> {
-        Vec::new()
-    }
-
-    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "DropDatabase: {}", self.name)
-    }
-
-    fn with_exprs_and_inputs(&self, _exprs: Vec<Expr>, _inputs: Vec<LogicalPlan>) -> datafusion::common::Result<Self> {
-        Ok(self.clone())
-    }
-}
+statement_node!(DropDatabase, |node: &DropDatabase, f: &mut fmt::Formatter| write!(f, "DropDatabase: {}", node.name));
 
 /// The plan of `DROP DATABASE`, with the database it names (a name as it
 /// is, dots and all).
