@@ -57,6 +57,9 @@ struct TableDrop {
     sequence: u64,
     #[serde(default)]
     files_left: bool,
+    /// A table of the name was made after the drop (by a later write).
+    #[serde(default)]
+    remade: bool,
 }
 
 /// Each database's drops, by table.
@@ -337,7 +340,7 @@ impl LocalCatalog {
     /// the rest of its directory.
     async fn remove_dropped_table(&self, database: &str, table: &str, sequence: u64) -> Result<(), CatalogError> {
         let mut drops = self.database_drops(database);
-        drops.insert(table.to_owned(), TableDrop { sequence, files_left: true });
+        drops.insert(table.to_owned(), TableDrop { sequence, files_left: true, remade: false });
         self.store_drops(database, drops).await?;
         // The schema goes first, durably: a directory without it is no table
         // (and one a drop began is removed at the next start).
@@ -349,10 +352,22 @@ impl LocalCatalog {
         // meet its partitions.
         let disk = Arc::clone(&self.disk);
         let dir = table_dir.clone();
+        // A compactor's merge or move may be writing a file into it (its
+        // commit is refused now): the directory is listed again until it
+        // is empty. A disk error stops the catalog (see `drop_table`): the
+        // next start removes what is left, before a table of the name could
+        // take its partitions.
         let removed = tokio::task::spawn_blocking(move || {
-            match crate::storage::fs::remove_dir_all_durably(disk.as_ref(), &dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match crate::storage::fs::remove_dir_all_durably(disk.as_ref(), &dir) {
+                    Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && attempts < 5 => {
+                        std::thread::sleep(std::time::Duration::from_millis(50 * attempts));
+                    }
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => return Ok(()),
+                }
             }
         })
         .await
@@ -413,6 +428,14 @@ impl Catalog for LocalCatalog {
             None if current.is_some() => return Ok(base),
             None => TableSchema::clone(&base),
         };
+        if current.is_none() {
+            // Made again after a drop: a replay of that drop must leave it.
+            let mut drops = self.database_drops(database);
+            if let Some(drop) = drops.get_mut(table).filter(|d| !d.remade) {
+                drop.remade = true;
+                self.store_drops(database, drops).await?;
+            }
+        }
         let path = self.table_dir(database, table).join(SCHEMA_FILE);
         let bytes = serde_json::to_vec_pretty(&SchemaFile::from_schema(table, &merged))
             .map_err(|e| CatalogError::Encode { path: path.display().to_string(), message: e.to_string() })?;
@@ -483,8 +506,8 @@ impl Catalog for LocalCatalog {
         // older did not finish going (the process stopped first); one with
         // no files may be either, and goes: a new one comes back with the
         // writes replayed after the drop.
-        let recorded = self.dropped(database, table).is_some_and(|done| done >= sequence);
-        let gone = recorded && self.view.table_schema(database, table).is_none();
+        let recorded = self.database_drops(database).get(table).filter(|d| d.sequence >= sequence).cloned();
+        let gone = recorded.as_ref().is_some_and(|d| d.remade || self.view.table_schema(database, table).is_none());
         if gone || files.iter().any(|f| f.wal_sequence > sequence) {
             return Ok(());
         }

@@ -304,6 +304,14 @@ async fn a_replayed_drop_finishes_a_drop_begun_and_spares_a_table_made_after_it(
     assert!(!dir.path().join("db/old").exists());
     reopened.drop_table("db", "new", 10).await.unwrap();
     assert!(reopened.table_schema("db", "new").is_some(), "a table with files from after the drop stays");
+    // Made again by a later write and holding no file (yet, or any more):
+    // a replay of the drop leaves it too.
+    reopened.add_columns("db", "old", &columns, 100).await.unwrap();
+    reopened.drop_table("db", "old", 10).await.unwrap();
+    assert!(reopened.table_schema("db", "old").is_some(), "a table made after the drop stays");
+    let remade = LocalCatalog::open(dir.path()).unwrap();
+    remade.drop_table("db", "old", 10).await.unwrap();
+    assert!(remade.table_schema("db", "old").is_some(), "and after a restart");
     // The layers' directories are to be cleared, across a restart.
     let undeleted = LocalCatalog::open(dir.path()).unwrap().undeleted_drops();
     assert_eq!(undeleted, [("db".to_string(), "old".to_string())]);
@@ -318,5 +326,5 @@ async fn a_replayed_drop_finishes_a_drop_begun_and_spares_a_table_made_after_it(
     assert_eq!(reopened.dropped("db", "old"), None);
     assert!(!dir.path().join("db/dropped.json").exists());
     let again = LocalCatalog::open(dir.path()).unwrap();
-    assert_eq!(again.tables("db"), ["new"]);
+    assert_eq!(again.tables("db"), ["new", "old"]);
 }
