@@ -23,7 +23,7 @@ use super::names::{check_name, NameKind};
 use super::schema::SchemaFile;
 use super::{Catalog, CatalogError, Column, Commit, FileEntry, PartitionKey, TableSchema, Tombstone};
 use crate::storage::disk::{Disk, RealDisk};
-use crate::storage::fs::{write_atomic_bytes, AtomicWriteError, TEMP_PREFIX};
+use crate::storage::fs::{remove_file_durably, write_atomic_bytes, AtomicWriteError, TEMP_PREFIX};
 
 /// Name of the per-partition catalog file.
 pub const PARTITION_FILE: &str = "metadata.json";
@@ -252,17 +252,6 @@ async fn change_file(
         // The blocking task died: whether it changed the file is unknown.
         Err(e) => Err(CatalogError::OutcomeUnknown { path: display, source: std::io::Error::other(e) }),
     }
-}
-
-/// Removes `path` and syncs its directory; a file already gone is fine.
-fn remove_file_durably(disk: &dyn Disk, path: &Path) -> Result<(), AtomicWriteError> {
-    match disk.remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(AtomicWriteError::NotWritten(e)),
-    }
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    disk.sync_dir(&dir).map_err(AtomicWriteError::OutcomeUnknown)
 }
 
 /// Removes a partition's `metadata.json` durably, then the hour and date

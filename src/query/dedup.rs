@@ -151,12 +151,10 @@ impl ExecutionPlan for DeduplicateExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return internal_err!("DeduplicateExec takes one input");
-        }
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = super::single_input(children, "DeduplicateExec")?;
         Ok(Arc::new(
-            DeduplicateExec::try_new(children.swap_remove(0), self.key_columns.clone(), self.source_column)?
+            DeduplicateExec::try_new(input, self.key_columns.clone(), self.source_column)?
                 .with_reader_bytes(self.reader_bytes),
         ))
     }

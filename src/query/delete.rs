@@ -288,16 +288,14 @@ impl ExecutionPlan for DeleteExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return internal_err!("DeleteExec takes one input");
-        }
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = super::single_input(children, "DeleteExec")?;
         Ok(Arc::new(DeleteExec::new(
             &self.database,
             &self.table,
             self.predicate.clone(),
             Arc::clone(&self.writer),
-            children.swap_remove(0),
+            input,
         )))
     }
 

@@ -363,6 +363,17 @@ impl QueryEngine {
     }
 }
 
+/// The one input of a plan node that takes one, from `with_new_children`.
+pub(crate) fn single_input(
+    mut children: Vec<Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
+    node: &str,
+) -> datafusion::common::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+    match (children.pop(), children.is_empty()) {
+        (Some(input), true) => Ok(input),
+        _ => datafusion::common::internal_err!("{node} takes one input"),
+    }
+}
+
 /// A session over `base` whose unqualified names resolve in `database`, and
 /// whose `now()` is now.
 fn database_session(base: &SessionState, database: &str) -> SessionState {

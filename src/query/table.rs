@@ -823,15 +823,13 @@ impl ExecutionPlan for TimeseriesScanExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return internal_err!("TimeseriesScanExec takes one input");
-        }
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = super::single_input(children, "TimeseriesScanExec")?;
         Ok(Arc::new(TimeseriesScanExec {
             table: self.table.clone(),
             time: self.time.clone(),
             summary: self.summary,
-            input: children.swap_remove(0),
+            input,
             metrics: ExecutionPlanMetricsSet::new(),
         }))
     }

@@ -177,33 +177,44 @@ pub fn write_atomic_bytes(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<
 /// `std::fs::remove_dir_all` does, through `disk`. Nothing is synced: what
 /// a crash brings back is found by the orphan sweep.
 pub fn remove_dir_all(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
-    for entry in disk.read_dir(dir)? {
-        let removed = if entry.is_dir { remove_dir_all(disk, &entry.path) } else { disk.remove_file(&entry.path) };
-        match removed {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    disk.remove_dir(dir)
+    remove_tree(disk, dir, false)
 }
 
 /// [`remove_dir_all`], durably: each directory is synced once emptied and
 /// its parent once it is gone, so that a crash brings nothing back.
 pub fn remove_dir_all_durably(disk: &dyn Disk, dir: &Path) -> io::Result<()> {
+    remove_tree(disk, dir, true)
+}
+
+fn remove_tree(disk: &dyn Disk, dir: &Path, durably: bool) -> io::Result<()> {
     for entry in disk.read_dir(dir)? {
         let removed =
-            if entry.is_dir { remove_dir_all_durably(disk, &entry.path) } else { disk.remove_file(&entry.path) };
+            if entry.is_dir { remove_tree(disk, &entry.path, durably) } else { disk.remove_file(&entry.path) };
         match removed {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
     }
-    disk.sync_dir(dir)?;
+    if durably {
+        disk.sync_dir(dir)?;
+    }
     disk.remove_dir(dir)?;
-    match dir.parent() {
+    match dir.parent().filter(|_| durably) {
         Some(parent) => disk.sync_dir(parent),
         None => Ok(()),
     }
+}
+
+/// Removes the file at `path` and syncs its directory, so that a crash
+/// cannot bring it back; a file already gone is fine.
+pub fn remove_file_durably(disk: &dyn Disk, path: &Path) -> Result<(), AtomicWriteError> {
+    match disk.remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(AtomicWriteError::NotWritten(e)),
+    }
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    disk.sync_dir(&dir).map_err(AtomicWriteError::OutcomeUnknown)
 }
 
 /// Every file under `dir`, at any depth, with what [`Disk::stat`] says of

@@ -170,16 +170,9 @@ impl ExecutionPlan for GapFillExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, mut children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return internal_err!("GapFillExec takes one input");
-        }
-        Ok(Arc::new(GapFillExec::try_new(
-            children.swap_remove(0),
-            self.columns.clone(),
-            self.buckets,
-            Arc::clone(&self.schema),
-        )?))
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = crate::query::single_input(children, "GapFillExec")?;
+        Ok(Arc::new(GapFillExec::try_new(input, self.columns.clone(), self.buckets, Arc::clone(&self.schema))?))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
