@@ -230,8 +230,9 @@ impl CatalogView {
         tombstones.sort_by_key(|t| t.sequence);
         let mut state = self.write();
         // A delete's sequence is a WAL sequence too: the WAL must never hand
-        // it out again, even when every segment is gone.
-        let newest = tombstones.last().map_or(0, |t| t.sequence);
+        // it out again, even when every segment is gone. (A shared one's is
+        // the shared catalog's.)
+        let newest = tombstones.iter().filter(|t| !t.shared).map(|t| t.sequence).max().unwrap_or(0);
         state.max_wal_sequence = state.max_wal_sequence.max(newest);
         let entry = state.databases.entry(database.to_owned()).or_default().entry(table.to_owned()).or_default();
         entry.tombstones = tombstones;

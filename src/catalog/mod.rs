@@ -375,10 +375,17 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// first.
     fn tombstones(&self, database: &str, table: &str) -> Vec<Arc<Tombstone>>;
 
-    /// Whether this catalog records deletes: checked before a delete's WAL
-    /// record, which could not be undone.
+    /// Whether this catalog records deletes this process's WAL orders:
+    /// checked before a delete's WAL record, which could not be undone.
     fn records_deletes(&self) -> bool {
         false
+    }
+
+    /// The deletes of a catalog several writers share, which the catalog
+    /// orders itself (see [`SharedDeletes`]); None where this process's WAL
+    /// orders them.
+    fn shared_deletes(&self) -> Option<&dyn SharedDeletes> {
+        None
     }
 
     /// Records a delete of a table's rows, unless one of its sequence is
@@ -450,4 +457,54 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// nothing may be deleted on the strength of that view until the catalog
     /// is reloaded from disk (a restart).
     fn stopped(&self) -> Option<String>;
+}
+
+/// How often a writer tells a shared catalog it is alive (see
+/// [`SharedDeletes::heartbeat`]).
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Deletes in a catalog several writers share, each with a WAL of its own,
+/// so that no WAL orders them: the catalog gives a delete the table's next
+/// change sequence and keeps its tombstone (marked `shared`); every writer
+/// carries it out on its write buffer, with a WAL record of its own, and
+/// says so; the files it writes from then on are stamped past it
+/// (`deletes_applied`). A tombstone is forgotten once every writer has
+/// carried it out and no listed file holds rows it hides.
+#[async_trait]
+pub trait SharedDeletes: Send + Sync + fmt::Debug {
+    /// Records a delete of a table's rows issued at `issued_at` (ns) and
+    /// returns its tombstone, published in this process's view; refused
+    /// when the table has `max` live ones.
+    async fn record(
+        &self,
+        database: &str,
+        table: &str,
+        predicate: DeletePredicate,
+        issued_at: i64,
+        max: usize,
+    ) -> Result<Tombstone, CatalogError>;
+
+    /// The newest delete of a table this writer said it carried out (0: none).
+    async fn applied_here(&self, database: &str, table: &str) -> Result<u64, CatalogError>;
+
+    /// Says this writer carried out a table's deletes up to `through` on
+    /// its write buffer, durably: its WAL holds them, and it stamps its
+    /// files past them.
+    async fn set_applied_here(&self, database: &str, table: &str, through: u64) -> Result<(), CatalogError>;
+
+    /// The live writers (a heartbeat within [`SharedDeletes::heartbeat`]'s
+    /// window) that have not yet said they carried out delete `sequence`.
+    async fn writers_behind(&self, database: &str, table: &str, sequence: u64) -> Result<Vec<String>, CatalogError>;
+
+    /// The newest delete of a table that every writer the catalog knows
+    /// (live or not) has carried out: a writer that is down may still hold
+    /// rows in its WAL that an older one hides.
+    async fn applied_everywhere(&self, database: &str, table: &str) -> Result<u64, CatalogError>;
+
+    /// Tells the other processes this writer is alive: a delete waits for
+    /// the live writers to carry it out.
+    async fn heartbeat(&self) -> Result<(), CatalogError>;
+
+    /// Changes whenever this process's view of some table's tombstones does.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
 }

@@ -59,16 +59,33 @@ pub struct Tombstone {
     pub issued_at: i64,
     /// The rows it hides.
     pub predicate: DeletePredicate,
+    /// Ordered by the shared catalog rather than by a WAL: `sequence` is the
+    /// table's change sequence there, and a file's own WAL sequence (its
+    /// writer's) says nothing about it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
 }
 
 impl Tombstone {
-    /// Whether the delete may hide rows of `file`: it came after the file's
-    /// newest write and after the deletes carried out on it, and meets its
-    /// time range.
+    /// Whether the delete may hide rows of `file`: it came after the
+    /// deletes carried out on the file (and, ordered by this process's WAL,
+    /// after the file's newest write), and meets its time range.
     pub fn applies_to(&self, file: &super::FileEntry) -> bool {
-        self.sequence > file.wal_sequence.max(file.deletes_applied)
-            && self.predicate.overlaps(file.min_time, file.max_time)
+        let past = if self.shared { file.deletes_applied } else { file.wal_sequence.max(file.deletes_applied) };
+        self.sequence > past && self.predicate.overlaps(file.min_time, file.max_time)
     }
+}
+
+/// The sequences of the deletes that hide no row any longer and may be
+/// forgotten: at or below `through` (the newest every source of new files
+/// has carried out on the rows it still holds) and applying to none of
+/// `files`, the table's listed files.
+pub fn carried_out(tombstones: &[std::sync::Arc<Tombstone>], files: &[super::FileEntry], through: u64) -> Vec<u64> {
+    tombstones
+        .iter()
+        .filter(|t| t.sequence <= through && !files.iter().any(|f| t.applies_to(f)))
+        .map(|t| t.sequence)
+        .collect()
 }
 
 impl DeletePredicate {

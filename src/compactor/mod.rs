@@ -328,6 +328,7 @@ impl Compactor {
         for partial in reports {
             report.absorb(partial);
         }
+        report.errors.extend(self.expire_shared_deletes(scope).await);
         // A commit of this run may have stopped the catalog.
         if let Some(reason) = self.catalog_stopped() {
             report.errors.push(reason);
@@ -340,6 +341,54 @@ impl Compactor {
         self.metrics.files_deleted.add(report.files_deleted);
         self.metrics.compaction_errors.add(report.errors.len() as u64);
         report
+    }
+
+    /// Forgets the shared deletes (see [`crate::catalog::SharedDeletes`]) of
+    /// the tables this process compacts that every writer has carried out
+    /// and no listed file holds rows of any more; returns what failed.
+    async fn expire_shared_deletes(&self, scope: &RunScope) -> Vec<String> {
+        let Some(shared) = self.catalog.shared_deletes() else { return Vec::new() };
+        let mut errors = Vec::new();
+        let mut carried_out_by_writers = Vec::new();
+        for database in self.catalog.databases() {
+            for table in self.catalog.tables(&database) {
+                let out_of_scope = scope.database.as_ref().is_some_and(|d| d != &database)
+                    || scope.table.as_ref().is_some_and(|t| t != &table);
+                if out_of_scope || !self.catalog.tombstones(&database, &table).iter().any(|t| t.shared) {
+                    continue;
+                }
+                if !matches!(self.catalog.compaction_lease(&database, &table).await, Ok(Some(_))) {
+                    continue;
+                }
+                match shared.applied_everywhere(&database, &table).await {
+                    Ok(through) => carried_out_by_writers.push((database.clone(), table, through)),
+                    Err(error) => errors.push(format!("{database}.{table}: {error}")),
+                }
+            }
+        }
+        if carried_out_by_writers.is_empty() {
+            return errors;
+        }
+        // The files as they are now, after the writers said so: a file a
+        // writer commits later is stamped past what it carried out.
+        if let Err(error) = self.catalog.refresh().await {
+            errors.push(format!("no delete is forgotten: {error}"));
+            return errors;
+        }
+        for (database, table, through) in carried_out_by_writers {
+            let files: Vec<FileEntry> =
+                self.catalog.files(&database, &table, i64::MIN, i64::MAX).into_iter().flat_map(|p| p.files).collect();
+            let tombstones = self.catalog.tombstones(&database, &table);
+            let expired = crate::catalog::tombstones::carried_out(&tombstones, &files, through);
+            if expired.is_empty() {
+                continue;
+            }
+            match self.catalog.remove_tombstones(&database, &table, &expired).await {
+                Ok(()) => tracing::info!(%database, %table, deletes = expired.len(), "deletes carried out everywhere"),
+                Err(error) => errors.push(format!("forgetting the deletes of {database}.{table}: {error}")),
+            }
+        }
+        errors
     }
 
     /// Deletes the files in partition directories that no catalog entry names
@@ -560,7 +609,15 @@ impl Compactor {
         let relative = file_path_in_layer(database, table, &path);
         // Read before the merge reads them: the merge carries out these
         // deletes at least (a later one stays a tombstone on the output).
-        let deletes_applied = self.catalog.tombstones(database, table).iter().map(|t| t.sequence).max().unwrap_or(0);
+        // An input stamped past a delete gone since stays past it.
+        let deletes_applied = self
+            .catalog
+            .tombstones(database, table)
+            .iter()
+            .map(|t| t.sequence)
+            .chain(inputs.iter().map(|f| f.deletes_applied))
+            .max()
+            .unwrap_or(0);
         let written = self
             .under_lease(at, async {
                 let rows = self.merger.merged_rows(database, table, inputs.clone()).await?;

@@ -43,6 +43,10 @@ pub struct BufferedDelete {
     /// A drop of the table: the catalog forgets the table rather than
     /// keeping a tombstone.
     pub drop: bool,
+    /// The delete's sequence in the shared catalog, which ordered it and
+    /// keeps its tombstone (see [`crate::catalog::SharedDeletes`]); None for
+    /// a delete this process's WAL orders.
+    pub shared_sequence: Option<u64>,
 }
 
 /// A delete applied to the buffer, with the table it is of: the snapshot
@@ -59,6 +63,9 @@ struct BufferState {
     persisting: Vec<Arc<Snapshot>>,
     /// Deletes applied since the last snapshot.
     deletes: Vec<AppliedDelete>,
+    /// Per table, the newest shared delete carried out on its rows: every
+    /// row buffered since is past it, and so is every file made from them.
+    shared_deletes: HashMap<TableKey, u64>,
 }
 
 /// One table and hour of a snapshot.
@@ -70,10 +77,21 @@ pub struct SnapshotPartition {
     pub table: Arc<str>,
     /// The hour partition.
     pub partition: PartitionKey,
-    /// The rows, in write order; emptied once the partition is in the catalog.
-    batches: Mutex<Vec<RecordBatch>>,
+    /// The rows, and the shared deletes carried out on them.
+    rows: Mutex<SnapshotRows>,
     bytes: usize,
     done: AtomicBool,
+}
+
+/// A snapshot partition's rows, with what was done to them: read together,
+/// so that a file never claims a delete its rows missed.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotRows {
+    /// The rows, in write order; emptied once the partition is in the catalog.
+    pub batches: Vec<RecordBatch>,
+    /// The newest shared delete carried out on them (0: none), the file's
+    /// `deletes_applied`.
+    pub deletes_applied: u64,
 }
 
 impl SnapshotPartition {
@@ -84,7 +102,12 @@ impl SnapshotPartition {
 
     /// The rows, in write order (none once the partition is done).
     pub fn batches(&self) -> Vec<RecordBatch> {
-        self.batches.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.rows().batches
+    }
+
+    /// The rows with the shared deletes carried out on them.
+    pub fn rows(&self) -> SnapshotRows {
+        self.rows.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -310,24 +333,41 @@ impl WriteBuffer {
             }
             for snapshot in &state.persisting {
                 for p in &snapshot.partitions {
-                    if p.database != delete.database || p.table != delete.table || !in_range(&p.partition) {
+                    if p.database != delete.database || p.table != delete.table {
                         continue;
                     }
                     // Its bytes stay counted until the partition is persisted.
-                    let mut batches = p.batches.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    for batch in batches.iter_mut() {
-                        *batch = predicate.remove_from(batch)?;
+                    let mut rows = p.rows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    if in_range(&p.partition) {
+                        for batch in rows.batches.iter_mut() {
+                            *batch = predicate.remove_from(batch)?;
+                        }
+                        // An emptied batch of a dropped table has its columns: a
+                        // new table of that name may have others.
+                        rows.batches.retain(|b| b.num_rows() > 0);
                     }
-                    // An emptied batch of a dropped table has its columns: a
-                    // new table of that name may have others.
-                    batches.retain(|b| b.num_rows() > 0);
+                    if let Some(shared) = delete.shared_sequence {
+                        rows.deletes_applied = rows.deletes_applied.max(shared);
+                    }
                 }
             }
             state.bytes = state.bytes.saturating_sub(removed);
             state.last_sequence = state.last_sequence.max(sequence);
-            if !delete.drop {
-                let tombstone = Tombstone { sequence, issued_at: delete.issued_at, predicate: predicate.clone() };
-                state.deletes.push((Arc::clone(&delete.database), Arc::clone(&delete.table), tombstone));
+            match delete.shared_sequence {
+                Some(shared) => {
+                    let applied = state.shared_deletes.entry(key).or_default();
+                    *applied = (*applied).max(shared);
+                }
+                None if !delete.drop => {
+                    let tombstone = Tombstone {
+                        sequence,
+                        issued_at: delete.issued_at,
+                        predicate: predicate.clone(),
+                        shared: false,
+                    };
+                    state.deletes.push((Arc::clone(&delete.database), Arc::clone(&delete.table), tombstone));
+                }
+                None => {}
             }
         }
         let _ =
@@ -350,13 +390,14 @@ impl WriteBuffer {
         state.bytes = 0;
         let mut partitions = Vec::new();
         for ((database, table), hours) in tables {
+            let deletes_applied = state.shared_deletes.get(&(Arc::clone(&database), Arc::clone(&table))).copied();
             for (partition, batches) in hours {
                 let bytes = batches.iter().map(|b| b.get_array_memory_size()).sum();
                 partitions.push(SnapshotPartition {
                     database: Arc::clone(&database),
                     table: Arc::clone(&table),
                     partition,
-                    batches: Mutex::new(batches),
+                    rows: Mutex::new(SnapshotRows { batches, deletes_applied: deletes_applied.unwrap_or(0) }),
                     bytes,
                     done: AtomicBool::new(false),
                 });
@@ -373,9 +414,27 @@ impl WriteBuffer {
     pub fn partition_persisted(&self, snapshot: &Snapshot, index: usize) {
         let partition = &snapshot.partitions[index];
         if !partition.done.swap(true, Ordering::AcqRel) {
-            partition.batches.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            partition.rows.lock().unwrap_or_else(|p| p.into_inner()).batches.clear();
             self.total_bytes.fetch_sub(partition.bytes, Ordering::Relaxed);
         }
+    }
+
+    /// The newest shared delete carried out on a table's buffered rows (0:
+    /// none).
+    pub fn shared_deletes_applied(&self, database: &str, table: &str) -> u64 {
+        let key: TableKey = (database.into(), table.into());
+        self.lock().shared_deletes.get(&key).copied().unwrap_or(0)
+    }
+
+    /// Records that the shared deletes of a table up to `through` were
+    /// carried out on every row this buffer holds or will hold (a restarted
+    /// writer whose WAL no longer has their records: the shared catalog
+    /// knew it had carried them out).
+    pub fn raise_shared_deletes_applied(&self, database: &str, table: &str, through: u64) {
+        let key: TableKey = (database.into(), table.into());
+        let mut state = self.lock();
+        let applied = state.shared_deletes.entry(key).or_default();
+        *applied = (*applied).max(through);
     }
 
     /// Snapshots taken and not yet wholly persisted, oldest first. This list is

@@ -2,11 +2,19 @@
 //! write buffer's rows removed, and a tombstone in the catalog for the rows
 //! in files (see [`crate::catalog::tombstones`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
+use super::buffer::BufferedDelete;
 use super::wal::WalWrite;
 use super::{IngestError, Ingester};
-use crate::catalog::{CatalogError, ColumnType, DeletePredicate, Tombstone};
+use crate::catalog::{CatalogError, ColumnType, DeletePredicate, Tombstone, HEARTBEAT_EVERY};
+
+/// How long a delete on a shared catalog waits for the live writers to say
+/// they carried it out on their buffers before it answers anyway.
+const CONFIRM_WAIT: Duration = Duration::from_secs(10);
 
 /// What a delete by series (InfluxDB's `/api/v2/delete`) did: the
 /// measurements it recorded a delete in.
@@ -28,6 +36,9 @@ impl Ingester {
         table: &str,
         predicate: DeletePredicate,
     ) -> Result<u64, IngestError> {
+        if self.catalog.shared_deletes().is_some() {
+            return self.delete_shared(database, table, predicate).await;
+        }
         if !self.catalog.records_deletes() {
             return Err(IngestError::Catalog(CatalogError::Unsupported(format!(
                 "DELETE on {database}.{table}: the shared catalog does not record deletes yet"
@@ -52,10 +63,17 @@ impl Ingester {
             // hold slots, finish.
             let _slot = ingester.slot().await?;
             let _one_at_a_time = ingester.deletes.lock().await;
-            let issued_at = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-            let record = WalWrite::encode_delete(&database, &table, predicate.clone(), issued_at, false)?;
+            let issued_at = now_ns();
+            let record = WalWrite::encode_delete(BufferedDelete {
+                database: Arc::clone(&database),
+                table: Arc::clone(&table),
+                predicate: predicate.clone(),
+                issued_at,
+                drop: false,
+                shared_sequence: None,
+            })?;
             let sequence = ingester.wal.write(record).await?;
-            let tombstone = Tombstone { sequence, issued_at, predicate };
+            let tombstone = Tombstone { sequence, issued_at, predicate, shared: false };
             // The limit was checked before the record: a durable delete is not refused now.
             ingester.catalog.add_tombstone(&database, &table, tombstone, usize::MAX).await?;
             if let Some(cache) = ingester.buffer.last_values() {
@@ -95,9 +113,14 @@ impl Ingester {
                 if ingester.catalog.table_schema(&database, &table).is_none() {
                     return Ok(false);
                 }
-                let issued_at = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-                let record =
-                    WalWrite::encode_delete(&database, &table, DeletePredicate::everything(), issued_at, true)?;
+                let record = WalWrite::encode_delete(BufferedDelete {
+                    database: Arc::clone(&database),
+                    table: Arc::clone(&table),
+                    predicate: DeletePredicate::everything(),
+                    issued_at: now_ns(),
+                    drop: true,
+                    shared_sequence: None,
+                })?;
                 let sequence = ingester.wal.write(record).await?;
                 ingester.catalog.drop_table(&database, &table, sequence).await?;
                 if let Some(cache) = ingester.buffer.last_values() {
@@ -112,6 +135,115 @@ impl Ingester {
             Ok(true)
         });
         task.await.map_err(|e| IngestError::Internal(format!("the drop's task: {e}")))?
+    }
+
+    /// A delete on a catalog several writers share: recorded there first
+    /// (which orders it, and hides the rows in files from every reader at
+    /// its next poll), carried out on this writer's buffer, then awaited
+    /// from the other live writers, so that a write any of them takes after
+    /// this returns is not deleted. Returns the delete's sequence in the
+    /// catalog.
+    async fn delete_shared(
+        self: &Arc<Self>,
+        database: &str,
+        table: &str,
+        predicate: DeletePredicate,
+    ) -> Result<u64, IngestError> {
+        let ingester = Arc::clone(self);
+        let (database, table) = (database.to_owned(), table.to_owned());
+        // Spawned, so that a client going away cannot stop it half done.
+        let task = tokio::spawn(async move {
+            let shared = ingester
+                .catalog
+                .shared_deletes()
+                .ok_or_else(|| IngestError::Internal("the catalog stopped sharing deletes".into()))?;
+            let tombstone =
+                shared.record(&database, &table, predicate, now_ns(), ingester.options.max_tombstones).await?;
+            ingester.metrics.deletes.add(1);
+            ingester.carry_out_shared_deletes(&database, &table).await?;
+            let deadline = Instant::now() + CONFIRM_WAIT;
+            loop {
+                let behind = match shared.writers_behind(&database, &table, tombstone.sequence).await {
+                    Ok(behind) if behind.is_empty() => break,
+                    Ok(behind) => behind.join(", "),
+                    Err(error) => error.to_string(),
+                };
+                if Instant::now() >= deadline {
+                    tracing::warn!(
+                        %database,
+                        %table,
+                        sequence = tombstone.sequence,
+                        waiting_for = %behind,
+                        "a delete is recorded, but not every live writer said within {} s that it carried it out: \
+                         rows written to those writers meanwhile may be deleted too",
+                        CONFIRM_WAIT.as_secs()
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(tombstone.sequence)
+        });
+        task.await.map_err(|e| IngestError::Internal(format!("the delete's task: {e}")))?
+    }
+
+    /// Carries out on this writer's buffer the shared deletes of a table it
+    /// has not carried out yet: a WAL record each (a replay does them
+    /// again), then the catalog is told, so that the tombstones can go once
+    /// every writer has and no file needs them.
+    pub(super) async fn carry_out_shared_deletes(&self, database: &str, table: &str) -> Result<(), IngestError> {
+        let Some(shared) = self.catalog.shared_deletes() else { return Ok(()) };
+        let _one_at_a_time = self.deletes.lock().await;
+        let applied = self.buffer.shared_deletes_applied(database, table);
+        let pending: Vec<Arc<Tombstone>> =
+            self.catalog.tombstones(database, table).into_iter().filter(|t| t.shared && t.sequence > applied).collect();
+        let Some(newest) = pending.last().map(|t| t.sequence) else { return Ok(()) };
+        // No persist until the catalog knows: a persist could truncate the
+        // records from the WAL while the catalog still had them as not done
+        // here, and a restart would carry them out again, on rows written
+        // after them.
+        let _no_persist = self.persister.hold().await;
+        let (db, tb): (Arc<str>, Arc<str>) = (database.into(), table.into());
+        for tombstone in &pending {
+            let record = WalWrite::encode_delete(BufferedDelete {
+                database: Arc::clone(&db),
+                table: Arc::clone(&tb),
+                predicate: tombstone.predicate.clone(),
+                issued_at: tombstone.issued_at,
+                drop: false,
+                shared_sequence: Some(tombstone.sequence),
+            })?;
+            self.wal.write(record).await?;
+        }
+        let mut delay = Duration::from_millis(20);
+        loop {
+            match shared.set_applied_here(database, table, newest).await {
+                Ok(()) => break,
+                // Persists wait for Redis too: holding them costs nothing more.
+                Err(CatalogError::Unavailable(message)) => {
+                    tracing::debug!(%message, "waiting for Redis to record a carried-out delete");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        tracing::debug!(%database, %table, through = newest, "shared deletes carried out on the write buffer");
+        Ok(())
+    }
+
+    /// Carries out on a restarted writer's buffer the shared deletes it has
+    /// not carried out yet (see [`restore_shared_deletes_applied`] for the
+    /// ones it had). Done before the writer takes writes.
+    pub(super) async fn catch_up_shared_deletes(&self) -> Result<(), IngestError> {
+        let Some(shared) = self.catalog.shared_deletes() else { return Ok(()) };
+        shared.heartbeat().await?;
+        for database in self.catalog.databases() {
+            for table in self.catalog.tables(&database) {
+                self.carry_out_shared_deletes(&database, &table).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Deletes a dropped table's directory from every layer: its files, and
@@ -188,5 +320,73 @@ impl Ingester {
             done.measurements.push(table);
         }
         Ok(done)
+    }
+}
+
+/// After a WAL replay, and before anything of the buffer is persisted:
+/// marks the buffer past the shared deletes the catalog says this writer
+/// carried out. Their WAL records may be gone with a persisted snapshot,
+/// and then every row replayed was written after them; a file of those rows
+/// stamped below them would have them hidden.
+pub(super) async fn restore_shared_deletes_applied(
+    catalog: &dyn crate::catalog::Catalog,
+    buffer: &super::buffer::WriteBuffer,
+) -> Result<(), IngestError> {
+    let Some(shared) = catalog.shared_deletes() else { return Ok(()) };
+    for database in catalog.databases() {
+        for table in catalog.tables(&database) {
+            if !catalog.tombstones(&database, &table).iter().any(|t| t.shared) {
+                continue;
+            }
+            let here = shared.applied_here(&database, &table).await?;
+            let replayed = buffer.shared_deletes_applied(&database, &table);
+            if replayed > here {
+                // A crash came between a delete's WAL record and the catalog
+                // hearing of it: the replay carried it out again.
+                shared.set_applied_here(&database, &table, replayed).await?;
+            } else {
+                buffer.raise_shared_deletes_applied(&database, &table, here);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// A writer's part in shared deletes, until the ingester stops: a
+/// heartbeat every [`HEARTBEAT_EVERY`] (a delete waits for live writers),
+/// and every new delete in the catalog carried out on the buffer.
+pub(super) async fn follow_shared_deletes(
+    ingester: Weak<Ingester>,
+    mut changes: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = beat.tick() => {}
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = stop.changed() => return,
+        }
+        let Some(ingester) = ingester.upgrade() else { return };
+        let Some(shared) = ingester.catalog.shared_deletes() else { return };
+        if let Err(error) = shared.heartbeat().await {
+            tracing::debug!(%error, "could not send this writer's heartbeat");
+        }
+        for database in ingester.catalog.databases() {
+            for table in ingester.catalog.tables(&database) {
+                let applied = ingester.buffer.shared_deletes_applied(&database, &table);
+                if !ingester.catalog.tombstones(&database, &table).iter().any(|t| t.shared && t.sequence > applied) {
+                    continue;
+                }
+                if let Err(error) = ingester.carry_out_shared_deletes(&database, &table).await {
+                    tracing::warn!(%database, %table, %error, "could not carry out a delete on the write buffer; retried");
+                }
+            }
+        }
     }
 }

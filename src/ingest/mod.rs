@@ -319,12 +319,14 @@ impl Ingester {
             WalOptions { segment_bytes: options.wal_segment_bytes, queue_depth: options.max_concurrent_writes },
         )
         .await?;
+        deletes::restore_shared_deletes_applied(catalog.as_ref(), &buffer).await?;
         let wal = Arc::new(wal);
         let persister = Arc::new(Persister::new(
             Arc::clone(&catalog),
             Arc::clone(&storage),
             Arc::clone(&buffer),
             Arc::clone(&wal),
+            report.persisted_through,
             Arc::clone(&metrics),
             PersistOptions {
                 interval: options.save_interval,
@@ -351,6 +353,14 @@ impl Ingester {
         // What drops before a crash (or a layer that did not answer) left.
         for (database, table) in ingester.catalog.undeleted_drops() {
             ingester.clear_dropped_table(&database, &table).await;
+        }
+        if let Some(shared) = ingester.catalog.shared_deletes() {
+            ingester.catch_up_shared_deletes().await?;
+            tokio::spawn(deletes::follow_shared_deletes(
+                Arc::downgrade(&ingester),
+                shared.changes(),
+                ingester.stop.subscribe(),
+            ));
         }
         Ok((ingester, report))
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 
-use super::buffer::{Snapshot, WriteBuffer};
+use super::buffer::{Snapshot, SnapshotRows, WriteBuffer};
 use super::wal::{Wal, WalError};
 use crate::catalog::{Catalog, Commit, FileEntry};
 use crate::metrics::Metrics;
@@ -55,15 +55,20 @@ pub struct Persister {
     round: tokio::sync::Mutex<()>,
     /// Whether the log already says persisting waits for a stopped catalog.
     told_stopped: std::sync::atomic::AtomicBool,
+    /// The WAL sequence the last snapshot wholly persisted covers: the
+    /// deletes up to it may be forgotten once no file needs them.
+    persisted_through: std::sync::atomic::AtomicU64,
 }
 
 impl Persister {
-    /// A persister over the given parts.
+    /// A persister over the given parts, whose WAL had every record up to
+    /// `persisted_through` persisted when it opened.
     pub fn new(
         catalog: Arc<dyn Catalog>,
         storage: Arc<Storage>,
         buffer: Arc<WriteBuffer>,
         wal: Arc<Wal>,
+        persisted_through: u64,
         metrics: Arc<Metrics>,
         options: PersistOptions,
     ) -> Self {
@@ -76,6 +81,7 @@ impl Persister {
             options,
             round: tokio::sync::Mutex::new(()),
             told_stopped: Default::default(),
+            persisted_through: std::sync::atomic::AtomicU64::new(persisted_through),
         }
     }
 
@@ -154,8 +160,15 @@ impl Persister {
             }
             return Ok(report);
         }
-        if self.persist_pending(&mut report).await? && self.wal.snapshot().await?.is_some() {
-            self.persist_pending(&mut report).await?;
+        if self.persist_pending(&mut report).await? {
+            if self.wal.snapshot().await?.is_some() {
+                self.persist_pending(&mut report).await?;
+            } else {
+                // Nothing new to persist: deletes the compactor has carried
+                // out since the last snapshot are forgotten now, not at the
+                // next write.
+                self.expire_tombstones(self.persisted_through.load(std::sync::atomic::Ordering::Acquire)).await;
+            }
         }
         Ok(report)
     }
@@ -166,7 +179,9 @@ impl Persister {
     async fn expire_tombstones(&self, through: u64) {
         for database in self.catalog.databases() {
             for table in self.catalog.tables(&database) {
-                let tombstones = self.catalog.tombstones(&database, &table);
+                // Shared deletes are not this WAL's to expire (the compactor does).
+                let tombstones: Vec<_> =
+                    self.catalog.tombstones(&database, &table).into_iter().filter(|t| !t.shared).collect();
                 if tombstones.is_empty() {
                     continue;
                 }
@@ -176,11 +191,7 @@ impl Persister {
                     .into_iter()
                     .flat_map(|p| p.files)
                     .collect();
-                let expired: Vec<u64> = tombstones
-                    .iter()
-                    .filter(|t| t.sequence <= through && !files.iter().any(|f| t.applies_to(f)))
-                    .map(|t| t.sequence)
-                    .collect();
+                let expired = crate::catalog::tombstones::carried_out(&tombstones, &files, through);
                 if expired.is_empty() {
                     continue;
                 }
@@ -211,6 +222,7 @@ impl Persister {
             }
             self.buffer.remove_snapshot(&snapshot);
             let gone = self.wal.truncate_through(snapshot.sequence).await?;
+            self.persisted_through.fetch_max(snapshot.sequence, std::sync::atomic::Ordering::AcqRel);
             self.expire_tombstones(snapshot.sequence).await;
             // A drop is remembered while the WAL may replay a write from
             // before it: until its segment is gone for sure.
@@ -256,7 +268,7 @@ impl Persister {
 
     async fn persist_partition(&self, snapshot: &Snapshot, index: usize) -> Result<Option<FileEntry>, String> {
         let partition = &snapshot.partitions[index];
-        let batches = partition.batches();
+        let SnapshotRows { batches, deletes_applied } = partition.rows();
         if batches.iter().all(|b| b.num_rows() == 0) {
             // A delete or a drop took every row (the table may be gone from
             // the catalog): there is no file to write, and the WAL records
@@ -309,7 +321,7 @@ impl Persister {
             min_time,
             max_time,
             wal_sequence: snapshot.sequence,
-            deletes_applied: 0,
+            deletes_applied,
             chunk_time: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
         };
         self.catalog

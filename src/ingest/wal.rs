@@ -211,6 +211,10 @@ struct DeleteRecord {
     /// before are skipped by a replay once the catalog has the drop.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     drop: bool,
+    /// A delete the shared catalog ordered and keeps the tombstone of: this
+    /// writer carried it out on its buffer here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shared_sequence: Option<u64>,
 }
 
 impl WalWrite {
@@ -251,34 +255,25 @@ impl WalWrite {
         Ok(WalWrite { writes, payload, payload_crc, sync, delete: None })
     }
 
-    /// Encodes a delete of `table`'s rows issued at `issued_at`, or its drop
-    /// (`drop`, with a predicate of every row); always synced: a delete is
-    /// acknowledged once durable.
-    pub fn encode_delete(
-        database: &Arc<str>,
-        table: &Arc<str>,
-        predicate: DeletePredicate,
-        issued_at: i64,
-        drop: bool,
-    ) -> Result<WalWrite, WalError> {
+    /// Encodes a delete of a table's rows, or its drop (with a predicate of
+    /// every row); always synced: a delete is acknowledged once durable.
+    pub fn encode_delete(delete: BufferedDelete) -> Result<WalWrite, WalError> {
         let mut payload = Vec::new();
-        put_str(&mut payload, database)?;
+        put_str(&mut payload, &delete.database)?;
         payload.extend_from_slice(&DELETE_MARK.to_le_bytes());
-        put_str(&mut payload, table)?;
-        let record = DeleteRecord { predicate, issued_at, drop };
+        put_str(&mut payload, &delete.table)?;
+        let record = DeleteRecord {
+            predicate: delete.predicate.clone(),
+            issued_at: delete.issued_at,
+            drop: delete.drop,
+            shared_sequence: delete.shared_sequence,
+        };
         let json = serde_json::to_vec(&record).map_err(|e| WalError::TooLarge(format!("encoding a delete: {e}")))?;
         let len = u32::try_from(json.len()).map_err(|_| WalError::TooLarge("a delete over 4 GiB".into()))?;
         payload.extend_from_slice(&len.to_le_bytes());
         payload.extend_from_slice(&json);
         let mut payload_crc = crc32fast::Hasher::new();
         payload_crc.update(&payload);
-        let delete = BufferedDelete {
-            database: Arc::clone(database),
-            table: Arc::clone(table),
-            predicate: record.predicate,
-            issued_at,
-            drop,
-        };
         Ok(WalWrite { writes: Vec::new(), payload, payload_crc, sync: true, delete: Some(delete) })
     }
 }
@@ -379,6 +374,9 @@ pub struct ReplayReport {
     /// record, and any whole records after it that were appended since the
     /// last fsync.
     pub torn_bytes: u64,
+    /// Every record up to this sequence was persisted before the restart
+    /// (its segment is gone): the deletes up to it need no more WAL.
+    pub persisted_through: u64,
 }
 
 /// Settings of the WAL.
@@ -465,6 +463,8 @@ impl Wal {
         }
         let active = open_segment(disk.as_ref(), dir, next_sequence)?;
         segments.push(Segment { first_sequence: next_sequence, path: active.1.clone() });
+        // Segments go only once a persisted snapshot covers every record in them.
+        report.persisted_through = segments.first().map_or(next_sequence, |s| s.first_sequence).saturating_sub(1);
 
         let (sender, receiver) = mpsc::channel(options.queue_depth.max(1));
         let failure = Arc::new(std::sync::Mutex::new(None));
@@ -809,13 +809,16 @@ async fn replay_record(
             predicate: delete.predicate.clone(),
             issued_at: delete.issued_at,
             drop: delete.drop,
+            shared_sequence: delete.shared_sequence,
         };
         buffer.apply_delete(sequence, &buffered).map_err(|e| format!("replaying a delete: {e}"))?;
-        // Recorded again in case the crash came before the catalog had it.
+        // Recorded again in case the crash came before the catalog had it
+        // (a shared delete's tombstone went to the catalog first).
         if delete.drop {
             catalog.drop_table(&record.database, &table, sequence).await.map_err(|e| e.to_string())?;
-        } else {
-            let tombstone = Tombstone { sequence, issued_at: delete.issued_at, predicate: delete.predicate };
+        } else if delete.shared_sequence.is_none() {
+            let tombstone =
+                Tombstone { sequence, issued_at: delete.issued_at, predicate: delete.predicate, shared: false };
             catalog.add_tombstone(&record.database, &table, tombstone, usize::MAX).await.map_err(|e| e.to_string())?;
         }
         return Ok(());

@@ -165,7 +165,10 @@ impl QueryError {
 
     /// A write refused because this server's mode takes none.
     pub(crate) fn read_only(what: &str) -> QueryError {
-        QueryError::Unsupported(format!("{what} is not available: this server does not take writes (GIGAPI_MODE)"))
+        QueryError::Unsupported(format!(
+            "{what} is not available: this server does not take writes (GIGAPI_MODE); send it to a writeonly or aio \
+             process"
+        ))
     }
 }
 

@@ -146,7 +146,10 @@ impl QueryEngine {
             access.require(database, Privilege::Admin)?;
             return self.relations_changeable(plan);
         }
-        if self.options.writes_only {
+        // A DELETE reads its measurement only through its WHERE, which may
+        // say nothing but series and time (`delete::check_shape`): a write.
+        let is_delete = matches!(&plan, LogicalPlan::Dml(dml) if matches!(dml.op, WriteOp::Delete));
+        if self.options.writes_only && !is_delete {
             refuse_reads_on_a_writer(&plan)?;
         }
         if let LogicalPlan::Dml(dml) = &plan {
@@ -443,7 +446,7 @@ fn describe_batch(schema: &Schema, kinds: Vec<Option<&str>>) -> Result<RecordBat
 /// `information_schema`, whose views read no data) stay readable, since
 /// drivers read them on connecting.
 fn refuse_reads_on_a_writer(plan: &LogicalPlan) -> Result<(), QueryError> {
-    let to_readers = "this process is writeonly (GIGAPI_MODE): it takes INSERT and COPY ... FROM STDIN; \
+    let to_readers = "this process is writeonly (GIGAPI_MODE): it takes INSERT, DELETE and COPY ... FROM STDIN; \
                       send queries and CREATE, ALTER or DROP to a readonly or aio process";
     if ddl::is_catalog_statement(plan) {
         return Err(QueryError::Forbidden(format!("CREATE, ALTER and DROP are refused: {to_readers}")));

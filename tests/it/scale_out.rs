@@ -34,8 +34,6 @@ impl Cluster {
             self.redis.url(),
             "--layer".into(),
             format!("{},global=true", self.seaweed.layer_flag("lake", "lake")),
-            "--save-timeout-s".into(),
-            "0.5".into(),
         ]
     }
 
@@ -48,6 +46,10 @@ impl Cluster {
     fn process_with_env(&self, name: &str, mode: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut args = self.shared_args();
         args.extend(["--mode".to_owned(), mode.to_owned()]);
+        // Persist often, unless the test keeps rows in a writer's buffer.
+        if !extra.contains(&"--save-timeout-s") {
+            args.extend(["--save-timeout-s".to_owned(), "0.5".to_owned()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Server::start_with_env(&self.dir.join(name), &args, env)
@@ -661,4 +663,115 @@ async fn a_writer_cut_off_from_redis_refuses_writes_at_its_bound_and_loses_nothi
     wait_for_rows(&reader, acknowledged).await;
     write_rows(&writer, "w", acknowledged, 50).await;
     wait_for_rows(&reader, acknowledged + 50).await;
+}
+
+/// `count(*)` of `m` per host on a reader, by host; None while `m` is
+/// unknown there.
+async fn rows_per_host(reader: &Server) -> Option<Vec<(String, u64)>> {
+    let (_, body) = query(reader, "SELECT host, count(*) AS n FROM m GROUP BY host ORDER BY host").await?;
+    body["results"].as_array()?.iter().map(|r| Some((r["host"].as_str()?.to_owned(), r["n"].as_u64()?))).collect()
+}
+
+/// Waits until a reader counts `want` rows per host; panics with what it saw.
+async fn wait_for_hosts(reader: &Server, want: &[(&str, u64)], logs: &[&Server]) {
+    let want: Vec<(String, u64)> = want.iter().map(|(h, n)| (h.to_string(), *n)).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = None;
+    while std::time::Instant::now() < deadline {
+        seen = rows_per_host(reader).await;
+        if seen.as_ref() == Some(&want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs: Vec<String> = logs.iter().map(|s| s.log_text()).collect();
+    panic!("the reader saw {seen:?}, not {want:?}:\n{}", logs.join("\n----\n"));
+}
+
+/// The tombstones the shared catalog keeps for `m`.
+fn tombstones_of_m(redis: &RedisServer) -> u64 {
+    let reply = redis.command(&["HLEN", "hourglass:{default/m}:tombstones"]).unwrap_or_default();
+    reply.trim().parse().unwrap_or(u64::MAX)
+}
+
+/// A delete sent to one writer hides the rows of every writer from the
+/// readers, those still in another writer's buffer and WAL included (also
+/// after that writer is killed and replays); a write after the delete
+/// stays, whichever writer takes it; readers refuse deletes with a pointer
+/// to the writers; and once every writer has carried the delete out, the
+/// compactor rewrites the files and the catalog forgets the tombstone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delete_on_one_writer_reaches_every_writer_and_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let pg_port = free_port();
+    let first_writer = cluster.process("writer-1", "writeonly", &["--pg-port", &pg_port.to_string()]);
+    // Keeps its rows in its buffer and WAL: only a restart or a shutdown persists them.
+    let mut second_writer = cluster.process("writer-2", "writeonly", &["--save-timeout-s", "3600"]);
+    let reader = cluster.process("reader", "readonly", &[]);
+    write_rows(&first_writer, "a", 0, 100).await;
+    write_rows(&first_writer, "b", 100, 100).await;
+    write_rows(&second_writer, "a", 200, 100).await;
+    write_rows(&second_writer, "b", 300, 100).await;
+    wait_for_hosts(&reader, &[("a", 100), ("b", 100)], &[&first_writer]).await;
+
+    let postgres = crate::postgres::connect(pg_port, "default", "u", "").await.expect("Postgres connection");
+    postgres.execute("DELETE FROM m WHERE host = 'a'", &[]).await.expect("DELETE on a writer");
+    // Written after the delete returned, to both writers: kept.
+    write_rows(&second_writer, "a", 400, 10).await;
+    write_rows(&first_writer, "a", 410, 10).await;
+    // The second writer carried the delete out on its WAL: a replay after
+    // kill -9 keeps its rows of b and its write after the delete.
+    second_writer.kill9();
+    second_writer.restart();
+    // A shutdown persists what the replay put back in its buffer.
+    assert!(second_writer.terminate().success(), "{}", second_writer.log_text());
+    second_writer.restart();
+    wait_for_hosts(&reader, &[("a", 20), ("b", 200)], &[&first_writer, &second_writer, &reader]).await;
+
+    // InfluxDB's delete on the other writer, by series and time.
+    let body = serde_json::json!({
+        "start": chrono::DateTime::from_timestamp_nanos(time_of(100)).to_rfc3339(),
+        "stop": chrono::DateTime::from_timestamp_nanos(time_of(149)).to_rfc3339(),
+        "predicate": "_measurement=\"m\" AND host=\"b\"",
+    });
+    let (status, text) = post(&second_writer.url("/api/v2/delete?bucket=default"), body.to_string()).await;
+    assert_eq!(status, 204, "{text}");
+    wait_for_hosts(&reader, &[("a", 20), ("b", 150)], &[&second_writer, &reader]).await;
+    assert!(tombstones_of_m(&cluster.redis) >= 1);
+
+    // With the deletes' WAL records persisted and gone, rows written after
+    // them and replayed after kill -9 are still past them.
+    assert!(second_writer.terminate().success(), "{}", second_writer.log_text());
+    second_writer.restart();
+    write_rows(&second_writer, "a", 600, 5).await;
+    second_writer.kill9();
+    second_writer.restart();
+    wait_for_hosts(&reader, &[("a", 25), ("b", 150)], &[&second_writer, &reader]).await;
+    // The same on a writer that persists every 0.5 s: once its file is in,
+    // the WAL holds no delete, only the rows written after it (killed before
+    // the next persist, almost always).
+    let mut first_writer = first_writer;
+    write_rows(&first_writer, "a", 620, 5).await;
+    wait_for_hosts(&reader, &[("a", 30), ("b", 150)], &[&first_writer, &reader]).await;
+    write_rows(&first_writer, "a", 625, 5).await;
+    first_writer.kill9();
+    first_writer.restart();
+    wait_for_hosts(&reader, &[("a", 35), ("b", 150)], &[&first_writer, &reader]).await;
+
+    // A reader takes no delete: writes go to writers.
+    let (status, body) = query(&reader, "DELETE FROM m WHERE host = 'b'").await.expect("an answer");
+    assert!(status >= 400 && body.to_string().contains("writeonly or aio"), "{status} {body}");
+
+    // A compactor rewrites the files without the deleted rows; the
+    // tombstones then go, and the rows stay as they were.
+    let compactor = cluster.process("compactor", "compaction", &["--merge-timeout-s", "1"]);
+    assert!(
+        wait_for(Duration::from_secs(60), || tombstones_of_m(&cluster.redis) == 0),
+        "the tombstones stayed:\n{}",
+        compactor.log_text()
+    );
+    wait_for_hosts(&reader, &[("a", 35), ("b", 150)], &[&compactor, &reader]).await;
+    let distinct = counts(&reader).await.expect("counts");
+    assert_eq!(distinct, (185, 185), "each row once");
 }

@@ -11,13 +11,16 @@
 //! | `<prefix>:relations` | HASH | `version` (grows by one per change) and `json`: the schemas, views and tables SQL made, in every database |
 //! | `<prefix>:{<db>/<table>}:schema` | HASH | `version` (grows by one per change) and `json` (the columns) |
 //! | `<prefix>:{<db>/<table>}:seq` | STRING | the table's change sequence: every commit takes the next |
-//! | `<prefix>:{<db>/<table>}:log` | ZSET | the last 10,000 changes: score = sequence, member `<seq>\|<hour>\|<writer id>\|<lease token>` (token empty for writes) or `<seq>\|schema` |
+//! | `<prefix>:{<db>/<table>}:log` | ZSET | the last 10,000 changes: score = sequence, member `<seq>\|<hour>\|<writer id>\|<lease token>` (token empty for writes), `<seq>\|schema` or `<seq>\|deletes` |
 //! | `<prefix>:{<db>/<table>}:commits` | ZSET | the last 100,000 commit ids (score = sequence): a retried commit is applied once |
 //! | `<prefix>:{<db>/<table>}:partitions` | ZSET | the hour partitions with an entry (score and member: hours since the epoch) |
 //! | `<prefix>:{<db>/<table>}:files:<hour>` | HASH | the partition's files: field = file id, value = the file entry's JSON |
 //! | `<prefix>:{<db>/<table>}:wal:<hour>` | HASH | per writer id, the highest WAL sequence its files in the partition cover |
 //! | `<prefix>:{<db>/<table>}:lease` | STRING | `<process id>\|<token>` while a compactor holds the table's lease (expires unless renewed) |
 //! | `<prefix>:{<db>/<table>}:fence` | STRING | the last lease token handed out: each new holder gets a larger one |
+//! | `<prefix>:{<db>/<table>}:tombstones` | HASH | the deletes not yet carried out everywhere: field = the delete's sequence (taken from `seq`), value = its JSON |
+//! | `<prefix>:{<db>/<table>}:applied` | HASH | writer id → the newest delete that writer carried out on its write buffer |
+//! | `<prefix>:alive` | ZSET | writer id → its last heartbeat (ms, Redis's clock): a delete waits for the live writers |
 
 /// The keys of one catalog (one prefix).
 #[derive(Debug, Clone)]
@@ -44,6 +47,10 @@ impl Keys {
 
     pub(super) fn tokens(&self) -> String {
         format!("{}:tokens", self.prefix)
+    }
+
+    pub(super) fn alive(&self) -> String {
+        format!("{}:alive", self.prefix)
     }
 
     pub(super) fn epoch(&self) -> String {
@@ -88,6 +95,14 @@ impl TableKeys {
 
     pub(super) fn fence(&self) -> String {
         format!("{}:fence", self.base)
+    }
+
+    pub(super) fn tombstones(&self) -> String {
+        format!("{}:tombstones", self.base)
+    }
+
+    pub(super) fn applied(&self) -> String {
+        format!("{}:applied", self.base)
     }
 
     pub(super) fn files(&self, hour: i64) -> String {

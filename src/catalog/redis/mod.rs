@@ -14,6 +14,7 @@
 //! it (their outcome must be known before anything else is written), schema
 //! changes give up after a while with [`CatalogError::Unavailable`].
 
+mod deletes;
 mod keys;
 mod relations;
 mod tokens;
@@ -28,7 +29,7 @@ use redis::{RedisError, Script};
 
 use super::memory::{catalog_reads_from_view, CatalogView, PartitionState};
 use super::schema::SchemaFile;
-use super::{Catalog, CatalogError, Column, Commit, FileEntry, PartitionKey, TableSchema};
+use super::{Catalog, CatalogError, Column, Commit, FileEntry, PartitionKey, SharedDeletes, TableSchema};
 use keys::{parse_table_member, table_member, Keys, TableKeys};
 pub use tokens::RedisTokens;
 
@@ -73,6 +74,11 @@ pub struct RedisCatalog {
     schema_script: Script,
     lease_script: Script,
     relations_script: Script,
+    deletes_script: Script,
+    alive_script: Script,
+    /// Bumped whenever the view's tombstones of a table change: writers
+    /// carry new deletes out on their buffers.
+    tombstones_changed: tokio::sync::watch::Sender<u64>,
     lease_ttl: Duration,
     commit_deadline: Duration,
     /// Serializes schema changes within this process; other processes are
@@ -178,6 +184,9 @@ impl RedisCatalog {
             schema_script: Script::new(include_str!("schema.lua")),
             lease_script: Script::new(include_str!("lease.lua")),
             relations_script: Script::new(include_str!("relations.lua")),
+            deletes_script: Script::new(include_str!("deletes.lua")),
+            alive_script: Script::new(include_str!("alive.lua")),
+            tombstones_changed: tokio::sync::watch::channel(0).0,
             lease_ttl: options.lease_ttl,
             commit_deadline: options.commit_deadline,
             schema_lock: tokio::sync::Mutex::new(()),
@@ -298,6 +307,7 @@ impl RedisCatalog {
         let partitions: BTreeMap<_, _> =
             self.read_partitions(&keys, database, table, &hours).await?.into_iter().collect();
         self.view.set_table(database, table, Arc::new(schema.1), schema.0, partitions);
+        self.load_tombstones(&keys, database, table).await?;
         Ok(sequence.unwrap_or(0))
     }
 
@@ -322,10 +332,12 @@ impl RedisCatalog {
         }
         let mut hours = BTreeSet::new();
         let mut schema_changed = false;
+        let mut deletes_changed = false;
         for (member, _) in &changes {
-            // `<seq>|<hour>|<writer>|<lease>` or `<seq>|schema`.
+            // `<seq>|<hour>|<writer>|<lease>`, `<seq>|schema` or `<seq>|deletes`.
             match member.split('|').nth(1) {
                 Some("schema") => schema_changed = true,
+                Some("deletes") => deletes_changed = true,
                 Some(hour) => {
                     if let Ok(hour) = hour.parse::<i64>() {
                         hours.insert(hour);
@@ -342,6 +354,9 @@ impl RedisCatalog {
         let hours: Vec<i64> = hours.into_iter().collect();
         for (key, partition) in self.read_partitions(&keys, database, table, &hours).await? {
             self.view.set_partition(database, table, key, partition);
+        }
+        if deletes_changed {
+            self.load_tombstones(&keys, database, table).await?;
         }
         Ok(changes.last().map_or(seen, |(_, sequence)| *sequence))
     }
@@ -687,6 +702,14 @@ impl Catalog for RedisCatalog {
 
     async fn refresh(&self) -> Result<(), CatalogError> {
         self.sync(true).await
+    }
+
+    fn shared_deletes(&self) -> Option<&dyn SharedDeletes> {
+        Some(self)
+    }
+
+    async fn remove_tombstones(&self, database: &str, table: &str, sequences: &[u64]) -> Result<(), CatalogError> {
+        self.forget_tombstones(database, table, sequences).await
     }
 
     fn lag(&self) -> Option<Duration> {

@@ -1,0 +1,191 @@
+//! Shared deletes in Redis (see [`crate::catalog::SharedDeletes`]): each
+//! table's tombstones in one hash, keyed by the change sequence the delete
+//! took (so a delete is ordered with the table's commits and a later one
+//! always has a larger sequence), what each writer carried out in another,
+//! and the writers' heartbeats in one sorted set. `deletes.lua` changes the
+//! first two atomically; `alive.lua` the last.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::keys::TableKeys;
+use super::{decode, redis_error, RedisCatalog};
+use crate::catalog::{CatalogError, DeletePredicate, SharedDeletes, Tombstone, HEARTBEAT_EVERY};
+
+/// How recent a writer's heartbeat must be for a delete to wait for it:
+/// five of the heartbeats writers send every [`HEARTBEAT_EVERY`].
+const ALIVE_FOR: Duration = Duration::from_secs(5 * HEARTBEAT_EVERY.as_secs());
+
+impl RedisCatalog {
+    /// A table's tombstones as Redis has them, oldest first.
+    pub(super) async fn read_tombstones(
+        &self,
+        keys: &TableKeys,
+        database: &str,
+        table: &str,
+    ) -> Result<Vec<Arc<Tombstone>>, CatalogError> {
+        let stored: HashMap<u64, String> = redis::cmd("HGETALL")
+            .arg(keys.tombstones())
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|e| redis_error(&format!("reading the deletes of {database}.{table}"), e))?;
+        let mut tombstones = Vec::with_capacity(stored.len());
+        for (sequence, json) in stored {
+            let mut tombstone: Tombstone = decode(&keys.tombstones(), &json)?;
+            tombstone.sequence = sequence;
+            tombstone.shared = true;
+            tombstones.push(Arc::new(tombstone));
+        }
+        tombstones.sort_by_key(|t| t.sequence);
+        Ok(tombstones)
+    }
+
+    /// Reads a table's tombstones into the view and tells who waits for them.
+    pub(super) async fn load_tombstones(
+        &self,
+        keys: &TableKeys,
+        database: &str,
+        table: &str,
+    ) -> Result<(), CatalogError> {
+        let tombstones = self.read_tombstones(keys, database, table).await?;
+        if tombstones != self.view.tombstones(database, table) {
+            self.view.set_tombstones(database, table, tombstones);
+            self.tombstones_changed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(())
+    }
+
+    /// Runs one operation of `deletes.lua` on a table.
+    async fn delete_script(
+        &self,
+        database: &str,
+        table: &str,
+        what: &str,
+        args: &[String],
+    ) -> Result<(String, String), CatalogError> {
+        let keys = self.keys.table(database, table);
+        let mut invocation = self.deletes_script.prepare_invoke();
+        invocation.key(keys.tombstones()).key(keys.seq()).key(keys.log()).key(keys.applied());
+        for arg in args {
+            invocation.arg(arg);
+        }
+        invocation
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(|e| redis_error(&format!("{what} of {database}.{table}"), e))
+    }
+
+    /// Publishes a table's tombstones after this process changed them, as
+    /// a commit publishes its partition: under the apply lock, from Redis.
+    async fn publish_tombstones(&self, database: &str, table: &str) -> Result<(), CatalogError> {
+        self.announce().await;
+        let _state = self.apply_lock.lock().await;
+        self.load_tombstones(&self.keys.table(database, table), database, table).await
+    }
+
+    /// Forgets deletes every writer carried out and no file needs (see
+    /// [`crate::catalog::Catalog::remove_tombstones`]).
+    pub(super) async fn forget_tombstones(
+        &self,
+        database: &str,
+        table: &str,
+        sequences: &[u64],
+    ) -> Result<(), CatalogError> {
+        if sequences.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["remove".to_owned()];
+        args.extend(sequences.iter().map(u64::to_string));
+        self.delete_script(database, table, "forgetting carried-out deletes", &args).await?;
+        self.publish_tombstones(database, table).await
+    }
+
+    async fn alive(&self, beating: &str) -> Result<Vec<String>, CatalogError> {
+        let window = u64::try_from(ALIVE_FOR.as_millis()).unwrap_or(u64::MAX);
+        self.alive_script
+            .key(self.keys.alive())
+            .arg(beating)
+            .arg(window)
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(|e| redis_error("reading the writers' heartbeats", e))
+    }
+
+    /// What each writer carried out of a table's deletes.
+    async fn applied_by_writer(&self, database: &str, table: &str) -> Result<HashMap<String, u64>, CatalogError> {
+        redis::cmd("HGETALL")
+            .arg(self.keys.table(database, table).applied())
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|e| {
+                redis_error(&format!("reading which writers carried out the deletes of {database}.{table}"), e)
+            })
+    }
+}
+
+#[async_trait]
+impl SharedDeletes for RedisCatalog {
+    async fn record(
+        &self,
+        database: &str,
+        table: &str,
+        predicate: DeletePredicate,
+        issued_at: i64,
+        max: usize,
+    ) -> Result<Tombstone, CatalogError> {
+        // The sequence is the script's to give: stored as the hash field.
+        let unsequenced = Tombstone { sequence: 0, issued_at, predicate, shared: true };
+        let json = serde_json::to_string(&unsequenced).map_err(|e| CatalogError::Encode {
+            path: self.keys.table(database, table).tombstones(),
+            message: e.to_string(),
+        })?;
+        let (outcome, detail) = self
+            .delete_script(database, table, "recording a delete", &["add".to_owned(), max.to_string(), json])
+            .await?;
+        if outcome == "full" {
+            return Err(CatalogError::TooManyTombstones { database: database.into(), table: table.into(), max });
+        }
+        let sequence: u64 = detail.parse().map_err(|_| {
+            CatalogError::Shared(format!("recording a delete of {database}.{table}: the script answered {detail:?}"))
+        })?;
+        self.publish_tombstones(database, table).await?;
+        Ok(Tombstone { sequence, ..unsequenced })
+    }
+
+    async fn applied_here(&self, database: &str, table: &str) -> Result<u64, CatalogError> {
+        Ok(self.applied_by_writer(database, table).await?.get(&self.writer_id).copied().unwrap_or(0))
+    }
+
+    async fn set_applied_here(&self, database: &str, table: &str, through: u64) -> Result<(), CatalogError> {
+        let args = ["applied".to_owned(), self.writer_id.clone(), through.to_string()];
+        self.delete_script(database, table, "recording the deletes this writer carried out", &args).await?;
+        Ok(())
+    }
+
+    async fn writers_behind(&self, database: &str, table: &str, sequence: u64) -> Result<Vec<String>, CatalogError> {
+        let alive = self.alive("").await?;
+        let applied = self.applied_by_writer(database, table).await?;
+        Ok(alive.into_iter().filter(|w| applied.get(w).copied().unwrap_or(0) < sequence).collect())
+    }
+
+    async fn applied_everywhere(&self, database: &str, table: &str) -> Result<u64, CatalogError> {
+        let writers: Vec<String> = redis::cmd("HKEYS")
+            .arg(self.keys.writers())
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|e| redis_error("listing the writers", e))?;
+        let applied = self.applied_by_writer(database, table).await?;
+        Ok(writers.iter().map(|w| applied.get(w).copied().unwrap_or(0)).min().unwrap_or(u64::MAX))
+    }
+
+    async fn heartbeat(&self) -> Result<(), CatalogError> {
+        self.alive(&self.writer_id).await.map(drop)
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tombstones_changed.subscribe()
+    }
+}
