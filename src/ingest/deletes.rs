@@ -2,6 +2,7 @@
 //! write buffer's rows removed, and a tombstone in the catalog for the rows
 //! in files (see [`crate::catalog::tombstones`]).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -139,10 +140,11 @@ impl Ingester {
 
     /// A delete on a catalog several writers share: recorded there first
     /// (which orders it, and hides the rows in files from every reader at
-    /// its next poll), carried out on this writer's buffer, then awaited
-    /// from the other live writers, so that a write any of them takes after
-    /// this returns is not deleted. Returns the delete's sequence in the
-    /// catalog.
+    /// its next poll), then awaited from every live writer, this one
+    /// included (each carries it out on its buffer as soon as its view has
+    /// it: [`follow_shared_deletes`]), so that a write any of them takes
+    /// after this returns is not deleted. Returns the delete's sequence in
+    /// the catalog.
     async fn delete_shared(
         self: &Arc<Self>,
         database: &str,
@@ -160,7 +162,6 @@ impl Ingester {
             let tombstone =
                 shared.record(&database, &table, predicate, now_ns(), ingester.options.max_tombstones).await?;
             ingester.metrics.deletes.add(1);
-            ingester.carry_out_shared_deletes(&database, &table).await?;
             let deadline = Instant::now() + CONFIRM_WAIT;
             loop {
                 let behind = match shared.writers_behind(&database, &table, tombstone.sequence).await {
@@ -195,9 +196,13 @@ impl Ingester {
         let Some(shared) = self.catalog.shared_deletes() else { return Ok(()) };
         let _one_at_a_time = self.deletes.lock().await;
         let applied = self.buffer.shared_deletes_applied(database, table);
+        let told = self.shared_deletes_told(database, table);
         let pending: Vec<Arc<Tombstone>> =
             self.catalog.tombstones(database, table).into_iter().filter(|t| t.shared && t.sequence > applied).collect();
-        let Some(newest) = pending.last().map(|t| t.sequence) else { return Ok(()) };
+        if pending.is_empty() && told >= applied {
+            return Ok(());
+        }
+        let newest = pending.last().map_or(applied, |t| t.sequence);
         // No persist until the catalog knows: a persist could truncate the
         // records from the WAL while the catalog still had them as not done
         // here, and a restart would carry them out again, on rows written
@@ -215,21 +220,36 @@ impl Ingester {
             })?;
             self.wal.write(record).await?;
         }
+        // Until Redis takes it, whatever it answers: persists wait for Redis
+        // too, so holding them costs nothing more, and letting one go first
+        // could lose the records the catalog does not know of.
         let mut delay = Duration::from_millis(20);
-        loop {
-            match shared.set_applied_here(database, table, newest).await {
-                Ok(()) => break,
-                // Persists wait for Redis too: holding them costs nothing more.
-                Err(CatalogError::Unavailable(message)) => {
-                    tracing::debug!(%message, "waiting for Redis to record a carried-out delete");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
-                }
-                Err(error) => return Err(error.into()),
+        let mut failures = 0u32;
+        while let Err(error) = shared.set_applied_here(database, table, newest).await {
+            if failures.is_multiple_of(20) {
+                tracing::warn!(%database, %table, %error, "waiting for Redis to record a carried-out delete; persists wait");
             }
+            failures = failures.wrapping_add(1);
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
         }
+        self.set_shared_deletes_told(database, table, newest);
         tracing::debug!(%database, %table, through = newest, "shared deletes carried out on the write buffer");
         Ok(())
+    }
+
+    /// The newest shared delete of a table this writer told the catalog it
+    /// carried out (it may be behind the buffer's after a failure: then it
+    /// is told again).
+    fn shared_deletes_told(&self, database: &str, table: &str) -> u64 {
+        let told = self.shared_told.lock().unwrap_or_else(|p| p.into_inner());
+        told.get(&(database.to_owned(), table.to_owned())).copied().unwrap_or(0)
+    }
+
+    fn set_shared_deletes_told(&self, database: &str, table: &str, through: u64) {
+        let mut told = self.shared_told.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = told.entry((database.to_owned(), table.to_owned())).or_default();
+        *entry = (*entry).max(through);
     }
 
     /// Carries out on a restarted writer's buffer the shared deletes it has
@@ -238,6 +258,9 @@ impl Ingester {
     pub(super) async fn catch_up_shared_deletes(&self) -> Result<(), IngestError> {
         let Some(shared) = self.catalog.shared_deletes() else { return Ok(()) };
         shared.heartbeat().await?;
+        // Live from now on: a delete recorded from here waits for this
+        // writer, and one recorded before is in the catalog as read now.
+        self.catalog.refresh().await?;
         for database in self.catalog.databases() {
             for table in self.catalog.tables(&database) {
                 self.carry_out_shared_deletes(&database, &table).await?;
@@ -328,11 +351,13 @@ impl Ingester {
 /// carried out. Their WAL records may be gone with a persisted snapshot,
 /// and then every row replayed was written after them; a file of those rows
 /// stamped below them would have them hidden.
+/// Returns what the catalog knows this writer carried out, per table.
 pub(super) async fn restore_shared_deletes_applied(
     catalog: &dyn crate::catalog::Catalog,
     buffer: &super::buffer::WriteBuffer,
-) -> Result<(), IngestError> {
-    let Some(shared) = catalog.shared_deletes() else { return Ok(()) };
+) -> Result<HashMap<(String, String), u64>, IngestError> {
+    let mut told = HashMap::new();
+    let Some(shared) = catalog.shared_deletes() else { return Ok(told) };
     for database in catalog.databases() {
         for table in catalog.tables(&database) {
             if !catalog.tombstones(&database, &table).iter().any(|t| t.shared) {
@@ -347,29 +372,26 @@ pub(super) async fn restore_shared_deletes_applied(
             } else {
                 buffer.raise_shared_deletes_applied(&database, &table, here);
             }
+            told.insert((database.clone(), table), here.max(replayed));
         }
     }
-    Ok(())
+    Ok(told)
 }
 
 fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-/// A writer's part in shared deletes, until the ingester stops: a
-/// heartbeat every [`HEARTBEAT_EVERY`] (a delete waits for live writers),
-/// and every new delete in the catalog carried out on the buffer.
-pub(super) async fn follow_shared_deletes(
-    ingester: Weak<Ingester>,
-    mut changes: watch::Receiver<u64>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// A writer's heartbeat every [`HEARTBEAT_EVERY`], until the ingester
+/// stops: a delete waits for the live writers. On a task of its own, so
+/// that a delete being carried out (which waits for a persist round) does
+/// not hold it up.
+pub(super) async fn beat_for_shared_deletes(ingester: Weak<Ingester>, mut stop: watch::Receiver<bool>) {
     let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = beat.tick() => {}
-            changed = changes.changed() => if changed.is_err() { return },
             _ = stop.changed() => return,
         }
         let Some(ingester) = ingester.upgrade() else { return };
@@ -377,10 +399,32 @@ pub(super) async fn follow_shared_deletes(
         if let Err(error) = shared.heartbeat().await {
             tracing::debug!(%error, "could not send this writer's heartbeat");
         }
+    }
+}
+
+/// Carries every new delete in the shared catalog out on the writer's
+/// buffer, until the ingester stops: at once when the view has it, and
+/// every [`HEARTBEAT_EVERY`] for one whose telling failed.
+pub(super) async fn follow_shared_deletes(
+    ingester: Weak<Ingester>,
+    mut changes: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut retry = tokio::time::interval(HEARTBEAT_EVERY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = retry.tick() => {}
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = stop.changed() => return,
+        }
+        let Some(ingester) = ingester.upgrade() else { return };
         for database in ingester.catalog.databases() {
             for table in ingester.catalog.tables(&database) {
                 let applied = ingester.buffer.shared_deletes_applied(&database, &table);
-                if !ingester.catalog.tombstones(&database, &table).iter().any(|t| t.shared && t.sequence > applied) {
+                let pending =
+                    ingester.catalog.tombstones(&database, &table).iter().any(|t| t.shared && t.sequence > applied);
+                if !pending && ingester.shared_deletes_told(&database, &table) >= applied {
                     continue;
                 }
                 if let Err(error) = ingester.carry_out_shared_deletes(&database, &table).await {

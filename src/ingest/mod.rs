@@ -295,6 +295,9 @@ pub struct Ingester {
     /// buffer; a drop holds it alone, so no write parsed against the
     /// dropped table's schema lands after the drop.
     writes: tokio::sync::RwLock<()>,
+    /// Per table, the newest shared delete the catalog was told this writer
+    /// carried out (see [`crate::catalog::SharedDeletes`]).
+    shared_told: std::sync::Mutex<std::collections::HashMap<(String, String), u64>>,
 }
 
 impl Ingester {
@@ -319,7 +322,7 @@ impl Ingester {
             WalOptions { segment_bytes: options.wal_segment_bytes, queue_depth: options.max_concurrent_writes },
         )
         .await?;
-        deletes::restore_shared_deletes_applied(catalog.as_ref(), &buffer).await?;
+        let shared_told = deletes::restore_shared_deletes_applied(catalog.as_ref(), &buffer).await?;
         let wal = Arc::new(wal);
         let persister = Arc::new(Persister::new(
             Arc::clone(&catalog),
@@ -349,6 +352,7 @@ impl Ingester {
             stop,
             deletes: tokio::sync::Mutex::new(()),
             writes: tokio::sync::RwLock::new(()),
+            shared_told: std::sync::Mutex::new(shared_told),
         });
         // What drops before a crash (or a layer that did not answer) left.
         for (database, table) in ingester.catalog.undeleted_drops() {
@@ -356,6 +360,7 @@ impl Ingester {
         }
         if let Some(shared) = ingester.catalog.shared_deletes() {
             ingester.catch_up_shared_deletes().await?;
+            tokio::spawn(deletes::beat_for_shared_deletes(Arc::downgrade(&ingester), ingester.stop.subscribe()));
             tokio::spawn(deletes::follow_shared_deletes(
                 Arc::downgrade(&ingester),
                 shared.changes(),

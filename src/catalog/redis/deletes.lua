@@ -1,9 +1,11 @@
 -- A table's shared deletes (src/catalog/redis/deletes.rs), atomically.
 -- KEYS: 1 tombstones, 2 seq, 3 log, 4 applied
 -- ARGV: 1 the operation, then:
---   'add', 2 the most live deletes the table may have, 3 the tombstone's JSON:
---     takes the table's next change sequence for it. Returns {'ok', seq},
---     or {'full', count} with nothing changed.
+--   'add', 2 the most live deletes the table may have, 3 the tombstone's JSON,
+--     holding its id, 4 that id: takes the table's next change sequence for
+--     it. Returns {'ok', seq} (that of the delete with this id when it is in
+--     already: a retry after a lost reply), or {'full', count} with nothing
+--     changed.
 --   'remove', 2.. the sequences of deletes to forget. Returns {'ok', count}.
 --   'applied', 2 writer id, 3 sequence: raises what the writer carried out
 --     to the sequence (never lowers it). Returns {'ok', current}.
@@ -16,7 +18,14 @@ local function logged()
   return next
 end
 if op == 'add' then
-  local live = redis.call('HLEN', tombstones)
+  local stored = redis.call('HGETALL', tombstones)
+  local needle = '"id":"' .. ARGV[4] .. '"'
+  for i = 1, #stored, 2 do
+    if string.find(stored[i + 1], needle, 1, true) then
+      return {'ok', stored[i]}
+    end
+  end
+  local live = #stored / 2
   if live >= tonumber(ARGV[2]) then
     return {'full', tostring(live)}
   end

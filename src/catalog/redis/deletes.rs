@@ -19,19 +19,16 @@ use crate::catalog::{CatalogError, DeletePredicate, SharedDeletes, Tombstone, HE
 /// five of the heartbeats writers send every [`HEARTBEAT_EVERY`].
 const ALIVE_FOR: Duration = Duration::from_secs(5 * HEARTBEAT_EVERY.as_secs());
 
+/// How long the record of a delete keeps trying while Redis does not answer.
+const RECORD_RETRY_FOR: Duration = Duration::from_secs(10);
+
 impl RedisCatalog {
-    /// A table's tombstones as Redis has them, oldest first.
-    pub(super) async fn read_tombstones(
+    /// A table's tombstones as its hash in Redis holds them, oldest first.
+    pub(super) fn decode_tombstones(
         &self,
         keys: &TableKeys,
-        database: &str,
-        table: &str,
+        stored: HashMap<u64, String>,
     ) -> Result<Vec<Arc<Tombstone>>, CatalogError> {
-        let stored: HashMap<u64, String> = redis::cmd("HGETALL")
-            .arg(keys.tombstones())
-            .query_async(&mut self.connection())
-            .await
-            .map_err(|e| redis_error(&format!("reading the deletes of {database}.{table}"), e))?;
         let mut tombstones = Vec::with_capacity(stored.len());
         for (sequence, json) in stored {
             let mut tombstone: Tombstone = decode(&keys.tombstones(), &json)?;
@@ -43,19 +40,12 @@ impl RedisCatalog {
         Ok(tombstones)
     }
 
-    /// Reads a table's tombstones into the view and tells who waits for them.
-    pub(super) async fn load_tombstones(
-        &self,
-        keys: &TableKeys,
-        database: &str,
-        table: &str,
-    ) -> Result<(), CatalogError> {
-        let tombstones = self.read_tombstones(keys, database, table).await?;
+    /// Puts a table's tombstones in the view and tells who waits for them.
+    pub(super) fn publish_tombstones_in_view(&self, database: &str, table: &str, tombstones: Vec<Arc<Tombstone>>) {
         if tombstones != self.view.tombstones(database, table) {
             self.view.set_tombstones(database, table, tombstones);
             self.tombstones_changed.send_modify(|n| *n = n.wrapping_add(1));
         }
-        Ok(())
     }
 
     /// Runs one operation of `deletes.lua` on a table.
@@ -79,11 +69,22 @@ impl RedisCatalog {
     }
 
     /// Publishes a table's tombstones after this process changed them, as
-    /// a commit publishes its partition: under the apply lock, from Redis.
-    async fn publish_tombstones(&self, database: &str, table: &str) -> Result<(), CatalogError> {
+    /// a commit publishes its partition: under the apply lock, from Redis
+    /// (newer tombstones than the view's files are fine: they hide rows of
+    /// older files only). The change is in Redis already: a failure here
+    /// leaves it to the follower's next poll.
+    async fn publish_tombstones(&self, database: &str, table: &str) {
         self.announce().await;
         let _state = self.apply_lock.lock().await;
-        self.load_tombstones(&self.keys.table(database, table), database, table).await
+        let keys = self.keys.table(database, table);
+        let read: Result<HashMap<u64, String>, _> =
+            redis::cmd("HGETALL").arg(keys.tombstones()).query_async(&mut self.connection()).await;
+        match read.map_err(|e| redis_error("reading the deletes", e)).and_then(|s| self.decode_tombstones(&keys, s)) {
+            Ok(tombstones) => self.publish_tombstones_in_view(database, table, tombstones),
+            Err(error) => {
+                tracing::warn!(%database, %table, %error, "the deletes reach this process's view at its next poll")
+            }
+        }
     }
 
     /// Forgets deletes every writer carried out and no file needs (see
@@ -100,7 +101,8 @@ impl RedisCatalog {
         let mut args = vec!["remove".to_owned()];
         args.extend(sequences.iter().map(u64::to_string));
         self.delete_script(database, table, "forgetting carried-out deletes", &args).await?;
-        self.publish_tombstones(database, table).await
+        self.publish_tombstones(database, table).await;
+        Ok(())
     }
 
     async fn alive(&self, beating: &str) -> Result<Vec<String>, CatalogError> {
@@ -138,20 +140,37 @@ impl SharedDeletes for RedisCatalog {
     ) -> Result<Tombstone, CatalogError> {
         // The sequence is the script's to give: stored as the hash field.
         let unsequenced = Tombstone { sequence: 0, issued_at, predicate, shared: true };
-        let json = serde_json::to_string(&unsequenced).map_err(|e| CatalogError::Encode {
+        let id = uuid::Uuid::new_v4().to_string();
+        let encode_error = |e: serde_json::Error| CatalogError::Encode {
             path: self.keys.table(database, table).tombstones(),
             message: e.to_string(),
-        })?;
-        let (outcome, detail) = self
-            .delete_script(database, table, "recording a delete", &["add".to_owned(), max.to_string(), json])
-            .await?;
+        };
+        let mut stored = serde_json::to_value(&unsequenced).map_err(encode_error)?;
+        stored["id"] = serde_json::Value::String(id.clone());
+        let json = serde_json::to_string(&stored).map_err(encode_error)?;
+        let args = ["add".to_owned(), max.to_string(), json, id];
+        // Retried under its id while Redis does not answer: a delete whose
+        // reply was lost is recorded once, and answered as done.
+        let deadline = std::time::Instant::now() + RECORD_RETRY_FOR;
+        let mut delay = Duration::from_millis(20);
+        let (outcome, detail) = loop {
+            match self.delete_script(database, table, "recording a delete", &args).await {
+                Ok(reply) => break reply,
+                Err(CatalogError::Unavailable(message)) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(%message, "retrying the record of a delete");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(error) => return Err(error),
+            }
+        };
         if outcome == "full" {
             return Err(CatalogError::TooManyTombstones { database: database.into(), table: table.into(), max });
         }
         let sequence: u64 = detail.parse().map_err(|_| {
             CatalogError::Shared(format!("recording a delete of {database}.{table}: the script answered {detail:?}"))
         })?;
-        self.publish_tombstones(database, table).await?;
+        self.publish_tombstones(database, table).await;
         Ok(Tombstone { sequence, ..unsequenced })
     }
 

@@ -307,7 +307,6 @@ impl RedisCatalog {
         let partitions: BTreeMap<_, _> =
             self.read_partitions(&keys, database, table, &hours).await?.into_iter().collect();
         self.view.set_table(database, table, Arc::new(schema.1), schema.0, partitions);
-        self.load_tombstones(&keys, database, table).await?;
         Ok(sequence.unwrap_or(0))
     }
 
@@ -332,12 +331,12 @@ impl RedisCatalog {
         }
         let mut hours = BTreeSet::new();
         let mut schema_changed = false;
-        let mut deletes_changed = false;
         for (member, _) in &changes {
             // `<seq>|<hour>|<writer>|<lease>`, `<seq>|schema` or `<seq>|deletes`.
             match member.split('|').nth(1) {
                 Some("schema") => schema_changed = true,
-                Some("deletes") => deletes_changed = true,
+                // Tombstones come with every read of partitions.
+                Some("deletes") => {}
                 Some(hour) => {
                     if let Ok(hour) = hour.parse::<i64>() {
                         hours.insert(hour);
@@ -354,9 +353,6 @@ impl RedisCatalog {
         let hours: Vec<i64> = hours.into_iter().collect();
         for (key, partition) in self.read_partitions(&keys, database, table, &hours).await? {
             self.view.set_partition(database, table, key, partition);
-        }
-        if deletes_changed {
-            self.load_tombstones(&keys, database, table).await?;
         }
         Ok(changes.last().map_or(seen, |(_, sequence)| *sequence))
     }
@@ -387,7 +383,11 @@ impl RedisCatalog {
 
     /// Partitions' files and this writer's WAL sequence in each, all read in
     /// one round trip and one transaction (a table of a thousand hours is
-    /// read at a reader's start-up in one go, not a thousand).
+    /// read at a reader's start-up in one go, not a thousand). The table's
+    /// tombstones are read in the same transaction and published in the
+    /// view before the caller publishes the partitions: the view never holds
+    /// a file stamped past a delete it does not have (a merge of it would
+    /// carry the stamp over rows that delete hides).
     async fn read_partitions(
         &self,
         keys: &TableKeys,
@@ -395,14 +395,12 @@ impl RedisCatalog {
         table: &str,
         hours: &[i64],
     ) -> Result<Vec<(PartitionKey, PartitionState)>, CatalogError> {
-        if hours.is_empty() {
-            return Ok(Vec::new());
-        }
         let mut pipe = redis::pipe();
         pipe.atomic();
         for &hour in hours {
             pipe.cmd("HGETALL").arg(keys.files(hour)).cmd("HGET").arg(keys.wal(hour)).arg(&self.writer_id);
         }
+        pipe.cmd("HGETALL").arg(keys.tombstones());
         let context = || format!("reading the partitions of {database}.{table}");
         let replies: Vec<redis::Value> =
             pipe.query_async(&mut self.connection()).await.map_err(|e| redis_error(&context(), e))?;
@@ -424,6 +422,11 @@ impl RedisCatalog {
             partitions
                 .push((PartitionKey(hour), PartitionState { files: entries, wal_sequence: wal_sequence.unwrap_or(0) }));
         }
+        let Some(tombstones) = replies.next() else {
+            return Err(CatalogError::Shared(format!("{}: too few replies", context())));
+        };
+        let tombstones = self.decode_tombstones(keys, redis::from_redis_value(tombstones).map_err(unexpected)?)?;
+        self.publish_tombstones_in_view(database, table, tombstones);
         Ok(partitions)
     }
 
