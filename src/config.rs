@@ -507,6 +507,13 @@ pub struct Settings {
     #[arg(long, env = "HOURGLASS_CORS_ALLOW_ORIGINS", value_name = "ORIGINS", value_delimiter = ',', global = true)]
     pub cors_allow_origins: Vec<String>,
 
+    /// Serve the web UI at `/` on the HTTP port (in modes that answer
+    /// queries): a table browser, a SQL editor with a result grid and
+    /// charts, and the server's state. It asks for the same credentials as
+    /// the HTTP API.
+    #[arg(long, env = "GIGAPI_UI", value_name = "BOOL", default_value = "true", num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, global = true)]
+    pub ui: bool,
+
     /// Seconds requests in flight may run on after SIGTERM or SIGINT before
     /// their connections are closed (on every front).
     #[arg(long = "shutdown-timeout-s", env = "HOURGLASS_SHUTDOWN_TIMEOUT_S", value_name = "SECONDS", default_value = "30", value_parser = positive_seconds, global = true)]

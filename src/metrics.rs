@@ -70,7 +70,7 @@ pub struct Metrics {
 }
 
 /// Values read at the moment of a scrape, from the parts that hold them.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Gauges {
     /// Bytes in the write buffer, not yet in Parquet.
     pub buffered_bytes: u64,
@@ -90,6 +90,8 @@ pub struct Gauges {
     pub last_value_cache_hits: u64,
     /// Times a table's last-value cache was built by reading the table (a counter).
     pub last_value_cache_builds: u64,
+    /// Files the catalog lists, and their bytes, by compaction level.
+    pub files_by_level: std::collections::BTreeMap<u8, (u64, u64)>,
 }
 
 impl Metrics {
@@ -194,6 +196,15 @@ impl Metrics {
             "Times a table's last-value cache was built by reading the table.",
             gauges.last_value_cache_builds,
         );
+        for (name, help, pick) in [
+            ("hourglass_files", "Files the catalog lists, by compaction level.", 0),
+            ("hourglass_file_bytes", "Bytes of the files the catalog lists, by compaction level.", 1),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (level, (files, bytes)) in &gauges.files_by_level {
+                let _ = writeln!(out, "{name}{{level=\"{level}\"}} {}", if pick == 0 { files } else { bytes });
+            }
+        }
         out
     }
 }

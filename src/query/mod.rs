@@ -20,6 +20,7 @@ pub mod gapfill;
 mod information_schema;
 mod last_values;
 mod output;
+pub mod overview;
 pub mod params;
 mod placeholders;
 pub mod postgres;

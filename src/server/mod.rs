@@ -650,6 +650,7 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         origins: Arc::new(http::AllowedOrigins::new(&settings.cors_allow_origins)),
         mode: settings.mode,
         compactor: components.compactor.clone(),
+        ui: settings.ui,
     };
     tracing::info!(
         address = %http_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),

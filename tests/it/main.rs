@@ -27,3 +27,4 @@ mod sqllogic;
 mod support;
 mod tokens;
 mod tsbs;
+mod ui;

@@ -8,6 +8,7 @@ mod listener;
 mod query;
 pub(crate) mod query_request;
 mod text;
+mod ui;
 mod write;
 
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct HttpState {
     pub mode: Mode,
     /// The compactor; `None` in modes that do not compact.
     pub compactor: Option<Arc<Compactor>>,
+    /// Whether `/` serves the web UI (`GIGAPI_UI`).
+    pub ui: bool,
 }
 
 /// A JSON error response: `{"error": message}`.
@@ -97,9 +100,10 @@ pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'
     params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-/// Endpoints anyone may call: they change nothing and tell nothing of the data.
+/// Endpoints anyone may call: they change nothing and tell nothing of the
+/// data (the UI's page and scripts ask for credentials themselves).
 fn is_open(path: &str) -> bool {
-    matches!(path, "/health" | "/ready" | "/ping")
+    matches!(path, "/health" | "/ready" | "/ping") || ui::is_ui_path(path)
 }
 
 /// Lets a request in if its credentials (a `Authorization` header, or
@@ -118,6 +122,9 @@ async fn require_auth(State(state): State<HttpState>, mut request: Request, next
         Some(Credentials::Password { user, password })
     };
     let credentials = from_header.or_else(from_query);
+    // The web UI asks for credentials with its own form: a browser shown
+    // `WWW-Authenticate` would open its own dialog over the page.
+    let from_ui = request.headers().get(ui::CLIENT_HEADER).is_some();
     let client = request.extensions().get::<ConnectInfo<ClientAddress>>().map(|info| info.0 .0.ip());
     match state.users.authenticate(credentials.as_ref(), client, "http").await {
         Ok(access) => {
@@ -138,9 +145,11 @@ async fn require_auth(State(state): State<HttpState>, mut request: Request, next
         }
         Err(refusal) => {
             let mut response = json_error(StatusCode::UNAUTHORIZED, refusal.message());
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"hourglassdb\""));
+            if !from_ui {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"hourglassdb\""));
+            }
             response
         }
     }
@@ -259,9 +268,25 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         last_value_cache_bytes: state.last_values.as_ref().map_or(0, |c| c.bytes() as u64),
         last_value_cache_hits: state.last_values.as_ref().map_or(0, |c| c.hits()),
         last_value_cache_builds: state.last_values.as_ref().map_or(0, |c| c.builds()),
+        files_by_level: files_by_level(state.catalog.as_ref()),
     };
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(gauges))
         .into_response()
+}
+
+/// Files and bytes per compaction level, over every table the catalog lists.
+fn files_by_level(catalog: &dyn Catalog) -> std::collections::BTreeMap<u8, (u64, u64)> {
+    let mut levels = std::collections::BTreeMap::new();
+    for database in catalog.databases() {
+        for table in catalog.tables(&database) {
+            for file in catalog.files(&database, &table, i64::MIN, i64::MAX).iter().flat_map(|p| &p.files) {
+                let (files, bytes) = levels.entry(file.level).or_insert((0u64, 0u64));
+                *files += 1;
+                *bytes += file.size_bytes;
+            }
+        }
+    }
+    levels
 }
 
 /// `POST /admin/compact[?db=..[&table=..]]`: runs every merge level, the layer
@@ -324,6 +349,9 @@ pub fn router(state: HttpState) -> Router {
         .route("/ping", get(ping).head(ping))
         .route("/metrics", get(metrics))
         .route("/admin/compact", post(compact))
+        .route("/", get(ui::index))
+        .route("/ui/{*file}", get(ui::file))
+        .route("/api/catalog", get(ui::catalog))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_auth))
         // Outermost: a page of another origin is refused before anything else.
