@@ -5,6 +5,7 @@ mod catalog;
 mod compaction;
 mod config;
 mod crash;
+mod deploy;
 mod delete;
 mod docs;
 mod faults;
