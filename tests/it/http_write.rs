@@ -493,3 +493,44 @@ async fn bodies_in_flight_count_against_the_buffer_limit() {
     );
     assert_eq!(crate::support::metric(&server, "hourglass_rows_written_total").await, 15_000);
 }
+
+/// What Telegraf's InfluxDB v1 output sends before it writes: `CREATE
+/// DATABASE` as a form to `/query`, answered as InfluxDB 1.x answers it;
+/// `SHOW DATABASES` in InfluxDB 1.x's shape; other InfluxQL refused with a
+/// pointer to SQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn telegraf_creates_its_database_with_influxql_then_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let influxql = |q: &str| {
+        client()
+            .post(server.url("/query"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form_urlencoded::Serializer::new(String::new()).append_pair("q", q).finish())
+            .send()
+    };
+    let response = influxql(r#"CREATE DATABASE "telegraf""#).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body, serde_json::json!({"results": [{"statement_id": 0}]}));
+
+    let (status, text) = post(&server.url("/write?db=telegraf"), "cpu,host=a usage_user=1.5 1700000000000000000").await;
+    assert_eq!(status, 204, "{text}");
+    let shown: Value = serde_json::from_str(&influxql("SHOW DATABASES").await.unwrap().text().await.unwrap()).unwrap();
+    let names = &shown["results"][0]["series"][0]["values"];
+    assert!(names.as_array().unwrap().iter().any(|v| v[0] == "telegraf"), "{shown}");
+
+    // In the query string too, as older clients send it.
+    let (status, text) = post(&server.url("/query?q=CREATE%20DATABASE%20metrics"), String::new()).await;
+    assert_eq!(status, 200, "{text}");
+    for (q, needle) in [("SELECT mean(usage_user) FROM cpu", "SQL"), (r#"CREATE DATABASE "a/b""#, "'/'")] {
+        let response = influxql(q).await.unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{q}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains(needle), "{q}: {text}");
+    }
+    // GigAPI's JSON body is still SQL.
+    let (status, text) = post(&server.url("/query?db=telegraf"), r#"{"query": "SELECT count(*) AS n FROM cpu"}"#).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"n\":1"), "{text}");
+}

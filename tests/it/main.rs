@@ -2,11 +2,12 @@
 
 mod bad_input;
 mod catalog;
+mod clients;
 mod compaction;
 mod config;
 mod crash;
-mod deploy;
 mod delete;
+mod deploy;
 mod docs;
 mod faults;
 mod flight;

@@ -4,6 +4,7 @@
 mod configure;
 mod cors;
 mod deletes;
+mod influxql;
 mod listener;
 mod query;
 pub(crate) mod query_request;

@@ -285,11 +285,17 @@ async fn answer(
     body: Body,
     endpoint: QueryEndpoint,
 ) -> Response {
-    let Some(engine) = state.engine.clone() else { return no_engine(&state) };
     let body = match read_query_body(body, state.max_query_bytes).await {
         Ok(body) => body,
         Err(response) => return response,
     };
+    // InfluxDB 1.x's form (`q=`), which writers send too: before the engine.
+    if endpoint == QueryEndpoint::Gigapi {
+        if let Some(statement) = super::influxql::statement(query.as_deref(), &headers, &body) {
+            return super::influxql::answer(&state, &access, &statement);
+        }
+    }
+    let Some(engine) = state.engine.clone() else { return no_engine(&state) };
     match QueryRequest::read(endpoint, query.as_deref(), &headers, &body, &access) {
         Ok(request) => respond(engine, request.database, request.sql, request.format, &method, &access).await,
         Err(e) => json_error(StatusCode::BAD_REQUEST, e),
