@@ -192,6 +192,14 @@ def main():
         """)
         check("the CSV export has a header and rows", csv.startswith("time,host,usage") and csv.count("\n") > 2,
               csv[:200])
+        parquet = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            runSql(ui.shown, 'parquet').then((blob) => blob.arrayBuffer())
+              .then((b) => { const a = new Uint8Array(b); done([a.length, String.fromCharCode(...a.slice(0, 4)),
+                                                           String.fromCharCode(...a.slice(a.length - 4))]); },
+                    (e) => done(['error ' + e.message]));
+        """)
+        check("the Parquet export is a Parquet file", parquet[1:] == ["PAR1", "PAR1"] and parquet[0] > 100, parquet)
 
         # The server page.
         driver.find_element(By.ID, "tab-server").click()
