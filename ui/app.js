@@ -29,6 +29,9 @@ const ui = {
 
 class Unauthorized extends Error {}
 
+/** A statement the server refused to plan (400): another form may run. */
+class Refused extends Error {}
+
 /** The headers of every API request: the credentials, and the mark that
  * keeps the browser's own login dialog away (the server then sends no
  * WWW-Authenticate). */
@@ -62,7 +65,7 @@ async function runSql(query, format = 'json') {
     try {
       message = (await response.json()).error || message;
     } catch (_) { /* not JSON */ }
-    throw new Error(message);
+    throw response.status === 400 ? new Refused(message) : new Error(message);
   }
   if (format !== 'json') return response.blob();
   const body = await response.json();
@@ -82,10 +85,20 @@ async function login(event) {
   const password = $('login-password').value;
   const encoded = btoa(unescape(encodeURIComponent(`${user}:${password}`)));
   sessionStorage.setItem(AUTH_KEY, encoded);
-  const response = await fetch('/api/catalog', { headers: authHeader() });
-  if (response.status === 401) {
+  let response;
+  try {
+    response = await fetch('/api/catalog', { headers: authHeader() });
+  } catch (e) {
     sessionStorage.removeItem(AUTH_KEY);
-    $('login-error').textContent = 'The server refused these credentials.';
+    $('login-error').textContent = `The server cannot be reached: ${e.message}`;
+    return;
+  }
+  if (!response.ok) {
+    sessionStorage.removeItem(AUTH_KEY);
+    const reason = await response.json().then((b) => b.error, () => '');
+    $('login-error').textContent = response.status === 401
+      ? 'The server refused these credentials.'
+      : `The server answered ${response.status}${reason ? ': ' + reason : ''}`;
     return;
   }
   $('login-error').textContent = '';
@@ -95,8 +108,11 @@ async function login(event) {
   await loadCatalog();
 }
 
+/** Forgets the credentials, and the queries and draft this browser kept. */
 function logout() {
   sessionStorage.removeItem(AUTH_KEY);
+  localStorage.removeItem(HISTORY_KEY);
+  localStorage.removeItem('hourglass.draft');
   location.reload();
 }
 
@@ -158,7 +174,8 @@ function selectTable(entry, item) {
   const title = document.createElement('strong');
   title.textContent = entry.name;
   detail.append(title);
-  const quoted = quoteIdent(entry.name);
+  // Relations outside `public` are listed as schema.name.
+  const quoted = quoteIdent(entry.name, !entry.table);
   if (entry.table) {
     const t = entry.table;
     const stats = document.createElement('div');
@@ -191,8 +208,10 @@ function selectTable(entry, item) {
   detail.append(use);
 }
 
-function quoteIdent(name) {
-  return /^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
+/** A name as SQL writes it, every part quoted (`schema.view` is two). */
+function quoteIdent(name, qualified = false) {
+  const parts = qualified ? name.split('.') : [name];
+  return parts.map((part) => `"${part.replace(/"/g, '""')}"`).join('.');
 }
 
 // --- running queries -------------------------------------------------------
@@ -252,9 +271,9 @@ async function show(statement, page) {
         ui.paged = true;
         ui.allRows = null;
       } catch (e) {
-        if (e instanceof Unauthorized) throw e;
-        // Not every statement is a subquery (a gap-filling one needs its
-        // own WHERE): the whole result, paged here.
+        // Only a statement that cannot take the LIMIT (400) is run whole,
+        // paged here; a busy server or a timeout is an answer of its own.
+        if (!(e instanceof Refused)) throw e;
         ui.allRows = await runSql(statement);
         ui.paged = false;
         ui.rows = ui.allRows.slice(page * PAGE_ROWS, (page + 1) * PAGE_ROWS + 1);
@@ -355,6 +374,15 @@ function renderHistory() {
 
 const TIME_TEXT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 
+/** Seconds since the epoch of an RFC 3339 time; the fraction cut to
+ * milliseconds first, which every browser's Date.parse reads. */
+function epochSeconds(text) {
+  return Date.parse(String(text).replace(/(\.\d{3})\d+/, '$1')) / 1000;
+}
+
+/** At most this many series: more lines than this tell nothing. */
+const MAX_SERIES = 50;
+
 /** The rows the chart draws: the whole result when it is here, else the page. */
 function chartRows() {
   return ui.allRows || ui.rows.slice(0, PAGE_ROWS);
@@ -381,13 +409,16 @@ function renderChart() {
     return;
   }
   const values = ui.columns.filter((c) => c !== time && rows.some((r) => typeof r[c] === 'number'));
-  const labels = ui.columns.filter((c) => c !== time && !values.includes(c) && rows.every((r) => r[c] === null || typeof r[c] === 'string'));
+  // Text columns with few values are the series' tags; free text is not.
+  const labels = ui.columns.filter((c) => c !== time && !values.includes(c)
+    && rows.every((r) => r[c] === null || typeof r[c] === 'string')
+    && new Set(rows.map((r) => r[c])).size <= MAX_SERIES);
   if (!values.length) {
     target.textContent = 'The result has no numeric column to chart.';
     return;
   }
   // One line per value column and combination of the text columns (a series).
-  const times = [...new Set(rows.map((r) => Date.parse(r[time]) / 1000))].sort((a, b) => a - b);
+  const times = [...new Set(rows.map((r) => epochSeconds(r[time])))].sort((a, b) => a - b);
   const at = new Map(times.map((t, i) => [t, i]));
   const series = new Map();
   for (const row of rows) {
@@ -395,8 +426,12 @@ function renderChart() {
     for (const value of values) {
       const name = key ? `${value} {${key}}` : value;
       if (!series.has(name)) series.set(name, new Array(times.length).fill(null));
-      series.get(name)[at.get(Date.parse(row[time]) / 1000)] = row[value];
+      series.get(name)[at.get(epochSeconds(row[time]))] = row[value];
     }
+  }
+  if (series.size > MAX_SERIES) {
+    target.textContent = `The result has ${series.size} series: the chart draws at most ${MAX_SERIES}. Narrow the query.`;
+    return;
   }
   const palette = ['#1f6feb', '#d1242f', '#1a7f37', '#8250df', '#bf8700', '#0a7ea4', '#cf222e', '#6e7781'];
   const names = [...series.keys()];
@@ -414,11 +449,12 @@ function renderChart() {
 /** A drag across the chart: the query runs again on the time range selected. */
 function zoomTo(u) {
   if (u.select.width < 2) return;
+  const column = timeColumn(chartRows()) || 'time';
   const from = u.posToVal(u.select.left, 'x');
   const to = u.posToVal(u.select.left + u.select.width, 'x');
   u.setSelect({ left: 0, width: 0 }, false);
   const iso = (seconds) => new Date(seconds * 1000).toISOString();
-  const zoomed = withTimeRange(ui.query, iso(from), iso(to));
+  const zoomed = withTimeRange(ui.query, iso(from), iso(to), column);
   ui.zoomed = true;
   $('zoom-out').disabled = false;
   editor.setValue(zoomed);
@@ -430,7 +466,7 @@ function zoomTo(u) {
  * `time >= / > / <= / < / BETWEEN` comparisons replaced, or, when it has
  * none, the whole statement filtered on its time column.
  */
-function withTimeRange(statement, from, to) {
+function withTimeRange(statement, from, to, column) {
   const value = "(?:'[^']*'|now\\(\\)(?:\\s*[-+]\\s*interval\\s*'[^']*')?|[0-9]+)";
   let changed = false;
   let out = statement.replace(new RegExp(`\\btime\\s+between\\s+${value}\\s+and\\s+${value}`, 'ig'), () => {
@@ -446,13 +482,16 @@ function withTimeRange(statement, from, to) {
     upper = true;
     return `time ${op} '${to}'`;
   });
+  const escaped = (text) => text.replace(/[.]/g, '\\.');
   if (changed && !upper) {
     // Only a lower bound: add the upper one beside it.
-    out = out.replace(new RegExp(`\\btime\\s*(>=|>)\\s*'${from.replace(/[.]/g, '\\.')}'`, 'i'), (m) => `${m} AND time <= '${to}'`);
-    upper = true;
+    out = out.replace(new RegExp(`\\btime\\s*(>=|>)\\s*'${escaped(from)}'`, 'i'), (m) => `${m} AND time <= '${to}'`);
+  } else if (upper && !changed) {
+    // Only an upper bound: add the lower one beside it.
+    out = out.replace(new RegExp(`\\btime\\s*(<=|<)\\s*'${escaped(to)}'`, 'i'), (m) => `time >= '${from}' AND ${m}`);
   }
   if (changed || upper) return out;
-  return `SELECT * FROM (\n${statement}\n) AS _zoom\nWHERE time BETWEEN '${from}' AND '${to}'`;
+  return `SELECT * FROM (\n${statement}\n) AS _zoom\nWHERE ${quoteIdent(column)} BETWEEN '${from}' AND '${to}'`;
 }
 
 // --- exports ---------------------------------------------------------------

@@ -143,10 +143,26 @@ impl CatalogView {
         let mut summary = TableSummary { partitions: table.partitions.len(), ..TableSummary::default() };
         for partition in table.partitions.values() {
             summary.files += partition.files.len();
-            summary.rows += partition.files.iter().map(|f| f.row_count).sum::<u64>();
-            summary.bytes += partition.files.iter().map(|f| f.size_bytes).sum::<u64>();
+            for file in &partition.files {
+                summary.rows += file.row_count;
+                summary.bytes += file.size_bytes;
+                summary.min_time = Some(summary.min_time.map_or(file.min_time, |t| t.min(file.min_time)));
+                summary.max_time = Some(summary.max_time.map_or(file.max_time, |t| t.max(file.max_time)));
+            }
         }
         summary
+    }
+
+    pub(crate) fn files_by_level(&self) -> BTreeMap<u8, (u64, u64)> {
+        let state = self.read();
+        let mut levels = BTreeMap::new();
+        let files = state.databases.values().flat_map(|t| t.values()).flat_map(|t| t.partitions.values());
+        for file in files.flat_map(|p| &p.files) {
+            let (count, bytes) = levels.entry(file.level).or_insert((0u64, 0u64));
+            *count += 1;
+            *bytes += file.size_bytes;
+        }
+        levels
     }
 
     /// A partition as it stands (empty for an unknown one).
@@ -261,6 +277,10 @@ macro_rules! catalog_reads_from_view {
 
         fn table_summary(&self, database: &str, table: &str) -> $crate::catalog::TableSummary {
             self.view.table_summary(database, table)
+        }
+
+        fn files_by_level(&self) -> std::collections::BTreeMap<u8, (u64, u64)> {
+            self.view.files_by_level()
         }
 
         fn partition_wal_sequence(&self, database: &str, table: &str, partition: $crate::catalog::PartitionKey) -> u64 {

@@ -143,6 +143,10 @@ pub struct TableSummary {
     pub rows: u64,
     /// Bytes of those files.
     pub bytes: u64,
+    /// The earliest time in those files (ns), if any.
+    pub min_time: Option<i64>,
+    /// The latest time in those files (ns), if any.
+    pub max_time: Option<i64>,
 }
 
 /// A change to one partition, applied atomically.
@@ -338,6 +342,10 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// Partition and file counts of a table (zero for an unknown table).
     fn table_summary(&self, database: &str, table: &str) -> TableSummary;
+
+    /// Files and their bytes by compaction level, over every table: read in
+    /// place, for `/metrics`.
+    fn files_by_level(&self) -> std::collections::BTreeMap<u8, (u64, u64)>;
 
     /// The WAL sequence a partition's files cover (0 for an unknown partition).
     fn partition_wal_sequence(&self, database: &str, table: &str, partition: PartitionKey) -> u64;

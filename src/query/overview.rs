@@ -76,11 +76,9 @@ impl QueryEngine {
             let mut tables = Vec::with_capacity(measurements.len());
             for table in &measurements {
                 let Some(schema) = self.catalog.table_schema(&name, table) else { continue };
-                let TableSummary { partitions, files, rows, bytes } = self.catalog.table_summary(&name, table);
-                let listed = self.catalog.files(&name, table, i64::MIN, i64::MAX);
-                let listed = listed.iter().flat_map(|p| &p.files);
-                let min_time = listed.clone().map(|f| f.min_time).min().map(rfc3339);
-                let max_time = listed.map(|f| f.max_time).max().map(rfc3339);
+                let TableSummary { partitions, files, rows, bytes, min_time, max_time } =
+                    self.catalog.table_summary(&name, table);
+                let (min_time, max_time) = (min_time.map(rfc3339), max_time.map(rfc3339));
                 let columns = schema
                     .columns()
                     .iter()

@@ -40,9 +40,10 @@ fn checked(what: &str, command: &mut Command, server: &Server) -> String {
 }
 
 fn node_modules() -> PathBuf {
+    // Where tests/setup puts them: $CARGO_TARGET_DIR/node, with its default.
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/hourglassdb/target"));
     target.join("node/node_modules")
 }
 

@@ -88,7 +88,7 @@ def expand(sql, datasource_type, hosts):
     else:
         # The plugin SDK's macros (the FlightSQL plugin).
         sql = re.sub(r"\$__timeFilter\(([^)]*)\)", lambda m: f"{m[1]} >= '{FROM}' AND {m[1]} <= '{TO}'", sql)
-    leftover = re.findall(r"\$\{?__?\w+", sql)
+    leftover = re.findall(r"\$\{?\w+", sql)
     check(f"every macro of a {datasource_type} query is expanded", not leftover, leftover)
     return sql
 
@@ -175,6 +175,9 @@ def main():
                 rows = cursor.fetchall()
                 cursor.close()
             title = panel["title"]
+            # $__interval is the panel's minimum (5m) whenever the automatic
+            # one (range / width, about 20 s here) is smaller.
+            check(f"panel '{title}' sets the interval the check expands", panel.get("interval") == INTERVAL, panel)
             check(f"panel '{title}' answers", len(rows) > 0, sql)
             if "gaps" in title:
                 # One row per bucket of the six hours and host, though the data covers two.

@@ -269,25 +269,10 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         last_value_cache_bytes: state.last_values.as_ref().map_or(0, |c| c.bytes() as u64),
         last_value_cache_hits: state.last_values.as_ref().map_or(0, |c| c.hits()),
         last_value_cache_builds: state.last_values.as_ref().map_or(0, |c| c.builds()),
-        files_by_level: files_by_level(state.catalog.as_ref()),
+        files_by_level: state.catalog.files_by_level(),
     };
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(gauges))
         .into_response()
-}
-
-/// Files and bytes per compaction level, over every table the catalog lists.
-fn files_by_level(catalog: &dyn Catalog) -> std::collections::BTreeMap<u8, (u64, u64)> {
-    let mut levels = std::collections::BTreeMap::new();
-    for database in catalog.databases() {
-        for table in catalog.tables(&database) {
-            for file in catalog.files(&database, &table, i64::MIN, i64::MAX).iter().flat_map(|p| &p.files) {
-                let (files, bytes) = levels.entry(file.level).or_insert((0u64, 0u64));
-                *files += 1;
-                *bytes += file.size_bytes;
-            }
-        }
-    }
-    levels
 }
 
 /// `POST /admin/compact[?db=..[&table=..]]`: runs every merge level, the layer
