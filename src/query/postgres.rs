@@ -75,6 +75,12 @@ pub(crate) fn install(context: &SessionContext, database: &str) -> Result<()> {
         datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
     )
     .map_err(|e| *e)?;
+    // Every type is visible: there is one search path and no user type.
+    // SQLAlchemy (Superset) reads columns' domains through it.
+    context.register_udf(
+        datafusion_pg_catalog::pg_catalog::create_pg_table_is_visible().with_aliases(["pg_type_is_visible"]),
+    );
+    context.register_udf(ScalarUDF::new_from_impl(NoIndexDefinition::new()));
     context.register_udf(ScalarUDF::new_from_impl(CurrentSetting::new()));
     context.register_udf(ScalarUDF::new_from_impl(Constant::new("version", version_string())));
     Ok(())
@@ -111,6 +117,38 @@ impl ScalarUDFImpl for Constant {
     }
     fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
         Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(self.value.clone()))))
+    }
+}
+
+/// `pg_get_indexdef(index [, column, pretty])`: NULL. Measurements have no
+/// SQL index (their files are sorted by series and time), so no index of a
+/// table here has a definition to give; SQLAlchemy (Superset) calls it when
+/// it lists a table's indexes.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NoIndexDefinition {
+    signature: Signature,
+}
+
+impl NoIndexDefinition {
+    fn new() -> Self {
+        NoIndexDefinition {
+            signature: Signature::one_of(vec![TypeSignature::Any(1), TypeSignature::Any(3)], Volatility::Stable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for NoIndexDefinition {
+    fn name(&self) -> &str {
+        "pg_get_indexdef"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
     }
 }
 

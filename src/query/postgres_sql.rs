@@ -57,10 +57,14 @@ impl PostgresParser {
     /// `current_setting('search_path')` returns), for the rewrites that need
     /// them.
     pub fn parse(&self, sql: &str, user: &str, search_path: &str) -> Result<Vec<Statement>, ParserError> {
-        match self.replace_search_path_subquery(sql, user, search_path) {
+        let mut statements = match self.replace_search_path_subquery(sql, user, search_path) {
             Some(rewritten) => self.compatibility.parse(&rewritten),
             None => self.compatibility.parse(sql),
+        }?;
+        for statement in &mut statements {
+            split_vector_columns(statement);
         }
+        Ok(statements)
     }
 
     /// `sql` with Grafana's search-path subquery replaced by the schemas of
@@ -264,6 +268,56 @@ fn type_name(data_type: &SqlType) -> String {
         SqlType::Custom(name, _) => last_part(name).unwrap_or_else(|| "?column?".into()),
         other => other.to_string().to_lowercase(),
     }
+}
+
+/// The `pg_index` columns PostgreSQL types `int2vector` or `oidvector`,
+/// which datafusion-pg-catalog's export holds as their text (`"1 2"`).
+const VECTOR_COLUMNS: &[&str] = &["indkey", "indoption", "indclass", "indcollation"];
+
+/// The SQL that splits a vector column's text into an array of numbers, if
+/// `expr` is one of [`VECTOR_COLUMNS`].
+fn vector_as_array(expr: &Expr) -> Option<String> {
+    let name = match expr {
+        Expr::Identifier(ident) => &ident.value,
+        Expr::CompoundIdentifier(parts) => &parts.last()?.value,
+        _ => return None,
+    };
+    VECTOR_COLUMNS
+        .contains(&name.to_ascii_lowercase().as_str())
+        .then(|| format!("CAST(string_to_array({expr}, ' ') AS BIGINT[])"))
+}
+
+/// Rewrites `unnest(v)` and `generate_subscripts(v, 1)` of a vector column
+/// (what SQLAlchemy, and so Superset, reads index and key columns with) to
+/// work on the column's text: split into an array, and a range of its
+/// subscripts (DataFusion has no `generate_subscripts`; two `unnest` in one
+/// select list go row by row together, as in PostgreSQL).
+fn split_vector_columns(statement: &mut Statement) {
+    use datafusion::sql::sqlparser::ast::{visit_expressions_mut, FunctionArg, FunctionArgExpr, FunctionArguments};
+    use datafusion::sql::sqlparser::parser::Parser;
+    let _ = visit_expressions_mut(statement, |expr| {
+        let Expr::Function(function) = &*expr else { return std::ops::ControlFlow::<()>::Continue(()) };
+        let name = function.name.to_string().to_ascii_lowercase();
+        let FunctionArguments::List(list) = &function.args else { return std::ops::ControlFlow::Continue(()) };
+        let first = match list.args.first() {
+            Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) => first,
+            _ => return std::ops::ControlFlow::Continue(()),
+        };
+        let Some(array) = vector_as_array(first) else { return std::ops::ControlFlow::Continue(()) };
+        let replacement = match name.trim_start_matches("pg_catalog.") {
+            "unnest" if list.args.len() == 1 => format!("unnest({array})"),
+            "generate_subscripts" if list.args.len() == 2 => {
+                format!("unnest(range(1, CAST(array_length({array}, 1) AS BIGINT) + 1))")
+            }
+            _ => return std::ops::ControlFlow::Continue(()),
+        };
+        if let Ok(parsed) =
+            Parser::new(&PostgreSqlDialect {}).try_with_sql(&replacement).and_then(|mut p| p.parse_expr())
+        {
+            *expr = parsed;
+        }
+        std::ops::ControlFlow::Continue(())
+    });
 }
 
 #[cfg(test)]

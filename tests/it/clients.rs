@@ -1,12 +1,14 @@
-//! Clients beyond Python against the Postgres front, run for real:
-//! node-postgres (`pg` and `pg-copy-streams` from npm, tests/node) and the
-//! PostgreSQL JDBC driver (Debian's libpostgresql-jdbc-java, tests/java).
-//! tests/setup installs Node.js, the npm packages, a JDK and the driver.
+//! Clients beyond the Python drivers against the Postgres front, run for
+//! real: node-postgres (`pg` and `pg-copy-streams` from npm, tests/node), the
+//! PostgreSQL JDBC driver (Debian's libpostgresql-jdbc-java, tests/java),
+//! and SQLAlchemy's inspector, which Superset browses a database with.
+//! tests/setup installs Node.js, the npm packages, a JDK, the driver and
+//! SQLAlchemy.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{client, free_port, Server};
+use crate::support::{client, free_port, test_python, Server};
 
 const USER: &str = "app";
 const PASSWORD: &str = "s3cr=t";
@@ -82,4 +84,27 @@ async fn jdbc_logs_in_queries_with_parameters_reads_types_and_copies() {
     .await
     .unwrap();
     assert_eq!(stdout.lines().filter(|l| l.starts_with("ok jdbc")).count(), 14, "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlalchemy_lists_tables_and_columns_with_their_types_as_superset_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, port) = server(&dir.path().join("data")).await;
+    let response = client()
+        .post(server.url("/write?db=bi"))
+        .basic_auth(USER, Some(PASSWORD))
+        .body("cpu,host=a usage=1.5,n=1i 1700000000000000000\ncpu,host=b usage=3,n=2i 1700000000000000000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/sqlalchemy_check.py");
+    let stdout = tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(test_python());
+        command.arg(script).args([&port.to_string(), USER, PASSWORD]);
+        checked("the SQLAlchemy check", &mut command, &server)
+    })
+    .await
+    .unwrap();
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok sqlalchemy")).count(), 9, "{stdout}");
 }
