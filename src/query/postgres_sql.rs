@@ -63,6 +63,7 @@ impl PostgresParser {
         }?;
         for statement in &mut statements {
             split_vector_columns(statement);
+            null_missing_catalog_columns(statement);
         }
         Ok(statements)
     }
@@ -270,6 +271,61 @@ fn type_name(data_type: &SqlType) -> String {
     }
 }
 
+/// Columns of PostgreSQL's catalog that datafusion-pg-catalog's tables lack,
+/// with their type: read as NULL, under their own name in a select list.
+/// SQLAlchemy (so Superset, reflecting a table) lists indexes with
+/// `pg_class.reloptions`.
+const MISSING_CATALOG_COLUMNS: &[(&str, &str, &str)] = &[("pg_class", "reloptions", "TEXT[]")];
+
+/// The NULL that stands for `expr` if it names a missing catalog column
+/// (`pg_catalog.pg_class.reloptions` or `pg_class.reloptions`), and the
+/// column's name.
+fn missing_catalog_column(expr: &Expr) -> Option<(Expr, String)> {
+    use datafusion::sql::sqlparser::parser::Parser;
+    let Expr::CompoundIdentifier(parts) = expr else { return None };
+    let [.., table, column] = parts.as_slice() else { return None };
+    let (_, name, sql_type) = MISSING_CATALOG_COLUMNS
+        .iter()
+        .find(|(t, c, _)| table.value.eq_ignore_ascii_case(t) && column.value.eq_ignore_ascii_case(c))?;
+    let null = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("CAST(NULL AS {sql_type})"))
+        .ok()?
+        .parse_expr()
+        .ok()?;
+    Some((null, (*name).to_owned()))
+}
+
+/// Replaces every missing catalog column (see [`MISSING_CATALOG_COLUMNS`])
+/// with NULL, aliased to its name where it is a select list's item, so
+/// that clients that read rows by column name find it.
+fn null_missing_catalog_columns(statement: &mut Statement) {
+    use datafusion::sql::sqlparser::ast::{visit_expressions_mut, Ident, VisitMut, VisitorMut};
+
+    struct SelectLists;
+    impl VisitorMut for SelectLists {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> std::ops::ControlFlow<()> {
+            if let SetExpr::Select(select) = query.body.as_mut() {
+                for item in select.projection.iter_mut() {
+                    if let SelectItem::UnnamedExpr(expr) = item {
+                        if let Some((null, name)) = missing_catalog_column(expr) {
+                            *item = SelectItem::ExprWithAlias { expr: null, alias: Ident::new(name) };
+                        }
+                    }
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut SelectLists);
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Some((null, _)) = missing_catalog_column(expr) {
+            *expr = null;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
 /// The `pg_index` columns PostgreSQL types `int2vector` or `oidvector`,
 /// which datafusion-pg-catalog's export holds as their text (`"1 2"`).
 const VECTOR_COLUMNS: &[&str] = &["indkey", "indoption", "indclass", "indcollation"];
@@ -331,6 +387,21 @@ mod tests {
 
     fn some(names: &[&str]) -> Vec<Option<String>> {
         names.iter().map(|n| Some(n.to_string())).collect()
+    }
+
+    #[test]
+    fn catalog_columns_the_export_lacks_or_holds_as_text_are_rewritten() {
+        let parsed = |sql: &str| PostgresParser::new().parse(sql, "u", "public").unwrap()[0].to_string();
+        let missing =
+            parsed("SELECT pg_catalog.pg_class.reloptions, relname FROM pg_catalog.pg_class WHERE reloptions IS NULL");
+        assert!(missing.contains("CAST(NULL AS TEXT[]) AS reloptions"), "{missing}");
+        assert_eq!(names("SELECT pg_class.reloptions FROM pg_class", 1), some(&["reloptions"]));
+        let vectors = parsed("SELECT unnest(i.indkey) AS a, generate_subscripts(i.indkey, 1) AS o FROM pg_index AS i");
+        assert!(vectors.contains("unnest(CAST(string_to_array(i.indkey, ' ') AS BIGINT[]))"), "{vectors}");
+        assert!(vectors.contains("unnest(range(1, CAST(array_length("), "{vectors}");
+        // Other columns are left alone.
+        let other = parsed("SELECT unnest(tags) FROM t");
+        assert!(other.contains("unnest(tags)"), "{other}");
     }
 
     #[test]

@@ -106,5 +106,5 @@ async fn sqlalchemy_lists_tables_and_columns_with_their_types_as_superset_does()
     })
     .await
     .unwrap();
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok sqlalchemy")).count(), 9, "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok sqlalchemy")).count(), 12, "{stdout}");
 }

@@ -39,5 +39,12 @@ with engine.connect() as connection:
           inspector.get_pk_constraint("cpu"))
     check("finds no unique constraint", inspector.get_unique_constraints("cpu") == [])
     check("finds no foreign key", inspector.get_foreign_keys("cpu") == [])
+    check("finds no index", inspector.get_indexes("cpu") == [], inspector.get_indexes("cpu"))
+    # What Superset does when a dataset is added: reflect the table whole.
+    table = sa.Table("cpu", sa.MetaData(), autoload_with=connection)
+    check("reflects the table", [c.name for c in table.columns] == ["host", "usage", "n", "time"],
+          [c.name for c in table.columns])
+    query = sa.select(table.c.host, sa.func.count()).group_by(table.c.host).order_by(table.c.host)
+    check("runs SQLAlchemy's own query on it", [tuple(r) for r in connection.execute(query)] == [("a", 1), ("b", 1)])
     rows = connection.execute(sa.text("SELECT host, avg(usage) AS usage FROM cpu GROUP BY host ORDER BY host")).all()
     check("runs a chart's query", [tuple(r) for r in rows] == [("a", 1.5), ("b", 3.0)], rows)
