@@ -61,9 +61,17 @@ impl PostgresParser {
             Some(rewritten) => self.compatibility.parse(&rewritten),
             None => self.compatibility.parse(sql),
         }?;
+        // Only statements that name what the catalog rewrites look for are
+        // walked: not every INSERT and query on the hot path.
+        let vectors = VECTOR_COLUMNS.iter().any(|column| mentions(sql, column));
+        let missing = MISSING_CATALOG_COLUMNS.iter().any(|(_, column, _)| mentions(sql, column));
         for statement in &mut statements {
-            split_vector_columns(statement);
-            null_missing_catalog_columns(statement);
+            if vectors {
+                split_vector_columns(statement);
+            }
+            if missing {
+                null_missing_catalog_columns(statement);
+            }
         }
         Ok(statements)
     }
@@ -269,6 +277,11 @@ fn type_name(data_type: &SqlType) -> String {
         SqlType::Custom(name, _) => last_part(name).unwrap_or_else(|| "?column?".into()),
         other => other.to_string().to_lowercase(),
     }
+}
+
+/// Whether `sql` holds `word`, in any case.
+fn mentions(sql: &str, word: &str) -> bool {
+    sql.as_bytes().windows(word.len()).any(|window| window.eq_ignore_ascii_case(word.as_bytes()))
 }
 
 /// Columns of PostgreSQL's catalog that datafusion-pg-catalog's tables lack,

@@ -126,11 +126,12 @@ pub(super) fn answer(state: &HttpState, access: &Access, text: &str) -> Response
             json_response(StatusCode::OK, serde_json::json!({ "results": [{ "statement_id": 0 }] }))
         }
         Statement::ShowDatabases => {
-            let mut names = state.catalog.databases();
-            if let Some(engine) = &state.engine {
-                names = engine.databases(access);
-            }
-            names.retain(|n| access.sees(n));
+            // The engine's list has the databases SQL made too, filtered
+            // for the caller; a writer has only the catalog's.
+            let names = match &state.engine {
+                Some(engine) => engine.databases(access),
+                None => state.catalog.databases().into_iter().filter(|n| access.sees(n)).collect(),
+            };
             let values: Vec<[&str; 1]> = names.iter().map(|n| [n.as_str()]).collect();
             json_response(
                 StatusCode::OK,
