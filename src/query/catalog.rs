@@ -16,7 +16,7 @@ use datafusion::execution::context::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
 
 use super::information_schema::{ComputedTable, PgInformationSchema, INFORMATION_SCHEMA};
-use super::postgres::PgCatalogOfDatabase;
+use super::pg_catalog::PgCatalogOfDatabase;
 use datafusion::arrow::datatypes::Schema;
 
 /// The schema datafusion-pg-catalog registers.
@@ -125,7 +125,7 @@ impl Sources {
         let one = Arc::new(OneDatabase { database: database.to_owned(), sources }) as Arc<dyn CatalogProviderList>;
         let static_tables = match self.pg_catalogs.static_tables.get() {
             Some(tables) => Arc::clone(tables),
-            None => match super::postgres::static_tables() {
+            None => match super::pg_catalog::static_tables() {
                 Ok(tables) => Arc::clone(self.pg_catalogs.static_tables.get_or_init(|| tables)),
                 Err(e) => {
                     tracing::warn!("cannot load pg_catalog's tables: {e}");
@@ -133,7 +133,7 @@ impl Sources {
                 }
             },
         };
-        match super::postgres::pg_catalog_over(one, static_tables) {
+        match super::pg_catalog::pg_catalog_over(one, static_tables) {
             Ok(provider) => {
                 by_database.insert(key, Arc::clone(&provider));
                 Some(provider)

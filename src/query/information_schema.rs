@@ -23,7 +23,8 @@ use datafusion::datasource::{MemTable, TableProvider, TableType};
 pub(crate) const INFORMATION_SCHEMA: &str = "information_schema";
 
 /// The tables this schema answers itself.
-const OWN_TABLES: &[&str] = &["tables", "columns", "schemata"];
+const OWN_TABLES: &[&str] =
+    &["tables", "columns", "schemata", "table_constraints", "key_column_usage", "referential_constraints"];
 
 /// `information_schema` of one database.
 #[derive(Debug, Clone)]
@@ -61,9 +62,12 @@ impl PgInformationSchema {
                 "tables" => tables_batch(&self.database, &[])?.schema(),
                 "columns" => columns_batch(&self.database, &[])?.schema(),
                 "schemata" => schemata_batch(&self.database, Vec::new())?.schema(),
-                other => match self.datafusion.table(other).await? {
-                    Some(table) => table.schema(),
-                    None => continue,
+                other => match constraints_batch(other) {
+                    Some(rows) => rows?.schema(),
+                    None => match self.datafusion.table(other).await? {
+                        Some(table) => table.schema(),
+                        None => continue,
+                    },
                 },
             };
             relations.push((INFORMATION_SCHEMA.to_owned(), name, TableType::View, schema));
@@ -185,6 +189,48 @@ fn schemata_batch(database: &str, names: Vec<String>) -> Result<RecordBatch> {
         text("default_character_set_name", vec![None; n]),
         text("sql_path", vec![None; n]),
     ])
+}
+
+/// The constraint tables, empty: measurements have no primary, unique or
+/// foreign key (rows are told apart by series and time, not by a
+/// constraint). Metabase reads primary keys from `table_constraints` and
+/// `key_column_usage` when it lists columns. `None` for another name.
+fn constraints_batch(name: &str) -> Option<Result<RecordBatch>> {
+    // Both name a constraint, then the table it constrains.
+    let constraint_and_table =
+        ["constraint_catalog", "constraint_schema", "constraint_name", "table_catalog", "table_schema", "table_name"];
+    let names: Vec<&str> = match name {
+        "table_constraints" => constraint_and_table
+            .into_iter()
+            .chain(["constraint_type", "is_deferrable", "initially_deferred", "enforced", "nulls_distinct"])
+            .collect(),
+        "key_column_usage" => constraint_and_table
+            .into_iter()
+            .chain(["column_name", "ordinal_position", "position_in_unique_constraint"])
+            .collect(),
+        "referential_constraints" => vec![
+            "constraint_catalog",
+            "constraint_schema",
+            "constraint_name",
+            "unique_constraint_catalog",
+            "unique_constraint_schema",
+            "unique_constraint_name",
+            "match_option",
+            "update_rule",
+            "delete_rule",
+        ],
+        _ => return None,
+    };
+    let columns = names
+        .into_iter()
+        .map(|name| match name {
+            "ordinal_position" | "position_in_unique_constraint" => {
+                (Field::new(name, DataType::Int32, true), Arc::new(Int32Array::from(Vec::<i32>::new())) as ArrayRef)
+            }
+            _ => text(name, vec![]),
+        })
+        .collect();
+    Some(batch(columns))
 }
 
 /// How a [`ComputedTable`] makes its rows.
@@ -345,7 +391,17 @@ impl SchemaProvider for PgInformationSchema {
                     Box::pin(async move { this.schemata() })
                 })
             }
-            other => return self.datafusion.table(other).await,
+            other => match constraints_batch(other) {
+                Some(rows) => {
+                    let rows = rows?;
+                    // Views, as in PostgreSQL (and so not listed as tables).
+                    ComputedTable::new(rows.schema(), TableType::View, move || {
+                        let rows = rows.clone();
+                        Box::pin(async move { Ok(rows) })
+                    })
+                }
+                None => return self.datafusion.table(other).await,
+            },
         };
         Ok(Some(Arc::new(table)))
     }

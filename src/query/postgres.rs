@@ -63,6 +63,11 @@ pub fn settings() -> Vec<(&'static str, String, bool)> {
         ("statement_timeout", "0".to_owned(), false),
         ("lc_collate", "C".to_owned(), false),
         ("lc_ctype", "C".to_owned(), false),
+        // Limits clients read to size their catalog queries (JDBC's key
+        // metadata joins a series of `max_index_keys` positions).
+        ("max_index_keys", "32".to_owned(), false),
+        ("max_function_args", "100".to_owned(), false),
+        ("block_size", "8192".to_owned(), false),
     ]
 }
 
@@ -80,8 +85,11 @@ pub(crate) fn install(context: &SessionContext, database: &str) -> Result<()> {
     context.register_udf(
         datafusion_pg_catalog::pg_catalog::create_pg_table_is_visible().with_aliases(["pg_type_is_visible"]),
     );
-    context.register_udf(ScalarUDF::new_from_impl(NoIndexDefinition::new()));
+    for function in Unknown::all() {
+        context.register_udf(function);
+    }
     context.register_udf(ScalarUDF::new_from_impl(CurrentSetting::new()));
+    context.register_udf(super::pg_format::format_udf());
     context.register_udf(ScalarUDF::new_from_impl(Constant::new("version", version_string())));
     Ok(())
 }
@@ -120,35 +128,63 @@ impl ScalarUDFImpl for Constant {
     }
 }
 
-/// `pg_get_indexdef(index [, column, pretty])`: NULL. Measurements have no
-/// SQL index (their files are sorted by series and time), so no index of a
-/// table here has a definition to give; SQLAlchemy (Superset) calls it when
-/// it lists a table's indexes.
+/// A catalog function whose answer HourglassDB does not have: NULL, as
+/// PostgreSQL answers for an object it does not know. Clients call these
+/// while they list tables and keep going on NULL.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct NoIndexDefinition {
+struct Unknown {
+    name: &'static str,
+    returns: DataType,
     signature: Signature,
 }
 
-impl NoIndexDefinition {
-    fn new() -> Self {
-        NoIndexDefinition {
-            signature: Signature::one_of(vec![TypeSignature::Any(1), TypeSignature::Any(3)], Volatility::Stable),
+impl Unknown {
+    fn function(name: &'static str, arities: &[usize], returns: DataType) -> ScalarUDF {
+        let arities = arities.iter().map(|n| TypeSignature::Any(*n)).collect();
+        ScalarUDF::new_from_impl(Unknown { name, returns, signature: Signature::one_of(arities, Volatility::Stable) })
+    }
+
+    /// The functions answered so:
+    /// - `pg_get_indexdef(index [, column, pretty])`: measurements have no
+    ///   SQL index (their files are sorted by series and time); SQLAlchemy
+    ///   (Superset) and JDBC's index metadata call it;
+    /// - `pg_relation_size`, `pg_total_relation_size`, `pg_table_size`,
+    ///   `pg_indexes_size` of a table (datafusion-pg-catalog's take only a
+    ///   32-bit oid, and DBeaver passes a 64-bit one): a table's bytes are in
+    ///   `/api/catalog` and `/metrics`, not known here by oid;
+    /// - `pg_tablespace_location`: there are no tablespaces;
+    /// - `obj_description`, `col_description`, `shobj_description`: no
+    ///   object has a comment (Metabase reads columns' comments, JDBC
+    ///   types' and functions');
+    /// - `pg_get_ruledef`: no table has a rule (DBeaver lists a table's).
+    fn all() -> Vec<ScalarUDF> {
+        let mut functions = vec![
+            Unknown::function("pg_get_indexdef", &[1, 3], DataType::Utf8),
+            Unknown::function("pg_tablespace_location", &[1], DataType::Utf8),
+            Unknown::function("obj_description", &[1, 2], DataType::Utf8),
+            Unknown::function("col_description", &[2], DataType::Utf8),
+            Unknown::function("shobj_description", &[2], DataType::Utf8),
+            Unknown::function("pg_get_ruledef", &[1, 2], DataType::Utf8),
+        ];
+        for size in ["pg_relation_size", "pg_total_relation_size", "pg_table_size", "pg_indexes_size"] {
+            functions.push(Unknown::function(size, &[1, 2], DataType::Int64));
         }
+        functions
     }
 }
 
-impl ScalarUDFImpl for NoIndexDefinition {
+impl ScalarUDFImpl for Unknown {
     fn name(&self) -> &str {
-        "pg_get_indexdef"
+        self.name
     }
     fn signature(&self) -> &Signature {
         &self.signature
     }
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
+        Ok(self.returns.clone())
     }
     fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+        Ok(ColumnarValue::Scalar(ScalarValue::try_from(&self.returns)?))
     }
 }
 
@@ -211,160 +247,5 @@ impl ScalarUDFImpl for CurrentSetting {
             }
             other => plan_err!("current_setting: unexpected argument {other:?}"),
         }
-    }
-}
-
-/// The tables of `pg_catalog` that a Postgres export fills, loaded once.
-pub(crate) fn static_tables() -> Result<Arc<datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables>> {
-    Ok(Arc::new(datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables::try_new()?))
-}
-
-/// datafusion-pg-catalog's `pg_catalog` over the databases of `catalogs`:
-/// built once per database, so that its object ids stay the same from one
-/// query to the next (psql looks an id up, then asks about it).
-pub(crate) fn pg_catalog_over(
-    catalogs: Arc<dyn datafusion::catalog::CatalogProviderList>,
-    static_tables: Arc<datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables>,
-) -> Result<Arc<dyn datafusion::catalog::SchemaProvider>> {
-    Ok(Arc::new(datafusion_pg_catalog::pg_catalog::PgCatalogSchemaProvider::try_new(
-        catalogs,
-        static_tables,
-        datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
-    )?))
-}
-
-/// `pg_catalog` as one database sees it, as in Postgres: `pg_namespace`,
-/// `pg_class`, `pg_attribute` and the rest describe this database only (so
-/// psql's `\dn` and `\dt` list its schemas and tables once); `pg_database`
-/// lists every database; `pg_tables` and `pg_views` list this database's
-/// tables and views apart (datafusion-pg-catalog lists views among the tables
-/// and none in `pg_views`; dbt reads both to tell a view from a table).
-#[derive(Debug, Clone)]
-pub(crate) struct PgCatalogOfDatabase {
-    catalog: Arc<dyn datafusion::catalog::CatalogProvider>,
-    /// Over this database only.
-    inner: Arc<dyn datafusion::catalog::SchemaProvider>,
-    /// Over every database.
-    global: Arc<dyn datafusion::catalog::SchemaProvider>,
-    /// The databases `pg_database` shows: those that exist and the session
-    /// sees (datafusion-pg-catalog lists a `postgres` one that may not exist).
-    shown: Vec<String>,
-}
-
-impl PgCatalogOfDatabase {
-    pub(crate) fn new(
-        catalog: Arc<dyn datafusion::catalog::CatalogProvider>,
-        inner: Arc<dyn datafusion::catalog::SchemaProvider>,
-        global: Arc<dyn datafusion::catalog::SchemaProvider>,
-        shown: Vec<String>,
-    ) -> Self {
-        PgCatalogOfDatabase { catalog, inner, global, shown }
-    }
-
-    /// `pg_database` with the databases this session sees that exist.
-    async fn databases(&self) -> datafusion::common::Result<Option<Arc<dyn datafusion::datasource::TableProvider>>> {
-        use datafusion::logical_expr::{col, lit, LogicalPlanBuilder};
-        let Some(table) = self.global.table("pg_database").await? else { return Ok(None) };
-        let source = datafusion::datasource::provider_as_source(table);
-        let shown = self.shown.iter().map(|name| lit(name.as_str())).collect();
-        let plan = LogicalPlanBuilder::scan("pg_database", source, None)?
-            .filter(col("datname").in_list(shown, false))?
-            .build()?;
-        Ok(Some(Arc::new(datafusion::datasource::ViewTable::new(plan, None))))
-    }
-
-    async fn tables_and_views(
-        &self,
-    ) -> datafusion::common::Result<(arrow::array::RecordBatch, arrow::array::RecordBatch)> {
-        use super::information_schema::database_relations;
-        use datafusion::datasource::TableType;
-        // pg_catalog's own tables are listed by name: opening them would open
-        // these two again.
-        let relations = database_relations(self.catalog.as_ref(), &["pg_catalog"]).await?;
-        let (views, others): (Vec<_>, Vec<_>) =
-            relations.iter().partition(|(_, _, table)| table.table_type() == TableType::View);
-        let mut own = self.inner.table_names();
-        own.sort();
-        let tables: Vec<(&str, &str)> = others
-            .iter()
-            .map(|(schema, name, _)| (schema.as_str(), name.as_str()))
-            .chain(own.iter().map(|name| ("pg_catalog", name.as_str())))
-            .collect();
-        let definitions: Vec<Option<String>> =
-            views.iter().map(|(_, _, table)| table.get_table_definition().map(str::to_owned)).collect();
-        let views: Vec<(&str, &str, Option<&str>)> = views
-            .iter()
-            .zip(&definitions)
-            .map(|((schema, name, _), definition)| (schema.as_str(), name.as_str(), definition.as_deref()))
-            .collect();
-        Ok((pg_tables_batch(&tables)?, pg_views_batch(&views)?))
-    }
-}
-
-/// `pg_tables` rows: schema and name of each table.
-fn pg_tables_batch(tables: &[(&str, &str)]) -> datafusion::common::Result<arrow::array::RecordBatch> {
-    use super::information_schema::{batch, text};
-    use arrow::array::{ArrayRef, BooleanArray};
-    use arrow::datatypes::{DataType, Field};
-    let n = tables.len();
-    let flag = |name: &str| {
-        (Field::new(name, DataType::Boolean, false), Arc::new(BooleanArray::from(vec![false; n])) as ArrayRef)
-    };
-    batch(vec![
-        text("schemaname", tables.iter().map(|r| Some(r.0)).collect()),
-        text("tablename", tables.iter().map(|r| Some(r.1)).collect()),
-        text("tableowner", vec![Some("postgres"); n]),
-        text("tablespace", vec![None; n]),
-        flag("hasindex"),
-        flag("hasrules"),
-        flag("hastriggers"),
-        flag("rowsecurity"),
-    ])
-}
-
-/// `pg_views` rows: schema, name and definition of each view.
-fn pg_views_batch(views: &[(&str, &str, Option<&str>)]) -> datafusion::common::Result<arrow::array::RecordBatch> {
-    use super::information_schema::{batch, text};
-    batch(vec![
-        text("schemaname", views.iter().map(|r| Some(r.0)).collect()),
-        text("viewname", views.iter().map(|r| Some(r.1)).collect()),
-        text("viewowner", vec![Some("postgres"); views.len()]),
-        text("definition", views.iter().map(|r| r.2).collect()),
-    ])
-}
-
-#[async_trait::async_trait]
-impl datafusion::catalog::SchemaProvider for PgCatalogOfDatabase {
-    fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
-    }
-
-    async fn table(
-        &self,
-        name: &str,
-    ) -> datafusion::common::Result<Option<Arc<dyn datafusion::datasource::TableProvider>>> {
-        use super::information_schema::ComputedTable;
-        use datafusion::datasource::TableType;
-        // The schemas are known without listing; the rows, when scanned.
-        let views = match name {
-            "pg_tables" => false,
-            "pg_views" => true,
-            "pg_database" => return self.databases().await,
-            other => return self.inner.table(other).await,
-        };
-        let schema = if views { pg_views_batch(&[])?.schema() } else { pg_tables_batch(&[])?.schema() };
-        let this = self.clone();
-        let table = ComputedTable::new(schema, TableType::View, move || {
-            let this = this.clone();
-            Box::pin(async move {
-                let (tables, views_batch) = this.tables_and_views().await?;
-                Ok(if views { views_batch } else { tables })
-            })
-        });
-        Ok(Some(Arc::new(table)))
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
     }
 }

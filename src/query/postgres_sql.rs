@@ -14,6 +14,7 @@ use datafusion::sql::sqlparser::tokenizer::{Location, Token, Tokenizer};
 use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use super::ddl::identifier;
+use super::postgres_rewrites;
 
 /// Grafana's "is this schema on the search path" subquery. datafusion-postgres
 /// replaces it with `''` (so it matches nothing, and Grafana's column list for
@@ -61,17 +62,9 @@ impl PostgresParser {
             Some(rewritten) => self.compatibility.parse(&rewritten),
             None => self.compatibility.parse(sql),
         }?;
-        // Only statements that name what the catalog rewrites look for are
-        // walked: not every INSERT and query on the hot path.
-        let vectors = VECTOR_COLUMNS.iter().any(|column| mentions(sql, column));
-        let missing = MISSING_CATALOG_COLUMNS.iter().any(|(_, column, _)| mentions(sql, column));
+        let visible = search_path_schemas(user, search_path);
         for statement in &mut statements {
-            if vectors {
-                split_vector_columns(statement);
-            }
-            if missing {
-                null_missing_catalog_columns(statement);
-            }
+            postgres_rewrites::rewrite(statement, &visible);
         }
         Ok(statements)
     }
@@ -86,14 +79,12 @@ impl PostgresParser {
         }
         let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location().ok()?;
         let tokens: Vec<_> = tokens.into_iter().filter(|t| !matches!(t.token, Token::Whitespace(_))).collect();
-        let schemas: Vec<String> = search_path
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| if s == "\"$user\"" { user.to_owned() } else { s.to_owned() })
-            .map(|s| format!("'{}'", s.replace('\'', "''")))
-            .collect();
-        let literals = if schemas.is_empty() { "NULL".to_owned() } else { schemas.join(", ") };
+        let schemas = search_path_schemas(user, search_path);
+        let literals = if schemas.is_empty() {
+            "NULL".to_owned()
+        } else {
+            postgres_rewrites::literal_list(schemas.iter().map(String::as_str))
+        };
         let offsets = LineOffsets::new(sql);
         let mut out = String::with_capacity(sql.len());
         let mut copied = 0;
@@ -117,6 +108,17 @@ impl PostgresParser {
         out.push_str(&sql[copied..]);
         Some(out)
     }
+}
+
+/// The schemas of `search_path` (what `current_setting('search_path')`
+/// returns), `"$user"` standing for `user`.
+fn search_path_schemas(user: &str, search_path: &str) -> Vec<String> {
+    search_path
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| if s == "\"$user\"" { user.to_owned() } else { s.to_owned() })
+        .collect()
 }
 
 /// Byte offsets of the starts of a text's lines, to turn the tokenizer's
@@ -279,116 +281,6 @@ fn type_name(data_type: &SqlType) -> String {
     }
 }
 
-/// Whether `sql` holds `word`, in any case.
-fn mentions(sql: &str, word: &str) -> bool {
-    sql.as_bytes().windows(word.len()).any(|window| window.eq_ignore_ascii_case(word.as_bytes()))
-}
-
-/// Columns of PostgreSQL's catalog that datafusion-pg-catalog's tables lack,
-/// with their type: read as NULL, under their own name in a select list.
-/// SQLAlchemy (so Superset, reflecting a table) lists indexes with
-/// `pg_class.reloptions`.
-const MISSING_CATALOG_COLUMNS: &[(&str, &str, &str)] = &[("pg_class", "reloptions", "TEXT[]")];
-
-/// The NULL that stands for `expr` if it names a missing catalog column
-/// (`pg_catalog.pg_class.reloptions` or `pg_class.reloptions`), and the
-/// column's name.
-fn missing_catalog_column(expr: &Expr) -> Option<(Expr, String)> {
-    use datafusion::sql::sqlparser::parser::Parser;
-    let Expr::CompoundIdentifier(parts) = expr else { return None };
-    let [.., table, column] = parts.as_slice() else { return None };
-    let (_, name, sql_type) = MISSING_CATALOG_COLUMNS
-        .iter()
-        .find(|(t, c, _)| table.value.eq_ignore_ascii_case(t) && column.value.eq_ignore_ascii_case(c))?;
-    let null = Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&format!("CAST(NULL AS {sql_type})"))
-        .ok()?
-        .parse_expr()
-        .ok()?;
-    Some((null, (*name).to_owned()))
-}
-
-/// Replaces every missing catalog column (see [`MISSING_CATALOG_COLUMNS`])
-/// with NULL, aliased to its name where it is a select list's item, so
-/// that clients that read rows by column name find it.
-fn null_missing_catalog_columns(statement: &mut Statement) {
-    use datafusion::sql::sqlparser::ast::{visit_expressions_mut, Ident, VisitMut, VisitorMut};
-
-    struct SelectLists;
-    impl VisitorMut for SelectLists {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &mut Query) -> std::ops::ControlFlow<()> {
-            if let SetExpr::Select(select) = query.body.as_mut() {
-                for item in select.projection.iter_mut() {
-                    if let SelectItem::UnnamedExpr(expr) = item {
-                        if let Some((null, name)) = missing_catalog_column(expr) {
-                            *item = SelectItem::ExprWithAlias { expr: null, alias: Ident::new(name) };
-                        }
-                    }
-                }
-            }
-            std::ops::ControlFlow::Continue(())
-        }
-    }
-    let _ = statement.visit(&mut SelectLists);
-    let _ = visit_expressions_mut(statement, |expr| {
-        if let Some((null, _)) = missing_catalog_column(expr) {
-            *expr = null;
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-}
-
-/// The `pg_index` columns PostgreSQL types `int2vector` or `oidvector`,
-/// which datafusion-pg-catalog's export holds as their text (`"1 2"`).
-const VECTOR_COLUMNS: &[&str] = &["indkey", "indoption", "indclass", "indcollation"];
-
-/// The SQL that splits a vector column's text into an array of numbers, if
-/// `expr` is one of [`VECTOR_COLUMNS`].
-fn vector_as_array(expr: &Expr) -> Option<String> {
-    let name = match expr {
-        Expr::Identifier(ident) => &ident.value,
-        Expr::CompoundIdentifier(parts) => &parts.last()?.value,
-        _ => return None,
-    };
-    VECTOR_COLUMNS
-        .contains(&name.to_ascii_lowercase().as_str())
-        .then(|| format!("CAST(string_to_array({expr}, ' ') AS BIGINT[])"))
-}
-
-/// Rewrites `unnest(v)` and `generate_subscripts(v, 1)` of a vector column
-/// (what SQLAlchemy, and so Superset, reads index and key columns with) to
-/// work on the column's text: split into an array, and a range of its
-/// subscripts (DataFusion has no `generate_subscripts`; two `unnest` in one
-/// select list go row by row together, as in PostgreSQL).
-fn split_vector_columns(statement: &mut Statement) {
-    use datafusion::sql::sqlparser::ast::{visit_expressions_mut, FunctionArg, FunctionArgExpr, FunctionArguments};
-    use datafusion::sql::sqlparser::parser::Parser;
-    let _ = visit_expressions_mut(statement, |expr| {
-        let Expr::Function(function) = &*expr else { return std::ops::ControlFlow::<()>::Continue(()) };
-        let name = function.name.to_string().to_ascii_lowercase();
-        let FunctionArguments::List(list) = &function.args else { return std::ops::ControlFlow::Continue(()) };
-        let first = match list.args.first() {
-            Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) => first,
-            _ => return std::ops::ControlFlow::Continue(()),
-        };
-        let Some(array) = vector_as_array(first) else { return std::ops::ControlFlow::Continue(()) };
-        let replacement = match name.trim_start_matches("pg_catalog.") {
-            "unnest" if list.args.len() == 1 => format!("unnest({array})"),
-            "generate_subscripts" if list.args.len() == 2 => {
-                format!("unnest(range(1, CAST(array_length({array}, 1) AS BIGINT) + 1))")
-            }
-            _ => return std::ops::ControlFlow::Continue(()),
-        };
-        if let Ok(parsed) =
-            Parser::new(&PostgreSqlDialect {}).try_with_sql(&replacement).and_then(|mut p| p.parse_expr())
-        {
-            *expr = parsed;
-        }
-        std::ops::ControlFlow::Continue(())
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,21 +292,6 @@ mod tests {
 
     fn some(names: &[&str]) -> Vec<Option<String>> {
         names.iter().map(|n| Some(n.to_string())).collect()
-    }
-
-    #[test]
-    fn catalog_columns_the_export_lacks_or_holds_as_text_are_rewritten() {
-        let parsed = |sql: &str| PostgresParser::new().parse(sql, "u", "public").unwrap()[0].to_string();
-        let missing =
-            parsed("SELECT pg_catalog.pg_class.reloptions, relname FROM pg_catalog.pg_class WHERE reloptions IS NULL");
-        assert!(missing.contains("CAST(NULL AS TEXT[]) AS reloptions"), "{missing}");
-        assert_eq!(names("SELECT pg_class.reloptions FROM pg_class", 1), some(&["reloptions"]));
-        let vectors = parsed("SELECT unnest(i.indkey) AS a, generate_subscripts(i.indkey, 1) AS o FROM pg_index AS i");
-        assert!(vectors.contains("unnest(CAST(string_to_array(i.indkey, ' ') AS BIGINT[]))"), "{vectors}");
-        assert!(vectors.contains("unnest(range(1, CAST(array_length("), "{vectors}");
-        // Other columns are left alone.
-        let other = parsed("SELECT unnest(tags) FROM t");
-        assert!(other.contains("unnest(tags)"), "{other}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Clients beyond the Python drivers against the Postgres front, run for
 //! real: node-postgres (`pg` and `pg-copy-streams` from npm, tests/node), the
 //! PostgreSQL JDBC driver (Debian's libpostgresql-jdbc-java, tests/java),
-//! and SQLAlchemy's inspector, which Superset browses a database with.
+//! the statements DBeaver and Metabase send through that driver, and
+//! SQLAlchemy's inspector, which Superset browses a database with.
 //! tests/setup installs Node.js, the npm packages, a JDK, the driver and
 //! SQLAlchemy.
 
@@ -86,10 +87,9 @@ async fn jdbc_logs_in_queries_with_parameters_reads_types_and_copies() {
     assert_eq!(stdout.lines().filter(|l| l.starts_with("ok jdbc")).count(), 14, "{stdout}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sqlalchemy_lists_tables_and_columns_with_their_types_as_superset_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, port) = server(&dir.path().join("data")).await;
+/// Writes the table the BI tools browse: `cpu` in database `bi`, hosts `a`
+/// and `b` at 2023-11-14T22:13:20Z.
+async fn write_bi_table(server: &Server) {
     let response = client()
         .post(server.url("/write?db=bi"))
         .basic_auth(USER, Some(PASSWORD))
@@ -98,6 +98,40 @@ async fn sqlalchemy_lists_tables_and_columns_with_their_types_as_superset_does()
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 204);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dbeaver_and_metabase_browse_sync_and_chart_through_jdbc() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, port) = server(&dir.path().join("data")).await;
+    write_bi_table(&server).await;
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/BiToolsCheck.java");
+    let stdout = tokio::task::spawn_blocking(move || {
+        let mut out = String::new();
+        for tool in ["dbeaver", "metabase"] {
+            let mut command = Command::new("java");
+            command.args(["-cp", "/usr/share/java/postgresql.jar"]).arg(&source).args([
+                tool,
+                &port.to_string(),
+                "bi",
+                USER,
+                PASSWORD,
+            ]);
+            out.push_str(&checked(&format!("the {tool} check"), &mut command, &server));
+        }
+        out
+    })
+    .await
+    .unwrap();
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok dbeaver")).count(), 20, "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok metabase")).count(), 25, "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlalchemy_lists_tables_and_columns_with_their_types_as_superset_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, port) = server(&dir.path().join("data")).await;
+    write_bi_table(&server).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/sqlalchemy_check.py");
     let stdout = tokio::task::spawn_blocking(move || {
         let mut command = Command::new(test_python());
@@ -106,5 +140,5 @@ async fn sqlalchemy_lists_tables_and_columns_with_their_types_as_superset_does()
     })
     .await
     .unwrap();
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok sqlalchemy")).count(), 12, "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok sqlalchemy")).count(), 13, "{stdout}");
 }

@@ -28,6 +28,9 @@ with engine.connect() as connection:
     check("lists the schemas", "public" in schemas, schemas)
     tables = inspector.get_table_names()
     check("lists the measurements as tables", tables == ["cpu"], tables)
+    connection.execute(sa.text("CREATE VIEW busy AS SELECT host, usage FROM cpu WHERE usage > 2"))
+    views = sa.inspect(connection).get_view_names()
+    check("lists the schema's views, not information_schema's", views == ["busy"], views)
     columns = {c["name"]: c for c in inspector.get_columns("cpu")}
     check("reads the columns", sorted(columns) == ["host", "n", "time", "usage"], sorted(columns))
     kinds = {name: type(c["type"]).__name__ for name, c in columns.items()}
