@@ -490,6 +490,30 @@ pub struct Settings {
     )]
     pub flightsql_max_message_bytes: ByteSize,
 
+    /// Spread one query over the readers of a cluster (readonly mode on the
+    /// Redis catalog): the reader that receives a query plans it and sends
+    /// its stages to the live readers' FlightSQL ports, where each reader
+    /// serves a worker beside FlightSQL. Queries below
+    /// --distributed-min-bytes, and those with a gap fill, run where they
+    /// were received. Off by default: a worker runs the plans it is sent
+    /// without asking for credentials, so turn it on only where the
+    /// readers' FlightSQL ports are reachable from the cluster alone. Also
+    /// off while users are configured or FlightSQL uses TLS. Needs a build
+    /// with the `distributed` feature (the default).
+    #[arg(long, env = "HOURGLASS_DISTRIBUTED", value_name = "BOOL", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set, global = true)]
+    pub distributed: bool,
+
+    /// Bytes of files a query must scan to be spread over the readers.
+    #[arg(long, env = "HOURGLASS_DISTRIBUTED_MIN_BYTES", value_name = "SIZE", default_value = "64MiB", global = true)]
+    pub distributed_min_bytes: ByteSize,
+
+    /// The address other readers reach this reader's FlightSQL port at, as
+    /// a URL (`http://reader-1:8082`); by default http:// with --http-host
+    /// and --flightsql-port. A reader bound to every address (0.0.0.0)
+    /// needs it to take part in distributed queries.
+    #[arg(long, env = "HOURGLASS_FLIGHTSQL_ADVERTISE_URL", value_name = "URL", global = true)]
+    pub flightsql_advertise_url: Option<String>,
+
     /// Most Postgres connections open at once; more are refused with
     /// PostgreSQL's "too many clients" (53300).
     #[arg(long, env = "HOURGLASS_PG_MAX_CONNECTIONS", value_name = "N", default_value = "100", value_parser = positive_count, global = true)]

@@ -133,7 +133,7 @@ pub struct PartitionFiles {
 }
 
 /// How much a table holds, from the catalog alone.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableSummary {
     /// Hour partitions with a catalog entry.
     pub partitions: usize,
@@ -396,6 +396,12 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         None
     }
 
+    /// The registry of a cluster's live readers, over which a query is
+    /// spread (see [`ReaderRegistry`]); None where there is no cluster.
+    fn readers(&self) -> Option<&dyn ReaderRegistry> {
+        None
+    }
+
     /// Records a delete of a table's rows, unless one of its sequence is
     /// there already (a WAL replay records it again). Refused when the table
     /// has `max` live ones.
@@ -470,6 +476,17 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 /// How often a writer tells a shared catalog it is alive (see
 /// [`SharedDeletes::heartbeat`]).
 pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The live readers of a cluster: each reader beats every
+/// [`HEARTBEAT_EVERY`] with the URL of its FlightSQL port, where it serves
+/// a worker, and learns the others'.
+#[async_trait]
+pub trait ReaderRegistry: Send + Sync + fmt::Debug {
+    /// Records that the reader at `url` is alive, and returns the URLs of
+    /// every reader that beat within the last five heartbeats (itself
+    /// among them).
+    async fn reader_heartbeat(&self, url: &str) -> Result<Vec<String>, CatalogError>;
+}
 
 /// Deletes in a catalog several writers share, each with a WAL of its own,
 /// so that no WAL orders them: the catalog gives a delete the table's next

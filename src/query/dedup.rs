@@ -61,6 +61,13 @@ impl DeduplicateExec {
         self
     }
 
+    /// What [`DeduplicateExec::try_new`] and
+    /// [`DeduplicateExec::with_reader_bytes`] were given: its key columns,
+    /// source column and reader bytes, for a plan sent to another process.
+    pub fn parts(&self) -> (&[usize], usize, usize) {
+        (&self.key_columns, self.source_column, self.reader_bytes)
+    }
+
     /// Deduplicates `input`, which must be one partition sorted by
     /// `key_columns` then `source_column`.
     pub fn try_new(input: Arc<dyn ExecutionPlan>, key_columns: Vec<usize>, source_column: usize) -> Result<Self> {

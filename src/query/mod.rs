@@ -14,6 +14,8 @@ mod catalog;
 mod ddl;
 pub mod dedup;
 mod delete;
+#[cfg(feature = "distributed")]
+pub mod distributed;
 mod error;
 pub mod functions;
 pub mod gapfill;
@@ -118,6 +120,10 @@ pub struct QueryEngine {
     relations: Arc<RelationStore>,
     /// The gate every query passes before it runs.
     admission: Admission,
+    /// Whether queries may be spread over a cluster's readers (see
+    /// [`QueryEngine::distribute`]).
+    #[cfg(feature = "distributed")]
+    distributed: bool,
 }
 
 impl QueryEngine {
@@ -196,8 +202,18 @@ impl QueryEngine {
         postgres::install(&context, crate::catalog::DEFAULT_DATABASE).map_err(setup)?;
         let base = context.state();
         let admission = Admission::new(options.max_concurrent, options.max_queued, options.queue_timeout);
-        let mut engine =
-            QueryEngine { catalog, storage: storage_for_merges, base, sources, options, writer, relations, admission };
+        let mut engine = QueryEngine {
+            catalog,
+            storage: storage_for_merges,
+            base,
+            sources,
+            options,
+            writer,
+            relations,
+            admission,
+            #[cfg(feature = "distributed")]
+            distributed: false,
+        };
         for function in functions::scalar_functions().into_iter().chain(gapfill::scalar_functions()) {
             engine.base.register_udf(function).map_err(setup)?;
         }
@@ -214,6 +230,24 @@ impl QueryEngine {
         engine.base.register_function_rewrite(Arc::new(functions::IntegerTimeComparisons)).map_err(setup)?;
         let _ = view_planner.set(engine.base.clone());
         Ok(engine)
+    }
+
+    /// Makes this engine a coordinator: its queries are spread over
+    /// `workers` when `settings` find them worth it (see
+    /// [`distributed::coordinating`]).
+    #[cfg(feature = "distributed")]
+    pub fn distribute(&mut self, workers: Arc<dyn distributed::Workers>, settings: distributed::DistributionSettings) {
+        let builder = SessionStateBuilder::new_from_existing(self.base.clone());
+        self.base = distributed::coordinating(builder, workers, settings).build();
+        self.distributed = true;
+    }
+
+    /// The worker that runs other coordinators' stages with this engine's
+    /// functions and storage, when this engine takes part in distributed
+    /// queries.
+    #[cfg(feature = "distributed")]
+    pub fn distributed_worker(&self) -> Option<datafusion_distributed::Worker> {
+        self.distributed.then(|| distributed::worker(&self.base, Arc::clone(self.base.runtime_env())))
     }
 
     /// The engine's limits.

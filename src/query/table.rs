@@ -285,14 +285,16 @@ fn overlap_groups(sources: Vec<Source>, time_column: usize) -> Vec<Vec<Source>> 
 }
 
 /// What a scan looked at, for EXPLAIN and EXPLAIN ANALYZE.
-#[derive(Debug, Clone, Copy, Default)]
-struct ScanSummary {
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ScanSummary {
     table: TableSummary,
     partitions_scanned: usize,
     files_scanned: usize,
     buffered_partitions: usize,
     buffered_rows: usize,
     deduplicated_groups: usize,
+    /// Bytes of the files scanned.
+    bytes_scanned: u64,
 }
 
 impl ScanSummary {
@@ -668,7 +670,12 @@ impl TableProvider for TimeseriesTable {
         let mut overlapping = Vec::new();
         for (_, sources) in partitions {
             for group in overlap_groups(sources, order.time) {
-                summary.files_scanned += group.iter().filter(|s| matches!(s, Source::File(_))).count();
+                for source in &group {
+                    if let Source::File(file) = source {
+                        summary.files_scanned += 1;
+                        summary.bytes_scanned += file.size_bytes;
+                    }
+                }
                 // A file with deletes to apply is read like a merge of one,
                 // with the rows they hide filtered out.
                 let deleted_from = |s: &Source| matches!(s, Source::File(f) if !applicable(&tombstones, f).is_empty());
@@ -747,6 +754,35 @@ pub struct TimeseriesScanExec {
     summary: ScanSummary,
     input: Arc<dyn ExecutionPlan>,
     metrics: ExecutionPlanMetricsSet,
+}
+
+/// What a [`TimeseriesScanExec`] holds besides its input, for a plan sent
+/// to another process.
+#[cfg(feature = "distributed")]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ScanParts {
+    table: String,
+    time: String,
+    summary: ScanSummary,
+}
+
+#[cfg(feature = "distributed")]
+impl TimeseriesScanExec {
+    /// Its parts (see [`ScanParts`]).
+    pub(crate) fn parts(&self) -> ScanParts {
+        ScanParts { table: self.table.clone(), time: self.time.clone(), summary: self.summary }
+    }
+
+    /// The scan of `parts` over `input`.
+    pub(crate) fn from_parts(parts: ScanParts, input: Arc<dyn ExecutionPlan>) -> Self {
+        let ScanParts { table, time, summary } = parts;
+        TimeseriesScanExec { table, time, summary, input, metrics: ExecutionPlanMetricsSet::new() }
+    }
+
+    /// Bytes of the files this scan reads.
+    pub(crate) fn bytes_scanned(&self) -> u64 {
+        self.summary.bytes_scanned
+    }
 }
 
 impl TimeseriesScanExec {

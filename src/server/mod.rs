@@ -2,6 +2,8 @@
 //! and shutdown on SIGINT or SIGTERM.
 
 pub mod auth;
+#[cfg(feature = "distributed")]
+mod cluster_readers;
 #[cfg(test)]
 mod crash_sim;
 mod database;
@@ -468,7 +470,8 @@ impl Components {
                 // Alone on its root, before it takes statements: any table not named is an orphan.
                 relations.remove_orphans(Duration::ZERO).await;
             }
-            let engine = QueryEngine::new(
+            #[allow(unused_mut)]
+            let mut engine = QueryEngine::new(
                 Arc::clone(&catalog),
                 Arc::clone(&storage),
                 buffer,
@@ -478,6 +481,11 @@ impl Components {
                 query_options(settings),
             )
             .map_err(|e| ServeError::Runtime(e.to_string()))?;
+            #[cfg(feature = "distributed")]
+            if let Some((distribution, own)) = cluster_readers::distribution(settings)? {
+                tracing::info!(worker = %own, min_bytes = distribution.min_bytes, "queries are spread over the live readers");
+                engine.distribute(cluster_readers::LiveReaders::join(Arc::clone(&catalog), own), distribution);
+            }
             Some(Arc::new(engine))
         } else {
             None

@@ -775,3 +775,122 @@ async fn a_delete_on_one_writer_reaches_every_writer_and_reader() {
     let distinct = counts(&reader).await.expect("counts");
     assert_eq!(distinct, (185, 185), "each row once");
 }
+
+/// Asserts that `server` spreads `sql` over the readers: its EXPLAIN shows stages.
+async fn assert_spread(server: &Server, sql: &str) {
+    let plan = query(server, &format!("EXPLAIN {sql}")).await;
+    assert!(format!("{plan:?}").contains("Stage"), "{sql} is not spread: {plan:?}");
+}
+
+/// The rows of a query's answer over the HTTP API, or its error.
+async fn answer(server: &Server, sql: &str) -> serde_json::Value {
+    match query(server, sql).await {
+        Some((200, body)) => body["results"].clone(),
+        other => panic!("{sql}: {other:?}\n{}", server.log_text()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_spread_over_three_readers_answers_as_one_reader_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path());
+    let writer = cluster.process("writer", "writeonly", &[]);
+    // Six hours of four hosts: a file per hour for the workers to share.
+    let mut body = String::new();
+    for hour in 0..6u64 {
+        for host in ["a", "b", "c", "d"] {
+            for i in 0..50u64 {
+                let time = 1_700_000_000_000_000_000u64 + hour * 3_600_000_000_000 + i * 60_000_000_000;
+                body.push_str(&format!("cpu,host={host} usage={}.5,n={i}i {time}\n", hour * 10 + i));
+            }
+        }
+    }
+    let (status, text) = post(&writer.url("/write?db=default"), body).await;
+    assert_eq!(status, 204, "{text}");
+    let readers: Vec<Server> = (0..3)
+        .map(|i| {
+            let port = free_port().to_string();
+            cluster.process(
+                &format!("reader{i}"),
+                "readonly",
+                &["--flightsql-port", &port, "--distributed", "true", "--distributed-min-bytes", "0"],
+            )
+        })
+        .collect();
+    let local = cluster.process("local", "readonly", &[]);
+    let all = || async {
+        let (Some((_, a)), Some((_, b))) = (
+            query(&readers[0], "SELECT count(*) AS n FROM cpu").await,
+            query(&local, "SELECT count(*) AS n FROM cpu").await,
+        ) else {
+            return false;
+        };
+        a["results"][0]["n"] == 1200 && b["results"][0]["n"] == 1200
+    };
+    assert!(eventually(Duration::from_secs(60), all).await, "{}", readers[0].log_text());
+
+    // The readers find each other through their heartbeats within seconds.
+    let grouped =
+        "SELECT host, count(*) AS rows, avg(usage) AS mean, max(n) AS top FROM cpu GROUP BY host ORDER BY host";
+    let spread = || async {
+        let Some((200, body)) = query(&readers[0], &format!("EXPLAIN {grouped}")).await else { return false };
+        body.to_string().contains("Stage")
+    };
+    let explained = eventually(Duration::from_secs(30), spread).await;
+    let plan = query(&readers[0], &format!("EXPLAIN {grouped}")).await;
+    assert!(explained, "the plan is not spread: {plan:?}\n{}", readers[0].log_text());
+    let local_plan = query(&local, &format!("EXPLAIN {grouped}")).await;
+    assert!(!format!("{local_plan:?}").contains("Stage"), "{local_plan:?}");
+
+    for sql in [
+        grouped,
+        "SELECT count(*) AS rows, sum(n) AS total FROM cpu",
+        "SELECT date_trunc('hour', time) AS hour, host, max(usage) AS peak FROM cpu GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT host, usage FROM cpu WHERE usage > 55 ORDER BY time, host LIMIT 20",
+    ] {
+        assert_spread(&readers[0], sql).await;
+        assert_eq!(answer(&readers[0], sql).await, answer(&local, sql).await, "{sql}");
+    }
+    // A gap fill cannot be sent to a worker yet: it runs where it was received.
+    let gap_fill =
+        "SELECT date_bin_gapfill(INTERVAL '30 minutes', time) AS bucket, host, avg(usage) AS usage FROM cpu \
+                    WHERE time >= '2023-11-14T22:00:00Z' AND time < '2023-11-15T04:00:00Z' GROUP BY 1, 2 ORDER BY 1, 2";
+    let plan = query(&readers[0], &format!("EXPLAIN {gap_fill}")).await;
+    assert!(!format!("{plan:?}").contains("Stage"), "{plan:?}");
+    assert_eq!(answer(&readers[0], gap_fill).await, answer(&local, gap_fill).await);
+
+    // Rows written again over the first hour: a file that overlaps the
+    // hour's first, merged with it row by row, by one task.
+    let again: String = (0..50u64)
+        .map(|i| format!("cpu,host=a usage=-{i}.5 {}\n", 1_700_000_000_000_000_000u64 + i * 60_000_000_000))
+        .collect();
+    let (status, text) = post(&writer.url("/write?db=default"), again).await;
+    assert_eq!(status, 204, "{text}");
+    let merged = || async {
+        for server in [&local, &readers[0]] {
+            let Some((200, body)) = query(server, "SELECT count(*) AS n FROM cpu WHERE usage < 0").await else {
+                return false;
+            };
+            if body["results"][0]["n"] != 50 {
+                return false;
+            }
+        }
+        true
+    };
+    assert!(eventually(Duration::from_secs(60), merged).await, "{}", local.log_text());
+    let plan = query(&readers[0], &format!("EXPLAIN {grouped}")).await;
+    let shown = format!("{plan:?}");
+    assert!(shown.contains("DeduplicateExec") && shown.contains("Stage"), "{shown}");
+    for sql in [
+        grouped,
+        "SELECT count(*) AS rows, min(usage) AS low, sum(n) AS total FROM cpu",
+        "SELECT time, usage, n FROM cpu WHERE host = 'a' ORDER BY time LIMIT 60",
+        // The overlapping hour alone: a merge with no other part beside it.
+        "SELECT host, count(*) AS rows, sum(usage) AS total FROM cpu WHERE time < '2023-11-14T23:00:00Z' GROUP BY host \
+         ORDER BY host",
+    ] {
+        assert_spread(&readers[0], sql).await;
+        assert_eq!(answer(&readers[0], sql).await, answer(&local, sql).await, "{sql}");
+    }
+    assert_eq!(answer(&readers[0], "SELECT count(*) AS n FROM cpu").await[0]["n"], 1200);
+}

@@ -106,14 +106,20 @@ impl RedisCatalog {
     }
 
     async fn alive(&self, beating: &str) -> Result<Vec<String>, CatalogError> {
+        self.heartbeats(self.keys.alive(), beating, "reading the writers' heartbeats").await
+    }
+
+    /// Beats `beating` (unless empty) into the heartbeats at `key` (see
+    /// `alive.lua`), and returns the members that beat within [`ALIVE_FOR`].
+    pub(super) async fn heartbeats(&self, key: String, beating: &str, what: &str) -> Result<Vec<String>, CatalogError> {
         let window = u64::try_from(ALIVE_FOR.as_millis()).unwrap_or(u64::MAX);
         self.alive_script
-            .key(self.keys.alive())
+            .key(key)
             .arg(beating)
             .arg(window)
             .invoke_async(&mut self.connection())
             .await
-            .map_err(|e| redis_error("reading the writers' heartbeats", e))
+            .map_err(|e| redis_error(what, e))
     }
 
     /// What each writer carried out of a table's deletes.

@@ -21,6 +21,7 @@
 //! | `<prefix>:{<db>/<table>}:tombstones` | HASH | the deletes not yet carried out everywhere: field = the delete's sequence (taken from `seq`), value = its JSON |
 //! | `<prefix>:{<db>/<table>}:applied` | HASH | writer id → the newest delete that writer carried out on its write buffer |
 //! | `<prefix>:alive` | ZSET | writer id → its last heartbeat (ms, Redis's clock): a delete waits for the live writers |
+//! | `<prefix>:readers` | ZSET | a reader's FlightSQL URL → its last heartbeat (ms, Redis's clock): a query is spread over the live readers |
 
 /// The keys of one catalog (one prefix).
 #[derive(Debug, Clone)]
@@ -51,6 +52,10 @@ impl Keys {
 
     pub(super) fn alive(&self) -> String {
         format!("{}:alive", self.prefix)
+    }
+
+    pub(super) fn readers(&self) -> String {
+        format!("{}:readers", self.prefix)
     }
 
     pub(super) fn epoch(&self) -> String {

@@ -16,6 +16,7 @@
 
 mod deletes;
 mod keys;
+mod readers;
 mod relations;
 mod tokens;
 
@@ -708,6 +709,10 @@ impl Catalog for RedisCatalog {
     }
 
     fn shared_deletes(&self) -> Option<&dyn SharedDeletes> {
+        Some(self)
+    }
+
+    fn readers(&self) -> Option<&dyn crate::catalog::ReaderRegistry> {
         Some(self)
     }
 

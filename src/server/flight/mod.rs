@@ -264,10 +264,20 @@ pub(crate) fn router(front: FlightFront, options: &FlightOptions) -> Result<Rout
             .tls_config(ServerTlsConfig::new().identity(identity))
             .map_err(|e| format!("the TLS certificate or key cannot be used for FlightSQL: {e}"))?;
     }
+    // A reader that takes part in distributed queries serves its worker
+    // (datafusion-distributed's own gRPC service) on the same port.
+    #[cfg(feature = "distributed")]
+    let worker = front.sql.engine.distributed_worker();
     let service = FlightServiceServer::new(front)
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
-    Ok(server.add_service(service))
+    let router = server.add_service(service);
+    #[cfg(feature = "distributed")]
+    let router = match worker {
+        Some(worker) => router.add_service(worker.into_worker_server()),
+        None => router,
+    };
+    Ok(router)
 }
 
 /// A connection the front admitted: the socket and its place among the

@@ -1,0 +1,231 @@
+//! One query spread over the readers of a cluster, on datafusion-distributed
+//! (pinned in Cargo.toml, behind the `distributed` feature). Everything the
+//! rest of HourglassDB knows of it is here, so that moving to another engine
+//! (Ballista, a later release) changes this module only:
+//!
+//! - [`coordinating`] makes a session a coordinator: a query it plans is
+//!   split into stages that run on workers, when [`DistributionSettings`]
+//!   say it is worth it (see [`GatedPlanner`]);
+//! - [`worker`] is the gRPC service a reader serves beside FlightSQL, which
+//!   runs the stages other readers send it;
+//! - [`Workers`] is where the coordinator finds the workers: the shared
+//!   catalog's registry of live readers;
+//! - [`codec::HourglassCodec`] carries HourglassDB's own plan nodes across.
+
+pub mod codec;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::context::QueryPlanner;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_distributed::{
+    DesiredTaskCountEvent, DesiredTaskCountEventResponse, DesiredTaskCountHandler, DistributedExt,
+    SessionStateBuilderExt, Worker, WorkerQueryContext, WorkerResolver,
+};
+
+use super::dedup::DeduplicateExec;
+use super::table::TimeseriesScanExec;
+use codec::HourglassCodec;
+
+/// When a query is spread over the workers.
+#[derive(Debug, Clone, Copy)]
+pub struct DistributionSettings {
+    /// Off: every query runs where it was received.
+    pub enabled: bool,
+    /// The bytes of files a query must scan to be spread: below, a network
+    /// hop would only add latency.
+    pub min_bytes: u64,
+}
+
+/// The workers a coordinator may send stages to: the FlightSQL addresses
+/// of the live readers (itself among them).
+pub trait Workers: Send + Sync + fmt::Debug + 'static {
+    /// The workers now; empty when none is known.
+    fn urls(&self) -> Vec<url::Url>;
+}
+
+/// [`Workers`] as datafusion-distributed asks for them.
+struct Resolver(Arc<dyn Workers>);
+
+impl WorkerResolver for Resolver {
+    fn get_urls(&self) -> Result<Vec<url::Url>, DataFusionError> {
+        Ok(self.0.urls())
+    }
+}
+
+/// `builder` made a coordinator over `workers`: its queries are planned as
+/// before and spread when [`GatedPlanner`] finds them worth it. The
+/// builder's own query planner must be set before this is called.
+pub fn coordinating(
+    mut builder: SessionStateBuilder,
+    workers: Arc<dyn Workers>,
+    settings: DistributionSettings,
+) -> SessionStateBuilder {
+    let Some(local) = builder.query_planner().clone() else {
+        tracing::warn!("queries are not spread over the readers: the engine has no query planner to fall back on");
+        return builder;
+    };
+    let builder = builder
+        .with_distributed_worker_resolver(Resolver(Arc::clone(&workers)))
+        .with_distributed_user_codec(HourglassCodec)
+        .with_distributed_desired_task_count_handler(WholeMerges)
+        .with_distributed_planner();
+    // A query past the threshold is worth its workers: its files are split
+    // in pieces of a sixteenth of it (the planner caps the tasks at the
+    // workers there are).
+    let piece = usize::try_from(settings.min_bytes / 16).unwrap_or(usize::MAX).max(1);
+    let mut builder = builder;
+    if let Err(error) = builder.set_distributed_file_scan_config_bytes_per_partition(piece) {
+        tracing::warn!(%error, "the size of the pieces a distributed scan reads is the default");
+    }
+    let Some(distributed) = builder.query_planner().clone() else {
+        return builder;
+    };
+    builder.with_query_planner(Arc::new(GatedPlanner { local, distributed, workers, settings }))
+}
+
+/// A merge of overlapping files ([`DeduplicateExec`]) must see every row of
+/// the series it merges: the stage it is in runs as one task (its files
+/// are not split between workers).
+struct WholeMerges;
+
+#[async_trait]
+impl DesiredTaskCountHandler for WholeMerges {
+    async fn handle(&self, event: DesiredTaskCountEvent<'_>) -> Option<Result<DesiredTaskCountEventResponse>> {
+        event.plan.is::<DeduplicateExec>().then(|| Ok(DesiredTaskCountEventResponse::maximum(1)))
+    }
+}
+
+/// Plans every query locally, and again for the workers when it is worth
+/// it: distribution is on, there are workers besides this one, the query
+/// scans measurements, at least [`DistributionSettings::min_bytes`] of
+/// their files, and every
+/// node of HourglassDB's in its plan can cross to a worker (a gap fill
+/// cannot yet; such a query runs here). A plan that fails to distribute
+/// runs here too.
+struct GatedPlanner {
+    local: Arc<dyn QueryPlanner + Send + Sync>,
+    distributed: Arc<dyn QueryPlanner + Send + Sync>,
+    workers: Arc<dyn Workers>,
+    settings: DistributionSettings,
+}
+
+impl fmt::Debug for GatedPlanner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatedPlanner").field("settings", &self.settings).finish()
+    }
+}
+
+#[async_trait]
+impl QueryPlanner for GatedPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session_state: &dyn datafusion::catalog::Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if let LogicalPlan::Explain(explain) = logical_plan {
+            return self.explain(explain, session_state).await;
+        }
+        let local = self.local.create_physical_plan(logical_plan, session_state).await?;
+        if !self.settings.enabled || self.workers.urls().len() < 2 {
+            return Ok(local);
+        }
+        let (scans, bytes, encodable) = inspect(&local)?;
+        tracing::debug!(scans, bytes, encodable, "whether a query is worth spreading over the readers");
+        if scans == 0 || bytes < self.settings.min_bytes || !encodable {
+            return Ok(local);
+        }
+        match self.distributed.create_physical_plan(logical_plan, session_state).await {
+            Ok(plan) => Ok(plan),
+            Err(error) => {
+                tracing::warn!(%error, "a query could not be spread over the readers; it runs here");
+                Ok(local)
+            }
+        }
+    }
+}
+
+impl GatedPlanner {
+    /// `EXPLAIN` of a query this planner spreads: its stages and the tasks
+    /// of each, with the workers they run on (DataFusion's own EXPLAIN plans
+    /// the query again without asking this planner, so it would show the
+    /// plan of one process). A query that runs here is explained as before.
+    async fn explain(
+        &self,
+        explain: &datafusion::logical_expr::Explain,
+        session_state: &dyn datafusion::catalog::Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        use datafusion::common::display::{PlanType, StringifiedPlan};
+        let explained = LogicalPlan::Explain(explain.clone());
+        if !explain.logical_optimization_succeeded {
+            return self.local.create_physical_plan(&explained, session_state).await;
+        }
+        let plan = self.create_physical_plan(&explain.plan, session_state).await?;
+        if !plan.is::<datafusion_distributed::DistributedExec>() {
+            return self.local.create_physical_plan(&explained, session_state).await;
+        }
+        let mut plans: Vec<StringifiedPlan> = explain
+            .stringified_plans
+            .iter()
+            .filter(|p| explain.verbose || matches!(p.plan_type, PlanType::FinalLogicalPlan))
+            .cloned()
+            .collect();
+        plans.push(StringifiedPlan::new(
+            PlanType::FinalPhysicalPlan,
+            datafusion_distributed::display_plan_ascii(plan.as_ref(), false),
+        ));
+        let schema = Arc::clone(explain.schema.inner());
+        Ok(Arc::new(datafusion::physical_plan::explain::ExplainExec::new(schema, plans, explain.verbose)))
+    }
+}
+
+/// HourglassDB's plan nodes that [`HourglassCodec`] does not encode (a gap
+/// fill; a delete and an insert, which a reader refuses anyway): a plan with
+/// one runs where it was planned.
+const LOCAL_ONLY: &[&str] = &["GapFillExec", "DeleteExec", "DataSinkExec"];
+
+/// The measurement scans of `plan`, the bytes of files they read, and
+/// whether every node of HourglassDB's in it can be sent to a worker (a plan
+/// with no measurement scan, a catalog query, runs here).
+fn inspect(plan: &Arc<dyn ExecutionPlan>) -> Result<(usize, u64, bool)> {
+    let (mut scans, mut bytes) = (0, 0);
+    let mut encodable = true;
+    plan.apply(|node| {
+        if let Some(scan) = node.downcast_ref::<TimeseriesScanExec>() {
+            scans += 1;
+            bytes += scan.bytes_scanned();
+        }
+        if LOCAL_ONLY.contains(&node.name()) {
+            encodable = false;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok((scans, bytes, encodable))
+}
+
+/// The worker of a reader, which runs the stages coordinators send it with
+/// `base`'s functions and `runtime`'s object stores and memory pool; its
+/// `into_worker_server()` is the gRPC service to serve.
+pub fn worker(base: &SessionState, runtime: Arc<RuntimeEnv>) -> Worker {
+    let scalars: Vec<_> = base.scalar_functions().values().cloned().collect();
+    let aggregates: Vec<_> = base.aggregate_functions().values().cloned().collect();
+    let windows: Vec<_> = base.window_functions().values().cloned().collect();
+    let session = move |context: WorkerQueryContext| {
+        let (scalars, aggregates, windows) = (scalars.clone(), aggregates.clone(), windows.clone());
+        async move {
+            let mut builder = context.builder.with_distributed_user_codec(HourglassCodec);
+            builder.scalar_functions().get_or_insert_default().extend(scalars);
+            builder.aggregate_functions().get_or_insert_default().extend(aggregates);
+            builder.window_functions().get_or_insert_default().extend(windows);
+            Ok(builder.build())
+        }
+    };
+    Worker::from_session_builder(session).with_runtime_env(runtime)
+}
