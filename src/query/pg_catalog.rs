@@ -56,6 +56,9 @@ pub(crate) struct PgCatalogOfDatabase {
 }
 
 impl PgCatalogOfDatabase {
+    /// `pg_catalog` of the database `catalog`, over datafusion-pg-catalog's
+    /// schema of that database alone (`inner`) and of every database
+    /// (`global`), showing the databases in `shown`.
     pub(crate) fn new(
         catalog: Arc<dyn CatalogProvider>,
         inner: Arc<dyn SchemaProvider>,
