@@ -82,6 +82,11 @@ pub enum QueryError {
     /// available now.
     #[error("reading the data failed, retry later: {0}")]
     Storage(String),
+    /// A reader a distributed query was spread over could not be reached or
+    /// went away while it ran: the query can be retried (a reader that is
+    /// gone stops being sent work within seconds).
+    #[error("a reader this query was spread over could not be reached; retry: {0}")]
+    WorkerLost(String),
     /// The query ran past its time limit.
     #[error("the query ran longer than {0:?} (HOURGLASS_QUERY_TIMEOUT_S) and was cancelled")]
     Timeout(Duration),
@@ -126,6 +131,7 @@ impl QueryError {
                     None => QueryError::Internal(root.to_string()),
                 }
             }
+            _ if lost_a_worker(&error) => QueryError::WorkerLost(strip_prefix(&root.to_string())),
             _ if caused_by_storage(&error) => QueryError::Storage(strip_prefix(&root.to_string())),
             DataFusionError::SQL(..) => QueryError::Syntax(strip_prefix(&root.to_string())),
             DataFusionError::SchemaError(e, _) if matches!(**e, SchemaError::FieldNotFound { .. }) => {
@@ -185,7 +191,7 @@ impl Classified for QueryError {
             QueryError::Write { kind, .. } => *kind,
             QueryError::Busy { .. } | QueryError::QueuedTooLong { .. } => ErrorKind::Busy,
             QueryError::ResourcesExhausted(_) => ErrorKind::OutOfMemory,
-            QueryError::Storage(_) => ErrorKind::Unavailable,
+            QueryError::Storage(_) | QueryError::WorkerLost(_) => ErrorKind::Unavailable,
             QueryError::Timeout(_) => ErrorKind::Timeout,
             QueryError::Cancelled => ErrorKind::Cancelled,
             QueryError::Internal(_) => ErrorKind::Internal,
@@ -212,10 +218,29 @@ impl Classified for QueryError {
             QueryError::Busy { .. } | QueryError::QueuedTooLong { .. } => "53300",
             QueryError::ResourcesExhausted(_) => "53200",
             QueryError::Storage(_) => "58030",
+            // connection_failure: the query's connection to a worker.
+            QueryError::WorkerLost(_) => "08006",
             QueryError::Timeout(_) | QueryError::Cancelled => "57014",
             QueryError::Execution(_) => "22000",
             QueryError::Internal(_) => "XX000",
         }
+    }
+}
+
+/// Whether `error` says a worker of a distributed query could not be
+/// reached: datafusion-distributed passes on gRPC's `Unavailable` as the
+/// text of an external error, whether it met it planning or running.
+fn lost_a_worker(error: &DataFusionError) -> bool {
+    #[cfg(feature = "distributed")]
+    {
+        // tonic's text for Code::Unavailable; storage errors (object_store,
+        // I/O) never carry it.
+        error.to_string().contains("The service is currently unavailable")
+    }
+    #[cfg(not(feature = "distributed"))]
+    {
+        let _ = error;
+        false
     }
 }
 

@@ -851,6 +851,48 @@ async fn a_query_spread_over_three_readers_answers_as_one_reader_does() {
         assert_spread(&readers[0], sql).await;
         assert_eq!(answer(&readers[0], sql).await, answer(&local, sql).await, "{sql}");
     }
+    // A reader started now is a worker from its first heartbeat.
+    let port = free_port().to_string();
+    let late = cluster.process(
+        "reader3",
+        "readonly",
+        &["--flightsql-port", &port, "--distributed", "true", "--distributed-min-bytes", "0"],
+    );
+    let four = || async {
+        let Some((200, body)) = query(&readers[0], &format!("EXPLAIN {grouped}")).await else { return false };
+        body.to_string().contains("tasks=4")
+    };
+    assert!(eventually(Duration::from_secs(30), four).await, "{}", late.log_text());
+    assert_eq!(answer(&readers[0], grouped).await, answer(&local, grouped).await);
+    // A worker that dies: the queries sent to it fail with an error to
+    // retry (HTTP 503), never a partial answer, until its heartbeats stop
+    // counting and the others answer without it.
+    let mut late = late;
+    late.kill9();
+    let expected = answer(&local, grouped).await;
+    let mut failures = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut recovered = false;
+    while !recovered && std::time::Instant::now() < deadline {
+        match query(&readers[0], grouped).await {
+            Some((200, body)) => {
+                assert_eq!(body["results"], expected, "a partial answer");
+                recovered = true;
+            }
+            other => {
+                failures.push(format!("{other:?}"));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    assert!(recovered, "{failures:?}");
+    // The dead reader stays listed for seconds after its last heartbeat, and
+    // a query right after the kill has a task for it.
+    assert!(!failures.is_empty(), "no query met the dead reader");
+    let other: Vec<&String> =
+        failures.iter().filter(|f| !(f.contains("503") && f.contains("could not be reached; retry"))).collect();
+    assert!(other.is_empty(), "{other:?}");
+
     // A gap fill cannot be sent to a worker yet: it runs where it was received.
     let gap_fill =
         "SELECT date_bin_gapfill(INTERVAL '30 minutes', time) AS bucket, host, avg(usage) AS usage FROM cpu \
