@@ -238,8 +238,9 @@ impl QueryEngine {
     #[cfg(feature = "distributed")]
     pub fn distribute(&mut self, workers: Arc<dyn distributed::Workers>, settings: distributed::DistributionSettings) {
         let builder = SessionStateBuilder::new_from_existing(self.base.clone());
-        self.base = distributed::coordinating(builder, workers, settings).build();
-        self.distributed = true;
+        let (builder, coordinates) = distributed::coordinating(builder, workers, settings);
+        self.base = builder.build();
+        self.distributed = coordinates;
     }
 
     /// The worker that runs other coordinators' stages with this engine's

@@ -62,15 +62,16 @@ impl WorkerResolver for Resolver {
 
 /// `builder` made a coordinator over `workers`: its queries are planned as
 /// before and spread when [`GatedPlanner`] finds them worth it. The
-/// builder's own query planner must be set before this is called.
+/// builder's own query planner must be set before this is called; without
+/// one, `builder` comes back as it was, and `false` says so.
 pub fn coordinating(
     mut builder: SessionStateBuilder,
     workers: Arc<dyn Workers>,
     settings: DistributionSettings,
-) -> SessionStateBuilder {
+) -> (SessionStateBuilder, bool) {
     let Some(local) = builder.query_planner().clone() else {
         tracing::warn!("queries are not spread over the readers: the engine has no query planner to fall back on");
-        return builder;
+        return (builder, false);
     };
     let builder = builder
         .with_distributed_worker_resolver(Resolver(Arc::clone(&workers)))
@@ -85,10 +86,9 @@ pub fn coordinating(
     if let Err(error) = builder.set_distributed_file_scan_config_bytes_per_partition(piece) {
         tracing::warn!(%error, "the size of the pieces a distributed scan reads is the default");
     }
-    let Some(distributed) = builder.query_planner().clone() else {
-        return builder;
-    };
-    builder.with_query_planner(Arc::new(GatedPlanner { local, distributed, workers, settings }))
+    // with_distributed_planner always sets one: it wraps the local planner.
+    let distributed = builder.query_planner().clone().unwrap_or_else(|| Arc::clone(&local));
+    (builder.with_query_planner(Arc::new(GatedPlanner { local, distributed, workers, settings })), true)
 }
 
 /// A merge of overlapping files ([`DeduplicateExec`]) must see every row of
