@@ -495,12 +495,13 @@ pub struct Settings {
     /// its stages to the live readers' FlightSQL ports, where each reader
     /// serves a worker beside FlightSQL. Queries below
     /// --distributed-min-bytes, and those with a gap fill, run where they
-    /// were received. Off by default: a worker runs the plans it is sent
-    /// without asking for credentials, so turn it on only where the
-    /// readers' FlightSQL ports are reachable from the cluster alone. Also
-    /// off while users are configured or FlightSQL uses TLS. Needs a build
-    /// with the `distributed` feature (the default).
-    #[arg(long, env = "HOURGLASS_DISTRIBUTED", value_name = "BOOL", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set, global = true)]
+    /// were received. A worker answers only calls that carry the secret
+    /// the readers share in the catalog (`<prefix>:worker_secret`), and
+    /// runs only plans that read the storage layers and write nothing.
+    /// Off where FlightSQL uses TLS, and for a reader bound to every
+    /// address without --flightsql-advertise-url. Needs a build with the
+    /// `distributed` feature (the default).
+    #[arg(long, env = "HOURGLASS_DISTRIBUTED", value_name = "BOOL", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set, global = true)]
     pub distributed: bool,
 
     /// Bytes of files a query must scan to be spread over the readers.

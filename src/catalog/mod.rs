@@ -486,6 +486,15 @@ pub trait ReaderRegistry: Send + Sync + fmt::Debug {
     /// every reader that beat within the last five heartbeats (itself
     /// among them).
     async fn reader_heartbeat(&self, url: &str) -> Result<Vec<String>, CatalogError>;
+
+    /// Removes the reader at `url`, which is stopping: coordinators stop
+    /// sending it stages at their next heartbeat rather than after five.
+    async fn reader_leave(&self, url: &str) -> Result<(), CatalogError>;
+
+    /// The secret every reader of the cluster shows the others' workers,
+    /// made once by the first reader that asks (whoever can read it can
+    /// already rewrite the catalog).
+    async fn worker_secret(&self) -> Result<String, CatalogError>;
 }
 
 /// Deletes in a catalog several writers share, each with a WAL of its own,

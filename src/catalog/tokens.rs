@@ -235,7 +235,8 @@ fn hash_hex(token: &str) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes from the operating system, in hex.
+pub(crate) fn random_hex(bytes: usize) -> String {
     use ring::rand::SecureRandom;
     let mut buffer = vec![0u8; bytes];
     if ring::rand::SystemRandom::new().fill(&mut buffer).is_err() {

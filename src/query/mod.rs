@@ -122,8 +122,10 @@ pub struct QueryEngine {
     admission: Admission,
     /// Whether queries may be spread over a cluster's readers (see
     /// [`QueryEngine::distribute`]).
+    /// The secret of the cluster whose queries this engine coordinates and
+    /// whose stages it runs; None while it takes no part in distribution.
     #[cfg(feature = "distributed")]
-    distributed: bool,
+    distributed: Option<distributed::security::WorkerSecret>,
 }
 
 impl QueryEngine {
@@ -212,7 +214,7 @@ impl QueryEngine {
             relations,
             admission,
             #[cfg(feature = "distributed")]
-            distributed: false,
+            distributed: None,
         };
         for function in functions::scalar_functions().into_iter().chain(gapfill::scalar_functions()) {
             engine.base.register_udf(function).map_err(setup)?;
@@ -233,22 +235,30 @@ impl QueryEngine {
     }
 
     /// Makes this engine a coordinator: its queries are spread over
-    /// `workers` when `settings` find them worth it (see
-    /// [`distributed::coordinating`]).
+    /// `workers`, whose calls carry `secret`, when `settings` find them
+    /// worth it (see [`distributed::coordinating`]).
     #[cfg(feature = "distributed")]
-    pub fn distribute(&mut self, workers: Arc<dyn distributed::Workers>, settings: distributed::DistributionSettings) {
+    pub fn distribute(
+        &mut self,
+        workers: Arc<dyn distributed::Workers>,
+        settings: distributed::DistributionSettings,
+        secret: distributed::security::WorkerSecret,
+    ) {
         let builder = SessionStateBuilder::new_from_existing(self.base.clone());
-        let (builder, coordinates) = distributed::coordinating(builder, workers, settings);
+        let (builder, coordinates) = distributed::coordinating(builder, workers, settings, &secret);
         self.base = builder.build();
-        self.distributed = coordinates;
+        self.distributed = coordinates.then_some(secret);
     }
 
     /// The worker that runs other coordinators' stages with this engine's
     /// functions and storage, when this engine takes part in distributed
     /// queries.
     #[cfg(feature = "distributed")]
-    pub fn distributed_worker(&self) -> Option<datafusion_distributed::Worker> {
-        self.distributed.then(|| distributed::worker(&self.base, Arc::clone(self.base.runtime_env())))
+    pub fn distributed_worker(&self) -> Option<distributed::ServedWorker> {
+        let secret = self.distributed.as_ref()?;
+        let own_tables = self.relations.files().own_store().map(|(url, _)| url.to_owned());
+        let stores = self.storage.layers().iter().map(|layer| layer.url().to_owned()).chain(own_tables).collect();
+        Some(distributed::worker(&self.base, Arc::clone(self.base.runtime_env()), secret, stores))
     }
 
     /// The engine's limits.

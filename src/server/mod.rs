@@ -351,6 +351,10 @@ pub struct Components {
     pub tokens: Arc<Tokens>,
     /// The data root's lock, held while the components live (not by a reader).
     _root_lock: Option<std::fs::File>,
+    /// This reader's place among the cluster's workers, while it takes part
+    /// in distributed queries.
+    #[cfg(feature = "distributed")]
+    readers: Option<Arc<cluster_readers::LiveReaders>>,
 }
 
 /// Where the API tokens are kept: beside the catalog, so that every process
@@ -461,6 +465,8 @@ impl Components {
             None
         };
         let compacts = runs_compactor(settings);
+        #[cfg(feature = "distributed")]
+        let mut readers = None;
         let engine = if settings.mode.speaks_sql() || compacts {
             let buffer =
                 ingester.as_ref().map(|i| Arc::new(BufferForQueries(Arc::clone(i.buffer()))) as Arc<dyn BufferedRows>);
@@ -483,8 +489,15 @@ impl Components {
             .map_err(|e| ServeError::Runtime(e.to_string()))?;
             #[cfg(feature = "distributed")]
             if let Some((distribution, own)) = cluster_readers::distribution(settings)? {
+                let secret = cluster_readers::worker_secret(catalog.as_ref()).await?;
                 tracing::info!(worker = %own, min_bytes = distribution.min_bytes, "queries are spread over the live readers");
-                engine.distribute(cluster_readers::LiveReaders::join(Arc::clone(&catalog), own), distribution);
+                let live = cluster_readers::LiveReaders::join(Arc::clone(&catalog), own);
+                engine.distribute(
+                    Arc::clone(&live) as Arc<dyn crate::query::distributed::Workers>,
+                    distribution,
+                    secret,
+                );
+                readers = Some(live);
             }
             Some(Arc::new(engine))
         } else {
@@ -515,6 +528,8 @@ impl Components {
             last_values,
             tokens,
             _root_lock: root_lock,
+            #[cfg(feature = "distributed")]
+            readers,
         })
     }
 }
@@ -692,6 +707,12 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         });
     }
     shutdown.await;
+    // Out of the cluster's workers first: stages sent from now on go to the
+    // others, while the fronts finish what they have.
+    #[cfg(feature = "distributed")]
+    if let Some(readers) = &components.readers {
+        readers.leave().await;
+    }
     tracing::info!(grace_s = grace.as_secs_f64(), "shutting down: finishing the requests in flight");
     let _ = stop_fronts.send(true);
     // The Postgres front bounds its connections by `grace` itself; a moment

@@ -790,6 +790,80 @@ async fn answer(server: &Server, sql: &str) -> serde_json::Value {
     }
 }
 
+/// The readers' worker secret, as the shared catalog keeps it.
+fn worker_secret(redis: &RedisServer) -> String {
+    redis.command(&["GET", "hourglass:worker_secret"]).unwrap_or_default().trim().to_owned()
+}
+
+/// The worker served on `flight_port` answers only calls that carry its
+/// cluster's secret, and refuses, even from the cluster, a stage that
+/// writes or that reads outside the storage layers: nothing is written.
+#[cfg(feature = "distributed")]
+async fn assert_worker_kept_to_its_cluster(cluster: &Cluster, flight_port: &str) {
+    use datafusion::datasource::file_format::options::CsvReadOptions;
+    use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+    use datafusion::prelude::SessionContext;
+    use datafusion_distributed::grpc::DefaultChannelResolver;
+    use datafusion_distributed::{ChannelResolver, GetWorkerInfoRequest, MaybeEncoded, SetPlanRequest, TaskKey};
+    use futures::StreamExt;
+    use hourglassdb::query::distributed::security::{SecretChannels, WorkerSecret};
+
+    let url = url::Url::parse(&format!("http://127.0.0.1:{flight_port}")).unwrap();
+    let without = DefaultChannelResolver::default().get_worker_client_for_url(&url).await.unwrap();
+    let wrong = SecretChannels::new(&WorkerSecret::new("0123456789abcdef").unwrap());
+    for mut client in [without, wrong.get_worker_client_for_url(&url).await.unwrap()] {
+        let refused = client.get_worker_info(GetWorkerInfoRequest {}).await.err().expect("a call without the secret");
+        assert!(refused.to_string().contains("only the readers of its cluster may call it"), "{refused}");
+    }
+    let secret = worker_secret(&cluster.redis);
+    assert_eq!(secret.len(), 64, "{secret:?}");
+    let channels = SecretChannels::new(&WorkerSecret::new(&secret).unwrap());
+    let info = channels.get_worker_client_for_url(&url).await.unwrap().get_worker_info(GetWorkerInfoRequest {}).await;
+    assert_eq!(info.unwrap().version, env!("CARGO_PKG_VERSION"));
+
+    let outside = cluster.dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("private.csv"), "a\n1\n").unwrap();
+    let context = SessionContext::new();
+    let private = outside.join("private.csv");
+    context.register_csv("private", private.to_str().unwrap(), CsvReadOptions::new()).await.unwrap();
+    let written = outside.join("written.csv");
+    for (sql, why) in [
+        (format!("COPY (SELECT 1 AS a) TO '{}' STORED AS CSV", written.display()), "it writes"),
+        ("SELECT * FROM private".to_owned(), "which is not a storage layer"),
+    ] {
+        let plan = context.sql(&sql).await.unwrap().create_physical_plan().await.unwrap();
+        let request = SetPlanRequest {
+            task_key: TaskKey { query_id: uuid::Uuid::new_v4(), stage_id: 0, task_number: 0 },
+            task_count: 1,
+            plan: MaybeEncoded::Decoded(plan),
+            work_unit_feed_declarations: vec![],
+            target_worker_url: url.clone(),
+            query_start_time_ns: 0,
+        };
+        let mut client = channels.get_worker_client_for_url(&url).await.unwrap();
+        let sent = client
+            .coordinator_channel(
+                Default::default(),
+                request,
+                futures::stream::empty().boxed(),
+                ExecutionPlanMetricsSet::new(),
+                &context.task_ctx(),
+            )
+            .await;
+        // The refusal is the call's error, or the first of its stream.
+        let refusal = match sent {
+            Err(error) => error.to_string(),
+            Ok(mut stream) => match stream.next().await {
+                Some(Err(error)) => error.to_string(),
+                _ => panic!("the worker took {sql}"),
+            },
+        };
+        assert!(refusal.contains("a reader's worker refuses a stage") && refusal.contains(why), "{sql}: {refusal}");
+    }
+    assert!(!written.exists(), "a refused stage wrote {}", written.display());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_query_spread_over_three_readers_answers_as_one_reader_does() {
     let dir = tempfile::tempdir().unwrap();
@@ -807,17 +881,20 @@ async fn a_query_spread_over_three_readers_answers_as_one_reader_does() {
     }
     let (status, text) = post(&writer.url("/write?db=default"), body).await;
     assert_eq!(status, 204, "{text}");
-    let readers: Vec<Server> = (0..3)
-        .map(|i| {
-            let port = free_port().to_string();
+    let ports: Vec<String> = (0..3).map(|_| free_port().to_string()).collect();
+    // On by default: the flag is not given.
+    let readers: Vec<Server> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
             cluster.process(
                 &format!("reader{i}"),
                 "readonly",
-                &["--flightsql-port", &port, "--distributed", "true", "--distributed-min-bytes", "0"],
+                &["--flightsql-port", port, "--distributed-min-bytes", "0"],
             )
         })
         .collect();
-    let local = cluster.process("local", "readonly", &[]);
+    let local = cluster.process("local", "readonly", &["--distributed", "false"]);
     let all = || async {
         let (Some((_, a)), Some((_, b))) = (
             query(&readers[0], "SELECT count(*) AS n FROM cpu").await,
@@ -841,6 +918,8 @@ async fn a_query_spread_over_three_readers_answers_as_one_reader_does() {
     assert!(explained, "the plan is not spread: {plan:?}\n{}", readers[0].log_text());
     let local_plan = query(&local, &format!("EXPLAIN {grouped}")).await;
     assert!(!format!("{local_plan:?}").contains("Stage"), "{local_plan:?}");
+    #[cfg(feature = "distributed")]
+    assert_worker_kept_to_its_cluster(&cluster, &ports[1]).await;
 
     for sql in [
         grouped,
@@ -935,4 +1014,21 @@ async fn a_query_spread_over_three_readers_answers_as_one_reader_does() {
         assert_eq!(answer(&readers[0], sql).await, answer(&local, sql).await, "{sql}");
     }
     assert_eq!(answer(&readers[0], "SELECT count(*) AS n FROM cpu").await[0]["n"], 1200);
+
+    // A reader that stops takes itself out of the live readers as it
+    // stops (not five seconds later); the others go on over two tasks.
+    let registry = format!("hourglass:readers:{}", env!("CARGO_PKG_VERSION"));
+    let listed = || cluster.redis.command(&["ZRANGE", &registry, "0", "-1"]).unwrap_or_default();
+    let third = format!("127.0.0.1:{}", ports[2]);
+    assert!(listed().contains(&third), "{}", listed());
+    let mut readers = readers;
+    let mut stopping = readers.pop().expect("three readers");
+    assert!(stopping.terminate().success(), "{}", stopping.log_text());
+    assert!(!listed().contains(&third), "{}", listed());
+    let two = || async {
+        let Some((200, body)) = query(&readers[0], &format!("EXPLAIN {grouped}")).await else { return false };
+        body.to_string().contains("tasks=2")
+    };
+    assert!(eventually(Duration::from_secs(30), two).await, "{}", readers[0].log_text());
+    assert_eq!(answer(&readers[0], grouped).await, answer(&local, grouped).await);
 }

@@ -54,8 +54,16 @@ impl Keys {
         format!("{}:alive", self.prefix)
     }
 
+    /// The live readers of this release: a reader spreads queries over
+    /// readers of its own release only, since the stages it sends are in
+    /// that release's plan encoding (a rolling upgrade runs two clusters of
+    /// workers side by side until it ends).
     pub(super) fn readers(&self) -> String {
-        format!("{}:readers", self.prefix)
+        format!("{}:readers:{}", self.prefix, env!("CARGO_PKG_VERSION"))
+    }
+
+    pub(super) fn worker_secret(&self) -> String {
+        format!("{}:worker_secret", self.prefix)
     }
 
     pub(super) fn epoch(&self) -> String {

@@ -10,9 +10,12 @@
 //!   runs the stages other readers send it;
 //! - [`Workers`] is where the coordinator finds the workers: the shared
 //!   catalog's registry of live readers;
-//! - [`codec::HourglassCodec`] carries HourglassDB's own plan nodes across.
+//! - [`codec::HourglassCodec`] carries HourglassDB's own plan nodes across;
+//! - [`security`] keeps the workers to the cluster: a shared secret on
+//!   every call, and a check of every plan a worker is sent.
 
 pub mod codec;
+pub mod security;
 
 use std::fmt;
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use datafusion_distributed::{
 use super::dedup::DeduplicateExec;
 use super::table::TimeseriesScanExec;
 use codec::HourglassCodec;
+use security::{SecretChannels, SecretCheck, StoresOnly, WorkerSecret};
 
 /// When a query is spread over the workers.
 #[derive(Debug, Clone, Copy)]
@@ -60,14 +64,16 @@ impl WorkerResolver for Resolver {
     }
 }
 
-/// `builder` made a coordinator over `workers`: its queries are planned as
-/// before and spread when [`GatedPlanner`] finds them worth it. The
-/// builder's own query planner must be set before this is called; without
-/// one, `builder` comes back as it was, and `false` says so.
+/// `builder` made a coordinator over `workers`, whose calls carry `secret`:
+/// its queries are planned as before and spread when [`GatedPlanner`] finds
+/// them worth it. The builder's own query planner must be set before this
+/// is called; without one, `builder` comes back as it was, and `false` says
+/// so.
 pub fn coordinating(
     mut builder: SessionStateBuilder,
     workers: Arc<dyn Workers>,
     settings: DistributionSettings,
+    secret: &WorkerSecret,
 ) -> (SessionStateBuilder, bool) {
     let Some(local) = builder.query_planner().clone() else {
         tracing::warn!("queries are not spread over the readers: the engine has no query planner to fall back on");
@@ -75,6 +81,7 @@ pub fn coordinating(
     };
     let builder = builder
         .with_distributed_worker_resolver(Resolver(Arc::clone(&workers)))
+        .with_distributed_channel_resolver(SecretChannels::new(secret))
         .with_distributed_user_codec(HourglassCodec)
         .with_distributed_desired_task_count_handler(WholeMerges)
         .with_distributed_planner();
@@ -210,22 +217,49 @@ fn inspect(plan: &Arc<dyn ExecutionPlan>) -> Result<(usize, u64, bool)> {
     Ok((scans, bytes, encodable))
 }
 
+/// The worker of a reader as its FlightSQL front serves it: `worker` runs
+/// the stages coordinators send it, once `check` has found the cluster's
+/// secret on the call.
+pub struct ServedWorker {
+    /// datafusion-distributed's worker; its `into_worker_server()` is the
+    /// gRPC service.
+    pub worker: Worker,
+    /// The interceptor to put in front of that service.
+    pub check: SecretCheck,
+}
+
 /// The worker of a reader, which runs the stages coordinators send it with
-/// `base`'s functions and `runtime`'s object stores and memory pool; its
-/// `into_worker_server()` is the gRPC service to serve.
-pub fn worker(base: &SessionState, runtime: Arc<RuntimeEnv>) -> Worker {
+/// `base`'s functions and `runtime`'s object stores and memory pool. It
+/// answers only calls that carry `secret`, runs only plans that read
+/// `stores` (the URLs of the storage layers) and write nothing, and reads
+/// other workers with `secret` too.
+pub fn worker(
+    base: &SessionState,
+    runtime: Arc<RuntimeEnv>,
+    secret: &WorkerSecret,
+    stores: Vec<String>,
+) -> ServedWorker {
     let scalars: Vec<_> = base.scalar_functions().values().cloned().collect();
     let aggregates: Vec<_> = base.aggregate_functions().values().cloned().collect();
     let windows: Vec<_> = base.window_functions().values().cloned().collect();
+    let channels = SecretChannels::new(secret);
+    let stores = StoresOnly::new(stores);
     let session = move |context: WorkerQueryContext| {
         let (scalars, aggregates, windows) = (scalars.clone(), aggregates.clone(), windows.clone());
+        let (channels, stores) = (channels.clone(), stores.clone());
         async move {
-            let mut builder = context.builder.with_distributed_user_codec(HourglassCodec);
+            let mut builder = context
+                .builder
+                .with_distributed_user_codec(HourglassCodec)
+                .with_distributed_channel_resolver(channels)
+                .with_distributed_worker_plan_rewrite_handler(stores);
             builder.scalar_functions().get_or_insert_default().extend(scalars);
             builder.aggregate_functions().get_or_insert_default().extend(aggregates);
             builder.window_functions().get_or_insert_default().extend(windows);
             Ok(builder.build())
         }
     };
-    Worker::from_session_builder(session).with_runtime_env(runtime)
+    let worker =
+        Worker::from_session_builder(session).with_runtime_env(runtime).with_version(env!("CARGO_PKG_VERSION"));
+    ServedWorker { worker, check: SecretCheck::new(secret) }
 }

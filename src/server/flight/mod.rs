@@ -274,7 +274,10 @@ pub(crate) fn router(front: FlightFront, options: &FlightOptions) -> Result<Rout
     let router = server.add_service(service);
     #[cfg(feature = "distributed")]
     let router = match worker {
-        Some(worker) => router.add_service(worker.into_worker_server()),
+        Some(served) => router.add_service(tonic::service::interceptor::InterceptedService::new(
+            served.worker.into_worker_server(),
+            served.check,
+        )),
         None => router,
     };
     Ok(router)
