@@ -791,6 +791,7 @@ async fn answer(server: &Server, sql: &str) -> serde_json::Value {
 }
 
 /// The readers' worker secret, as the shared catalog keeps it.
+#[cfg(feature = "distributed")]
 fn worker_secret(redis: &RedisServer) -> String {
     redis.command(&["GET", "hourglass:worker_secret"]).unwrap_or_default().trim().to_owned()
 }
