@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import compare  # noqa: E402
 import queries  # noqa: E402
-from peers import (DuckFront, FlightFront, Hourglass, HttpFront, InfluxDB, InfluxFront,  # noqa: E402
-                   PostgresFront, http_request, peak_rss_bytes, wait_until)
+from peers import (Cluster, DuckFront, FlightFront, Hourglass, HttpFront, InfluxDB, InfluxFront,  # noqa: E402
+                   PostgresFront, Redis, http_request, peak_rss_bytes, wait_until)
 
 PROFILES = {
     # name: (hosts, hours, hot runs of a light type, hot runs of a heavy type)
@@ -75,6 +75,12 @@ def parse_args():
                    help="DuckDB's threads (HourglassDB uses one per CPU)")
     p.add_argument("--keep-root", action="store_true",
                    help="keep HourglassDB's data root (in --out) after the run, to query or profile it")
+    p.add_argument("--readers", type=int, default=1,
+                   help="query a cluster of this many readers that spread each query over each other "
+                        "(distributed queries): the data is loaded over a Redis catalog (redis-server, started "
+                        "here) and a shared directory layer, and the fronts query the first reader")
+    p.add_argument("--distributed-min-bytes", default="0",
+                   help="with --readers: the readers' HOURGLASS_DISTRIBUTED_MIN_BYTES (0: every query is spread)")
     p.add_argument("--server-arg", action="append", default=[],
                    help="an extra argument for the HourglassDB server (repeatable), e.g. --server-arg=--query-partitions=2")
     return p.parse_args()
@@ -105,9 +111,17 @@ def load(tool, url, path, args):
     return report
 
 
-def live_files(root):
+def live_files(root, layer=None):
     """The Parquet files the catalog lists for cpu (every hour's metadata.json),
-    and their bytes, on the default layer at the data root."""
+    and their bytes, on the default layer at the data root. With `layer` (a
+    cluster's, whose catalog is in Redis): the files in the layer's directory,
+    which after the compaction and its grace are the listed ones, and their
+    rows as DuckDB counts them."""
+    if layer is not None:
+        files = sorted(glob.glob(os.path.join(layer, DATABASE, "cpu", "**", "*.parquet"), recursive=True))
+        import duckdb
+        rows = duckdb.connect().execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()[0] if files else 0
+        return files, sum(os.path.getsize(f) for f in files), rows
     files, size, rows = [], 0, 0
     table = os.path.join(root, DATABASE, "cpu")
     for metadata in sorted(glob.glob(os.path.join(table, "date=*", "hour=*", "metadata.json"))):
@@ -157,6 +171,24 @@ def run_query_type(kind, instances, front_name, make_front, check_against, outco
         front.close()
 
 
+def scan_tasks(plan):
+    """How a distributed query's scan split over the readers, from its EXPLAIN
+    ANALYZE VERBOSE (the crate's per-task metrics): for each task of the leaf
+    stage (each on its own reader while there are no more tasks than readers),
+    the file ranges it read, the rows it returned and the bytes it scanned, as
+    DataFusion prints them."""
+    import re
+    tasks = []
+    for line in (plan.get("Plan with Full Metrics") or "").splitlines():
+        found = re.search(r"\bt(\d+): DataSourceExec: file_groups=\{(.*?)\}, projection", line)
+        if not found:
+            continue
+        metrics = dict(re.findall(r"\b(output_rows|bytes_scanned)=\{\d+:([^}]*)\}", line))
+        tasks.append({"task": int(found.group(1)), "file_ranges": found.group(2).count(".parquet:"),
+                      "rows": metrics.get("output_rows"), "bytes_scanned": metrics.get("bytes_scanned")})
+    return tasks
+
+
 def fmt_ms(value):
     if value is None:
         return "–"
@@ -191,12 +223,21 @@ def main():
     work = tempfile.mkdtemp(prefix="hourglass-tsbs-", dir=args.out)
     root = os.path.join(work, "hourglass")
     server_log = os.path.join(args.out, "hourglass.log")
+    # A cluster's processes share a Redis catalog and a directory layer (one
+    # machine: the directory is as shared as a bucket).
+    redis, layer, shared_args = None, None, []
+    if args.readers > 1:
+        redis = Redis(os.path.join(work, "redis"), os.path.join(args.out, "redis.log")).start()
+        layer = os.path.join(work, "lake")
+        shared_args = ["--metadata-type", "redis", "--metadata-url", redis.url(),
+                       "--layer", f"name=lake,type=fs,url={layer},global=true"]
+        report["cluster"] = {"readers": args.readers, "distributed_min_bytes": args.distributed_min_bytes}
 
     # --- Load into HourglassDB --------------------------------------------------
     # Replaced files are deleted after 1 s (the grace, and no query runs during the
     # load), so that the whole root measures what a settled server keeps.
     server = Hourglass(args.binary, root, server_log,
-                       ["--file-grace-s", "1", "--query-timeout-s", "1", *args.server_arg]).start()
+                       ["--file-grace-s", "1", "--query-timeout-s", "1", *shared_args, *args.server_arg]).start()
     try:
         log(f"load: HourglassDB {args.endpoint}, {args.workers} workers, batch {args.batch}, gzip {args.gzip}")
         url = f"http://127.0.0.1:{server.http_port}{args.endpoint}?db={DATABASE}"
@@ -222,7 +263,7 @@ def main():
         ours["server_peak_rss_bytes"] = peak_rss_bytes(server.process.pid)
     finally:
         server.stop()
-    files, parquet_bytes, listed_rows = live_files(root)
+    files, parquet_bytes, listed_rows = live_files(root, layer)
     root_bytes = directory_bytes(root)
     report["storage"] = {
         "rows": listed_rows, "files": len(files), "parquet_bytes": parquet_bytes, "root_bytes": root_bytes,
@@ -254,13 +295,25 @@ def main():
         except Exception as error:  # noqa: BLE001 - reported, and the run fails
             outcome["error"] = str(error)
             failures.append(f"DuckDB {kind}: {error}")
-    server = Hourglass(args.binary, root, server_log, args.server_arg)
+    if args.readers > 1:
+        probe = (instances.get("double-groupby-all") or [queries.Query("probe", "SELECT count(*) FROM cpu", None, None)])[0]
+        server = Cluster(args.binary, [os.path.join(work, f"reader-{i}") for i in range(args.readers)],
+                         [os.path.join(args.out, f"reader-{i}.log") for i in range(args.readers)],
+                         [*shared_args, "--distributed-min-bytes", args.distributed_min_bytes, *args.server_arg],
+                         probe.sql, DATABASE)
+    else:
+        server = Hourglass(args.binary, root, server_log, args.server_arg)
     try:
+        if args.readers > 1:
+            # One cluster for every query type: "cold" is then the type's first
+            # query on running readers.
+            server.start()
         for front_name in fronts:
             for kind in all_kinds:
                 log(f"query: {front_name} {kind}")
                 # Each query type starts on a fresh server process: its first query is cold.
-                server.start()
+                if args.readers <= 1:
+                    server.start()
                 outcome = report["queries"][kind].setdefault(front_name, {})
                 try:
                     run_query_type(kind, select_one if kind == "SELECT 1" else instances[kind], front_name,
@@ -271,11 +324,25 @@ def main():
                     outcome["error"] = str(error)
                     failures.append(f"{front_name} {kind}: {error}")
                 finally:
-                    server.stop()
+                    if args.readers <= 1:
+                        server.stop()
                 if kind not in expected:
                     outcome["check"] = "no DuckDB answer"
+        if args.readers > 1:
+            for kind in [k for k in ("double-groupby-all", "lastpoint") if k in instances]:
+                log(f"explain analyze: {kind} over {args.readers} readers")
+                try:
+                    plan = server.explain(instances[kind][0].sql, analyze=True)
+                    tasks = scan_tasks(plan)
+                    report["cluster"].setdefault("explain_analyze", {})[kind] = {"plan": plan, "tasks": tasks}
+                    if not tasks:
+                        failures.append(f"EXPLAIN ANALYZE {kind}: not spread over the readers")
+                except Exception as error:  # noqa: BLE001 - reported, and the run fails
+                    failures.append(f"EXPLAIN ANALYZE {kind}: {error}")
     finally:
         server.stop()
+        if redis is not None:
+            redis.stop()
 
     # --- InfluxDB ------------------------------------------------------------------
     if not args.no_influxdb:
@@ -413,6 +480,20 @@ def render(report, fronts):
     if report.get("windows_shortened_to_the_data"):
         lines.append(f"Windows longer than the data were shortened to it: "
                      f"{', '.join(report['windows_shortened_to_the_data'])}.")
+    cluster = report.get("cluster")
+    if cluster:
+        lines.append("")
+        lines.append(f"Queried on a cluster of {cluster['readers']} readers over a Redis catalog, each query "
+                     f"spread over all of them past {cluster['distributed_min_bytes']} bytes scanned; "
+                     f"the fronts query the first.")
+        for kind, analyzed in cluster.get("explain_analyze", {}).items():
+            lines.append("")
+            lines.append(f"How `{kind}`'s scan split over the readers (EXPLAIN ANALYZE VERBOSE, one task per reader):")
+            lines.append("")
+            lines.append("| Task | File ranges | Rows | Bytes scanned |")
+            lines.append("|---|---|---|---|")
+            for task in analyzed["tasks"]:
+                lines.append(f"| t{task['task']} | {task['file_ranges']} | {task['rows']} | {task['bytes_scanned']} |")
     errors = [(k, s, o["error"]) for k, q in report["queries"].items() for s, o in q.items()
               if isinstance(o, dict) and "error" in o]
     if errors:

@@ -105,6 +105,78 @@ class Hourglass:
         stop_process(self.process, 120)
 
 
+class Redis:
+    """Debian's redis-server on a free loopback port, its data in `directory`:
+    the shared catalog of a `--readers N` run."""
+
+    def __init__(self, directory, log_path):
+        self.directory = directory
+        self.log_path = log_path
+        self.process = None
+
+    def start(self):
+        import socket
+        os.makedirs(self.directory, exist_ok=True)
+        self.port = free_port()
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.directory,
+             "--save", "", "--appendonly", "no"], stdout=log, stderr=log)
+        log.close()
+
+        def answers():
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        wait_until(answers, "redis-server PING", 30, self.process)
+        return self
+
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self):
+        stop_process(self.process, 30)
+
+
+class Cluster:
+    """`count` readers over one Redis catalog and one storage layer, which
+    spread each query over each other (distributed queries); the first one,
+    the coordinator, takes the queries, so the fronts use its ports."""
+
+    def __init__(self, binary, roots, log_paths, shared_args, probe_sql, database):
+        self.readers = [Hourglass(binary, root, log, ["--mode", "readonly", *shared_args])
+                        for root, log in zip(roots, log_paths)]
+        self.probe_sql = probe_sql
+        self.database = database
+
+    def start(self):
+        for reader in self.readers:
+            reader.start()
+        coordinator = self.readers[0]
+        self.http_port, self.pg_port, self.flight_port = (
+            coordinator.http_port, coordinator.pg_port, coordinator.flight_port)
+        self.process = coordinator.process
+        want = f"tasks={len(self.readers)}"
+        # The readers find each other through their heartbeats, within seconds.
+        wait_until(lambda: want in self.explain(self.probe_sql), f"every reader a worker ({want})", 60,
+                   coordinator.process)
+        return self
+
+    def explain(self, sql, analyze=False):
+        """The coordinator's EXPLAIN (ANALYZE) of `sql`, as text."""
+        body = json.dumps({"query": f"EXPLAIN {'ANALYZE VERBOSE ' if analyze else ''}{sql}"})
+        status, answer = http_request(self.http_port, "POST", f"/query?db={urllib.parse.quote(self.database)}",
+                                      body=body, headers={"Content-Type": "application/json"}, timeout=3600)
+        if status != 200:
+            raise RuntimeError(f"EXPLAIN answered {status}: {answer[:300]!r}")
+        return {row.get("plan_type"): row.get("plan") for row in json.loads(answer)["results"]} if analyze else \
+            "\n".join(str(row.get("plan", "")) for row in json.loads(answer)["results"])
+
+    def stop(self):
+        for reader in self.readers:
+            reader.stop()
+
+
 class PostgresFront:
     """psycopg 3. The timed path receives every row into libpq (simple protocol,
     text) without turning them into Python objects, so the time is the server's

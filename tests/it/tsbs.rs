@@ -68,3 +68,49 @@ fn the_smoke_profile_answers_every_query_type_as_duckdb_does_on_every_front() {
     let markdown = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     assert!(markdown.contains("| lastpoint |"), "{markdown}");
 }
+
+/// `--readers 3`: the data loaded over a Redis catalog, and every query type
+/// asked of a reader that spreads it over three (distributed queries), each
+/// answer checked against DuckDB's on every front; EXPLAIN ANALYZE shows the
+/// scan split in one task per reader.
+#[cfg(feature = "distributed")]
+#[test]
+fn the_smoke_profile_spread_over_three_readers_answers_as_duckdb_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let output = Command::new(test_python())
+        .arg(harness())
+        .arg("smoke")
+        .args(["--binary", env!("CARGO_BIN_EXE_hourglass")])
+        .args(["--tool", env!("CARGO_BIN_EXE_hourglass-tsbs")])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--runs", "1", "--no-influxdb", "--readers", "3"])
+        .output()
+        .expect("run the harness");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "the harness failed:\n{stdout}\n{stderr}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json")).expect("json");
+    assert_eq!(report["storage"]["rows"].as_u64(), Some(36_000), "the shared layer holds every row once");
+    assert_eq!(report["failures"].as_array().map(Vec::len), Some(0), "{}", report["failures"]);
+    let queries = report["queries"].as_object().expect("queries");
+    assert_eq!(queries.len(), 16, "SELECT 1 and the fifteen TSBS query types");
+    for (kind, outcome) in queries {
+        for front in ["postgres", "flightsql", "http"] {
+            assert_eq!(outcome[front]["check"], "equal", "{front} {kind}: {}", outcome[front]);
+        }
+    }
+    for kind in ["double-groupby-all", "lastpoint"] {
+        let analyzed = &report["cluster"]["explain_analyze"][kind];
+        let tasks = analyzed["tasks"].as_array().expect("tasks");
+        assert_eq!(tasks.len(), 3, "{kind}: one scan task per reader: {}", analyzed["plan"]);
+        assert!(tasks.iter().any(|t| t["rows"] != "0"), "{kind}: some task read the rows: {tasks:?}");
+    }
+    let markdown = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(markdown.contains("a cluster of 3 readers"), "{markdown}");
+}
