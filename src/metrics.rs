@@ -79,6 +79,8 @@ pub struct Gauges {
     pub write_held_bytes: u64,
     /// Queries running.
     pub queries_running: u64,
+    /// Queries spread over a cluster's readers since the start.
+    pub queries_spread: u64,
     /// Queries waiting for a slot.
     pub queries_queued: u64,
     /// Milliseconds since the view of a shared catalog last matched Redis (0
@@ -186,6 +188,11 @@ impl Metrics {
         let mut counter = |name: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         };
+        counter(
+            "hourglass_queries_spread_total",
+            "Queries this reader spread over the cluster's readers (distributed queries).",
+            gauges.queries_spread,
+        );
         counter(
             "hourglass_last_value_cache_hits_total",
             "Scans answered from the last-value cache.",

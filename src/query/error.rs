@@ -228,14 +228,26 @@ impl Classified for QueryError {
 }
 
 /// Whether `error` says a worker of a distributed query could not be
-/// reached: datafusion-distributed passes on gRPC's `Unavailable` as the
-/// text of an external error, whether it met it planning or running.
+/// reached, or went away while its task streamed: datafusion-distributed
+/// passes on gRPC's `Unavailable` as the text of an external error when a
+/// worker cannot be reached, and tonic's transport error (a broken pipe, a
+/// reset) when the connection breaks. Storage errors (object_store, I/O)
+/// carry neither.
 fn lost_a_worker(error: &DataFusionError) -> bool {
     #[cfg(feature = "distributed")]
     {
-        // tonic's text for Code::Unavailable; storage errors (object_store,
-        // I/O) never carry it.
-        error.to_string().contains("The service is currently unavailable")
+        if error.to_string().contains("The service is currently unavailable") {
+            return true;
+        }
+        let DataFusionError::External(root) = error.find_root() else { return false };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(root.as_ref());
+        while let Some(e) = cause {
+            if e.downcast_ref::<tonic::transport::Error>().is_some() {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
     }
     #[cfg(not(feature = "distributed"))]
     {

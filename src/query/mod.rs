@@ -123,9 +123,10 @@ pub struct QueryEngine {
     /// Whether queries may be spread over a cluster's readers (see
     /// [`QueryEngine::distribute`]).
     /// The secret of the cluster whose queries this engine coordinates and
-    /// whose stages it runs; None while it takes no part in distribution.
+    /// whose stages it runs, and the count of the queries it spread; None
+    /// while it takes no part in distribution.
     #[cfg(feature = "distributed")]
-    distributed: Option<distributed::security::WorkerSecret>,
+    distributed: Option<(distributed::security::WorkerSecret, Arc<std::sync::atomic::AtomicU64>)>,
 }
 
 impl QueryEngine {
@@ -234,20 +235,31 @@ impl QueryEngine {
         Ok(engine)
     }
 
-    /// Makes this engine a coordinator: its queries are spread over
-    /// `workers`, whose calls carry `secret`, when `settings` find them
-    /// worth it (see [`distributed::coordinating`]).
+    /// This engine as a coordinator: its queries are spread over `workers`,
+    /// whose calls carry `secret`, when `settings` find them worth it (see
+    /// [`distributed::coordinating`]). A copy, with its own admission gate,
+    /// so that an engine already shared can be made one too.
     #[cfg(feature = "distributed")]
-    pub fn distribute(
-        &mut self,
+    pub fn coordinating(
+        &self,
         workers: Arc<dyn distributed::Workers>,
         settings: distributed::DistributionSettings,
         secret: distributed::security::WorkerSecret,
-    ) {
+    ) -> QueryEngine {
         let builder = SessionStateBuilder::new_from_existing(self.base.clone());
-        let (builder, coordinates) = distributed::coordinating(builder, workers, settings, &secret);
-        self.base = builder.build();
-        self.distributed = coordinates.then_some(secret);
+        let (builder, spread) = distributed::coordinating(builder, workers, settings, &secret);
+        let options = self.options.clone();
+        QueryEngine {
+            catalog: Arc::clone(&self.catalog),
+            storage: Arc::clone(&self.storage),
+            base: builder.build(),
+            sources: self.sources.clone(),
+            admission: Admission::new(options.max_concurrent, options.max_queued, options.queue_timeout),
+            options,
+            writer: self.writer.clone(),
+            relations: Arc::clone(&self.relations),
+            distributed: spread.map(|spread| (secret, spread)),
+        }
     }
 
     /// The worker that runs other coordinators' stages with this engine's
@@ -255,7 +267,7 @@ impl QueryEngine {
     /// queries.
     #[cfg(feature = "distributed")]
     pub fn distributed_worker(&self) -> Option<distributed::ServedWorker> {
-        let secret = self.distributed.as_ref()?;
+        let (secret, _) = self.distributed.as_ref()?;
         let own_tables = self.relations.files().own_store().map(|(url, _)| url.to_owned());
         let stores = self.storage.layers().iter().map(|layer| layer.url().to_owned()).chain(own_tables).collect();
         Some(distributed::worker(&self.base, Arc::clone(self.base.runtime_env()), secret, stores))
@@ -270,6 +282,16 @@ impl QueryEngine {
     /// changes, if a write of theirs had an unknown outcome.
     pub fn relations_stopped(&self) -> Option<String> {
         self.relations.stopped()
+    }
+
+    /// Queries this engine spread over a cluster's readers since it
+    /// started.
+    pub fn queries_spread(&self) -> u64 {
+        #[cfg(feature = "distributed")]
+        if let Some((_, spread)) = &self.distributed {
+            return spread.load(std::sync::atomic::Ordering::Relaxed);
+        }
+        0
     }
 
     /// Queries running now.

@@ -871,7 +871,14 @@ impl ExecutionPlan for TimeseriesScanExec {
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        if partition == 0 {
+        // A distributed query runs this node once in each task of its stage,
+        // each task reading a part of the files; what the catalog pruned is
+        // the query's, so its first task alone counts it.
+        #[cfg(feature = "distributed")]
+        let counts_the_summary = super::distributed::task_index(&context).is_none_or(|task| task == 0);
+        #[cfg(not(feature = "distributed"))]
+        let counts_the_summary = true;
+        if partition == 0 && counts_the_summary {
             let s = &self.summary;
             let counter = |name: &'static str, value: usize| {
                 MetricBuilder::new(&self.metrics).global_counter(name).add(value);

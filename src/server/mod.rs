@@ -492,7 +492,7 @@ impl Components {
                 let secret = cluster_readers::worker_secret(catalog.as_ref()).await?;
                 tracing::info!(worker = %own, min_bytes = distribution.min_bytes, "queries are spread over the live readers");
                 let live = cluster_readers::LiveReaders::join(Arc::clone(&catalog), own);
-                engine.distribute(
+                engine = engine.coordinating(
                     Arc::clone(&live) as Arc<dyn crate::query::distributed::Workers>,
                     distribution,
                     secret,

@@ -1032,4 +1032,69 @@ async fn a_query_spread_over_three_readers_answers_as_one_reader_does() {
     };
     assert!(eventually(Duration::from_secs(30), two).await, "{}", readers[0].log_text());
     assert_eq!(answer(&readers[0], grouped).await, answer(&local, grouped).await);
+
+    // EXPLAIN ANALYZE counts what the catalog pruned once, as one reader
+    // does, however many tasks read the files.
+    let files_scanned = |plan: serde_json::Value| {
+        let text = plan.to_string();
+        let at = text.find("files_scanned=").map(|i| i + "files_scanned=".len());
+        at.map(|i| text[i..].chars().take_while(char::is_ascii_digit).collect::<String>())
+    };
+    let analyze = format!("EXPLAIN ANALYZE {grouped}");
+    let spread_count = files_scanned(answer(&readers[0], &analyze).await);
+    assert!(spread_count.is_some(), "no files_scanned in the spread EXPLAIN ANALYZE");
+    assert_eq!(spread_count, files_scanned(answer(&local, &analyze).await));
+    let metrics = client().get(readers[0].url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let spread_total = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hourglass_queries_spread_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(spread_total.is_some_and(|n| n >= 10), "{spread_total:?}");
+
+    // A worker killed while its task runs: the query fails with the error
+    // to retry, or (had its part been done) answers in full; never a
+    // partial answer.
+    let heavy =
+        "SELECT a.host, count(*) AS rows FROM cpu a JOIN cpu b ON a.host = b.host JOIN cpu c ON b.host = c.host \
+                 AND c.n < 3 GROUP BY a.host ORDER BY a.host";
+    let expected = answer(&local, heavy).await;
+    let running = {
+        let coordinator = readers[0].url("/query?db=default");
+        tokio::spawn(async move {
+            let response = client().post(coordinator).json_body(&serde_json::json!({ "query": heavy })).send().await;
+            let response = response.expect("the coordinator answers");
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        })
+    };
+    let queries_running = || async {
+        let metrics = client().get(readers[0].url("/metrics")).send().await.ok()?.text().await.ok()?;
+        metrics.lines().find_map(|l| l.strip_prefix("hourglass_queries_running ")?.trim().parse::<u64>().ok())
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || async { queries_running().await.is_some_and(|n| n > 0) }).await,
+        "the heavy query never ran"
+    );
+    let started = std::time::Instant::now();
+    let mut worker = readers.pop().expect("two readers");
+    worker.kill9();
+    let (status, body) = running.await.expect("the query task");
+    eprintln!("the heavy query ended {:?} after the kill: {status}", started.elapsed());
+    match status {
+        200 => {
+            let body: serde_json::Value = serde_json::from_str(&body).expect("a whole JSON answer");
+            assert_eq!(body["results"], expected, "a partial answer");
+        }
+        503 => assert!(body.contains("could not be reached; retry"), "{body}"),
+        other => panic!("{other}: {body}"),
+    }
+    assert!(status == 503, "the worker was killed after its part was done; make the query heavier");
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            matches!(query(&readers[0], heavy).await, Some((200, body)) if body["results"] == expected)
+        })
+        .await,
+        "{}",
+        readers[0].log_text()
+    );
 }

@@ -264,6 +264,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         buffered_bytes: state.ingester.as_ref().map_or(0, |i| i.buffer().bytes() as u64),
         write_held_bytes: state.ingester.as_ref().map_or(0, |i| i.buffer().held_bytes() as u64),
         queries_running: state.engine.as_ref().map_or(0, |e| e.queries_running() as u64),
+        queries_spread: state.engine.as_ref().map_or(0, |e| e.queries_spread()),
         queries_queued: state.engine.as_ref().map_or(0, |e| e.queries_queued() as u64),
         catalog_lag_ms: state.catalog.lag().map_or(0, |lag| u64::try_from(lag.as_millis()).unwrap_or(u64::MAX)),
         last_value_cache_bytes: state.last_values.as_ref().map_or(0, |c| c.bytes() as u64),
