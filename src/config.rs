@@ -494,7 +494,7 @@ pub struct Settings {
     /// Redis catalog): the reader that receives a query plans it and sends
     /// its stages to the live readers' FlightSQL ports, where each reader
     /// serves a worker beside FlightSQL. Queries below
-    /// --distributed-min-bytes, and those with a gap fill, run where they
+    /// --distributed-min-bytes, and those with a window function, run where they
     /// were received. A worker answers only calls that carry the secret
     /// the readers share in the catalog (`<prefix>:worker_secret`), and
     /// runs only plans that read the storage layers and write nothing.

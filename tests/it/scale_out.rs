@@ -973,13 +973,20 @@ async fn a_query_spread_over_three_readers_answers_as_one_reader_does() {
         failures.iter().filter(|f| !(f.contains("503") && f.contains("could not be reached; retry"))).collect();
     assert!(other.is_empty(), "{other:?}");
 
-    // A gap fill cannot be sent to a worker yet: it runs where it was received.
-    let gap_fill =
-        "SELECT date_bin_gapfill(INTERVAL '30 minutes', time) AS bucket, host, avg(usage) AS usage FROM cpu \
-                    WHERE time >= '2023-11-14T22:00:00Z' AND time < '2023-11-15T04:00:00Z' GROUP BY 1, 2 ORDER BY 1, 2";
-    let plan = query(&readers[0], &format!("EXPLAIN {gap_fill}")).await;
+    // A gap fill travels with HourglassDB's codec; a window function stays
+    // where it was received.
+    let gap_fill = "SELECT date_bin_gapfill(INTERVAL '30 minutes', time) AS bucket, host, avg(usage) AS usage, \
+                    locf(max(n)) AS top FROM cpu WHERE time >= '2023-11-14T21:00:00Z' AND time < '2023-11-15T05:00:00Z' \
+                    GROUP BY 1, 2 ORDER BY 1, 2";
+    assert_spread(&readers[0], gap_fill).await;
+    let filled = answer(&readers[0], gap_fill).await;
+    assert_eq!(filled.as_array().map(Vec::len), Some(16 * 4), "every bucket of every host");
+    assert_eq!(filled, answer(&local, gap_fill).await);
+    let window = "SELECT time, host, difference(usage) OVER (PARTITION BY host ORDER BY time) AS change FROM cpu \
+                  WHERE host = 'b' ORDER BY time";
+    let plan = query(&readers[0], &format!("EXPLAIN {window}")).await;
     assert!(!format!("{plan:?}").contains("Stage"), "{plan:?}");
-    assert_eq!(answer(&readers[0], gap_fill).await, answer(&local, gap_fill).await);
+    assert_eq!(answer(&readers[0], window).await, answer(&local, window).await);
 
     // Rows written again over the first hour: a file that overlaps the
     // hour's first, merged with it row by row, by one task.

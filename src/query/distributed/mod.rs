@@ -209,14 +209,14 @@ pub fn task_index(context: &TaskContext) -> Option<usize> {
 }
 
 /// The plan nodes a query with one runs where it was planned:
-/// - HourglassDB's that [`HourglassCodec`] does not encode: a gap fill; a
-///   delete and an insert, which a reader refuses anyway;
+/// - HourglassDB's that [`HourglassCodec`] does not encode: a delete and an
+///   insert, which a reader refuses anyway;
 /// - window functions (derivatives, moving averages, ...): their input
 ///   ordering may rest on what a filter of another stage made constant
 ///   (`WHERE host = 'a'` orders `PARTITION BY host`), which a network
 ///   boundary does not carry, so a worker fails to run them
 ///   (sql/series.slt found it).
-const LOCAL_ONLY: &[&str] = &["GapFillExec", "DeleteExec", "DataSinkExec", "WindowAggExec", "BoundedWindowAggExec"];
+const LOCAL_ONLY: &[&str] = &["DeleteExec", "DataSinkExec", "WindowAggExec", "BoundedWindowAggExec"];
 
 /// The measurement scans of `plan`, the bytes of files they read, and
 /// whether every node in it can be sent to a worker (a plan with no

@@ -34,7 +34,7 @@ use super::fill::{self, Buckets, Fill};
 const BATCH_ROWS: usize = 8192;
 
 /// Where the columns of a gap-filled aggregate are, and how each fills.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, serde::Serialize, serde::Deserialize)]
 pub struct GapFillColumns {
     /// The GROUP BY columns other than the bucket.
     pub groups: Vec<usize>,
@@ -47,7 +47,7 @@ pub struct GapFillColumns {
 }
 
 /// A column the node adds: `source` filled with `fill`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, serde::Serialize, serde::Deserialize)]
 pub struct FilledColumn {
     pub source: usize,
     pub fill: Fill,
@@ -111,6 +111,12 @@ impl GapFillExec {
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
         })
+    }
+
+    /// What [`Self::try_new`] was given besides the input, for a codec to
+    /// send the node to a worker.
+    pub fn parts(&self) -> (&GapFillColumns, Buckets, &SchemaRef) {
+        (&self.columns, self.buckets, &self.schema)
     }
 }
 

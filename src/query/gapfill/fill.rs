@@ -12,7 +12,7 @@ use datafusion::common::{exec_err, Result};
 
 /// How an aggregate column fills a bucket that has no row, or whose value is
 /// NULL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Fill {
     /// NULL, as InfluxDB's and TimescaleDB's gap filling leave a plain
     /// aggregate.
@@ -27,7 +27,7 @@ pub enum Fill {
 
 /// The buckets of a query's range: `count` of them, from `first`, `stride`
 /// apart (nanoseconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, serde::Serialize, serde::Deserialize)]
 pub struct Buckets {
     pub first: i64,
     pub stride: i64,
