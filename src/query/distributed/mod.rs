@@ -17,6 +17,7 @@
 pub mod codec;
 pub mod security;
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -82,6 +83,7 @@ pub fn coordinating(
         return (builder, None);
     };
     let builder = builder
+        .with_query_planner(Arc::new(HandOff(Arc::clone(&local))))
         .with_distributed_worker_resolver(Resolver(Arc::clone(&workers)))
         .with_distributed_channel_resolver(SecretChannels::new(secret))
         .with_distributed_user_codec(HourglassCodec)
@@ -95,11 +97,38 @@ pub fn coordinating(
     if let Err(error) = builder.set_distributed_file_scan_config_bytes_per_partition(piece) {
         tracing::warn!(%error, "the size of the pieces a distributed scan reads is the default");
     }
-    // with_distributed_planner always sets one: it wraps the local planner.
+    // with_distributed_planner always sets one: it wraps HandOff.
     let distributed = builder.query_planner().clone().unwrap_or_else(|| Arc::clone(&local));
     let spread = Arc::new(AtomicU64::new(0));
     let planner = GatedPlanner { local, distributed, workers, settings, spread: Arc::clone(&spread) };
     (builder.with_query_planner(Arc::new(planner)), Some(spread))
+}
+
+tokio::task_local! {
+    /// The plan [`GatedPlanner`] has just made here, for [`HandOff`] to give
+    /// the distributed planner.
+    static PLANNED: RefCell<Option<Arc<dyn ExecutionPlan>>>;
+}
+
+/// The planner datafusion-distributed's wraps (it plans locally, then cuts
+/// the plan into stages): it hands over the plan [`GatedPlanner`] already
+/// made to decide, so that a spread query is not planned twice. Outside
+/// such a hand-over it plans with the local planner.
+#[derive(Debug)]
+struct HandOff(Arc<dyn QueryPlanner + Send + Sync>);
+
+#[async_trait]
+impl QueryPlanner for HandOff {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session_state: &dyn datafusion::catalog::Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if let Some(plan) = PLANNED.try_with(|planned| planned.borrow_mut().take()).ok().flatten() {
+            return Ok(plan);
+        }
+        self.0.create_physical_plan(logical_plan, session_state).await
+    }
 }
 
 /// A merge of overlapping files ([`DeduplicateExec`]) must see every row of
@@ -153,7 +182,9 @@ impl QueryPlanner for GatedPlanner {
         if scans == 0 || bytes < self.settings.min_bytes || !encodable {
             return Ok(local);
         }
-        match self.distributed.create_physical_plan(logical_plan, session_state).await {
+        let planned = RefCell::new(Some(Arc::clone(&local)));
+        let distributed = PLANNED.scope(planned, self.distributed.create_physical_plan(logical_plan, session_state));
+        match distributed.await {
             Ok(plan) => {
                 if plan.is::<datafusion_distributed::DistributedExec>() {
                     self.spread.fetch_add(1, Ordering::Relaxed);
