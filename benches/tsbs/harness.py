@@ -13,6 +13,7 @@ and a JSON report. Exit status 1 when any answer differs or any step failed.
 """
 
 import argparse
+import atexit
 import datetime
 import glob
 import json
@@ -111,28 +112,31 @@ def load(tool, url, path, args):
     return report
 
 
-def live_files(root, layer=None):
-    """The Parquet files the catalog lists for cpu (every hour's metadata.json),
-    and their bytes, on the default layer at the data root. With `layer` (a
-    cluster's, whose catalog is in Redis): the files in the layer's directory,
-    which after the compaction and its grace are the listed ones, and their
-    rows as DuckDB counts them."""
-    if layer is not None:
-        files = sorted(glob.glob(os.path.join(layer, DATABASE, "cpu", "**", "*.parquet"), recursive=True))
-        import duckdb
-        rows = duckdb.connect().execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()[0] if files else 0
-        return files, sum(os.path.getsize(f) for f in files), rows
+def live_files(root, cluster=None):
+    """The Parquet files the catalog lists for cpu, their bytes and rows: every
+    hour's metadata.json on the data root, or with `cluster` (its Redis and its
+    layer's directory) every hour's hash in Redis."""
     files, size, rows = [], 0, 0
-    table = os.path.join(root, DATABASE, "cpu")
-    for metadata in sorted(glob.glob(os.path.join(table, "date=*", "hour=*", "metadata.json"))):
-        for entry in json.load(open(metadata)).get("files", []):
-            path = os.path.join(table, entry["path"])
-            if not os.path.exists(path):
-                raise RuntimeError(f"the catalog lists {path}, which does not exist")
-            files.append(path)
-            size += entry["size_bytes"]
-            rows += entry["row_count"]
-    return files, size, rows
+    if cluster is not None:
+        redis, layer = cluster
+        table = os.path.join(layer, DATABASE, "cpu")
+        key = "hourglass:{" + DATABASE + "/cpu}"
+        entries = []
+        for hour in redis.command("ZRANGE", f"{key}:partitions", "0", "-1") or []:
+            listed = redis.command("HGETALL", f"{key}:files:{hour}") or []
+            entries += [json.loads(value) for value in listed[1::2]]
+    else:
+        table = os.path.join(root, DATABASE, "cpu")
+        entries = [entry for metadata in sorted(glob.glob(os.path.join(table, "date=*", "hour=*", "metadata.json")))
+                   for entry in json.load(open(metadata)).get("files", [])]
+    for entry in entries:
+        path = os.path.join(table, entry["path"])
+        if not os.path.exists(path):
+            raise RuntimeError(f"the catalog lists {path}, which does not exist")
+        files.append(path)
+        size += entry["size_bytes"]
+        rows += entry["row_count"]
+    return sorted(files), size, rows
 
 
 def directory_bytes(path):
@@ -228,6 +232,7 @@ def main():
     redis, layer, shared_args = None, None, []
     if args.readers > 1:
         redis = Redis(os.path.join(work, "redis"), os.path.join(args.out, "redis.log")).start()
+        atexit.register(redis.stop)  # whatever step fails on the way
         layer = os.path.join(work, "lake")
         shared_args = ["--metadata-type", "redis", "--metadata-url", redis.url(),
                        "--layer", f"name=lake,type=fs,url={layer},global=true"]
@@ -263,8 +268,8 @@ def main():
         ours["server_peak_rss_bytes"] = peak_rss_bytes(server.process.pid)
     finally:
         server.stop()
-    files, parquet_bytes, listed_rows = live_files(root, layer)
-    root_bytes = directory_bytes(root)
+    files, parquet_bytes, listed_rows = live_files(root, (redis, layer) if redis else None)
+    root_bytes = directory_bytes(root) + (directory_bytes(layer) if layer else 0)
     report["storage"] = {
         "rows": listed_rows, "files": len(files), "parquet_bytes": parquet_bytes, "root_bytes": root_bytes,
         "parquet_bytes_per_row": parquet_bytes / max(listed_rows, 1), "root_bytes_per_row": root_bytes / max(listed_rows, 1),
@@ -296,7 +301,8 @@ def main():
             outcome["error"] = str(error)
             failures.append(f"DuckDB {kind}: {error}")
     if args.readers > 1:
-        probe = (instances.get("double-groupby-all") or [queries.Query("probe", "SELECT count(*) FROM cpu", None, None)])[0]
+        probe = (instances.get("double-groupby-all")
+                 or [queries.Query("probe", "SELECT hostname, max(usage_user) FROM cpu GROUP BY hostname", None, None)])[0]
         server = Cluster(args.binary, [os.path.join(work, f"reader-{i}") for i in range(args.readers)],
                          [os.path.join(args.out, f"reader-{i}.log") for i in range(args.readers)],
                          [*shared_args, "--distributed-min-bytes", args.distributed_min_bytes, *args.server_arg],

@@ -134,6 +134,33 @@ class Redis:
     def url(self):
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def command(self, *args):
+        """One command over RESP; the reply as Python values (bulk strings as str)."""
+        import socket
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as s:
+            request = f"*{len(args)}\r\n" + "".join(f"${len(str(a).encode())}\r\n{a}\r\n" for a in args)
+            s.sendall(request.encode())
+            reader = s.makefile("rb")
+
+            def reply():
+                line = reader.readline().decode().rstrip("\r\n")
+                kind, rest = line[0], line[1:]
+                if kind == "+":
+                    return rest
+                if kind == "-":
+                    raise RuntimeError(f"Redis: {rest}")
+                if kind == ":":
+                    return int(rest)
+                if kind == "$":
+                    if int(rest) < 0:
+                        return None
+                    data = reader.read(int(rest) + 2)
+                    return data[:-2].decode()
+                if kind == "*":
+                    return [reply() for _ in range(int(rest))] if int(rest) >= 0 else None
+                raise RuntimeError(f"Redis: unexpected reply {line!r}")
+            return reply()
+
     def stop(self):
         stop_process(self.process, 30)
 
@@ -157,9 +184,14 @@ class Cluster:
             coordinator.http_port, coordinator.pg_port, coordinator.flight_port)
         self.process = coordinator.process
         want = f"tasks={len(self.readers)}"
+
+        def every_reader_a_worker():
+            try:
+                return want in self.explain(self.probe_sql)
+            except (RuntimeError, ValueError):  # a reader not ready yet
+                return False
         # The readers find each other through their heartbeats, within seconds.
-        wait_until(lambda: want in self.explain(self.probe_sql), f"every reader a worker ({want})", 60,
-                   coordinator.process)
+        wait_until(every_reader_a_worker, f"every reader a worker ({want})", 60, coordinator.process)
         return self
 
     def explain(self, sql, analyze=False):

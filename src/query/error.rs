@@ -230,13 +230,22 @@ impl Classified for QueryError {
 /// Whether `error` says a worker of a distributed query could not be
 /// reached, or went away while its task streamed: datafusion-distributed
 /// passes on gRPC's `Unavailable` as the text of an external error when a
-/// worker cannot be reached, and tonic's transport error (a broken pipe, a
-/// reset) when the connection breaks. Storage errors (object_store, I/O)
-/// carry neither.
+/// worker cannot be reached, says so in its own words when it cannot
+/// connect, and passes on tonic's transport error (a broken pipe, a reset)
+/// when the connection breaks: typed when this process met it, as text when
+/// a worker reading another met it. Storage errors (object_store, I/O)
+/// carry none of these.
 fn lost_a_worker(error: &DataFusionError) -> bool {
     #[cfg(feature = "distributed")]
     {
-        if error.to_string().contains("The service is currently unavailable") {
+        const SIGNS: &[&str] = &[
+            "The service is currently unavailable",
+            "Error connecting to Distributed DataFusion worker",
+            "Error waiting for Distributed DataFusion channel",
+            "tonic::transport::Error",
+        ];
+        let text = error.to_string();
+        if SIGNS.iter().any(|sign| text.contains(sign)) {
             return true;
         }
         let DataFusionError::External(root) = error.find_root() else { return false };

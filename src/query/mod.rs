@@ -120,8 +120,6 @@ pub struct QueryEngine {
     relations: Arc<RelationStore>,
     /// The gate every query passes before it runs.
     admission: Admission,
-    /// Whether queries may be spread over a cluster's readers (see
-    /// [`QueryEngine::distribute`]).
     /// The secret of the cluster whose queries this engine coordinates and
     /// whose stages it runs, and the count of the queries it spread; None
     /// while it takes no part in distribution.

@@ -707,11 +707,13 @@ pub async fn run(settings: Settings, toml_layers: Option<toml::Value>) -> Result
         });
     }
     shutdown.await;
-    // Out of the cluster's workers first: stages sent from now on go to the
-    // others, while the fronts finish what they have.
+    // Out of the cluster's workers first, and serving until the others know.
     #[cfg(feature = "distributed")]
     if let Some(readers) = &components.readers {
         readers.leave().await;
+        // The other readers read the list at their next heartbeat: until
+        // then they may still send stages here, which are served.
+        tokio::time::sleep((2 * crate::catalog::HEARTBEAT_EVERY).min(grace)).await;
     }
     tracing::info!(grace_s = grace.as_secs_f64(), "shutting down: finishing the requests in flight");
     let _ = stop_fronts.send(true);

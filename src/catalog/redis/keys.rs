@@ -21,7 +21,8 @@
 //! | `<prefix>:{<db>/<table>}:tombstones` | HASH | the deletes not yet carried out everywhere: field = the delete's sequence (taken from `seq`), value = its JSON |
 //! | `<prefix>:{<db>/<table>}:applied` | HASH | writer id → the newest delete that writer carried out on its write buffer |
 //! | `<prefix>:alive` | ZSET | writer id → its last heartbeat (ms, Redis's clock): a delete waits for the live writers |
-//! | `<prefix>:readers` | ZSET | a reader's FlightSQL URL → its last heartbeat (ms, Redis's clock): a query is spread over the live readers |
+//! | `<prefix>:readers:<release>` | ZSET | a reader's FlightSQL URL → its last heartbeat (ms, Redis's clock): a query is spread over the live readers of its release |
+//! | `<prefix>:worker_secret` | STRING | the secret the readers' workers ask each other for |
 
 /// The keys of one catalog (one prefix).
 #[derive(Debug, Clone)]

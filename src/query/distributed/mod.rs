@@ -5,7 +5,7 @@
 //!
 //! - [`coordinating`] makes a session a coordinator: a query it plans is
 //!   split into stages that run on workers, when [`DistributionSettings`]
-//!   say it is worth it (see [`GatedPlanner`]);
+//!   say it is worth it (see `GatedPlanner`);
 //! - [`worker`] is the gRPC service a reader serves beside FlightSQL, which
 //!   runs the stages other readers send it;
 //! - [`Workers`] is where the coordinator finds the workers: the shared
@@ -68,7 +68,7 @@ impl WorkerResolver for Resolver {
 }
 
 /// `builder` made a coordinator over `workers`, whose calls carry `secret`:
-/// its queries are planned as before and spread when [`GatedPlanner`] finds
+/// its queries are planned as before and spread when `GatedPlanner` finds
 /// them worth it. The builder's own query planner must be set before this
 /// is called; without one, `builder` comes back as it was, with None. With
 /// one, the count of the queries spread comes with it.
@@ -107,7 +107,7 @@ pub fn coordinating(
 tokio::task_local! {
     /// The plan [`GatedPlanner`] has just made here, for [`HandOff`] to give
     /// the distributed planner.
-    static PLANNED: RefCell<Option<Arc<dyn ExecutionPlan>>>;
+    static PLANNED: RefCell<Option<(usize, Arc<dyn ExecutionPlan>)>>;
 }
 
 /// The planner datafusion-distributed's wraps (it plans locally, then cuts
@@ -124,7 +124,10 @@ impl QueryPlanner for HandOff {
         logical_plan: &LogicalPlan,
         session_state: &dyn datafusion::catalog::Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if let Some(plan) = PLANNED.try_with(|planned| planned.borrow_mut().take()).ok().flatten() {
+        // Only the plan of this very logical plan (the address tells).
+        let this = logical_plan as *const LogicalPlan as usize;
+        let handed = PLANNED.try_with(|planned| planned.borrow_mut().take_if(|(of, _)| *of == this)).ok().flatten();
+        if let Some((_, plan)) = handed {
             return Ok(plan);
         }
         self.0.create_physical_plan(logical_plan, session_state).await
@@ -153,7 +156,7 @@ struct GatedPlanner {
     distributed: Arc<dyn QueryPlanner + Send + Sync>,
     workers: Arc<dyn Workers>,
     settings: DistributionSettings,
-    /// Plans made for the workers (EXPLAINs included).
+    /// Plans made for the workers (EXPLAINs and EXPLAIN ANALYZEs included).
     spread: Arc<AtomicU64>,
 }
 
@@ -182,11 +185,19 @@ impl QueryPlanner for GatedPlanner {
         if scans == 0 || bytes < self.settings.min_bytes || !encodable {
             return Ok(local);
         }
-        let planned = RefCell::new(Some(Arc::clone(&local)));
+        // Stages are encoded when the query runs, too late to run it here
+        // instead: a node datafusion-proto cannot encode (a recursive CTE's)
+        // is found now.
+        if let Err(error) = encode(&local) {
+            tracing::debug!(%error, "a query has a node that cannot be sent to a worker; it runs here");
+            return Ok(local);
+        }
+        let planned = RefCell::new(Some((logical_plan as *const LogicalPlan as usize, Arc::clone(&local))));
         let distributed = PLANNED.scope(planned, self.distributed.create_physical_plan(logical_plan, session_state));
         match distributed.await {
             Ok(plan) => {
-                if plan.is::<datafusion_distributed::DistributedExec>() {
+                // EXPLAIN ANALYZE's root is the crate's own node, above it.
+                if plan.exists(|node| Ok(node.is::<datafusion_distributed::DistributedExec>()))? {
                     self.spread.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(plan)
@@ -224,9 +235,12 @@ impl GatedPlanner {
             .filter(|p| explain.verbose || matches!(p.plan_type, PlanType::FinalLogicalPlan))
             .cloned()
             .collect();
+        // Tasks are routed when the query runs, over the live readers.
+        let workers: Vec<String> = self.workers.urls().iter().map(url::Url::to_string).collect();
+        let shown = datafusion_distributed::display_plan_ascii(plan.as_ref(), false);
         plans.push(StringifiedPlan::new(
             PlanType::FinalPhysicalPlan,
-            datafusion_distributed::display_plan_ascii(plan.as_ref(), false),
+            format!("{shown}\nWorkers (a stage's tasks go to distinct ones): {}\n", workers.join(", ")),
         ));
         let schema = Arc::clone(explain.schema.inner());
         Ok(Arc::new(datafusion::physical_plan::explain::ExplainExec::new(schema, plans, explain.verbose)))
@@ -274,6 +288,15 @@ fn inspect(plan: &Arc<dyn ExecutionPlan>) -> Result<(usize, u64, bool)> {
         Ok(TreeNodeRecursion::Continue)
     })?;
     Ok((scans, bytes, encodable))
+}
+
+/// Encodes `plan` as its stages will be (EXPLAIN ANALYZE's root aside,
+/// which the crate replaces), to find what cannot be.
+fn encode(plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
+    use datafusion::physical_plan::analyze::AnalyzeExec;
+    use datafusion_proto::physical_plan::{DefaultPhysicalProtoConverter, PhysicalProtoConverterExtension};
+    let plan = plan.downcast_ref::<AnalyzeExec>().map_or_else(|| Arc::clone(plan), |a| Arc::clone(a.input()));
+    DefaultPhysicalProtoConverter {}.execution_plan_to_proto(&plan, &HourglassCodec).map(|_| ())
 }
 
 /// The worker of a reader as its FlightSQL front serves it: `worker` runs

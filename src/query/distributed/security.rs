@@ -175,7 +175,9 @@ impl WorkerPlanRewriteHandler for StoresOnly {
     fn rewrite_worker_plan(&self, event: WorkerPlanRewriteEvent) -> Result<WorkerPlanRewriteEventResponse> {
         match self.refusal(&event.plan)? {
             None => Ok(WorkerPlanRewriteEventResponse::new(event.plan)),
-            Some(why) => Err(DataFusionError::Plan(format!("a reader's worker refuses a stage: {why}"))),
+            // Not the query's fault: a coordinator that sends such a stage is
+            // not one of this cluster's, or is broken.
+            Some(why) => Err(DataFusionError::Internal(format!("a reader's worker refuses a stage: {why}"))),
         }
     }
 }
