@@ -231,9 +231,9 @@ impl Classified for QueryError {
 /// reached, or went away while its task streamed: datafusion-distributed
 /// passes on gRPC's `Unavailable` as the text of an external error when a
 /// worker cannot be reached, says so in its own words when it cannot
-/// connect, and passes on tonic's transport error (a broken pipe, a reset)
-/// when the connection breaks: typed when this process met it, as text when
-/// a worker reading another met it. Storage errors (object_store, I/O)
+/// connect, and passes on the transport's error (a broken pipe, a reset, as
+/// tonic's or hyper's) when the connection breaks: typed when this process
+/// met it, as text when a worker reading another met it. Storage errors (object_store, I/O)
 /// carry none of these.
 fn lost_a_worker(error: &DataFusionError) -> bool {
     #[cfg(feature = "distributed")]
@@ -243,6 +243,7 @@ fn lost_a_worker(error: &DataFusionError) -> bool {
             "Error connecting to Distributed DataFusion worker",
             "Error waiting for Distributed DataFusion channel",
             "tonic::transport::Error",
+            "h2 protocol error",
         ];
         let text = error.to_string();
         if SIGNS.iter().any(|sign| text.contains(sign)) {
@@ -253,6 +254,14 @@ fn lost_a_worker(error: &DataFusionError) -> bool {
         while let Some(e) = cause {
             if e.downcast_ref::<tonic::transport::Error>().is_some() {
                 return true;
+            }
+            // A status the gRPC stack made itself (a worker's own errors come
+            // back as DataFusion's): unavailable, or carrying the connection's
+            // error (hyper's, h2's) as its source.
+            if let Some(status) = e.downcast_ref::<tonic::Status>() {
+                if status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some() {
+                    return true;
+                }
             }
             cause = e.source();
         }
@@ -279,5 +288,52 @@ pub(super) fn strip_prefix(message: &str) -> String {
 impl From<crate::access::Denied> for QueryError {
     fn from(denied: crate::access::Denied) -> Self {
         QueryError::Forbidden(denied.0)
+    }
+}
+
+#[cfg(all(test, feature = "distributed"))]
+mod tests {
+    use super::*;
+
+    fn classified(error: DataFusionError) -> QueryError {
+        QueryError::from_datafusion(error, false)
+    }
+
+    fn external(status: tonic::Status) -> DataFusionError {
+        DataFusionError::External(Box::new(status))
+    }
+
+    /// Every way a worker's loss reached a coordinator in the scale-out
+    /// test, and what must not pass for one.
+    #[test]
+    fn a_lost_worker_is_told_from_other_errors() {
+        let broken = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stream closed because of a broken pipe");
+        let lost = [
+            external(tonic::Status::unavailable("tcp connect error")),
+            // A status the stack made from the connection's error.
+            external(tonic::Status::from_error(Box::new(broken))),
+            // Relayed as text by a worker that read another.
+            DataFusionError::Execution("h2 protocol error: error reading a body from connection".into()),
+            DataFusionError::Context(
+                "connecting".into(),
+                Box::new(DataFusionError::Execution(
+                    "Error connecting to Distributed DataFusion worker on 'http://127.0.0.1:1/': transport error"
+                        .into(),
+                )),
+            ),
+        ];
+        for error in lost {
+            let shown = error.to_string();
+            assert!(matches!(classified(error), QueryError::WorkerLost(_)), "{shown}");
+        }
+        let not_lost = [
+            external(tonic::Status::invalid_argument("bad plan")),
+            external(tonic::Status::unauthenticated("only the readers of its cluster may call it")),
+            DataFusionError::Execution("Divide by zero error".into()),
+        ];
+        for error in not_lost {
+            let shown = error.to_string();
+            assert!(!matches!(classified(error), QueryError::WorkerLost(_)), "{shown}");
+        }
     }
 }
