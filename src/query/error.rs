@@ -131,6 +131,11 @@ impl QueryError {
                     None => QueryError::Internal(root.to_string()),
                 }
             }
+            _ if refused_our_secret(&error) => QueryError::Internal(
+                "another reader's worker refused this reader's worker secret: the readers do not share one \
+                 (<prefix>:worker_secret changed while some ran); restart all the readers together"
+                    .into(),
+            ),
             _ if lost_a_worker(&error) => QueryError::WorkerLost(strip_prefix(&root.to_string())),
             _ if caused_by_storage(&error) => QueryError::Storage(strip_prefix(&root.to_string())),
             DataFusionError::SQL(..) => QueryError::Syntax(strip_prefix(&root.to_string())),
@@ -274,6 +279,20 @@ fn lost_a_worker(error: &DataFusionError) -> bool {
     }
 }
 
+/// Whether a worker refused this coordinator's secret: a cluster whose
+/// readers do not share one, which no retry mends.
+fn refused_our_secret(error: &DataFusionError) -> bool {
+    #[cfg(feature = "distributed")]
+    {
+        error.to_string().contains(super::distributed::security::NOT_OF_THE_CLUSTER)
+    }
+    #[cfg(not(feature = "distributed"))]
+    {
+        let _ = error;
+        false
+    }
+}
+
 /// DataFusion prefixes messages with the error kind ("Error during planning: ");
 /// clients want the problem.
 pub(super) fn strip_prefix(message: &str) -> String {
@@ -328,12 +347,15 @@ mod tests {
         }
         let not_lost = [
             external(tonic::Status::invalid_argument("bad plan")),
-            external(tonic::Status::unauthenticated("only the readers of its cluster may call it")),
             DataFusionError::Execution("Divide by zero error".into()),
         ];
         for error in not_lost {
             let shown = error.to_string();
             assert!(!matches!(classified(error), QueryError::WorkerLost(_)), "{shown}");
         }
+        // A secret the worker does not share: the cluster's fault, no retry mends it.
+        let refused = external(tonic::Status::unauthenticated(crate::query::distributed::security::NOT_OF_THE_CLUSTER));
+        let QueryError::Internal(message) = classified(refused) else { panic!("not an internal error") };
+        assert!(message.contains("restart all the readers together"), "{message}");
     }
 }

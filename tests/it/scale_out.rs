@@ -1121,4 +1121,25 @@ async fn a_query_spread_over_three_readers_answers_as_one_reader_does() {
         "{}",
         readers[0].log_text()
     );
+
+    // A reader started after the secret changed in Redis (the others kept
+    // the old one): its spread queries fail with what to do, not as lost
+    // workers to retry.
+    #[cfg(feature = "distributed")]
+    {
+        let changed = "f".repeat(64);
+        assert!(cluster.redis.command(&["SET", "hourglass:worker_secret", &changed]).is_some());
+        let port = free_port().to_string();
+        let odd = cluster.process("odd", "readonly", &["--flightsql-port", &port, "--distributed-min-bytes", "0"]);
+        let refused = || async {
+            matches!(query(&odd, grouped).await, Some((500, body))
+                if body.to_string().contains("restart all the readers together"))
+        };
+        assert!(
+            eventually(Duration::from_secs(30), refused).await,
+            "{:?}\n{}",
+            query(&odd, grouped).await,
+            odd.log_text()
+        );
+    }
 }

@@ -31,6 +31,11 @@ use crate::catalog::tokens::constant_time_eq;
 /// The header a worker finds the secret in.
 const SECRET_HEADER: &str = "x-hourglass-worker-secret";
 
+/// What a worker answers a call without the cluster's secret; a
+/// coordinator that meets it has a secret the others do not share.
+pub const NOT_OF_THE_CLUSTER: &str =
+    "this is a reader's worker for distributed queries: only the readers of its cluster may call it";
+
 /// The secret the readers of a cluster show each other's workers (kept in
 /// the shared catalog: see [`crate::catalog::ReaderRegistry::worker_secret`]).
 #[derive(Clone)]
@@ -77,9 +82,7 @@ impl tonic::service::Interceptor for SecretCheck {
         let shown: Option<&MetadataValue<_>> = request.metadata().get(SECRET_HEADER);
         match shown {
             Some(shown) if constant_time_eq(shown.as_bytes(), self.0 .0.as_bytes()) => Ok(request),
-            _ => Err(tonic::Status::unauthenticated(
-                "this is a reader's worker for distributed queries: only the readers of its cluster may call it",
-            )),
+            _ => Err(tonic::Status::unauthenticated(NOT_OF_THE_CLUSTER)),
         }
     }
 }
