@@ -255,6 +255,21 @@ fn sql_files() -> Vec<PathBuf> {
     files
 }
 
+/// A runner of one file on `engine`, as the in-process runs make it.
+fn engine_runner(
+    engine: &Arc<QueryEngine>,
+) -> sqllogictest::Runner<Engine, impl sqllogictest::MakeConnection<Conn = Engine>> {
+    let engine = Arc::clone(engine);
+    let connect = move || {
+        let engine = Arc::clone(&engine);
+        async move { Ok::<_, SqlError>(Engine(engine)) }
+    };
+    let mut runner = sqllogictest::Runner::new(connect);
+    runner.add_label("hourglass");
+    runner.with_column_validator(sqllogictest::strict_column_validator);
+    runner
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sql_files_pass_over_buffer_files_and_both() {
     let files = sql_files();
@@ -265,16 +280,7 @@ async fn sql_files_pass_over_buffer_files_and_both() {
         let components = load(&dir.path().join("data"), holding).await;
         let engine = Arc::clone(components.engine.as_ref().expect("aio mode queries"));
         for file in &files {
-            let connect = {
-                let engine = Arc::clone(&engine);
-                move || {
-                    let engine = Arc::clone(&engine);
-                    async move { Ok::<_, SqlError>(Engine(engine)) }
-                }
-            };
-            let mut runner = sqllogictest::Runner::new(connect);
-            runner.add_label("hourglass");
-            runner.with_column_validator(sqllogictest::strict_column_validator);
+            let mut runner = engine_runner(&engine);
             if complete && holding == Holding::Buffer {
                 runner
                     .update_test_file(
@@ -355,16 +361,7 @@ async fn sql_files_answer_the_same_spread_over_three_workers() {
 
     let mut failures = Vec::new();
     for file in sql_files() {
-        let connect = {
-            let engine = Arc::clone(&spread);
-            move || {
-                let engine = Arc::clone(&engine);
-                async move { Ok::<_, SqlError>(Engine(engine)) }
-            }
-        };
-        let mut runner = sqllogictest::Runner::new(connect);
-        runner.add_label("hourglass");
-        runner.with_column_validator(sqllogictest::strict_column_validator);
+        let mut runner = engine_runner(&spread);
         if let Err(e) = runner.run_file_async(&file).await {
             failures.push(format!("{} (spread over three workers):\n{}", file.display(), e.display(true)));
         }

@@ -12,16 +12,9 @@ fn harness() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/tsbs/harness.py")
 }
 
-/// The harness's comparison tells equal answers from different ones: a missing
-/// row, a changed value, tag, time or null, a missing column.
-#[test]
-fn the_harness_comparison_tells_a_wrong_answer_from_a_right_one() {
-    let output = Command::new(test_python()).arg(harness()).arg("self-test").output().expect("run the self-test");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-}
-
-#[test]
-fn the_smoke_profile_answers_every_query_type_as_duckdb_does_on_every_front() {
+/// Runs the harness's `smoke` profile with `extra` options, in a directory of
+/// its own; its report.json and report.md, once it succeeded.
+fn run_smoke(extra: &[&str]) -> (serde_json::Value, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let output = Command::new(test_python())
@@ -33,15 +26,28 @@ fn the_smoke_profile_answers_every_query_type_as_duckdb_does_on_every_front() {
         .arg(dir.path().join("data"))
         .arg("--out")
         .arg(&out)
-        .args(["--runs", "1"])
+        .args(extra)
         .output()
         .expect("run the harness");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "the harness failed:\n{stdout}\n{stderr}");
-
-    let report: serde_json::Value =
+    let report =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json")).expect("json");
+    (report, std::fs::read_to_string(out.join("report.md")).expect("report.md"))
+}
+
+/// The harness's comparison tells equal answers from different ones: a missing
+/// row, a changed value, tag, time or null, a missing column.
+#[test]
+fn the_harness_comparison_tells_a_wrong_answer_from_a_right_one() {
+    let output = Command::new(test_python()).arg(harness()).arg("self-test").output().expect("run the self-test");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn the_smoke_profile_answers_every_query_type_as_duckdb_does_on_every_front() {
+    let (report, markdown) = run_smoke(&["--runs", "1"]);
     let rows = report["data"]["rows"].as_u64().expect("rows");
     assert_eq!(rows, 36_000, "100 hosts × 360 ticks");
     assert_eq!(report["load"]["hourglass"]["rows_acknowledged"].as_u64(), Some(rows));
@@ -65,7 +71,6 @@ fn the_smoke_profile_answers_every_query_type_as_duckdb_does_on_every_front() {
         assert!(queries[kind]["duckdb"]["rows"].as_u64() > Some(0), "{kind} has rows");
     }
     assert_eq!(queries["lastpoint"]["duckdb"]["rows"].as_u64(), Some(100), "one row per host");
-    let markdown = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     assert!(markdown.contains("| lastpoint |"), "{markdown}");
 }
 
@@ -76,26 +81,7 @@ fn the_smoke_profile_answers_every_query_type_as_duckdb_does_on_every_front() {
 #[cfg(feature = "distributed")]
 #[test]
 fn the_smoke_profile_spread_over_three_readers_answers_as_duckdb_does() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out");
-    let output = Command::new(test_python())
-        .arg(harness())
-        .arg("smoke")
-        .args(["--binary", env!("CARGO_BIN_EXE_hourglass")])
-        .args(["--tool", env!("CARGO_BIN_EXE_hourglass-tsbs")])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--out")
-        .arg(&out)
-        .args(["--runs", "1", "--no-influxdb", "--readers", "3"])
-        .output()
-        .expect("run the harness");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "the harness failed:\n{stdout}\n{stderr}");
-
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json")).expect("json");
+    let (report, markdown) = run_smoke(&["--runs", "1", "--no-influxdb", "--readers", "3"]);
     assert_eq!(report["storage"]["rows"].as_u64(), Some(36_000), "the shared layer holds every row once");
     assert_eq!(report["failures"].as_array().map(Vec::len), Some(0), "{}", report["failures"]);
     let queries = report["queries"].as_object().expect("queries");
@@ -112,6 +98,5 @@ fn the_smoke_profile_spread_over_three_readers_answers_as_duckdb_does() {
         let read = |t: &serde_json::Value| t["rows"].as_str().is_some_and(|rows| rows != "0");
         assert!(tasks.iter().any(read), "{kind}: some task read the rows: {tasks:?}");
     }
-    let markdown = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     assert!(markdown.contains("a cluster of 3 readers"), "{markdown}");
 }
