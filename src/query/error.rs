@@ -232,65 +232,28 @@ impl Classified for QueryError {
     }
 }
 
-/// Whether `error` says a worker of a distributed query could not be
-/// reached, or went away while its task streamed: datafusion-distributed
-/// passes on gRPC's `Unavailable` as the text of an external error when a
-/// worker cannot be reached, says so in its own words when it cannot
-/// connect, and passes on the transport's error (a broken pipe, a reset, as
-/// tonic's or hyper's) when the connection breaks: typed when this process
-/// met it, as text when a worker reading another met it. Storage errors (object_store, I/O)
-/// carry none of these.
+/// Whether `error` says a worker of a distributed query was lost (see
+/// [`super::distributed::errors::lost_a_worker`]).
 fn lost_a_worker(error: &DataFusionError) -> bool {
     #[cfg(feature = "distributed")]
-    {
-        const SIGNS: &[&str] = &[
-            "The service is currently unavailable",
-            "Error connecting to Distributed DataFusion worker",
-            "Error waiting for Distributed DataFusion channel",
-            "tonic::transport::Error",
-            "h2 protocol error",
-        ];
-        let text = error.to_string();
-        if SIGNS.iter().any(|sign| text.contains(sign)) {
-            return true;
-        }
-        let DataFusionError::External(root) = error.find_root() else { return false };
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(root.as_ref());
-        while let Some(e) = cause {
-            if e.downcast_ref::<tonic::transport::Error>().is_some() {
-                return true;
-            }
-            // A status the gRPC stack made itself (a worker's own errors come
-            // back as DataFusion's): unavailable, or carrying the connection's
-            // error (hyper's, h2's) as its source.
-            if let Some(status) = e.downcast_ref::<tonic::Status>() {
-                if status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some() {
-                    return true;
-                }
-            }
-            cause = e.source();
-        }
-        false
-    }
+    return super::distributed::errors::lost_a_worker(error);
     #[cfg(not(feature = "distributed"))]
-    {
+    return {
         let _ = error;
         false
-    }
+    };
 }
 
-/// Whether a worker refused this coordinator's secret: a cluster whose
-/// readers do not share one, which no retry mends.
+/// Whether a worker refused this coordinator's secret (see
+/// [`super::distributed::errors::refused_our_secret`]).
 fn refused_our_secret(error: &DataFusionError) -> bool {
     #[cfg(feature = "distributed")]
-    {
-        error.to_string().contains(super::distributed::security::NOT_OF_THE_CLUSTER)
-    }
+    return super::distributed::errors::refused_our_secret(error);
     #[cfg(not(feature = "distributed"))]
-    {
+    return {
         let _ = error;
         false
-    }
+    };
 }
 
 /// DataFusion prefixes messages with the error kind ("Error during planning: ");

@@ -11,10 +11,12 @@
 //! - [`Workers`] is where the coordinator finds the workers: the shared
 //!   catalog's registry of live readers;
 //! - [`codec::HourglassCodec`] carries HourglassDB's own plan nodes across;
+//! - [`errors`] tells a lost worker from other failures;
 //! - [`security`] keeps the workers to the cluster: a shared secret on
 //!   every call, and a check of every plan a worker is sent.
 
 pub mod codec;
+pub mod errors;
 pub mod security;
 
 use std::cell::RefCell;
